@@ -1,0 +1,60 @@
+package blockstore
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+)
+
+// CountingStore wraps a Store and counts Get calls and bytes read, in total
+// and per hash. It exists so tests (here and end to end) can assert what
+// the Pool promises: the backend saw exactly one read per unique block.
+// The other methods pass straight through.
+type CountingStore struct {
+	Store // the wrapped store
+
+	gets     atomic.Int64
+	getBytes atomic.Int64
+
+	mu     sync.Mutex
+	byHash map[Hash]int64
+}
+
+// NewCountingStore returns a CountingStore wrapping s.
+func NewCountingStore(s Store) *CountingStore {
+	return &CountingStore{Store: s, byHash: make(map[Hash]int64)}
+}
+
+// Get counts the call (successful or not) and the bytes read, then
+// delegates.
+func (c *CountingStore) Get(ctx context.Context, loc Locator, dst []byte) (int, error) {
+	c.gets.Add(1)
+	c.mu.Lock()
+	c.byHash[loc.Hash]++
+	c.mu.Unlock()
+	n, err := c.Store.Get(ctx, loc, dst)
+	c.getBytes.Add(int64(n))
+	return n, err
+}
+
+// Gets returns the number of Get calls so far.
+func (c *CountingStore) Gets() int64 { return c.gets.Load() }
+
+// GetBytes returns the number of bytes all Get calls have returned.
+func (c *CountingStore) GetBytes() int64 { return c.getBytes.Load() }
+
+// GetsOf returns the number of Get calls for hash h.
+func (c *CountingStore) GetsOf(h Hash) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.byHash[h]
+}
+
+// Reset zeroes all counters.
+func (c *CountingStore) Reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gets.Store(0)
+	c.getBytes.Store(0)
+	clear(c.byHash)
+}

@@ -1,0 +1,291 @@
+package blockstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// tempPrefix marks files being written. A crash can leave them behind; they
+// can never be mistaken for blocks (a block's name is exactly 64 hex
+// characters) so List skips them, and OpenDir removes them.
+const tempPrefix = ".tmp-"
+
+// DirStore keeps each block as a file <root>/<first 2 hex>/<64 hex>.
+//
+// The two-character fan-out keeps directories small enough for any
+// filesystem. Paths are only ever built from a Hash, never from a caller's
+// string, so no input can name a file outside root. Writes are atomic (temp
+// file in the destination directory, write, fsync, rename, fsync directory):
+// a reader or a crash sees either the whole block or no block.
+//
+// A DirStore assumes it is the only writer to root: OpenDir removes every
+// temp file it finds, including one another process might be writing.
+type DirStore struct {
+	root string
+}
+
+var _ Store = (*DirStore)(nil)
+
+// OpenDir opens the store rooted at root. If root does not exist, OpenDir
+// creates it when create is true and otherwise returns an error wrapping
+// fs.ErrNotExist. Temp files left by a crash are removed.
+func OpenDir(root string, create bool) (*DirStore, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("blockstore: open dir store %q: %w", root, err)
+	}
+	if create {
+		if err := os.MkdirAll(abs, 0o755); err != nil {
+			return nil, fmt.Errorf("blockstore: create dir store %q: %w", root, err)
+		}
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return nil, fmt.Errorf("blockstore: open dir store %q: %w", root, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("blockstore: open dir store %q: not a directory", root)
+	}
+	d := &DirStore{root: abs}
+	if err := d.removeTemps(); err != nil {
+		return nil, fmt.Errorf("blockstore: open dir store %q: cleaning temp files: %w", root, err)
+	}
+	return d, nil
+}
+
+// Root returns the absolute directory the store lives in.
+func (d *DirStore) Root() string { return d.root }
+
+func (d *DirStore) dir(h Hash) string { return filepath.Join(d.root, h.String()[:2]) }
+
+func (d *DirStore) path(h Hash) string {
+	s := h.String()
+	return filepath.Join(d.root, s[:2], s)
+}
+
+// Get implements Store. A file whose size differs from loc.Size yields an
+// error wrapping ErrCorrupt (the locator or the file is wrong; either way
+// these are not the requested bytes).
+func (d *DirStore) Get(ctx context.Context, loc Locator, dst []byte) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := loc.validate(); err != nil {
+		return 0, err
+	}
+	if int64(len(dst)) < loc.Size {
+		return 0, fmt.Errorf("blockstore: get %v: %w: buffer of %d bytes", loc, io.ErrShortBuffer, len(dst))
+	}
+	f, err := os.Open(d.path(loc.Hash))
+	if err != nil {
+		return 0, d.wrapMissing("get", loc.Hash, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("blockstore: get %v: %w", loc, err)
+	}
+	if fi.Size() != loc.Size {
+		return 0, fmt.Errorf("%w: get %v: file has %d bytes", ErrCorrupt, loc, fi.Size())
+	}
+	n, err := io.ReadFull(f, dst[:loc.Size])
+	if err != nil {
+		return n, fmt.Errorf("blockstore: get %v: %w", loc, err)
+	}
+	return n, nil
+}
+
+// Put implements Store. If the block exists with the right size, Put only
+// stats it; a wrong-sized file (damage) is replaced.
+func (d *DirStore) Put(ctx context.Context, h Hash, data []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(data) > MaxBlockSize {
+		return fmt.Errorf("%w: put %v: %d bytes", ErrTooLarge, h, len(data))
+	}
+	if got := Sum(data); got != h {
+		return fmt.Errorf("%w: put %v: data hashes to %v", ErrCorrupt, h, got)
+	}
+	final := d.path(h)
+	if fi, err := os.Stat(final); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(data)) {
+		return nil
+	}
+	dir := d.dir(h)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("blockstore: put %v: %w", h, err)
+	}
+	if err := writeAtomic(dir, final, data); err != nil {
+		return fmt.Errorf("blockstore: put %v: %w", h, err)
+	}
+	return nil
+}
+
+// writeAtomic writes data to final via a temp file in dir (same filesystem,
+// so the rename is atomic) and syncs both the file and the directory, so the
+// block survives a crash once Put returns.
+func writeAtomic(dir, final string, data []byte) (err error) {
+	f, err := os.CreateTemp(dir, tempPrefix+"*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	// Blocks are immutable: make the file read-only to say so.
+	if err = f.Chmod(0o444); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp, final); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// Has implements Store.
+func (d *DirStore) Has(ctx context.Context, h Hash) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	_, err := os.Stat(d.path(h))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	return false, fmt.Errorf("blockstore: has %v: %w", h, err)
+}
+
+// List implements Store. Only names that are a valid Hash in the directory
+// matching their prefix are reported; temp files and strays are skipped. A
+// block deleted while List runs may or may not be reported.
+func (d *DirStore) List(ctx context.Context, fn func(Locator) error) error {
+	subs, err := os.ReadDir(d.root)
+	if err != nil {
+		return fmt.Errorf("blockstore: list: %w", err)
+	}
+	for _, sub := range subs {
+		if !sub.IsDir() || !isFanout(sub.Name()) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ents, err := os.ReadDir(filepath.Join(d.root, sub.Name()))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return fmt.Errorf("blockstore: list: %w", err)
+		}
+		for _, e := range ents {
+			if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), sub.Name()) {
+				continue
+			}
+			h, err := ParseHash(e.Name())
+			if err != nil {
+				continue
+			}
+			fi, err := e.Info()
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					continue // deleted under us
+				}
+				return fmt.Errorf("blockstore: list: %w", err)
+			}
+			if err := fn(Locator{Hash: h, Size: fi.Size()}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Delete implements Store.
+func (d *DirStore) Delete(ctx context.Context, h Hash) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := os.Remove(d.path(h)); err != nil {
+		return d.wrapMissing("delete", h, err)
+	}
+	if err := syncDir(d.dir(h)); err != nil {
+		return fmt.Errorf("blockstore: delete %v: %w", h, err)
+	}
+	return nil
+}
+
+// wrapMissing turns "no such file" into ErrNotFound while keeping the
+// original error (so fs.ErrNotExist still matches too).
+func (d *DirStore) wrapMissing(op string, h Hash, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s %v: %w", ErrNotFound, op, h, err)
+	}
+	return fmt.Errorf("blockstore: %s %v: %w", op, h, err)
+}
+
+// removeTemps deletes temp files that a crash left in the fan-out
+// directories.
+func (d *DirStore) removeTemps() error {
+	subs, err := os.ReadDir(d.root)
+	if err != nil {
+		return err
+	}
+	for _, sub := range subs {
+		if !sub.IsDir() || !isFanout(sub.Name()) {
+			continue
+		}
+		dir := filepath.Join(d.root, sub.Name())
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if e.Type().IsRegular() && strings.HasPrefix(e.Name(), tempPrefix) {
+				if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// isFanout reports whether name is a two-lowercase-hex directory name.
+func isFanout(name string) bool {
+	if len(name) != 2 {
+		return false
+	}
+	_, ok1 := unhex(name[0])
+	_, ok2 := unhex(name[1])
+	return ok1 && ok2
+}

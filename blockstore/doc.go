@@ -1,0 +1,16 @@
+// Package blockstore stores and serves immutable, content-addressed blocks.
+//
+// A block is named by the SHA-256 of its bytes (Hash) and is addressed by a
+// Locator, which also carries the block's size so that a reader can size its
+// buffer before the first byte arrives.
+//
+// Backends implement the small Store interface (DirStore keeps blocks as
+// files; network backends come later). Readers do not call a Store directly:
+// they go through a Pool, which bounds the memory spent on block buffers,
+// verifies every byte it hands out, lets overlapping reads of one block share
+// a single fetch, and keeps recently released blocks around so that the many
+// readers that tend to want the same block at the same moment (a fleet of
+// jobs starting together) cost one backend read instead of hundreds.
+//
+// Everything here is safe for concurrent use.
+package blockstore

@@ -1,0 +1,30 @@
+package blockstore
+
+import "context"
+
+// Store is the one small interface every backend implements (a directory
+// now; HTTP and S3 later). It is deliberately dumb: no caching, no sharing,
+// no verification on read. Those live once, in Pool, instead of once per
+// backend. Implementations must be safe for concurrent use.
+type Store interface {
+	// Get reads block loc into dst (len(dst) >= loc.Size) and returns the
+	// number of bytes read. It need not verify the hash (the Pool does). A
+	// missing block yields an error wrapping ErrNotFound.
+	Get(ctx context.Context, loc Locator, dst []byte) (int, error)
+
+	// Put stores data under h. It must verify Sum(data) == h and return an
+	// error wrapping ErrCorrupt otherwise: writes are where corruption
+	// would become permanent. Writing a block that exists is a no-op.
+	Put(ctx context.Context, h Hash, data []byte) error
+
+	// Has reports whether the block is stored.
+	Has(ctx context.Context, h Hash) (bool, error)
+
+	// List calls fn for every block, in no particular order. A non-nil
+	// error from fn stops the listing and is returned.
+	List(ctx context.Context, fn func(Locator) error) error
+
+	// Delete removes the block. A missing block yields an error wrapping
+	// ErrNotFound.
+	Delete(ctx context.Context, h Hash) error
+}
