@@ -1,0 +1,106 @@
+package chunker
+
+import (
+	"io"
+)
+
+// initialBuf is the first buffer size. The buffer doubles on demand, then
+// jumps to 2*Max, so chunking many small files does not allocate Max-sized buffers.
+const initialBuf = 64 << 10
+
+// maxEmptyReads bounds consecutive (0, nil) reads before giving up.
+const maxEmptyReads = 100
+
+// Chunker splits a stream into chunks with Cut's rule. It holds one buffer
+// of at most 2*Max bytes and allocates nothing per chunk.
+type Chunker struct {
+	r          io.Reader
+	p          params
+	buf        []byte
+	start, end int   // unconsumed data is buf[start:end]
+	eof        bool  // r reported io.EOF
+	err        error // sticky read error other than io.EOF
+}
+
+// New returns a Chunker reading from r. It fails only if cfg is invalid.
+func New(r io.Reader, cfg Config) (*Chunker, error) {
+	p, err := cfg.params()
+	if err != nil {
+		return nil, err
+	}
+	return &Chunker{r: r, p: p}, nil
+}
+
+// Reset makes c read a new stream with the same Config, keeping its buffer.
+func (c *Chunker) Reset(r io.Reader) {
+	*c = Chunker{r: r, p: c.p, buf: c.buf}
+}
+
+// Next returns the next chunk. The slice aliases the internal buffer and is
+// valid only until the following Next or Reset call. After the last chunk
+// Next returns io.EOF (at once for empty input). A read error is returned
+// once the chunks it leaves undetermined are reached: chunks whose boundary
+// was fixed by data read before the error are still delivered.
+func (c *Chunker) Next() ([]byte, error) {
+	if c.end-c.start < c.p.max && !c.eof && c.err == nil {
+		c.fill()
+	}
+	avail := c.end - c.start
+	if avail == 0 || (avail < c.p.max && !c.eof) {
+		if c.err != nil {
+			return nil, c.err
+		}
+		return nil, io.EOF
+	}
+	data := c.buf[c.start:c.end]
+	n := c.p.cut(data)
+	c.start += n
+	return data[:n:n], nil
+}
+
+// fill moves the unconsumed bytes to the front and reads until the buffer is
+// full (growing it if it cannot hold Max bytes), EOF, or an error.
+func (c *Chunker) fill() {
+	if c.start > 0 {
+		c.end = copy(c.buf, c.buf[c.start:c.end])
+		c.start = 0
+	}
+	empty := 0
+	for {
+		if c.end == len(c.buf) {
+			if c.end >= c.p.max {
+				return
+			}
+			c.grow()
+		}
+		n, err := c.r.Read(c.buf[c.end:])
+		c.end += n
+		switch {
+		case err == io.EOF:
+			c.eof = true
+			return
+		case err != nil:
+			c.err = err
+			return
+		case n == 0:
+			if empty++; empty >= maxEmptyReads {
+				c.err = io.ErrNoProgress
+				return
+			}
+		default:
+			empty = 0
+		}
+	}
+}
+
+func (c *Chunker) grow() {
+	size := max(2*len(c.buf), initialBuf)
+	if size >= c.p.max {
+		// The stream is at least Max long: go straight to the steady
+		// 2*Max, so each refill copies less than Max and reads at least Max.
+		size = 2 * c.p.max
+	}
+	nb := make([]byte, size)
+	copy(nb, c.buf[:c.end])
+	c.buf = nb
+}
