@@ -1,0 +1,80 @@
+package blockstore
+
+// Buffer is a block's bytes held in a Pool on behalf of one or more callers.
+//
+// Overlapping Gets of the same block receive the same *Buffer; a reference
+// count says how many callers still hold it. When the count drops to zero
+// the buffer keeps its block and goes onto the pool's LRU list, so that a
+// later Get of the same block is served from memory, until the pool needs
+// the memory for another block.
+type Buffer struct {
+	pool *Pool
+	loc  Locator
+
+	// mem is the whole allocation (its capacity is what the pool accounts
+	// for and what a later block may reuse); data is mem[:loc.Size:loc.Size],
+	// so a caller's append can never scribble on pooled memory.
+	// Written by the fetch before done is closed; moved away only under
+	// pool.mu while refs == 0.
+	mem  []byte
+	data []byte
+	held int64 // bytes accounted in pool.bytesHeld for this buffer
+
+	// done is closed when the fetch has finished; err is its outcome
+	// (set before done is closed, so readable after <-done).
+	done chan struct{}
+	err  error
+
+	// Guarded by pool.mu.
+	refs       int  // callers holding it, plus one while a fetch runs
+	ready      bool // fetched and verified
+	prev, next *Buffer
+}
+
+// Bytes returns exactly loc.Size verified bytes of the block. They are
+// valid, and must not be modified, until Release.
+func (b *Buffer) Bytes() []byte { return b.data }
+
+// Locator returns the block this buffer holds.
+func (b *Buffer) Locator() Locator { return b.loc }
+
+// Release gives the caller's reference back. Call it exactly once per
+// successful Get, and do not touch Bytes afterwards: the memory may be
+// handed to another block. (A buffer is shared, so an extra Release steals
+// another caller's reference; the pool panics only once the count goes
+// negative.)
+func (b *Buffer) Release() { b.pool.release(b) }
+
+// lruList is an intrusive doubly-linked list of unreferenced, ready buffers,
+// most recently used at the front. Intrusive links make moving a buffer on
+// and off the list O(1) and allocation-free, which is what keeps the hit
+// path cheap.
+type lruList struct {
+	root Buffer // sentinel: root.next is the front, root.prev the back
+	n    int
+}
+
+func (l *lruList) init() { l.root.next, l.root.prev = &l.root, &l.root }
+
+func (l *lruList) pushFront(b *Buffer) {
+	b.prev, b.next = &l.root, l.root.next
+	b.prev.next, b.next.prev = b, b
+	l.n++
+}
+
+func (l *lruList) remove(b *Buffer) {
+	b.prev.next, b.next.prev = b.next, b.prev
+	b.prev, b.next = nil, nil
+	l.n--
+}
+
+// back returns the least recently used buffer, or nil.
+func (l *lruList) back() *Buffer {
+	if l.n == 0 {
+		return nil
+	}
+	return l.root.prev
+}
+
+// inList reports whether b is linked into an lruList.
+func (b *Buffer) inList() bool { return b.next != nil }

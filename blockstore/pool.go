@@ -1,0 +1,433 @@
+package blockstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Defaults for zero PoolConfig fields.
+const (
+	DefaultMaxBytes    = 256 << 20
+	DefaultMaxWaiters  = 1024
+	DefaultMaxPrefetch = 8
+)
+
+// PoolConfig bounds a Pool. Zero fields take the defaults above.
+type PoolConfig struct {
+	// MaxBytes bounds the bytes held in buffers, cached or in use
+	// (default 256 MiB when 0).
+	MaxBytes int64
+	// MaxWaiters is how many callers may wait for a free buffer; beyond
+	// that Get returns ErrBusy at once (default 1024 when 0; negative
+	// means none may wait).
+	MaxWaiters int
+	// MaxPrefetch bounds concurrent background prefetches (default 8 when
+	// 0; negative disables Prefetch).
+	MaxPrefetch int
+	// FetchTimeout bounds each store read (0 means no timeout). Because a
+	// fetch outlives the caller that started it, this is the only thing
+	// that stops a hung backend read.
+	FetchTimeout time.Duration
+}
+
+// Pool reads blocks from a Store into a bounded set of memory buffers and
+// shares them, in the manner of groupcache (single flight plus LRU):
+//
+//   - Overlapping Gets of one block share one buffer: the first starts a
+//     fetch and everyone, the first included, waits for it. If it fails,
+//     all of them get its error and nothing is cached, so the next Get
+//     tries again.
+//   - A released buffer keeps its block on an LRU list, so a later Get is
+//     a hit that never reaches the store, until the memory is needed for
+//     another block.
+//   - Memory is bounded by MaxBytes. A miss takes fresh memory while there
+//     is room, and otherwise evicts least-recently-used idle buffers,
+//     reusing an evicted slice when its capacity fits. When every byte is
+//     in use, callers wait (up to MaxWaiters of them; the rest get ErrBusy
+//     so a server can shed load with a 503 instead of queueing forever).
+//   - Every byte is verified (size and SHA-256) before any caller sees it.
+//
+// The fetch does not run on a caller's context: a caller that gives up
+// returns ctx.Err() at once while the fetch carries on for the others
+// (bounded by FetchTimeout). The store read never runs under the pool
+// mutex, whose critical sections are a map lookup and a few pointer moves.
+type Pool struct {
+	store        Store
+	maxBytes     int64
+	maxWaiters   int
+	maxPrefetch  int
+	fetchTimeout time.Duration
+
+	c poolCounters
+
+	mu          sync.Mutex
+	table       map[Locator]*Buffer // every buffer holding or fetching a block
+	lru         lruList             // idle (refs == 0) ready buffers
+	bytesHeld   int64               // sum of held over table
+	lruBytes    int64               // sum of held over lru
+	nwait       int                 // Gets waiting for memory
+	wake        chan struct{}       // closed (and reset) to wake them; nil when nobody waits
+	prefetching int                 // prefetches in flight
+	closed      bool
+	wg          sync.WaitGroup // prefetches in flight, for Close
+}
+
+// NewPool returns a Pool reading from s.
+func NewPool(s Store, cfg PoolConfig) *Pool {
+	if s == nil {
+		panic("blockstore: NewPool with nil Store")
+	}
+	p := &Pool{
+		store:        s,
+		maxBytes:     cfg.MaxBytes,
+		maxWaiters:   cfg.MaxWaiters,
+		maxPrefetch:  cfg.MaxPrefetch,
+		fetchTimeout: cfg.FetchTimeout,
+		table:        make(map[Locator]*Buffer),
+	}
+	if p.maxBytes <= 0 {
+		p.maxBytes = DefaultMaxBytes
+	}
+	switch {
+	case p.maxWaiters == 0:
+		p.maxWaiters = DefaultMaxWaiters
+	case p.maxWaiters < 0:
+		p.maxWaiters = 0
+	}
+	switch {
+	case p.maxPrefetch == 0:
+		p.maxPrefetch = DefaultMaxPrefetch
+	case p.maxPrefetch < 0:
+		p.maxPrefetch = 0
+	}
+	p.lru.init()
+	return p
+}
+
+// Get returns a buffer holding the verified bytes of block loc. The caller
+// must Release it exactly once.
+//
+// Errors: ErrMalformed or ErrTooLarge for a locator the pool could never
+// hold; ErrBusy when every buffer is in use and MaxWaiters callers already
+// wait; ctx.Err() if ctx ends first; otherwise the fetch's error (wrapping
+// the store's, e.g. ErrNotFound, or ErrCorrupt when verification failed),
+// shared by every caller that waited for that fetch.
+func (p *Pool) Get(ctx context.Context, loc Locator) (*Buffer, error) {
+	p.c.gets.Add(1)
+	if err := p.check(loc); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	for {
+		if b := p.table[loc]; b != nil {
+			p.acquireLocked(b)
+			ready := b.ready
+			p.mu.Unlock()
+			if ready {
+				p.c.hits.Add(1)
+				return b, nil
+			}
+			p.c.shared.Add(1)
+			return p.wait(ctx, b)
+		}
+		if b := p.reserveLocked(loc); b != nil {
+			b.refs = 2 // this caller and the fetch
+			p.c.inUse.Add(1)
+			p.mu.Unlock()
+			go p.fetch(context.WithoutCancel(ctx), b, false)
+			return p.wait(ctx, b)
+		}
+		// No memory to be had without waiting.
+		if p.nwait >= p.maxWaiters {
+			n := p.nwait
+			p.mu.Unlock()
+			p.c.busy.Add(1)
+			return nil, fmt.Errorf("%w: get %v: all buffers in use and %d callers waiting", ErrBusy, loc, n)
+		}
+		if p.wake == nil {
+			p.wake = make(chan struct{})
+		}
+		wake := p.wake
+		p.nwait++
+		p.c.waiters.Add(1)
+		p.mu.Unlock()
+		var err error
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		p.mu.Lock()
+		p.nwait--
+		p.c.waiters.Add(-1)
+		if err != nil {
+			p.mu.Unlock()
+			return nil, err
+		}
+		// Something was freed: look again from the top, since another
+		// caller may meanwhile have started fetching this very block.
+	}
+}
+
+// Prefetch starts fetching loc into the pool without holding it, so that a
+// Get soon after is a hit. It never blocks. It returns true if the block is
+// already present or in flight, or a fetch was started; false if it could
+// not start one (no buffer free without waiting, callers already waiting
+// for memory, MaxPrefetch fetches running, the locator unusable, or the
+// pool closed).
+func (p *Pool) Prefetch(loc Locator) bool {
+	if p.check(loc) != nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	if b := p.table[loc]; b != nil {
+		if b.refs == 0 { // idle in the LRU: someone wants it soon
+			p.lru.remove(b)
+			p.lru.pushFront(b)
+		}
+		return true
+	}
+	// Never take memory that a waiting Get needs.
+	if p.prefetching >= p.maxPrefetch || p.nwait > 0 {
+		return false
+	}
+	b := p.reserveLocked(loc)
+	if b == nil {
+		return false
+	}
+	b.refs = 1 // the fetch
+	p.c.inUse.Add(1)
+	p.prefetching++
+	p.c.prefetches.Add(1)
+	p.wg.Add(1)
+	go p.fetch(context.Background(), b, true)
+	return true
+}
+
+// Close stops new prefetches and waits for those in flight. Buffers stay
+// valid and Get keeps working; Close only ends background work.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+// check rejects locators the pool can never serve.
+func (p *Pool) check(loc Locator) error {
+	if err := loc.validate(); err != nil {
+		return err
+	}
+	if loc.Size > p.maxBytes {
+		return fmt.Errorf("%w: get %v: larger than pool MaxBytes %d", ErrTooLarge, loc, p.maxBytes)
+	}
+	return nil
+}
+
+// wait blocks until b's fetch is done or ctx ends, holding one reference,
+// which it gives back on any error.
+func (p *Pool) wait(ctx context.Context, b *Buffer) (*Buffer, error) {
+	select {
+	case <-b.done:
+		if b.err != nil {
+			p.release(b)
+			return nil, b.err
+		}
+		return b, nil
+	case <-ctx.Done():
+		p.release(b)
+		return nil, ctx.Err()
+	}
+}
+
+// fetch reads b's block from the store into b, verifies it and publishes
+// the outcome to every waiter. It owns one reference to b while it runs, so
+// b cannot be evicted underneath it.
+func (p *Pool) fetch(ctx context.Context, b *Buffer, prefetch bool) {
+	if p.fetchTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.fetchTimeout)
+		defer cancel()
+	}
+	size := b.loc.Size
+	if b.mem == nil {
+		// Allocated here, not under the mutex: zeroing 64 MiB takes a while.
+		b.mem = make([]byte, size)
+	}
+	b.data = b.mem[:size:size]
+	n, err := p.store.Get(ctx, b.loc, b.data)
+	p.c.fetches.Add(1)
+	if n > 0 {
+		p.c.fetchBytes.Add(int64(n))
+	}
+	if err == nil {
+		err = verify(b.loc, b.data, n)
+	}
+	if err != nil {
+		err = fmt.Errorf("blockstore: fetch %v: %w", b.loc, err)
+		p.c.errors.Add(1)
+		if errors.Is(err, ErrCorrupt) {
+			p.c.verifyFailures.Add(1)
+		}
+	}
+
+	p.mu.Lock()
+	if err != nil {
+		// Forget the block at once (the next Get fetches afresh) and free
+		// its memory; waiters only look at b.err.
+		b.err = err
+		delete(p.table, b.loc)
+		p.c.buffers.Add(-1)
+		p.dropLocked(b)
+		p.wakeLocked()
+	} else {
+		b.ready = true
+	}
+	close(b.done)
+	if prefetch {
+		p.prefetching--
+	}
+	p.releaseLocked(b)
+	p.mu.Unlock()
+	if prefetch {
+		p.wg.Done()
+	}
+}
+
+// verify checks that the n bytes read are exactly the block loc names.
+func verify(loc Locator, data []byte, n int) error {
+	if int64(n) != loc.Size {
+		return fmt.Errorf("%w: store returned %d bytes, locator says %d", ErrCorrupt, n, loc.Size)
+	}
+	if got := Sum(data); got != loc.Hash {
+		return fmt.Errorf("%w: data hashes to %v", ErrCorrupt, got)
+	}
+	return nil
+}
+
+// reserveLocked finds memory for loc without waiting and registers a new,
+// not yet ready buffer for it (refs 0; the caller sets them). It returns nil
+// if the memory cannot be had without waiting for a buffer to be released.
+func (p *Pool) reserveLocked(loc Locator) *Buffer {
+	need := loc.Size
+	b := &Buffer{pool: p, loc: loc, done: make(chan struct{})}
+	switch {
+	case p.bytesHeld+need <= p.maxBytes:
+		// Room for fresh memory; the fetch allocates it.
+		b.held = need
+		p.bytesHeld += need
+	case p.bytesHeld-p.lruBytes+need <= p.maxBytes:
+		// Evicting idle buffers, oldest first, makes room. Reuse an
+		// evicted slice if it fits without wasting more than half of
+		// it; otherwise drop it, so bytesHeld stays honest.
+		for {
+			v := p.lru.back()
+			p.evictLocked(v)
+			if c := int64(cap(v.mem)); c >= need && c <= 2*need {
+				p.moveMemLocked(v, b)
+				break
+			}
+			p.dropLocked(v)
+			if p.bytesHeld+need <= p.maxBytes {
+				b.held = need
+				p.bytesHeld += need
+				break
+			}
+		}
+	default:
+		// Even evicting every idle buffer would not free enough, but
+		// one of them may be big enough to reuse: take the oldest.
+		v := p.lru.back()
+		for v != nil && v != &p.lru.root && int64(cap(v.mem)) < need {
+			v = v.prev
+		}
+		if v == nil || v == &p.lru.root {
+			return nil
+		}
+		p.evictLocked(v)
+		p.moveMemLocked(v, b)
+	}
+	p.table[loc] = b
+	p.c.buffers.Add(1)
+	p.c.bytesHeld.Store(p.bytesHeld)
+	return b
+}
+
+// evictLocked removes idle buffer v from the LRU and the table. Its memory
+// is still accounted for until moved or dropped.
+func (p *Pool) evictLocked(v *Buffer) {
+	p.lru.remove(v)
+	p.lruBytes -= v.held
+	delete(p.table, v.loc)
+	p.c.buffers.Add(-1)
+	p.c.evictions.Add(1)
+}
+
+// moveMemLocked hands v's memory (and its accounting) to b.
+func (p *Pool) moveMemLocked(v, b *Buffer) {
+	b.mem, b.held = v.mem, v.held
+	v.mem, v.data, v.held = nil, nil, 0
+}
+
+// dropLocked lets the garbage collector have b's memory.
+func (p *Pool) dropLocked(b *Buffer) {
+	p.bytesHeld -= b.held
+	p.c.bytesHeld.Store(p.bytesHeld)
+	b.mem, b.data, b.held = nil, nil, 0
+}
+
+// acquireLocked takes a reference to b, taking it off the LRU if idle.
+func (p *Pool) acquireLocked(b *Buffer) {
+	if b.refs == 0 {
+		p.lru.remove(b)
+		p.lruBytes -= b.held
+		p.c.inUse.Add(1)
+	}
+	b.refs++
+}
+
+func (p *Pool) release(b *Buffer) {
+	p.mu.Lock()
+	if b.refs <= 0 {
+		p.mu.Unlock()
+		panic("blockstore: Buffer released more often than acquired")
+	}
+	p.releaseLocked(b)
+	p.mu.Unlock()
+}
+
+// releaseLocked drops a reference. The last one puts a verified buffer on
+// the LRU (keeping its block for reuse) and wakes callers waiting for
+// memory; a failed buffer was already forgotten and simply goes away.
+func (p *Pool) releaseLocked(b *Buffer) {
+	b.refs--
+	if b.refs > 0 {
+		return
+	}
+	p.c.inUse.Add(-1)
+	if b.ready {
+		p.lru.pushFront(b)
+		p.lruBytes += b.held
+		p.wakeLocked()
+	}
+}
+
+// wakeLocked wakes every caller waiting for memory; each re-checks. A
+// broadcast is simple and cannot lose a wake-up; there are no waiters (and
+// no channel, so no allocation) in the common case.
+func (p *Pool) wakeLocked() {
+	if p.wake != nil {
+		close(p.wake)
+		p.wake = nil
+	}
+}
