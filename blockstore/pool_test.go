@@ -62,6 +62,7 @@ func assertIdle(t *testing.T, p *Pool) {
 	if s := p.Stats(); s.Waiters != 0 || s.BytesHeld > s.MaxBytes {
 		t.Fatalf("pool not idle: %+v", s)
 	}
+	checkInvariants(t, p)
 }
 
 func TestPoolSharedFetch(t *testing.T) {
