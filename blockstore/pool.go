@@ -265,8 +265,8 @@ func (p *Pool) fetch(ctx context.Context, b *Buffer, prefetch bool) {
 		b.mem = make([]byte, size)
 	}
 	b.data = b.mem[:size:size]
-	n, err := p.store.Get(ctx, b.loc, b.data)
 	p.c.fetches.Add(1)
+	n, err := p.store.Get(ctx, b.loc, b.data)
 	if n > 0 {
 		p.c.fetchBytes.Add(int64(n))
 	}

@@ -8,7 +8,7 @@ type PoolStats struct {
 	Gets           int64 `json:"gets"`            // Get calls
 	Hits           int64 `json:"hits"`            // Gets served from a buffer already holding the block
 	Shared         int64 `json:"shared"`          // Gets that joined a fetch already in flight
-	Fetches        int64 `json:"fetches"`         // store reads (Get misses and prefetches)
+	Fetches        int64 `json:"fetches"`         // store reads started (Get misses and prefetches)
 	FetchBytes     int64 `json:"fetch_bytes"`     // bytes those reads returned
 	VerifyFailures int64 `json:"verify_failures"` // fetches whose bytes failed size/SHA-256 checks (subset of errors)
 	Errors         int64 `json:"errors"`          // failed fetches (each counted once, however many callers shared it)
