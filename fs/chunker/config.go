@@ -104,9 +104,9 @@ func (c Config) params() (params, error) {
 
 // maskTop is the highest hash bit a mask uses. The gear hash shifts left, so
 // bit k depends on the last k+1 bytes: high bits see the widest window. The
-// top three bits are left out so the unrolled loop can test intermediate
-// hashes that are pre-shifted by up to three positions (see scan).
-const maskTop = 60
+// top bit is left out so the two-bytes-per-step loop can test the hash of
+// the odd byte pre-shifted by one position (see scan).
+const maskTop = 62
 
 // mask returns n consecutive one bits ending at bit maskTop.
 func mask(n int) uint64 {

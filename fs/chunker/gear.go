@@ -6,10 +6,10 @@ package chunker
 // dedups against new imports. TestGolden pins boundaries to catch this.
 const gearSeed = 0x626c6f636b667321 // "blockfs!"
 
-// gear is the random byte->uint64 table of the gear hash; gear1..gear3 are
-// the same values shifted left by 1..3, used by the unrolled loop so that
-// four bytes cost one shift of the running hash instead of four.
-var gear, gear1, gear2, gear3 [256]uint64
+// gear is the random byte->uint64 table of the gear hash; gear1 holds the
+// same values shifted left by one, so that the loop can roll two bytes per
+// shift of the running hash (see scan).
+var gear, gear1 [256]uint64
 
 func init() {
 	// splitmix64: tiny, well mixed, and trivially reproducible anywhere.
@@ -21,7 +21,5 @@ func init() {
 		z = (z ^ z>>27) * 0x94d049bb133111eb
 		gear[i] = z ^ z>>31
 		gear1[i] = gear[i] << 1
-		gear2[i] = gear[i] << 2
-		gear3[i] = gear[i] << 3
 	}
 }
