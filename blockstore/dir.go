@@ -9,12 +9,21 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
-// tempPrefix marks files being written. A crash can leave them behind; they
-// can never be mistaken for blocks (a block's name is exactly 64 hex
-// characters) so List skips them, and OpenDir removes them.
-const tempPrefix = ".tmp-"
+// Blocks are written to a temp file in <root>/tmp and renamed into place.
+// One temp folder, rather than temp files beside the blocks, means cleaning
+// up after a crash reads one small directory instead of the whole store.
+// A crash can leave temp files behind; they can never be mistaken for blocks
+// (a block's name is exactly 64 hex characters).
+const (
+	tempDir    = "tmp"
+	tempPrefix = ".tmp-"
+	// staleTemp is how old a temp file must be before OpenDir removes it:
+	// younger ones may belong to an import running in another process.
+	staleTemp = time.Hour
+)
 
 // DirStore keeps each block as a file <root>/<first 2 hex>/<64 hex>.
 //
@@ -24,8 +33,8 @@ const tempPrefix = ".tmp-"
 // file in the destination directory, write, fsync, rename, fsync directory):
 // a reader or a crash sees either the whole block or no block.
 //
-// A DirStore assumes it is the only writer to root: OpenDir removes every
-// temp file it finds, including one another process might be writing.
+// Several processes may use one root at once (imports and mounts): OpenDir
+// removes only temp files older than staleTemp.
 type DirStore struct {
 	root string
 }
@@ -34,14 +43,14 @@ var _ Store = (*DirStore)(nil)
 
 // OpenDir opens the store rooted at root. If root does not exist, OpenDir
 // creates it when create is true and otherwise returns an error wrapping
-// fs.ErrNotExist. Temp files left by a crash are removed.
+// fs.ErrNotExist. Stale temp files left by a crash are removed.
 func OpenDir(root string, create bool) (*DirStore, error) {
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, fmt.Errorf("blockstore: open dir store %q: %w", root, err)
 	}
 	if create {
-		if err := os.MkdirAll(abs, 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(abs, tempDir), 0o755); err != nil {
 			return nil, fmt.Errorf("blockstore: create dir store %q: %w", root, err)
 		}
 	}
@@ -121,17 +130,17 @@ func (d *DirStore) Put(ctx context.Context, h Hash, data []byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("blockstore: put %v: %w", h, err)
 	}
-	if err := writeAtomic(dir, final, data); err != nil {
+	if err := writeAtomic(filepath.Join(d.root, tempDir), dir, final, data); err != nil {
 		return fmt.Errorf("blockstore: put %v: %w", h, err)
 	}
 	return nil
 }
 
-// writeAtomic writes data to final via a temp file in dir (same filesystem,
-// so the rename is atomic) and syncs both the file and the directory, so the
-// block survives a crash once Put returns.
-func writeAtomic(dir, final string, data []byte) (err error) {
-	f, err := os.CreateTemp(dir, tempPrefix+"*")
+// writeAtomic writes data to final via a temp file in tmpDir (same
+// filesystem, so the rename is atomic) and syncs the file and final's
+// directory, so the block survives a crash once Put returns.
+func writeAtomic(tmpDir, dir, final string, data []byte) (err error) {
+	f, err := os.CreateTemp(tmpDir, tempPrefix+"*")
 	if err != nil {
 		return err
 	}
@@ -253,28 +262,25 @@ func (d *DirStore) wrapMissing(op string, h Hash, err error) error {
 	return fmt.Errorf("blockstore: %s %v: %w", op, h, err)
 }
 
-// removeTemps deletes temp files that a crash left in the fan-out
-// directories.
+// removeTemps deletes stale temp files that a crash left behind.
 func (d *DirStore) removeTemps() error {
-	subs, err := os.ReadDir(d.root)
+	dir := filepath.Join(d.root, tempDir)
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
-	for _, sub := range subs {
-		if !sub.IsDir() || !isFanout(sub.Name()) {
+	for _, e := range ents {
+		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), tempPrefix) {
 			continue
 		}
-		dir := filepath.Join(d.root, sub.Name())
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			return err
+		if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < staleTemp {
+			continue
 		}
-		for _, e := range ents {
-			if e.Type().IsRegular() && strings.HasPrefix(e.Name(), tempPrefix) {
-				if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return err
-				}
-			}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
 		}
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"testing"
+	"time"
 )
 
 func newDir(t testing.TB) *DirStore {
@@ -170,14 +171,19 @@ func TestDirTempLeftovers(t *testing.T) {
 	if err := d.Put(ctx, h, data); err != nil {
 		t.Fatal(err)
 	}
-	// Simulate a crash mid-Put: a temp file next to real blocks, plus
-	// strays that are not blocks at all.
+	// Simulate a crash mid-Put long ago (a stale temp file), a Put in flight
+	// in another process (a fresh one), plus strays that are not blocks.
 	sub := filepath.Join(root, h.String()[:2])
-	tmp := filepath.Join(sub, tempPrefix+"123456")
-	for _, p := range []string{tmp, filepath.Join(sub, "README"), filepath.Join(root, "zz-not-fanout")} {
+	tmp := filepath.Join(root, tempDir, tempPrefix+"123456")
+	inflight := filepath.Join(root, tempDir, tempPrefix+"654321")
+	for _, p := range []string{tmp, inflight, filepath.Join(sub, "README"), filepath.Join(root, "zz-not-fanout")} {
 		if err := os.WriteFile(p, []byte("junk"), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	old := time.Now().Add(-2 * staleTemp)
+	if err := os.Chtimes(tmp, old, old); err != nil {
+		t.Fatal(err)
 	}
 	n := 0
 	if err := d.List(ctx, func(l Locator) error {
@@ -193,7 +199,10 @@ func TestDirTempLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(tmp); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("temp file survived reopen: %v", err)
+		t.Fatalf("stale temp file survived reopen: %v", err)
+	}
+	if _, err := os.Stat(inflight); err != nil {
+		t.Fatalf("another writer's fresh temp file was removed: %v", err)
 	}
 	if ok, _ := d.Has(ctx, h); !ok {
 		t.Fatal("real block removed by cleanup")
@@ -243,7 +252,7 @@ func TestDirContainment(t *testing.T) {
 			return err
 		}
 		rel, _ := filepath.Rel(root, p)
-		if rel != "." && !isFanout(rel) {
+		if rel != "." && rel != tempDir && !isFanout(rel) {
 			t.Errorf("unexpected path %s", p)
 		}
 		return nil
