@@ -1,0 +1,450 @@
+package objects
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// The write path: group commit.
+//
+// Writers encode their records straight into the pending batch's buffer
+// under w.mu (the value is copied exactly once, from the caller's slice to
+// the buffer that is pwritten to the segment), then wait. A single committer
+// goroutine repeatedly takes the whole pending batch, pwrites it, fsyncs once,
+// applies the index updates, and wakes every writer in the batch. While it
+// is busy with one batch, the next one accumulates: under load, many writes
+// share each fsync without any timer.
+//
+// Index updates are applied only after the data is written (and, with
+// SyncGroup, durable), so readers never see a record that is not in the file.
+// A writer needs the location of the version it overwrites (to write its
+// tombstone) before that version may be in the index, so writes queued but
+// not yet applied are tracked in w.pending.
+
+type writer struct {
+	mu      sync.Mutex
+	q       *batch             // accumulating batch, nil if none
+	pending map[string]pending // keys written in queued batches
+	nextVer uint64
+	nextSeg uint32
+	headID  uint32 // segment the accumulating batch appends to
+	tailOff int64  // end of the head segment including queued bytes
+	gen     uint64
+	err     error // sticky: a failed write or fsync poisons the log
+	closing bool
+	free    [][]byte // recycled chunk buffers
+
+	kick    chan struct{}
+	stopped chan struct{}
+}
+
+type pending struct {
+	ver  uint64
+	seg  uint32
+	del  bool
+	gen  uint64
+	size uint32
+}
+
+type chunk struct {
+	seg    uint32
+	create bool // the committer must create this segment first
+	off    int64
+	data   []byte
+}
+
+type update struct {
+	key   string
+	skeys []string
+	ver   uint64 // object version, or the killed version for a delete
+	seg   uint32
+	off   uint32
+	size  uint32
+	del   bool
+}
+
+type batch struct {
+	gen    uint64
+	chunks []chunk
+	ups    []update
+	sync   bool
+	done   chan struct{}
+	err    error
+}
+
+func (l *Log) startWriter() error {
+	w := &l.w
+	w.pending = map[string]pending{}
+	w.kick = make(chan struct{}, 1)
+	w.stopped = make(chan struct{})
+	go l.committer()
+	if l.head == nil {
+		// Empty log (or only survivors): the first batch creates a head.
+		w.headID = w.nextSeg
+		w.nextSeg++
+		w.tailOff = segHeaderSize
+		if err := l.rollHead(w.headID, w.nextVer); err != nil {
+			l.stopWriter()
+			return err
+		}
+	}
+	w.headID = l.head.id
+	w.tailOff = l.head.end
+	return nil
+}
+
+func (l *Log) stopWriter() error {
+	w := &l.w
+	w.mu.Lock()
+	if w.closing {
+		w.mu.Unlock()
+		return ErrClosed
+	}
+	w.closing = true
+	w.mu.Unlock()
+	close(w.kick)
+	<-w.stopped
+	var err error
+	l.mu.RLock()
+	if l.head != nil {
+		err = l.head.f.Sync()
+	}
+	l.mu.RUnlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	return err
+}
+
+func (l *Log) committer() {
+	w := &l.w
+	defer close(w.stopped)
+	for range w.kick {
+		for {
+			w.mu.Lock()
+			b := w.q
+			w.q = nil
+			w.mu.Unlock()
+			if b == nil {
+				break
+			}
+			l.commit(b)
+		}
+	}
+}
+
+// commit writes one batch, makes it durable, and publishes it.
+func (l *Log) commit(b *batch) {
+	w := &l.w
+	w.mu.Lock()
+	err := w.err
+	verBase := w.nextVer
+	w.mu.Unlock()
+	if err == nil {
+		err = l.writeChunks(b, verBase)
+	}
+	if err == nil && (l.opts.Sync == SyncGroup || b.sync) {
+		l.mu.RLock()
+		h := l.head
+		l.mu.RUnlock()
+		err = h.f.Sync()
+	}
+	if err == nil {
+		l.mu.Lock()
+		for _, c := range b.chunks {
+			if s := l.segs[c.seg]; s != nil {
+				s.end = max(s.end, c.off+int64(len(c.data)))
+			}
+		}
+		for _, u := range b.ups {
+			if u.del {
+				l.applyTombstone(u.key, u.ver)
+			} else {
+				l.applyObject(u.key, u.skeys, u.ver, u.seg, u.off, u.size)
+			}
+		}
+		l.mu.Unlock()
+	}
+	w.mu.Lock()
+	if err != nil && w.err == nil {
+		w.err = fmt.Errorf("objects: log write failed, log is read-only until reopened: %w", err)
+	}
+	for _, u := range b.ups {
+		if p, ok := w.pending[u.key]; ok && p.gen == b.gen {
+			delete(w.pending, u.key)
+		}
+	}
+	for _, c := range b.chunks {
+		if cap(c.data) <= 4<<20 && len(w.free) < 4 {
+			w.free = append(w.free, c.data[:0])
+		}
+	}
+	w.mu.Unlock()
+	b.err = err
+	close(b.done)
+}
+
+func (l *Log) writeChunks(b *batch, verBase uint64) error {
+	for _, c := range b.chunks {
+		if c.create {
+			if err := l.rollHead(c.seg, verBase); err != nil {
+				return err
+			}
+		}
+		l.mu.RLock()
+		h := l.head
+		l.mu.RUnlock()
+		if _, err := h.f.WriteAt(c.data, c.off); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rollHead seals the current head (fsync: only the newest head segment may
+// ever have a torn tail) and creates segment id as the new head.
+func (l *Log) rollHead(id uint32, verBase uint64) error {
+	l.mu.RLock()
+	old := l.head
+	l.mu.RUnlock()
+	if old != nil {
+		if err := old.f.Sync(); err != nil {
+			return err
+		}
+	}
+	s, err := createSegment(l.dir, id, segHeader{kind: kindHead, id: id, verBase: verBase, dataTime: time.Now().UnixNano()}, "")
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.segs[id] = s
+	l.head = s
+	l.mu.Unlock()
+	return nil
+}
+
+// createSegment creates a segment file (at tmpName if given) with its header,
+// fsyncs it and its directory.
+func createSegment(dir string, id uint32, hdr segHeader, tmpName string) (*segment, error) {
+	name := segName(id)
+	if tmpName != "" {
+		name = tmpName
+	}
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.WriteAt(hdr.encode(), 0); err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return newSegment(dir, id, f, hdr), nil
+}
+
+// enqueue encodes entries into the accumulating batch and returns it; the
+// caller waits on batch.done. With atomic set (MultiWrite), the records are
+// framed by batch begin/commit records, so replay applies all or none.
+func (l *Log) enqueue(entries []Entry, atomic bool) (*batch, error) {
+	if l.opts.ReadOnly {
+		return nil, ErrReadOnly
+	}
+	est := 2 * frameHeaderSize * 2
+	for i := range entries {
+		e := &entries[i]
+		if len(e.Keys) == 0 || len(e.Keys[0]) == 0 {
+			return nil, fmt.Errorf("%w: entry %d has no primary key", ErrInvalid, i)
+		}
+		if !e.Delete {
+			if err := validateKeys(e.Keys); err != nil {
+				return nil, err
+			}
+			est += frameHeaderSize + EncodedLen(e.Keys, e.Value)
+		}
+		est += tombstoneSize(string(e.Keys[0]))
+	}
+	if est > maxPayload {
+		return nil, fmt.Errorf("%w: batch of %d bytes too large", ErrInvalid, est)
+	}
+	w := &l.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closing {
+		return nil, ErrClosed
+	}
+	if w.err != nil {
+		return nil, w.err
+	}
+	if w.q == nil {
+		w.gen++
+		w.q = &batch{gen: w.gen, done: make(chan struct{})}
+	}
+	b := w.q
+	if w.tailOff+int64(est) > l.opts.SegmentSize && w.tailOff > segHeaderSize {
+		w.headID = w.nextSeg
+		w.nextSeg++
+		w.tailOff = segHeaderSize
+		b.chunks = append(b.chunks, chunk{seg: w.headID, create: true, off: segHeaderSize})
+	}
+	if len(b.chunks) == 0 || b.chunks[len(b.chunks)-1].seg != w.headID {
+		b.chunks = append(b.chunks, chunk{seg: w.headID, off: w.tailOff})
+	}
+	c := &b.chunks[len(b.chunks)-1]
+	if c.data == nil && len(w.free) > 0 {
+		c.data = w.free[len(w.free)-1]
+		w.free = w.free[:len(w.free)-1]
+	}
+	if len(entries) == 1 && !entries[0].Delete {
+		// An overwrite is a tombstone plus the new object: frame them as a
+		// batch so a torn write cannot leave the tombstone alone.
+		if _, exists := l.currentLocked(string(entries[0].Keys[0])); exists {
+			atomic = true
+		}
+	}
+	buf := c.data
+	start := len(buf)
+	if atomic {
+		buf = appendU32Frame(buf, recBatchBegin, 0) // count patched below
+	}
+	count := uint32(0)
+	for i := range entries {
+		e := &entries[i]
+		key := string(e.Keys[0])
+		old, exists := l.currentLocked(key)
+		if exists {
+			// Every dead object gets a tombstone naming its segment, kept
+			// until that segment is cleaned: otherwise cleaning the newer
+			// version or the delete could resurrect this one on replay.
+			buf = appendTombstone(buf, key, old.ver, old.seg)
+			count++
+		}
+		if e.Delete {
+			if exists {
+				b.ups = append(b.ups, update{key: key, ver: old.ver, del: true})
+				w.pending[key] = pending{ver: old.ver, del: true, gen: b.gen}
+			}
+			continue
+		}
+		ver := w.nextVer
+		w.nextVer++
+		var fs int
+		buf, fs = beginFrame(buf)
+		buf = AppendObject(buf, e.Keys, e.Value)
+		finishFrame(buf, fs, recObject, ver)
+		count++
+		var skeys []string
+		if len(e.Keys) > 1 {
+			skeys = make([]string, len(e.Keys)-1)
+			for j, k := range e.Keys[1:] {
+				skeys[j] = string(k)
+			}
+		}
+		off := c.off + int64(fs)
+		size := uint32(len(buf) - fs)
+		b.ups = append(b.ups, update{key: key, skeys: skeys, ver: ver, seg: w.headID, off: uint32(off), size: size})
+		w.pending[key] = pending{ver: ver, seg: w.headID, gen: b.gen, size: size}
+	}
+	if atomic {
+		if count == 0 {
+			buf = buf[:start]
+		} else {
+			// Patch the begin count and its CRC, then close the batch.
+			binary.LittleEndian.PutUint32(buf[start+frameHeaderSize:], count)
+			finishFrame(buf[:start+frameHeaderSize+4], start, recBatchBegin, 0)
+			buf = appendU32Frame(buf, recBatchCommit, count)
+		}
+	}
+	w.tailOff += int64(len(buf) - len(c.data))
+	c.data = buf
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+	return b, nil
+}
+
+// currentLocked returns the newest version of key, queued or indexed.
+// Callers hold w.mu.
+func (l *Log) currentLocked(key string) (pending, bool) {
+	if p, ok := l.w.pending[key]; ok {
+		return p, !p.del
+	}
+	l.mu.RLock()
+	e, ok := l.prim[key]
+	l.mu.RUnlock()
+	return pending{ver: e.ver, seg: e.seg}, ok
+}
+
+func (l *Log) submit(entries []Entry, atomic bool) error {
+	b, err := l.enqueue(entries, atomic)
+	if err != nil {
+		return err
+	}
+	<-b.done
+	return b.err
+}
+
+// Write stores value under a single (primary) key, replacing any previous
+// object with that key.
+func (l *Log) Write(key, value []byte) error {
+	return l.submit([]Entry{{Keys: [][]byte{key}, Value: value}}, false)
+}
+
+// WriteKeys stores a multikey object: keys[0] is the primary key, keys[1:]
+// secondary keys (empty ones are not indexed).
+func (l *Log) WriteKeys(keys [][]byte, value []byte) error {
+	return l.submit([]Entry{{Keys: keys, Value: value}}, false)
+}
+
+// MultiWrite applies a batch atomically: after a crash either all of it is
+// visible or none. Later entries for the same key win over earlier ones.
+func (l *Log) MultiWrite(batch []Entry) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	return l.submit(batch, len(batch) > 1)
+}
+
+// Delete removes the object with primary key key. Deleting a missing key is
+// a no-op (nil).
+func (l *Log) Delete(key []byte) error {
+	return l.submit([]Entry{{Keys: [][]byte{key}, Delete: true}}, false)
+}
+
+// Sync returns once everything appended so far is durable (fsynced),
+// whatever the SyncPolicy.
+func (l *Log) Sync() error {
+	if l.opts.ReadOnly {
+		return nil
+	}
+	w := &l.w
+	w.mu.Lock()
+	if w.closing {
+		w.mu.Unlock()
+		return ErrClosed
+	}
+	if w.q == nil {
+		w.gen++
+		w.q = &batch{gen: w.gen, done: make(chan struct{})}
+	}
+	b := w.q
+	b.sync = true
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+	w.mu.Unlock()
+	<-b.done
+	return b.err
+}

@@ -1,0 +1,410 @@
+package objects
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+// Replay: rebuilding the indexes from the segment files.
+//
+// Each segment is parsed independently (in parallel, one worker per CPU):
+// frames are checked and decoded, keys are copied into per-segment arenas.
+// The results are then merged in one pass. The merge does not depend on the
+// order of segments or records: the highest version of a key wins, a
+// tombstone kills every version up to the one it names, and equal versions
+// (a record copied by the cleaner) are the same object. The ordered indexes
+// are built at the very end in bulk (sort + cut into leaves) instead of one
+// insert per record.
+//
+// ReadOnly logs use the same code for Refresh: each segment remembers how far
+// it was parsed, and only the new bytes are read and applied (incrementally,
+// as the ordered indexes then already exist).
+
+type robj struct {
+	key       string
+	skeys     []string
+	ver       uint64
+	off, size uint32
+}
+
+type rtomb struct {
+	key    string
+	killed uint64
+}
+
+type segParse struct {
+	s      *segment
+	objs   []robj
+	tombs  []rtomb
+	end    int64
+	maxVer uint64
+	err    error
+}
+
+// arena hands out strings backed by large shared chunks: one allocation per
+// 64 KiB of keys instead of one per key, which dominates replay otherwise.
+// A chunk stays alive while any key in it is in the index; that wastes at
+// most the bytes of dead keys sharing chunks with live ones.
+type arena struct {
+	buf  []byte
+	strs []string
+}
+
+func (a *arena) str(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if len(a.buf)+len(b) > cap(a.buf) {
+		a.buf = make([]byte, 0, max(64<<10, len(b)))
+	}
+	n := len(a.buf)
+	a.buf = append(a.buf, b...)
+	return unsafe.String(&a.buf[n], len(b))
+}
+
+func (a *arena) strings(n int) []string {
+	if len(a.strs)+n > cap(a.strs) {
+		a.strs = make([]string, 0, max(4096, n))
+	}
+	m := len(a.strs)
+	a.strs = a.strs[:m+n]
+	return a.strs[m : m+n : m+n]
+}
+
+// parseSegment decodes data (segment bytes from file offset base).
+func parseSegment(s *segment, data []byte, base int64, tail bool) segParse {
+	p := segParse{s: s}
+	var a arena
+	p.objs = make([]robj, 0, len(data)/256)
+	p.end, p.err = scanFrames(data, base, tail, s.path, func(off int64, f frame) {
+		p.maxVer = max(p.maxVer, f.ver)
+		switch f.typ {
+		case recObject:
+			o, err := ParseObject(f.payload)
+			if err != nil {
+				if p.err == nil {
+					p.err = &CorruptError{Segment: s.path, Offset: off, Reason: err.Error()}
+				}
+				return
+			}
+			r := robj{key: a.str(o.Key(0)), ver: f.ver, off: uint32(off), size: uint32(f.size)}
+			if n := o.NumKeys(); n > 1 {
+				r.skeys = a.strings(n - 1)
+				for i := 1; i < n; i++ {
+					r.skeys[i-1] = a.str(o.Key(i))
+				}
+			}
+			p.objs = append(p.objs, r)
+		case recTombstone:
+			p.tombs = append(p.tombs, rtomb{key: a.str(f.payload[4:]), killed: f.ver})
+		}
+	})
+	return p
+}
+
+// listDir returns the segment ids in dir, sorted, and the names of
+// leftover cleaner temporaries.
+func listDir(dir string) ([]uint32, []string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ids []uint32
+	var tmps []string
+	for _, e := range ents {
+		if id, ok := parseSegName(e.Name()); ok {
+			ids = append(ids, id)
+		} else if strings.HasSuffix(e.Name(), tmpSuffix) {
+			tmps = append(tmps, e.Name())
+		}
+	}
+	slices.Sort(ids)
+	return ids, tmps, nil
+}
+
+// replay is Open's full load.
+func (l *Log) replay() error {
+	start := time.Now()
+	l.prim = map[string]pentry{}
+	l.tombs = map[string]uint64{}
+	l.bulk = true
+	n, err := l.load(true)
+	if err != nil {
+		return err
+	}
+	l.buildSlots()
+	l.bulk = false
+	if !l.opts.ReadOnly {
+		// A writer's own appends always carry new versions; old tombstones
+		// can no longer matter to its in-memory state.
+		l.tombs = nil
+	}
+	l.replayed = n
+	l.replayTime = time.Since(start)
+	return nil
+}
+
+// Refresh makes a ReadOnly log pick up what the writer (another Log, usually
+// in another process) appended, and segments it created or cleaned, since
+// Open or the previous Refresh. On a writable log it is a no-op: its indexes
+// are always current.
+func (l *Log) Refresh() error {
+	if !l.opts.ReadOnly {
+		return nil
+	}
+	l.mu.RLock()
+	closed := l.closed
+	l.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	_, err := l.load(false)
+	return err
+}
+
+// load opens segments not yet known, notices vanished ones, parses every
+// segment's bytes past its known end and applies them. It returns the number
+// of records applied.
+func (l *Log) load(initial bool) (int64, error) {
+	l.refreshMu.Lock()
+	defer l.refreshMu.Unlock()
+	ro := l.opts.ReadOnly
+
+	// Open new segment files. A file that vanishes between listing and
+	// opening was cleaned: its survivors were renamed into place before it
+	// was deleted, so listing again finds them.
+	var fresh []*segment
+	var ids []uint32
+	for attempt := 0; ; attempt++ {
+		var tmps []string
+		var err error
+		ids, tmps, err = listDir(l.dir)
+		if err != nil {
+			return 0, err
+		}
+		if initial && !ro {
+			for _, t := range tmps { // a cleaner died before renaming
+				if err := os.Remove(filepath.Join(l.dir, t)); err != nil {
+					return 0, err
+				}
+			}
+		}
+		vanished := false
+		for _, id := range ids {
+			l.mu.RLock()
+			_, known := l.segs[id]
+			l.mu.RUnlock()
+			if known || slices.ContainsFunc(fresh, func(s *segment) bool { return s.id == id }) {
+				continue
+			}
+			s, err := l.openSegment(id)
+			if errors.Is(err, fs.ErrNotExist) {
+				vanished = true
+				continue
+			}
+			if err != nil {
+				for _, s := range fresh {
+					s.release()
+				}
+				return 0, err
+			}
+			fresh = append(fresh, s)
+		}
+		if !vanished || attempt > 100 {
+			break
+		}
+	}
+
+	// Which files are there, and which is the newest head (the only one
+	// whose tail may be torn)?
+	present := map[uint32]bool{}
+	for _, id := range ids {
+		present[id] = true
+	}
+	l.mu.Lock()
+	for _, s := range fresh {
+		l.segs[s.id] = s
+	}
+	var all []*segment
+	var lastHead uint32
+	for id, s := range l.segs {
+		if !present[id] && !s.removed {
+			s.removed = true
+			if s.live <= 0 {
+				delete(l.segs, id)
+				s.release()
+				continue
+			}
+		}
+		all = append(all, s)
+		if s.hdr.kind == kindHead {
+			lastHead = max(lastHead, id)
+		}
+	}
+	l.mu.Unlock()
+	slices.SortFunc(all, func(a, b *segment) int { return int(a.id) - int(b.id) })
+
+	// A header that does not check out is a head segment whose creation was
+	// cut short (headers are fsynced before any record is written), which is
+	// fine only if it is newer than every other head.
+	var maxBase uint64
+	var good []*segment
+	for _, s := range all {
+		if s.hdr.kind != 0 {
+			maxBase = max(maxBase, s.hdr.verBase)
+			good = append(good, s)
+			continue
+		}
+		// The header is written and fsynced alone, before any record: a torn
+		// creation leaves at most a header's worth of bytes.
+		fi, err := s.f.Stat()
+		if err != nil {
+			return 0, err
+		}
+		if s.id < lastHead || fi.Size() > segHeaderSize {
+			_, reason := decodeSegHeader(make([]byte, 0), s.id)
+			var hb [segHeaderSize]byte
+			if n, _ := s.f.ReadAt(hb[:], 0); n == segHeaderSize {
+				_, reason = decodeSegHeader(hb[:], s.id)
+			}
+			return 0, &CorruptError{Segment: s.path, Offset: 0, Reason: reason}
+		}
+		l.mu.Lock()
+		delete(l.segs, s.id)
+		l.mu.Unlock()
+		s.release()
+		if !ro {
+			if err := os.Remove(s.path); err != nil {
+				return 0, err
+			}
+		}
+		l.w.nextSeg = max(l.w.nextSeg, s.id+1)
+	}
+
+	// Parse the new bytes of every segment, in parallel.
+	results := make([]segParse, len(good))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range min(runtime.GOMAXPROCS(0), max(1, len(good))) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				results[i] = l.parseNew(good[i], good[i].id == lastHead)
+			}
+		}()
+	}
+	for i := range good {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+
+	var count int64
+	var maxVer uint64
+	for _, r := range results {
+		if r.err != nil {
+			return 0, r.err
+		}
+		count += int64(len(r.objs) + len(r.tombs))
+	}
+	l.mu.Lock()
+	if l.bulk {
+		total := 0
+		for _, r := range results {
+			total += len(r.objs)
+		}
+		if len(l.prim) == 0 {
+			l.prim = make(map[string]pentry, total)
+		}
+	}
+	for _, r := range results {
+		maxVer = max(maxVer, r.maxVer)
+		for i := range r.objs {
+			o := &r.objs[i]
+			l.applyObject(o.key, o.skeys, o.ver, r.s.id, o.off, o.size)
+		}
+		for _, t := range r.tombs {
+			l.applyTombstone(t.key, t.killed)
+		}
+		r.s.end = r.end
+	}
+	if ro {
+		l.lastHd = lastHead
+	} else if initial && lastHead != 0 {
+		l.head = l.segs[lastHead]
+	}
+	l.mu.Unlock()
+
+	if initial && !ro {
+		w := &l.w
+		w.nextVer = max(1, maxBase, maxVer+1)
+		w.nextSeg = max(w.nextSeg, 1)
+		for _, s := range good {
+			w.nextSeg = max(w.nextSeg, s.id+1)
+		}
+		if len(ids) > 0 {
+			w.nextSeg = max(w.nextSeg, ids[len(ids)-1]+1)
+		}
+		if h := l.head; h != nil {
+			// Cut the torn tail, if any, so appends continue after the last
+			// committed record.
+			if fi, err := h.f.Stat(); err != nil {
+				return 0, err
+			} else if fi.Size() > h.end {
+				if err := h.f.Truncate(h.end); err != nil {
+					return 0, err
+				}
+				if err := h.f.Sync(); err != nil {
+					return 0, err
+				}
+			}
+		}
+	}
+	return count, nil
+}
+
+// openSegment opens segment id and reads its header. A bad header leaves
+// hdr.kind zero (judged by the caller).
+func (l *Log) openSegment(id uint32) (*segment, error) {
+	path := filepath.Join(l.dir, segName(id))
+	flag := os.O_RDONLY
+	if !l.opts.ReadOnly {
+		flag = os.O_RDWR // the newest head is appended to; harmless for others
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return nil, err
+	}
+	var hb [segHeaderSize]byte
+	n, _ := f.ReadAt(hb[:], 0)
+	hdr, _ := decodeSegHeader(hb[:n], id)
+	return newSegment(l.dir, id, f, hdr), nil
+}
+
+// parseNew reads and parses s from its known end to the current file size.
+func (l *Log) parseNew(s *segment, tail bool) segParse {
+	fi, err := s.f.Stat()
+	if err != nil {
+		return segParse{s: s, err: err}
+	}
+	from := s.end
+	if fi.Size() <= from {
+		return segParse{s: s, end: from}
+	}
+	data := make([]byte, fi.Size()-from)
+	n, err := s.f.ReadAt(data, from)
+	if n < len(data) && !tail {
+		return segParse{s: s, err: fmt.Errorf("objects: read %s: %w", s.path, err)}
+	}
+	return parseSegment(s, data[:n], from, tail)
+}
