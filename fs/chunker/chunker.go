@@ -42,18 +42,25 @@ func (c *Chunker) Reset(r io.Reader) {
 // once the chunks it leaves undetermined are reached: chunks whose boundary
 // was fixed by data read before the error are still delivered.
 func (c *Chunker) Next() ([]byte, error) {
-	if c.end-c.start < c.p.max && !c.eof && c.err == nil {
+	data := c.buf[c.start:c.end]
+	n, found := c.p.cut(data)
+	if !found && !c.eof && c.err == nil {
+		// Fewer than Max bytes buffered and no cut point among them: only
+		// now is more data needed. A cut point found in a partial buffer is
+		// final, since it depends only on the bytes before it, so refills
+		// are rare and each moves only a short tail to the front.
 		c.fill()
+		data = c.buf[c.start:c.end]
+		n, found = c.p.cut(data)
 	}
-	avail := c.end - c.start
-	if avail == 0 || (avail < c.p.max && !c.eof) {
-		if c.err != nil {
-			return nil, c.err
-		}
+	if !found && !c.eof {
+		// fill stops short of Max bytes only at EOF or on an error, so
+		// c.err is set: the rest of the stream cannot be chunked.
+		return nil, c.err
+	}
+	if n == 0 {
 		return nil, io.EOF
 	}
-	data := c.buf[c.start:c.end]
-	n := c.p.cut(data)
 	c.start += n
 	return data[:n:n], nil
 }

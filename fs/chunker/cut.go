@@ -24,16 +24,19 @@ func Cut(data []byte, cfg Config) int {
 	if err != nil {
 		panic(err)
 	}
-	return p.cut(data)
+	n, _ := p.cut(data)
+	return n
 }
 
-func (p *params) cut(data []byte) int {
-	n := len(data)
+// cut implements Cut. found reports that the chunk ends at a content-defined
+// cut point (or a full fixed-size block), which more data could not move.
+func (p *params) cut(data []byte) (n int, found bool) {
+	n = len(data)
 	if p.fixed {
-		return min(n, p.avg)
+		return min(n, p.avg), n >= p.avg
 	}
 	if n <= p.min {
-		return n
+		return n, false
 	}
 	n = min(n, p.max)
 	normal := min(n, p.avg)
@@ -43,13 +46,13 @@ func (p *params) cut(data []byte) int {
 	// bytes of its own chunk from Min onwards.
 	i, h := scan(data[p.min:normal], 0, p.maskS)
 	if i >= 0 {
-		return p.min + i + 1
+		return p.min + i + 1, true
 	}
 	i, _ = scan(data[normal:n], h, p.maskL)
 	if i >= 0 {
-		return normal + i + 1
+		return normal + i + 1, true
 	}
-	return n
+	return n, n == p.max
 }
 
 // scan feeds d into the gear hash h (h = h<<1 + gear[byte]) and returns the
