@@ -5,7 +5,7 @@ import (
 )
 
 // initialBuf is the first buffer size. The buffer doubles on demand, then
-// jumps to 2*Max, so chunking many small files does not allocate Max-sized buffers.
+// jumps to 2*Max, so small files do not cost Max-sized allocations.
 const initialBuf = 64 << 10
 
 // maxEmptyReads bounds consecutive (0, nil) reads before giving up.

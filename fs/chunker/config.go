@@ -60,10 +60,9 @@ func (c Config) Validate() error {
 
 // params is the validated, precomputed form of a Config used by the cut loop.
 type params struct {
-	fixed          bool
-	min, avg, max  int
-	maskS, maskL   uint64 // stricter mask below avg, looser one above
-	bufMax, bufMin int
+	fixed         bool
+	min, avg, max int
+	maskS, maskL  uint64 // stricter mask below avg, looser one above
 }
 
 func (c Config) params() (params, error) {
