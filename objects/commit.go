@@ -286,25 +286,7 @@ func (l *Log) enqueue(entries []Entry, atomic bool) (*batch, error) {
 	if w.err != nil {
 		return nil, w.err
 	}
-	if w.q == nil {
-		w.gen++
-		w.q = &batch{gen: w.gen, done: make(chan struct{})}
-	}
-	b := w.q
-	if w.tailOff+int64(est) > l.opts.SegmentSize && w.tailOff > segHeaderSize {
-		w.headID = w.nextSeg
-		w.nextSeg++
-		w.tailOff = segHeaderSize
-		b.chunks = append(b.chunks, chunk{seg: w.headID, create: true, off: segHeaderSize})
-	}
-	if len(b.chunks) == 0 || b.chunks[len(b.chunks)-1].seg != w.headID {
-		b.chunks = append(b.chunks, chunk{seg: w.headID, off: w.tailOff})
-	}
-	c := &b.chunks[len(b.chunks)-1]
-	if c.data == nil && len(w.free) > 0 {
-		c.data = w.free[len(w.free)-1]
-		w.free = w.free[:len(w.free)-1]
-	}
+	b, c := l.chunkLocked(est)
 	if len(entries) == 1 && !entries[0].Delete {
 		// An overwrite is a tombstone plus the new object: frame them as a
 		// batch so a torn write cannot leave the tombstone alone.
@@ -367,10 +349,65 @@ func (l *Log) enqueue(entries []Entry, atomic bool) (*batch, error) {
 	}
 	w.tailOff += int64(len(buf) - len(c.data))
 	c.data = buf
+	w.kickLocked()
+	return b, nil
+}
+
+func (w *writer) kickLocked() {
 	select {
 	case w.kick <- struct{}{}:
 	default:
 	}
+}
+
+// chunkLocked returns the accumulating batch and its chunk for the head
+// segment, rolling to a new head first if est more bytes would overflow it.
+// Callers hold w.mu.
+func (l *Log) chunkLocked(est int) (*batch, *chunk) {
+	w := &l.w
+	if w.q == nil {
+		w.gen++
+		w.q = &batch{gen: w.gen, done: make(chan struct{})}
+	}
+	b := w.q
+	if w.tailOff+int64(est) > l.opts.SegmentSize && w.tailOff > segHeaderSize {
+		w.headID = w.nextSeg
+		w.nextSeg++
+		w.tailOff = segHeaderSize
+		b.chunks = append(b.chunks, chunk{seg: w.headID, create: true, off: segHeaderSize})
+	}
+	if len(b.chunks) == 0 || b.chunks[len(b.chunks)-1].seg != w.headID {
+		b.chunks = append(b.chunks, chunk{seg: w.headID, off: w.tailOff})
+	}
+	c := &b.chunks[len(b.chunks)-1]
+	if c.data == nil && len(w.free) > 0 {
+		c.data = w.free[len(w.free)-1]
+		w.free = w.free[:len(w.free)-1]
+	}
+	return b, c
+}
+
+// enqueueTombstonesLocked appends tombstones for objects the cleaner copied
+// but that died meanwhile (see cleaner.go). Callers hold w.mu.
+func (l *Log) enqueueTombstonesLocked(died []reloc) (*batch, error) {
+	w := &l.w
+	if w.closing {
+		return nil, ErrClosed
+	}
+	if w.err != nil {
+		return nil, w.err
+	}
+	est := 0
+	for _, r := range died {
+		est += tombstoneSize(r.key)
+	}
+	b, c := l.chunkLocked(est)
+	n := len(c.data)
+	for _, r := range died {
+		c.data = appendTombstone(c.data, r.key, r.ver, r.newSeg)
+	}
+	w.tailOff += int64(len(c.data) - n)
+	w.kickLocked()
 	return b, nil
 }
 
@@ -440,10 +477,7 @@ func (l *Log) Sync() error {
 	}
 	b := w.q
 	b.sync = true
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
+	w.kickLocked()
 	w.mu.Unlock()
 	<-b.done
 	return b.err

@@ -302,3 +302,5 @@ func segFiles(t testing.TB, dir string) []string {
 }
 
 var _ = os.Remove
+
+var os_Remove = os.Remove
