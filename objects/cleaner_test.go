@@ -73,10 +73,10 @@ func TestCleanerNoResurrection(t *testing.T) {
 	dir := t.TempDir()
 	opts := Options{SegmentSize: 1, Sync: SyncNone} // one write per segment
 	l := openT(t, dir, opts)
-	l.Write([]byte("victim"), []byte("v1"))   // segment A
-	l.Write([]byte("victim"), []byte("v2"))   // segment B: tombstone(A) + v2
-	l.Delete([]byte("victim"))                // segment C: tombstone(B)
-	l.Write([]byte("other"), []byte("o"))     // head
+	l.Write([]byte("victim"), []byte("v1")) // segment A
+	l.Write([]byte("victim"), []byte("v2")) // segment B: tombstone(A) + v2
+	l.Delete([]byte("victim"))              // segment C: tombstone(B)
+	l.Write([]byte("other"), []byte("o"))   // head
 	ctx := context.Background()
 	for i := 0; i < 4; i++ {
 		// Clean one segment at a time, in every order the scores give.
