@@ -1,0 +1,178 @@
+// Command mountbench measures sequential read throughput through a blockfs
+// mount side by side with its baselines, in one run on one machine:
+//
+//   - a page-cached local file (what the kernel alone can do),
+//   - a minimal go-fuse in-memory file (the FUSE ceiling),
+//   - blockfs cold (fresh mount, empty pool; the store's block files are in
+//     the page cache, so this is FUSE + pool + SHA-256 verification),
+//   - blockfs warm (a re-read served from the kernel page cache).
+//
+// It also times `import` of the same file against single-core SHA-256 over
+// the same bytes. Reads run in separate processes (dd, 1 MiB requests).
+// Absolute numbers on a shared 2-core machine are noisy; the ratios are the
+// point. Needs root and /dev/fuse.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"blockfs/fs"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+func main() {
+	size := flag.Int("size", 256, "file size in MiB")
+	runs := flag.Int("runs", 3, "runs per measurement (the median is shown)")
+	flag.Parse()
+	if err := run(*size<<20, *runs); err != nil {
+		fmt.Fprintln(os.Stderr, "mountbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(size, runs int) error {
+	work, err := os.MkdirTemp("", "mountbench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	data := make([]byte, size)
+	rand.Read(data)
+	local := filepath.Join(work, "data.bin")
+	if err := os.WriteFile(local, data, 0o644); err != nil {
+		return err
+	}
+
+	// Import vs single-core SHA-256 of the same bytes.
+	shaRate := median(runs, func() float64 {
+		start := time.Now()
+		sha256.Sum256(data)
+		return rate(size, time.Since(start))
+	})
+	var importRate, reimportRate float64
+	store := filepath.Join(work, "store")
+	importRate = median(runs, func() float64 {
+		os.RemoveAll(store)
+		return importOnce(store, local, size)
+	})
+	reimportRate = median(runs, func() float64 { return importOnce(store, local, size) })
+
+	localWarm := median(runs, func() float64 { return ddRate(local, size) })
+
+	memCold, memWarm, err := measureMount(runs, size, func(mnt string) (func(), error) {
+		root := &gofs.Inode{}
+		file := &gofs.MemRegularFile{Data: data, Attr: fuse.Attr{Mode: 0o444}}
+		server, err := gofs.Mount(mnt, root, &gofs.Options{
+			OnAdd: func(ctx context.Context) {
+				root.AddChild("data.bin", root.NewPersistentInode(ctx, file, gofs.StableAttr{}), false)
+			},
+			MountOptions: fuse.MountOptions{DirectMount: true, MaxWrite: 1 << 20, MaxReadAhead: 1 << 20, DisableSplice: true},
+		})
+		if err != nil {
+			return nil, err
+		}
+		fs.TuneReadahead(mnt)
+		return func() { server.Unmount(); server.Wait() }, nil
+	}, "data.bin")
+	if err != nil {
+		return err
+	}
+	bfCold, bfWarm, err := measureMount(runs, size, func(mnt string) (func(), error) {
+		vol, err := fs.Open(context.Background(), store, fs.OpenOptions{ReadOnly: true})
+		if err != nil {
+			return nil, err
+		}
+		m, err := fs.Serve(mnt, vol, fs.MountOptions{})
+		if err != nil {
+			return nil, err
+		}
+		return func() { m.Unmount(); m.Wait(); vol.Close() }, nil
+	}, "data.bin")
+	if err != nil {
+		return err
+	}
+
+	fmt.Printf("sequential read of a %d MiB file, dd bs=1M, median of %d runs (GB/s)\n", size>>20, runs)
+	fmt.Printf("  %-42s %8.2f\n", "local file, page cache", localWarm)
+	fmt.Printf("  %-42s %8.2f\n", "go-fuse in-memory file, cold (ceiling)", memCold)
+	fmt.Printf("  %-42s %8.2f\n", "go-fuse in-memory file, warm (ceiling)", memWarm)
+	fmt.Printf("  %-42s %8.2f   %.2fx ceiling (target >= 0.70)\n", "blockfs cold (empty pool)", bfCold, bfCold/memCold)
+	fmt.Printf("  %-42s %8.2f   %.2fx ceiling (target >= 0.90)\n", "blockfs warm (page cache)", bfWarm, bfWarm/memWarm)
+	fmt.Printf("import of the same file (GB/s)\n")
+	fmt.Printf("  %-42s %8.2f\n", "SHA-256, one core", shaRate)
+	fmt.Printf("  %-42s %8.2f   %.2fx SHA-256 (target >= 0.80)\n", "blockfs import, new store", importRate, importRate/shaRate)
+	fmt.Printf("  %-42s %8.2f   %.2fx SHA-256\n", "blockfs re-import, nothing new", reimportRate, reimportRate/shaRate)
+	return nil
+}
+
+func importOnce(store, src string, size int) float64 {
+	vol, err := fs.Open(context.Background(), store, fs.OpenOptions{Create: true})
+	if err != nil {
+		panic(err)
+	}
+	defer vol.Close()
+	im, err := fs.NewImporter(vol, fs.ImportOptions{})
+	if err != nil {
+		panic(err)
+	}
+	start := time.Now()
+	if _, err := im.Import(context.Background(), src, "/data.bin"); err != nil {
+		panic(err)
+	}
+	return rate(size, time.Since(start))
+}
+
+// measureMount mounts a fresh file system per run; the first read of each
+// mount is cold, the second warm.
+func measureMount(runs, size int, mount func(string) (func(), error), name string) (cold, warm float64, err error) {
+	var colds, warms []float64
+	for range runs {
+		mnt, err := os.MkdirTemp("", "mountbench-mnt")
+		if err != nil {
+			return 0, 0, err
+		}
+		unmount, err := mount(mnt)
+		if err != nil {
+			return 0, 0, err
+		}
+		colds = append(colds, ddRate(filepath.Join(mnt, name), size))
+		warms = append(warms, ddRate(filepath.Join(mnt, name), size))
+		unmount()
+		os.Remove(mnt)
+	}
+	return mid(colds), mid(warms), nil
+}
+
+func ddRate(file string, size int) float64 {
+	start := time.Now()
+	if out, err := exec.Command("dd", "if="+file, "of=/dev/null", "bs=1M", "status=none").CombinedOutput(); err != nil {
+		panic(fmt.Sprintf("dd %s: %v %s", file, err, out))
+	}
+	return rate(size, time.Since(start))
+}
+
+func rate(size int, d time.Duration) float64 { return float64(size) / d.Seconds() / 1e9 }
+
+func median(runs int, f func() float64) float64 {
+	var v []float64
+	for range runs {
+		v = append(v, f())
+	}
+	return mid(v)
+}
+
+func mid(v []float64) float64 {
+	sort.Float64s(v)
+	return v[len(v)/2]
+}

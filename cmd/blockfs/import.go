@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"blockfs/fs"
+	"blockfs/fs/chunker"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/pflag"
+)
+
+func init() {
+	register(&command{
+		name:    "import",
+		args:    "SRC [DEST]",
+		summary: "copy a file or directory tree into a store",
+		help: `Files are split into content-defined blocks (FastCDC), so that re-importing
+an edited file stores only the blocks around the edits; blocks the store
+already holds are not written again. DEST is the path inside the store
+(default: / + the base name of SRC). Regular files, directories and symlinks
+are imported with their modes and mtimes; anything else is skipped with a
+warning. Each file appears in the store whole or not at all.`,
+		setup: setupImport,
+	})
+}
+
+func setupImport(fl *pflag.FlagSet) func(context.Context, []string) error {
+	store := storeFlag(fl)
+	def := chunker.DefaultConfig()
+	minSize := sizeFlag(fl, "chunk-min", int64(def.Min), "smallest block")
+	avgSize := sizeFlag(fl, "chunk-avg", int64(def.Avg), "average block (the block size with --fixed)")
+	maxSize := sizeFlag(fl, "chunk-max", int64(def.Max), "largest block")
+	fixed := fl.Bool("fixed", false, "fixed-size blocks of --chunk-avg instead of content-defined ones")
+	workers := fl.Int("workers", 0, "goroutines hashing and storing blocks (default: one per core, at least 2)")
+	asJSON := fl.Bool("json", false, "print the summary as JSON")
+	quiet := fl.BoolP("quiet", "q", false, "no progress bar")
+	return func(ctx context.Context, args []string) error {
+		if len(args) < 1 || len(args) > 2 {
+			return usagef("want SRC [DEST], got %d arguments", len(args))
+		}
+		if err := requireStore(*store); err != nil {
+			return err
+		}
+		src := args[0]
+		dest := "/" + filepath.Base(filepath.Clean(src))
+		if len(args) == 2 {
+			dest = args[1]
+		}
+		cfg := chunker.Config{Min: int(*minSize), Avg: int(*avgSize), Max: int(*maxSize), Fixed: *fixed}
+		if err := cfg.Validate(); err != nil {
+			return usagef("%v", err)
+		}
+		vol, err := fs.Open(ctx, *store, fs.OpenOptions{Create: true})
+		if err != nil {
+			return err
+		}
+		defer vol.Close()
+		im, err := fs.NewImporter(vol, fs.ImportOptions{
+			Chunking: cfg,
+			Workers:  *workers,
+			Warn:     func(err error) { fmt.Fprintf(stderr(ctx), "blockfs import: warning: %v\n", err) },
+		})
+		if err != nil {
+			return usagef("%v", err)
+		}
+		var bar *progressBar
+		if !*quiet && !*asJSON && isTerminal(stdout(ctx)) {
+			bar = startProgress(stdout(ctx), func() (int64, int64) {
+				p := im.Progress()
+				return p.Bytes, p.TotalSize
+			})
+		}
+		st, err := im.Import(ctx, src, dest)
+		bar.stop()
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(stdout(ctx)).Encode(struct {
+				fs.ImportStats
+				Dest       string  `json:"dest"`
+				DedupRatio float64 `json:"dedup_ratio"`
+			}{st, fs.CleanPath(dest), st.DedupRatio()})
+		}
+		fmt.Fprintln(stdout(ctx), importSummary(fs.CleanPath(dest), st))
+		return nil
+	}
+}
+
+func importSummary(dest string, st fs.ImportStats) string {
+	rate := float64(st.Bytes) / max(st.Duration.Seconds(), 1e-9)
+	return fmt.Sprintf("imported %s: %d files, %d dirs, %d symlinks, %s in %d blocks; new: %d blocks, %s; dedup %.2fx; %s (%s/s)",
+		dest, st.Files, st.Dirs, st.Symlinks, humanize.IBytes(uint64(st.Bytes)), st.Blocks,
+		st.NewBlocks, humanize.IBytes(uint64(st.NewBytes)), st.DedupRatio(),
+		st.Duration.Round(time.Millisecond), humanize.IBytes(uint64(rate)))
+}

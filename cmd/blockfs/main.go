@@ -1,0 +1,148 @@
+// Command blockfs imports data into a blockfs store, mounts it read-only
+// with FUSE and shows what a mount's shared buffer pool is doing.
+//
+// Exit status: 0 on success, 2 on usage errors, 1 on any other failure.
+// Errors go to stderr as one line: what failed, on what, and why.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/pflag"
+)
+
+// command is one subcommand: its flags, its help and what it does.
+type command struct {
+	name    string
+	args    string // synopsis after the flags, e.g. "SRC [DEST]"
+	summary string
+	help    string
+	setup   func(fl *pflag.FlagSet) func(ctx context.Context, args []string) error
+}
+
+var commands = map[string]*command{}
+
+func register(c *command) { commands[c.name] = c }
+
+// usageError is a mistake in how blockfs was called: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		printOverview(stderr)
+		return 2
+	}
+	name, rest := args[0], args[1:]
+	switch name {
+	case "help", "-h", "--help":
+		if len(rest) == 0 {
+			printOverview(stdout)
+			return 0
+		}
+		c, ok := commands[rest[0]]
+		if !ok {
+			fmt.Fprintf(stderr, "blockfs help: unknown command %q (see 'blockfs help')\n", rest[0])
+			return 2
+		}
+		fl := newFlagSet(c)
+		c.setup(fl)
+		printUsage(stdout, c, fl)
+		return 0
+	case "version", "--version":
+		fmt.Fprintln(stdout, "blockfs", version)
+		return 0
+	}
+	c, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "blockfs: unknown command %q (see 'blockfs help')\n", name)
+		return 2
+	}
+	fl := newFlagSet(c)
+	fl.SetOutput(io.Discard)
+	runFn := c.setup(fl)
+	if err := fl.Parse(rest); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			printUsage(stdout, c, fl)
+			return 0
+		}
+		fmt.Fprintf(stderr, "blockfs %s: %v (see 'blockfs help %s')\n", name, err, name)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx = withOutput(ctx, stdout, stderr)
+	err := runFn(ctx, fl.Args())
+	if err == nil {
+		return 0
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "blockfs %s: %v (see 'blockfs help %s')\n", name, err, name)
+		return 2
+	}
+	fmt.Fprintf(stderr, "blockfs %s: %s\n", name, oneLine(err.Error()))
+	return 1
+}
+
+const version = "0.1.0"
+
+func newFlagSet(c *command) *pflag.FlagSet {
+	fl := pflag.NewFlagSet("blockfs "+c.name, pflag.ContinueOnError)
+	fl.SortFlags = false
+	return fl
+}
+
+func printOverview(w io.Writer) {
+	fmt.Fprint(w, "blockfs serves shared, content-addressed data to compute jobs as a read-only filesystem.\n\n")
+	fmt.Fprint(w, "Usage: blockfs COMMAND [FLAGS] [ARGS]\n\nCommands:\n")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprint(w, "  help     show help for a command: blockfs help COMMAND\n")
+	fmt.Fprint(w, "\nSTORE is a store directory; BLOCKFS_STORE supplies the default --store.\n")
+}
+
+func printUsage(w io.Writer, c *command, fl *pflag.FlagSet) {
+	fmt.Fprintf(w, "Usage: blockfs %s [FLAGS] %s\n\n%s\n", c.name, c.args, c.summary)
+	if c.help != "" {
+		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(c.help))
+	}
+	fmt.Fprintf(w, "\nFlags:\n%s", fl.FlagUsages())
+}
+
+// oneLine keeps an error on one line of stderr, as scripts expect.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// Output streams travel in the context so that tests can run commands
+// in-process.
+type outKey struct{}
+
+type outputs struct{ stdout, stderr io.Writer }
+
+func withOutput(ctx context.Context, stdout, stderr io.Writer) context.Context {
+	return context.WithValue(ctx, outKey{}, outputs{stdout, stderr})
+}
+
+func stdout(ctx context.Context) io.Writer { return ctx.Value(outKey{}).(outputs).stdout }
+func stderr(ctx context.Context) io.Writer { return ctx.Value(outKey{}).(outputs).stderr }

@@ -1,0 +1,293 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var blockfsBin string
+
+// TestMain builds the real binary once: mount tests run it as its own
+// process, the way a compute node would.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "blockfs-cmd-test")
+	if err != nil {
+		panic(err)
+	}
+	blockfsBin = filepath.Join(dir, "blockfs")
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if out, err := exec.Command(gobin, "build", "-o", blockfsBin, ".").CombinedOutput(); err != nil {
+		os.Stderr.Write(out)
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// blockfs runs the command in-process and returns exit code, stdout, stderr.
+func blockfs(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Setenv("BLOCKFS_STORE", "")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "Usage"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"import", "--store", "/tmp/x"}, "want SRC [DEST]"},
+		{[]string{"import", "src"}, "no store given"},
+		{[]string{"import", "--bogus", "a"}, "unknown flag: --bogus"},
+		{[]string{"import", "--store", "s", "--chunk-min", "lots", "a"}, "not a size"},
+		{[]string{"import", "--store", "s", "--chunk-min", "8MiB", "a"}, "chunk"},
+		{[]string{"mount", "--store", "s"}, "want MOUNTPOINT"},
+		{[]string{"mount", "--store", "s", "--pool-size", "12 parsecs", "/mnt"}, "not a size"},
+		{[]string{"mount", "--store", "s", "--pool-size", "1KiB", "/mnt"}, "too small"},
+		{[]string{"stats"}, "want MOUNTPOINT"},
+		{[]string{"help", "nope"}, "unknown command"},
+	} {
+		code, _, stderr := blockfs(c.args...)
+		if code != 2 || !strings.Contains(stderr, c.want) {
+			t.Errorf("blockfs %q: exit %d, stderr %q; want 2 and %q", c.args, code, stderr, c.want)
+		}
+		if strings.Count(strings.TrimSpace(stderr), "\n") > 0 && c.args != nil {
+			t.Errorf("blockfs %q: error is not one line: %q", c.args, stderr)
+		}
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"help", "mount"}, {"mount", "--help"}, {"import", "-h"}} {
+		code, out, _ := blockfs(args...)
+		if code != 0 || !strings.Contains(out, "Usage") {
+			t.Errorf("blockfs %q: exit %d, %q", args, code, out)
+		}
+	}
+	_, out, _ := blockfs("help", "mount")
+	for _, f := range []string{"--pool-size", "--readahead", "--allow-other", "--debug", "--store"} {
+		if !strings.Contains(out, f) {
+			t.Errorf("mount help lacks %s", f)
+		}
+	}
+}
+
+func TestImportAndReimport(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	code, out, stderr := blockfs("import", "--store", store, "../../testdata/sample")
+	if code != 0 {
+		t.Fatalf("import: %d %s", code, stderr)
+	}
+	if !strings.Contains(out, "imported /sample: 6 files, 6 dirs, 2 symlinks") {
+		t.Errorf("summary: %q", out)
+	}
+	// BLOCKFS_STORE supplies the store; a re-import stores nothing new.
+	t.Setenv("BLOCKFS_STORE", store)
+	code, out, stderr = blockfs("import", "--json", "../../testdata/sample", "/sample")
+	if code != 0 {
+		t.Fatalf("re-import: %d %s", code, stderr)
+	}
+	var st struct {
+		Files     int64 `json:"files"`
+		Bytes     int64 `json:"bytes"`
+		NewBlocks int64 `json:"new_blocks"`
+		NewBytes  int64 `json:"new_bytes"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("%v: %q", err, out)
+	}
+	if st.Files != 6 || st.Bytes == 0 || st.NewBlocks != 0 || st.NewBytes != 0 {
+		t.Errorf("re-import stored new data: %+v", st)
+	}
+}
+
+func TestImportErrors(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	code, _, stderr := blockfs("import", "--store", store, "/no/such/source")
+	if code != 1 || !strings.Contains(stderr, "/no/such/source") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("missing source: exit %d, %q", code, stderr)
+	}
+	code, _, stderr = blockfs("mount", "--store", t.TempDir(), t.TempDir())
+	if code != 1 || !strings.Contains(stderr, "not a blockfs store") {
+		t.Errorf("mount of a non-store: exit %d, %q", code, stderr)
+	}
+	code, _, stderr = blockfs("mount", "--store", "/no/such/store", t.TempDir())
+	if code != 1 || !strings.Contains(stderr, "/no/such/store") {
+		t.Errorf("mount of a missing store: exit %d, %q", code, stderr)
+	}
+	code, _, stderr = blockfs("mount", "--store", store, "/no/such/mountpoint")
+	if code != 1 || !strings.Contains(stderr, "mountpoint") {
+		t.Errorf("missing mountpoint: exit %d, %q", code, stderr)
+	}
+	code, _, stderr = blockfs("stats", t.TempDir())
+	if code != 1 || !strings.Contains(stderr, "not a blockfs mount") {
+		t.Errorf("stats of a plain dir: exit %d, %q", code, stderr)
+	}
+}
+
+// requireFUSE skips without FUSE, but fails under CI=true.
+func requireFUSE(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		if f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0); err == nil {
+			f.Close()
+			return
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("FUSE (root and /dev/fuse) is required under CI=true")
+	}
+	t.Skip("FUSE needs root and /dev/fuse")
+}
+
+// startMount runs `blockfs mount` as a process and returns once it says it
+// is serving.
+func startMount(t *testing.T, store, mnt string, extra ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(blockfsBin, append([]string{"mount", "--store", store, mnt}, extra...)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(stderr)
+	line, err := r.ReadString('\n')
+	if err != nil || !strings.Contains(line, "serving") {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("mount did not start: %q %v", line, err)
+	}
+	go func() { _, _ = r.WriteTo(os.Stderr) }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+		}
+	})
+	return cmd
+}
+
+func mounted(t *testing.T, dir string) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Contains(string(b), " "+dir+" ")
+}
+
+func TestMountStatsUnmount(t *testing.T) {
+	requireFUSE(t)
+	store := filepath.Join(t.TempDir(), "store")
+	if code, _, stderr := blockfs("import", "--store", store, "../../testdata/sample"); code != 0 {
+		t.Fatal(stderr)
+	}
+	mnt := t.TempDir()
+	cmd := startMount(t, store, mnt, "--pool-size", "64MiB", "--readahead", "2")
+
+	want, _ := os.ReadFile("../../testdata/sample/reference/genome.fa")
+	got, err := exec.Command("cat", filepath.Join(mnt, "sample/reference/genome.fa")).Output()
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("cat through the mount: %v", err)
+	}
+
+	// stats --json, from another process, has the documented fields.
+	out, err := exec.Command(blockfsBin, "stats", "--json", mnt).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Pool map[string]any `json:"pool"`
+		Fuse map[string]any `json:"fuse"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	for _, f := range []string{"gets", "hits", "shared", "fetches", "fetch_bytes", "verify_failures", "errors", "busy", "evictions", "buffers", "buffers_in_use", "bytes_held", "waiters"} {
+		if v, ok := st.Pool[f].(float64); !ok || v != float64(int64(v)) {
+			t.Errorf("pool.%s = %v", f, st.Pool[f])
+		}
+	}
+	for _, f := range []string{"reads", "read_bytes", "lookups", "opens"} {
+		if v, ok := st.Fuse[f].(float64); !ok || v == 0 {
+			t.Errorf("fuse.%s = %v", f, st.Fuse[f])
+		}
+	}
+	if st.Pool["max_bytes"].(float64) != 64<<20 {
+		t.Errorf("pool size not applied: %v", st.Pool["max_bytes"])
+	}
+	human, err := exec.Command(blockfsBin, "stats", mnt).Output()
+	if err != nil || !strings.Contains(string(human), "fetches") || !strings.Contains(string(human), "64 MiB") {
+		t.Errorf("stats: %v %s", err, human)
+	}
+
+	// --watch prints a line per interval until interrupted.
+	watch := exec.Command(blockfsBin, "stats", "--watch", "50ms", mnt)
+	wout, _ := watch.StdoutPipe()
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(wout)
+	for i := 0; i < 2; i++ {
+		if !sc.Scan() || !strings.Contains(sc.Text(), "reads/s") {
+			t.Errorf("watch line %d: %q", i, sc.Text())
+		}
+	}
+	watch.Process.Signal(syscall.SIGINT)
+	if err := watch.Wait(); err != nil {
+		t.Errorf("stats --watch after SIGINT: %v", err)
+	}
+
+	// A second mount on the same mountpoint is refused before anything starts.
+	code, _, stderr := blockfs("mount", "--store", store, mnt)
+	if code != 1 || !strings.Contains(stderr, "already mounted") {
+		t.Errorf("second mount: exit %d, %q", code, stderr)
+	}
+
+	// SIGTERM: exit 0, nothing left mounted.
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("mount exit after SIGTERM: %v", err)
+	}
+	if mounted(t, mnt) {
+		t.Error("still mounted after SIGTERM")
+	}
+}
+
+func TestExternalUnmount(t *testing.T) {
+	requireFUSE(t)
+	store := filepath.Join(t.TempDir(), "store")
+	if code, _, stderr := blockfs("import", "--store", store, "../../testdata/sample/README.txt"); code != 0 {
+		t.Fatal(stderr)
+	}
+	mnt := t.TempDir()
+	cmd := startMount(t, store, mnt)
+	if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("umount: %v %s", err, out)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("mount exit after umount: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("mount process still running 30s after umount")
+	}
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"syscall"
+	"time"
+
+	"blockfs/fs"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/pflag"
+)
+
+func init() {
+	register(&command{
+		name:    "mount",
+		args:    "MOUNTPOINT",
+		summary: "serve a store read-only at MOUNTPOINT, in the foreground",
+		help: `Every read goes through one shared buffer pool: however many processes read
+the same block, the store is asked for it once. The mount runs until SIGINT,
+SIGTERM, umount or fusermount3 -u, then exits 0 with nothing left mounted.
+'blockfs stats MOUNTPOINT' shows what it is doing.`,
+		setup: setupMount,
+	})
+}
+
+func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
+	store := storeFlag(fl)
+	poolSize := sizeFlag(fl, "pool-size", 256<<20, "memory for shared block buffers")
+	readahead := fl.Int("readahead", 4, "blocks to prefetch ahead of a sequential reader (0 disables)")
+	allowOther := fl.Bool("allow-other", false, "let users other than the mounting one read the mount")
+	debug := fl.Bool("debug", false, "log every FUSE request")
+	cacheTimeout := fl.Duration("cache-timeout", time.Hour, "how long the kernel may cache names and attributes")
+	return func(ctx context.Context, args []string) error {
+		if len(args) != 1 {
+			return usagef("want MOUNTPOINT, got %d arguments", len(args))
+		}
+		if err := requireStore(*store); err != nil {
+			return err
+		}
+		if *readahead < 0 {
+			return usagef("--readahead must be >= 0")
+		}
+		if *poolSize < 1<<20 {
+			return usagef("--pool-size %s is too small (at least 1MiB)", humanize.IBytes(uint64(*poolSize)))
+		}
+		// Check the mountpoint before opening anything, so that a typo fails fast.
+		if _, err := fs.CheckMountpoint(args[0]); err != nil {
+			return err
+		}
+		vol, err := fs.Open(ctx, *store, fs.OpenOptions{ReadOnly: true})
+		if err != nil {
+			return err
+		}
+		defer vol.Close()
+		ra := *readahead
+		if ra == 0 {
+			ra = -1
+		}
+		m, err := fs.Serve(args[0], vol, fs.MountOptions{
+			PoolSize: *poolSize, Readahead: ra, AllowOther: *allowOther, Debug: *debug,
+			CacheTimeout: *cacheTimeout,
+			Logger:       log.New(stderr(ctx), "blockfs mount: ", log.LstdFlags),
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr(ctx), "blockfs mount: serving %s at %s (pool %s); Ctrl-C or umount to stop\n",
+			vol.Spec, m.Mountpoint(), humanize.IBytes(uint64(*poolSize)))
+		done := make(chan struct{})
+		go func() {
+			m.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+		}
+		if err := m.Unmount(); err != nil {
+			// Busy (a shell sits in it): detach now, the kernel finishes when
+			// the last user leaves, and we still exit cleanly.
+			if derr := syscall.Unmount(m.Mountpoint(), syscall.MNT_DETACH); derr != nil {
+				return fmt.Errorf("unmounting %s: %w", m.Mountpoint(), err)
+			}
+		}
+		<-done
+		return nil
+	}
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	iofs "io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"blockfs/fs"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/pflag"
+)
+
+func init() {
+	register(&command{
+		name:    "stats",
+		args:    "MOUNTPOINT",
+		summary: "show what a running mount's shared buffer pool is doing",
+		help: `Reads the mount's hidden ` + fs.StatsFileName + ` file, so no privileges beyond
+reading the mount are needed. With --watch, prints per-interval rates until
+interrupted.`,
+		setup: setupStats,
+	})
+}
+
+func setupStats(fl *pflag.FlagSet) func(context.Context, []string) error {
+	asJSON := fl.Bool("json", false, "print one JSON object (with --watch: one per line)")
+	watch := fl.Duration("watch", 0, "print rates every DURATION (e.g. 1s) until interrupted")
+	return func(ctx context.Context, args []string) error {
+		if len(args) != 1 {
+			return usagef("want MOUNTPOINT, got %d arguments", len(args))
+		}
+		if *watch < 0 {
+			return usagef("--watch must be positive")
+		}
+		prev, err := readStats(args[0])
+		if err != nil {
+			return err
+		}
+		out := stdout(ctx)
+		if *watch == 0 {
+			if *asJSON {
+				return json.NewEncoder(out).Encode(prev)
+			}
+			printStats(out, prev)
+			return nil
+		}
+		t := time.NewTicker(*watch)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
+			cur, err := readStats(args[0])
+			if err != nil {
+				return err
+			}
+			if *asJSON {
+				if err := json.NewEncoder(out).Encode(cur); err != nil {
+					return err
+				}
+			} else {
+				printRates(out, prev, cur)
+			}
+			prev = cur
+		}
+	}
+}
+
+func readStats(target string) (fs.Stats, error) {
+	var st fs.Stats
+	b, err := os.ReadFile(filepath.Join(target, fs.StatsFileName))
+	if errors.Is(err, iofs.ErrNotExist) {
+		return st, fmt.Errorf("%s: not a blockfs mount (no %s)", target, fs.StatsFileName)
+	}
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("%s: unreadable stats: %w", target, err)
+	}
+	return st, nil
+}
+
+func ibytes(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
+
+func pct(part, whole int64) float64 {
+	if whole == 0 {
+		return 0
+	}
+	return 100 * float64(part) / float64(whole)
+}
+
+func printStats(w io.Writer, s fs.Stats) {
+	p, f := s.Pool, s.Fuse
+	fmt.Fprintf(w, "blockfs %s %s  (store %s, up %s)\n", s.Kind, s.Mountpoint, s.Store, time.Duration(s.UptimeNs).Round(time.Second))
+	fmt.Fprintf(w, "pool   gets %d: hits %d (%.1f%%), shared %d (%.1f%%), fetches %d (%s), prefetches %d\n",
+		p.Gets, p.Hits, pct(p.Hits, p.Gets), p.Shared, pct(p.Shared, p.Gets), p.Fetches, ibytes(p.FetchBytes), p.Prefetches)
+	fmt.Fprintf(w, "       buffers %d (%d in use), holding %s of %s, waiters %d, evictions %d\n",
+		p.Buffers, p.BuffersInUse, ibytes(p.BytesHeld), ibytes(p.MaxBytes), p.Waiters, p.Evictions)
+	fmt.Fprintf(w, "       errors %d, verify failures %d, busy %d\n", p.Errors, p.VerifyFailures, p.Busy)
+	fmt.Fprintf(w, "fuse   reads %d (%s), opens %d, lookups %d, getattrs %d, readdirs %d, readlinks %d, errors %d\n",
+		f.Reads, ibytes(f.ReadBytes), f.Opens, f.Lookups, f.Getattrs, f.Readdirs, f.Readlinks, f.Errors)
+}
+
+// printRates prints one line of per-second rates between two snapshots.
+func printRates(w io.Writer, a, b fs.Stats) {
+	secs := max(float64(b.UptimeNs-a.UptimeNs)/1e9, 1e-9)
+	rate := func(x, y int64) float64 { return float64(y-x) / secs }
+	fmt.Fprintf(w, "%s  reads/s %.0f  read %s/s  gets/s %.0f  hits/s %.0f  shared/s %.0f  fetches/s %.0f  fetched %s/s  held %s  waiters %d  errors %d\n",
+		time.Now().Format("15:04:05"), rate(a.Fuse.Reads, b.Fuse.Reads), ibytes(int64(rate(a.Fuse.ReadBytes, b.Fuse.ReadBytes))),
+		rate(a.Pool.Gets, b.Pool.Gets), rate(a.Pool.Hits, b.Pool.Hits), rate(a.Pool.Shared, b.Pool.Shared),
+		rate(a.Pool.Fetches, b.Pool.Fetches), ibytes(int64(rate(a.Pool.FetchBytes, b.Pool.FetchBytes))),
+		ibytes(b.Pool.BytesHeld), b.Pool.Waiters, b.Pool.Errors+b.Fuse.Errors)
+}

@@ -1,0 +1,184 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+
+	"blockfs/blockstore"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// fileNode is a regular file: a list of blocks.
+type fileNode struct {
+	gofs.Inode
+	mount *Mount
+	path  string
+	node  *Node
+}
+
+var (
+	_ gofs.NodeOpener      = (*fileNode)(nil)
+	_ gofs.NodeGetattrer   = (*fileNode)(nil)
+	_ gofs.NodeGetxattrer  = (*fileNode)(nil)
+	_ gofs.NodeListxattrer = (*fileNode)(nil)
+)
+
+func (f *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	f.mount.counters.getattrs.Add(1)
+	f.mount.fillAttr(f.node, f.StableAttr().Ino, &out.Attr)
+	return 0
+}
+
+func (f *fileNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	return 0, syscall.ENODATA
+}
+
+func (f *fileNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	return 0, 0
+}
+
+// Open hands out a handle bound to the node as it is now, so that a file
+// keeps reading the version it opened. The data never changes under a
+// given block list, so the kernel may keep its page cache across opens.
+func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	f.mount.counters.opens.Add(1)
+	return &fileHandle{mount: f.mount, path: f.path, node: f.node}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// fileHandle is one open file. It remembers where the last read ended to
+// tell a sequential reader (worth reading ahead for) from a random one.
+type fileHandle struct {
+	mount *Mount
+	path  string
+	node  *Node
+
+	mu         sync.Mutex
+	runStart   int64 // where the current sequential run began
+	next       int64 // where the run ends, i.e. where a sequential reader reads next
+	prefetched int   // blocks below this index have been prefetched
+}
+
+var _ gofs.FileReader = (*fileHandle)(nil)
+
+// Read serves one kernel read through the pool. A read within one block is
+// handed to the kernel straight from the pool's buffer, released once the
+// kernel has it; a read across blocks is copied block by block, holding one
+// buffer at a time.
+func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	m := h.mount
+	n := h.node
+	m.counters.reads.Add(1)
+	if off >= n.Size || len(dest) == 0 {
+		return fuse.ReadResultData(nil), 0
+	}
+	end := min(n.Size, off+int64(len(dest)))
+	first, start, _ := n.Block(off)
+	h.readahead(off, end)
+
+	if end <= start+n.Blocks[first].Size {
+		buf, err := m.pool.Get(ctx, n.Blocks[first])
+		if err != nil {
+			return nil, h.fail(off, n.Blocks[first], err)
+		}
+		m.counters.readBytes.Add(end - off)
+		return &poolResult{buf: buf, data: buf.Bytes()[off-start : end-start]}, 0
+	}
+	done := 0
+	for i, pos := first, start; pos < end; i++ {
+		loc := n.Blocks[i]
+		buf, err := m.pool.Get(ctx, loc)
+		if err != nil {
+			return nil, h.fail(off, loc, err)
+		}
+		from := max(off, pos) - pos
+		to := min(end, pos+loc.Size) - pos
+		done += copy(dest[done:], buf.Bytes()[from:to])
+		buf.Release()
+		pos += loc.Size
+	}
+	m.counters.readBytes.Add(int64(done))
+	return fuse.ReadResultData(dest[:done]), 0
+}
+
+// fail turns a block that could not be had into EIO for this read alone.
+func (h *fileHandle) fail(off int64, loc blockstore.Locator, err error) syscall.Errno {
+	if errors.Is(err, context.Canceled) {
+		return syscall.EINTR // the reader was interrupted; nothing is wrong
+	}
+	h.mount.counters.errors.Add(1)
+	h.mount.opts.Logger.Printf("read %s at %d: block %s: %v", h.path, off, loc, err)
+	return syscall.EIO
+}
+
+// readahead prefetches the blocks after [off, end) into the pool once the
+// handle reads sequentially, keeping Readahead blocks (and never more than a
+// quarter of the pool) ahead of the reader.
+//
+// A read continues a run if it starts near where the run ends (the kernel's
+// parallel readahead requests arrive slightly out of order). Prefetching
+// starts only once a run spans seqRun bytes: more than the kernel's own
+// readahead around one random read, so random access prefetches nothing.
+func (h *fileHandle) readahead(off, end int64) {
+	m := h.mount
+	if m.opts.Readahead < 0 {
+		return
+	}
+	h.mu.Lock()
+	started := h.next != 0 || off == 0
+	if started && off >= h.next-seqBack && off <= h.next+seqAhead {
+		h.runStart, h.next = min(h.runStart, off), max(h.next, end)
+	} else {
+		h.runStart, h.next = off, end // a new run
+	}
+	if h.next-h.runStart < seqRun {
+		h.mu.Unlock()
+		return
+	}
+	last, _, _ := h.node.Block(end - 1)
+	from := max(h.prefetched, last+1)
+	budget := m.opts.PoolSize / 4
+	to := from
+	for to < len(h.node.Blocks) && to <= last+m.opts.Readahead && budget >= h.node.Blocks[to].Size {
+		budget -= h.node.Blocks[to].Size
+		to++
+	}
+	h.prefetched = max(h.prefetched, to)
+	h.mu.Unlock()
+	for i := from; i < to; i++ {
+		if m.pool.Prefetch(h.node.Blocks[i]) {
+			m.counters.prefetches.Add(1)
+		}
+	}
+}
+
+// Bounds of a sequential run: how far out of order a read may land and still
+// continue the run, and how long a run must be before we prefetch.
+const (
+	seqAhead = maxRead
+	seqBack  = 2 * maxRead
+	seqRun   = 2 * maxRead
+)
+
+// poolResult hands a pool buffer to go-fuse and releases it once the kernel
+// has the bytes. Slices makes go-fuse write it with writev(2) straight from
+// the buffer (no copy, no splice attempt).
+type poolResult struct {
+	buf  *blockstore.Buffer
+	data []byte
+	once sync.Once
+}
+
+func (r *poolResult) Bytes(_ []byte) ([]byte, fuse.Status) { return r.data, fuse.OK }
+func (r *poolResult) Size() int                            { return len(r.data) }
+func (r *poolResult) Slices() ([][]byte, fuse.Status)      { return [][]byte{r.data}, fuse.OK }
+func (r *poolResult) Done()                                { r.once.Do(r.buf.Release) }
+
+func (r *poolResult) String() string { return fmt.Sprintf("poolResult(%d bytes)", len(r.data)) }

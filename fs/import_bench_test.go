@@ -1,0 +1,59 @@
+package fs
+
+import (
+	"context"
+	"crypto/sha256"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"blockfs/fs/chunker"
+)
+
+const benchImportSize = 128 << 20
+
+func benchSource(b *testing.B) string {
+	b.Helper()
+	src := filepath.Join(b.TempDir(), "data.bin")
+	writeFile(b, src, randomBytes(11, benchImportSize), 0o644)
+	return src
+}
+
+// BenchmarkSHA256 is the baseline import is measured against: one core
+// hashing the same bytes.
+func BenchmarkSHA256(b *testing.B) {
+	data := randomBytes(11, benchImportSize)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		sha256.Sum256(data)
+	}
+}
+
+// BenchmarkImportNew imports a page-cached file into an empty store.
+func BenchmarkImportNew(b *testing.B) {
+	src := benchSource(b)
+	b.SetBytes(benchImportSize)
+	for b.Loop() {
+		b.StopTimer()
+		store := filepath.Join(b.TempDir(), "store")
+		b.StartTimer()
+		importInto(b, store, src, "/d", chunker.Config{})
+		b.StopTimer()
+		os.RemoveAll(store)
+		b.StartTimer()
+	}
+}
+
+// BenchmarkReimport imports a file whose blocks the store already has:
+// chunking and hashing only.
+func BenchmarkReimport(b *testing.B) {
+	src := benchSource(b)
+	store := filepath.Join(b.TempDir(), "store")
+	importInto(b, store, src, "/d", chunker.Config{})
+	b.SetBytes(benchImportSize)
+	for b.Loop() {
+		importInto(b, store, src, "/d", chunker.Config{})
+	}
+}
+
+var _ = context.Background

@@ -1,0 +1,338 @@
+package fs
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"blockfs/blockstore"
+	"blockfs/fs/chunker"
+)
+
+// sampleTree builds a source tree: the repository's sample data plus a
+// multi-block file, an empty file, a nested directory and symlinks.
+func sampleTree(t *testing.T) string {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "src")
+	if out, err := exec.Command("cp", "-a", "../testdata/sample", src).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	writeFile(t, filepath.Join(src, "big.bin"), randomBytes(1, 20<<20+12345), 0o640)
+	writeFile(t, filepath.Join(src, "empty"), nil, 0o600)
+	writeFile(t, filepath.Join(src, "a/b/c/deep.txt"), []byte("deep\n"), 0o644)
+	if err := os.Symlink("a/b/c/deep.txt", filepath.Join(src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/nonexistent/target", filepath.Join(src, "dangling")); err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+func TestMountEndToEnd(t *testing.T) {
+	requireFUSE(t)
+	src := sampleTree(t)
+	store := filepath.Join(t.TempDir(), "store")
+	importInto(t, store, src, "/data", chunker.Config{})
+	tm := mountStore(t, store, MountOptions{})
+	mnt := tm.path("data")
+
+	t.Run("find", func(t *testing.T) {
+		want := sh(t, "sh", "-c", "cd "+src+" && find . | sort")
+		got := sh(t, "sh", "-c", "cd "+mnt+" && find . | sort")
+		if got != want {
+			t.Fatalf("find differs:\n got %q\nwant %q", got, want)
+		}
+	})
+	t.Run("cmp every file", func(t *testing.T) {
+		err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return err
+			}
+			rel, _ := filepath.Rel(src, p)
+			sh(t, "cmp", p, filepath.Join(mnt, rel))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("cat", func(t *testing.T) {
+		want, _ := os.ReadFile(filepath.Join(src, "big.bin"))
+		if got := sh(t, "cat", filepath.Join(mnt, "big.bin")); got != string(want) {
+			t.Fatal("cat big.bin differs")
+		}
+	})
+	t.Run("ls -l modes sizes mtimes", func(t *testing.T) {
+		for _, rel := range []string{"big.bin", "empty", "software/bin/align.sh", "a/b/c", "link", "dangling"} {
+			format := "%A %s %Y"
+			if rel == "a/b/c" {
+				format = "%A %Y" // directory sizes are the local filesystem's business
+			}
+			want := sh(t, "stat", "-c", format, filepath.Join(src, rel))
+			got := sh(t, "stat", "-c", format, filepath.Join(mnt, rel))
+			if got != want {
+				t.Errorf("%s: stat %q, want %q", rel, got, want)
+			}
+		}
+		if out := sh(t, "ls", "-l", mnt); !strings.Contains(out, "big.bin") || !strings.Contains(out, "-> a/b/c/deep.txt") {
+			t.Errorf("ls -l:\n%s", out)
+		}
+	})
+	t.Run("symlinks", func(t *testing.T) {
+		if got := strings.TrimSpace(sh(t, "readlink", filepath.Join(mnt, "link"))); got != "a/b/c/deep.txt" {
+			t.Errorf("readlink = %q", got)
+		}
+		if got := sh(t, "cat", filepath.Join(mnt, "link")); got != "deep\n" {
+			t.Errorf("cat through link = %q", got)
+		}
+		if got := strings.TrimSpace(sh(t, "readlink", filepath.Join(mnt, "dangling"))); got != "/nonexistent/target" {
+			t.Errorf("dangling = %q", got)
+		}
+	})
+	t.Run("random preads", func(t *testing.T) {
+		data, _ := os.ReadFile(filepath.Join(src, "big.bin"))
+		r := randomBytes(7, 64*16)
+		var spec strings.Builder
+		h := sha256.New()
+		for i := 0; i < 64; i++ {
+			off := int64(r[i*16])<<16 | int64(r[i*16+1])<<8 | int64(r[i*16+2])
+			off = off * int64(len(data)) >> 24
+			n := 1 + (int(r[i*16+3])<<8|int(r[i*16+4]))*40
+			fmt.Fprintf(&spec, "%d:%d ", off, n)
+			h.Write(data[off:min(int64(len(data)), off+int64(n))])
+		}
+		got := runHelper(t, "pread", filepath.Join(mnt, "big.bin"), "BLOCKFS_OFFSETS="+spec.String())
+		if want := hex.EncodeToString(h.Sum(nil)); got != want {
+			t.Fatalf("pread digest %s, want %s", got, want)
+		}
+	})
+	t.Run("mmap", func(t *testing.T) {
+		for _, rel := range []string{"big.bin", "reference/genome.fa", "empty"} {
+			data, _ := os.ReadFile(filepath.Join(src, rel))
+			sum := sha256.Sum256(data)
+			if got := runHelper(t, "mmap", filepath.Join(mnt, rel)); got != hex.EncodeToString(sum[:]) {
+				t.Errorf("mmap %s digest %s", rel, got)
+			}
+		}
+	})
+	t.Run("read-only", func(t *testing.T) {
+		if err := exec.Command("touch", filepath.Join(mnt, "new")).Run(); err == nil {
+			t.Error("creating a file succeeded")
+		}
+		if _, err := os.OpenFile(filepath.Join(mnt, "big.bin"), os.O_WRONLY, 0); !errors.Is(err, syscall.EROFS) {
+			t.Errorf("open for writing: %v, want EROFS", err)
+		}
+	})
+	t.Run("xattrs", func(t *testing.T) {
+		_, err := syscall.Getxattr(filepath.Join(mnt, "big.bin"), "user.x", make([]byte, 64))
+		if !errors.Is(err, syscall.ENODATA) {
+			t.Errorf("getxattr: %v, want ENODATA", err)
+		}
+	})
+	t.Run("stable inodes", func(t *testing.T) {
+		a := sh(t, "stat", "-c", "%i", filepath.Join(mnt, "big.bin"), filepath.Join(mnt, "a/b"))
+		b := sh(t, "stat", "-c", "%i", filepath.Join(mnt, "big.bin"), filepath.Join(mnt, "a/b"))
+		if a != b || strings.Fields(a)[0] == strings.Fields(a)[1] {
+			t.Errorf("inodes %q then %q", a, b)
+		}
+	})
+	t.Run("stats file hidden but readable", func(t *testing.T) {
+		if strings.Contains(sh(t, "ls", "-a", tm.dir), StatsFileName) {
+			t.Error("stats file listed")
+		}
+		st := tm.statsViaFile(t)
+		if st.Fuse.Opens == 0 || st.Fuse.Reads == 0 || st.Pool.Fetches == 0 || st.Fuse.Lookups == 0 {
+			t.Errorf("stats not counting: %+v", st)
+		}
+		if st.Pool.Gets != st.Pool.Hits+st.Pool.Shared+st.Pool.Fetches-st.Pool.Prefetches-st.Pool.Errors {
+			t.Logf("pool accounting: %+v", st.Pool)
+		}
+	})
+}
+
+// TestHerd is the cluster start-up pattern: 16 processes read 16 files with
+// the same content (different inodes, so the page cache cannot merge them)
+// while others read a 64 MiB file. The store must see exactly one read per
+// unique block.
+func TestHerd(t *testing.T) {
+	requireFUSE(t)
+	src := t.TempDir()
+	same := randomBytes(2, 8<<20+999)
+	for i := range 16 {
+		writeFile(t, filepath.Join(src, fmt.Sprintf("input-%02d", i)), same, 0o644)
+	}
+	big := randomBytes(3, 64<<20)
+	writeFile(t, filepath.Join(src, "big"), big, 0o644)
+	store := filepath.Join(t.TempDir(), "store")
+	importInto(t, store, src, "/herd", chunker.Config{})
+	tm := mountStore(t, store, MountOptions{})
+
+	unique := map[blockstore.Hash]bool{}
+	for _, f := range []string{"/herd/input-00", "/herd/big"} {
+		for _, l := range tm.blocksOf(t, f) {
+			unique[l.Hash] = true
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	read := func(p string, want []byte) {
+		defer wg.Done()
+		out, err := exec.Command("cat", p).Output()
+		if err != nil {
+			errs <- fmt.Errorf("cat %s: %w", p, err)
+		} else if !bytes.Equal(out, want) {
+			errs <- fmt.Errorf("%s: wrong bytes", p)
+		}
+	}
+	for i := range 16 {
+		wg.Add(1)
+		go read(tm.path(fmt.Sprintf("herd/input-%02d", i)), same)
+	}
+	for range 4 {
+		wg.Add(1)
+		go read(tm.path("herd/big"), big)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	if got := tm.store.Gets(); got != int64(len(unique)) {
+		t.Errorf("store saw %d reads, want one per unique block: %d", got, len(unique))
+	}
+	for h := range unique {
+		if n := tm.store.GetsOf(h); n != 1 {
+			t.Errorf("block %s read %d times", h, n)
+		}
+	}
+	st := tm.statsViaFile(t)
+	if st.Pool.Fetches != int64(len(unique)) {
+		t.Errorf("stats fetches %d, want %d", st.Pool.Fetches, len(unique))
+	}
+	// Every kernel read of a block that was not the one fetch was a hit or a shared wait.
+	if st.Pool.Hits+st.Pool.Shared < st.Pool.Gets-st.Pool.Fetches {
+		t.Errorf("hits %d + shared %d do not cover gets %d - fetches %d", st.Pool.Hits, st.Pool.Shared, st.Pool.Gets, st.Pool.Fetches)
+	}
+	if st.Pool.Hits+st.Pool.Shared == 0 {
+		t.Error("no hits or shared waits in a herd")
+	}
+	t.Logf("herd: %d unique blocks, pool %+v, fuse reads %d", len(unique), st.Pool, st.Fuse.Reads)
+}
+
+// TestSequentialReadOneFetchPerBlock: whatever size the reader's requests
+// are, reading a file once fetches each block exactly once.
+func TestSequentialReadOneFetchPerBlock(t *testing.T) {
+	requireFUSE(t)
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "f"), randomBytes(4, 64<<20), 0o644)
+	store := filepath.Join(t.TempDir(), "store")
+	importInto(t, store, src, "/seq", chunker.Config{})
+	for _, bs := range []string{"4k", "128k", "1M", "3M"} {
+		t.Run("bs="+bs, func(t *testing.T) {
+			tm := mountStore(t, store, MountOptions{})
+			sh(t, "dd", "if="+tm.path("seq/f"), "of=/dev/null", "bs="+bs, "status=none")
+			blocks := tm.blocksOf(t, "/seq/f")
+			if got := tm.store.Gets(); got != int64(len(blocks)) {
+				t.Errorf("%d store reads for %d blocks", got, len(blocks))
+			}
+			for _, l := range blocks {
+				if n := tm.store.GetsOf(l.Hash); n != 1 {
+					t.Errorf("block %s read %d times", l, n)
+				}
+			}
+			if st := tm.Stats(); st.Fuse.Prefetches == 0 {
+				t.Errorf("sequential read prefetched nothing: %+v", st.Fuse)
+			}
+		})
+	}
+}
+
+// TestRandomReadsDoNotPrefetch: reads far apart never start readahead.
+func TestRandomReadsDoNotPrefetch(t *testing.T) {
+	requireFUSE(t)
+	src := t.TempDir()
+	data := randomBytes(5, 64<<20)
+	writeFile(t, filepath.Join(src, "f"), data, 0o644)
+	store := filepath.Join(t.TempDir(), "store")
+	importInto(t, store, src, "/r", chunker.Config{})
+	tm := mountStore(t, store, MountOptions{})
+	// 4 MiB slots visited so that consecutive reads are >= 8 MiB apart.
+	var spec strings.Builder
+	for _, slot := range []int{0, 8, 2, 10, 4, 12, 6, 14, 1, 9, 3, 11, 5, 13, 7, 15} {
+		fmt.Fprintf(&spec, "%d:4096 ", slot<<22+12345)
+	}
+	runHelper(t, "pread", tm.path("r/f"), "BLOCKFS_OFFSETS="+spec.String())
+	if st := tm.Stats(); st.Fuse.Prefetches != 0 || st.Pool.Prefetches != 0 {
+		t.Errorf("random reads prefetched: fuse %d, pool %d", st.Fuse.Prefetches, st.Pool.Prefetches)
+	}
+}
+
+// TestCorruptBlockGivesEIO: a block whose bytes do not match its hash fails
+// the reads that need it, is counted, and the mount serves everything else.
+func TestCorruptBlockGivesEIO(t *testing.T) {
+	requireFUSE(t)
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "bad"), randomBytes(6, 3<<20), 0o644)
+	writeFile(t, filepath.Join(src, "good"), randomBytes(8, 3<<20), 0o644)
+	store := filepath.Join(t.TempDir(), "store")
+	importInto(t, store, src, "/c", chunker.Config{})
+	tm := mountStore(t, store, MountOptions{Logger: discardLogger()})
+	victim := tm.blocksOf(t, "/c/bad")[0].Hash.String()
+	f := filepath.Join(store, "blocks", victim[:2], victim)
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[100] ^= 0xff
+	if err := os.WriteFile(f, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("cat", tm.path("c/bad")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "Input/output error") {
+		t.Fatalf("cat of a corrupt file: err %v, output %q", err, out[max(0, len(out)-200):])
+	}
+	want, _ := os.ReadFile(filepath.Join(src, "good"))
+	if got := sh(t, "cat", tm.path("c/good")); got != string(want) {
+		t.Error("good file differs after a corrupt one")
+	}
+	sh(t, "ls", tm.path("c"))
+	st := tm.statsViaFile(t)
+	if st.Pool.VerifyFailures == 0 || st.Fuse.Errors == 0 {
+		t.Errorf("corruption not counted: pool %+v fuse %+v", st.Pool, st.Fuse)
+	}
+}
+
+func TestCheckMountpoint(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	writeFile(t, file, nil, 0o644)
+	for name, p := range map[string]string{"missing": filepath.Join(dir, "nope"), "not a directory": file} {
+		if _, err := CheckMountpoint(p); !errors.Is(err, ErrMountpoint) || !strings.Contains(err.Error(), name[:4]) && name != "missing" {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := CheckMountpoint("/proc"); !errors.Is(err, ErrMountpoint) || !strings.Contains(err.Error(), "already mounted") {
+		t.Errorf("/proc: %v", err)
+	}
+	if _, err := CheckMountpoint(dir); err != nil {
+		t.Errorf("plain dir: %v", err)
+	}
+}
+
+func sortedLines(s string) []string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	sort.Strings(l)
+	return l
+}
