@@ -19,7 +19,7 @@ func benchAppend(b *testing.B, size int) {
 	var n atomic.Int64
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
-	b.SetParallelism(32)
+	b.SetParallelism(128)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -35,13 +35,13 @@ func benchAppend(b *testing.B, size int) {
 func BenchmarkAppendGroupCommit4K(b *testing.B)  { benchAppend(b, 4<<10) }
 func BenchmarkAppendGroupCommit64K(b *testing.B) { benchAppend(b, 64<<10) }
 
-// One writer committing batches of 64 with MultiWrite (an importer's shape).
+// One writer committing batches of 256 (1 MiB) with MultiWrite (an importer's shape).
 func BenchmarkAppendMultiWrite4K(b *testing.B) {
 	l := openT(b, b.TempDir(), Options{})
 	defer l.Close()
 	val := make([]byte, 4<<10)
 	b.SetBytes(int64(len(val)))
-	batch := make([]Entry, 64)
+	batch := make([]Entry, 256)
 	for i := 0; i < b.N; i += len(batch) {
 		for j := range batch {
 			batch[j] = Entry{Keys: [][]byte{fmt.Appendf(nil, "/f%d", i+j)}, Value: val}

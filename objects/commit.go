@@ -181,7 +181,7 @@ func (l *Log) commit(b *batch) {
 		}
 	}
 	for _, c := range b.chunks {
-		if cap(c.data) <= 4<<20 && len(w.free) < 4 {
+		if cap(c.data) <= 32<<20 && len(w.free) < 2 {
 			w.free = append(w.free, c.data[:0])
 		}
 	}

@@ -237,35 +237,3 @@ func (l *Log) applyTombstone(key string, killed uint64) {
 		}
 	}
 }
-
-// buildSlots bulk-loads every ordered index from prim (end of replay). The
-// slots are sorted in parallel: on a 2-core machine that halves the wall time
-// of the dominant cost of opening a large log.
-func (l *Log) buildSlots() {
-	nslots := 1
-	for _, e := range l.prim {
-		nslots = max(nslots, len(e.skeys)+1)
-	}
-	items := make([][]item, nslots)
-	items[0] = make([]item, 0, len(l.prim))
-	for k, e := range l.prim {
-		items[0] = append(items[0], item{key: k})
-		for i, sk := range e.skeys {
-			if sk != "" {
-				items[i+1] = append(items[i+1], item{sk, k})
-			}
-		}
-	}
-	l.slots = make([]*ordered, nslots)
-	done := make(chan struct{}, nslots)
-	for i := range items {
-		go func() {
-			slices.SortFunc(items[i], cmpItem)
-			l.slots[i] = buildOrdered(items[i])
-			done <- struct{}{}
-		}()
-	}
-	for range items {
-		<-done
-	}
-}

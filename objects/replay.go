@@ -141,7 +141,6 @@ func (l *Log) replay() error {
 	if err != nil {
 		return err
 	}
-	l.buildSlots()
 	l.bulk = false
 	if !l.opts.ReadOnly {
 		// A writer's own appends always carry new versions; old tombstones
@@ -319,23 +318,20 @@ func (l *Log) load(initial bool) (int64, error) {
 	}
 	l.mu.Lock()
 	if l.bulk {
-		total := 0
+		l.bulkApply(results)
+	} else {
 		for _, r := range results {
-			total += len(r.objs)
-		}
-		if len(l.prim) == 0 {
-			l.prim = make(map[string]pentry, total)
+			for i := range r.objs {
+				o := &r.objs[i]
+				l.applyObject(o.key, o.skeys, o.ver, r.s.id, o.off, o.size)
+			}
+			for _, t := range r.tombs {
+				l.applyTombstone(t.key, t.killed)
+			}
 		}
 	}
 	for _, r := range results {
 		maxVer = max(maxVer, r.maxVer)
-		for i := range r.objs {
-			o := &r.objs[i]
-			l.applyObject(o.key, o.skeys, o.ver, r.s.id, o.off, o.size)
-		}
-		for _, t := range r.tombs {
-			l.applyTombstone(t.key, t.killed)
-		}
 		r.s.end = r.end
 	}
 	if ro {
@@ -371,6 +367,86 @@ func (l *Log) load(initial bool) (int64, error) {
 		}
 	}
 	return count, nil
+}
+
+// bulkApply is the initial merge. Objects first (no tombstone is known yet,
+// so no tombstone lookups), then tombstones, then one pass in log order that
+// accounts live bytes and collects the ordered index items: records are
+// usually written in key order (an importer walks a tree), so items come out
+// nearly sorted and the sort at the end is cheap.
+func (l *Log) bulkApply(results []segParse) {
+	total := 0
+	for _, r := range results {
+		total += len(r.objs)
+	}
+	l.prim = make(map[string]pentry, total)
+	// dup: some key was seen twice or killed. If not (a freshly imported or
+	// freshly cleaned log), every record is live and the log-order pass
+	// below needs no map lookups.
+	dup := false
+	for _, r := range results {
+		id := r.s.id
+		for i := range r.objs {
+			o := &r.objs[i]
+			cur, ok := l.prim[o.key]
+			if ok {
+				dup = true
+				if cur.ver > o.ver || cur.ver == o.ver && cur.seg >= id {
+					continue
+				}
+			}
+			l.prim[o.key] = pentry{ver: o.ver, seg: id, off: o.off, size: o.size, skeys: o.skeys}
+		}
+	}
+	for _, r := range results {
+		for _, t := range r.tombs {
+			if l.tombs[t.key] < t.killed {
+				l.tombs[t.key] = t.killed
+			}
+			if cur, ok := l.prim[t.key]; ok && cur.ver <= t.killed {
+				delete(l.prim, t.key)
+				dup = true
+			}
+		}
+	}
+	items := [][]item{make([]item, 0, len(l.prim))}
+	for _, r := range results {
+		id := r.s.id
+		var live int64
+		for i := range r.objs {
+			o := &r.objs[i]
+			if dup {
+				if e, ok := l.prim[o.key]; !ok || e.seg != id || e.off != o.off {
+					continue
+				}
+			}
+			live += int64(o.size)
+			items[0] = append(items[0], item{key: o.key})
+			for j, sk := range o.skeys {
+				if sk == "" {
+					continue
+				}
+				for len(items) <= j+1 {
+					items = append(items, make([]item, 0, len(l.prim)))
+				}
+				items[j+1] = append(items[j+1], item{sk, o.key})
+			}
+		}
+		r.s.live += live
+	}
+	l.slots = make([]*ordered, len(items))
+	var wg sync.WaitGroup
+	for i := range items {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if !slices.IsSortedFunc(items[i], cmpItem) {
+				slices.SortFunc(items[i], cmpItem)
+			}
+			l.slots[i] = buildOrdered(items[i])
+		}()
+	}
+	wg.Wait()
 }
 
 // openSegment opens segment id and reads its header. A bad header leaves
