@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"os"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -33,6 +35,8 @@ func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 	allowOther := fl.Bool("allow-other", false, "let users other than the mounting one read the mount")
 	debug := fl.Bool("debug", false, "log every FUSE request")
 	cacheTimeout := fl.Duration("cache-timeout", time.Hour, "how long the kernel may cache names and attributes")
+	cpuprofile := fl.String("cpuprofile", "", "write a CPU profile of the mount's life to this file")
+	_ = fl.MarkHidden("cpuprofile")
 	return func(ctx context.Context, args []string) error {
 		if len(args) != 1 {
 			return usagef("want MOUNTPOINT, got %d arguments", len(args))
@@ -49,6 +53,17 @@ func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 		// Check the mountpoint before opening anything, so that a typo fails fast.
 		if _, err := fs.CheckMountpoint(args[0]); err != nil {
 			return err
+		}
+		if *cpuprofile != "" {
+			f, err := os.Create(*cpuprofile)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
 		}
 		vol, err := fs.Open(ctx, *store, fs.OpenOptions{ReadOnly: true})
 		if err != nil {

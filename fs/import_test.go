@@ -1,0 +1,161 @@
+package fs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"blockfs/blockstore"
+	"blockfs/fs/chunker"
+)
+
+// TestImportInsertionsStoreLittle: content-defined chunking means 10
+// scattered insertions into a large file only change the blocks around them.
+func TestImportInsertionsStoreLittle(t *testing.T) {
+	size := 64 << 20
+	if testing.Short() {
+		size = 16 << 20
+	}
+	dir := t.TempDir()
+	data := randomBytes(21, size)
+	src := filepath.Join(dir, "big")
+	writeFile(t, src, data, 0o644)
+	store := filepath.Join(dir, "store")
+	first := importInto(t, store, src, "/big", chunker.Config{})
+
+	edited := insertScattered(data, 10)
+	writeFile(t, src, edited, 0o644)
+	second := importInto(t, store, src, "/big", chunker.Config{})
+	frac := float64(second.NewBytes) / float64(second.Bytes)
+	t.Logf("first import %d blocks; after 10 insertions: %d of %d blocks new, %.1f%% of bytes", first.Blocks, second.NewBlocks, second.Blocks, 100*frac)
+	if frac > 0.25 {
+		t.Errorf("10 insertions stored %.1f%% of the file anew", 100*frac)
+	}
+	// And the stored file is the edited one.
+	vol, err := Open(context.Background(), store, OpenOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vol.Close()
+	if got := readBack(t, vol, "/big"); !bytes.Equal(got, edited) {
+		t.Fatal("re-imported file differs from the edited source")
+	}
+}
+
+// insertScattered inserts a few bytes at n evenly spread places.
+func insertScattered(data []byte, n int) []byte {
+	out := make([]byte, 0, len(data)+n*64)
+	step := len(data) / (n + 1)
+	prev := 0
+	for i := 1; i <= n; i++ {
+		at := i*step + i*7919
+		out = append(out, data[prev:at]...)
+		out = append(out, []byte(fmt.Sprintf("<<insertion %d>>", i))...)
+		prev = at
+	}
+	return append(out, data[prev:]...)
+}
+
+// readBack reads a file's bytes out of the store, verifying each block.
+func readBack(t *testing.T, vol *Volume, p string) []byte {
+	t.Helper()
+	n, err := vol.Tree.Lookup(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := blockstore.NewPool(vol.Blocks, blockstore.PoolConfig{})
+	defer pool.Close()
+	var out []byte
+	for _, l := range n.Blocks {
+		b, err := pool.Get(context.Background(), l)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		out = append(out, b.Bytes()...)
+		b.Release()
+	}
+	return out
+}
+
+func TestReimportWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	first := importInto(t, store, "../testdata/sample", "/s", chunker.Config{})
+	second := importInto(t, store, "../testdata/sample", "/s", chunker.Config{})
+	if first.NewBlocks == 0 || second.NewBlocks != 0 || second.NewBytes != 0 || second.Bytes != first.Bytes {
+		t.Errorf("first %+v, second %+v", first, second)
+	}
+}
+
+// TestImportFullDiskLosesNothing imports into a store on a small tmpfs that
+// fills up part way: a real failing backend. The import fails with ENOSPC,
+// and every file the store shows afterwards is complete and correct.
+func TestImportFullDiskLosesNothing(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("mounting a tmpfs needs root under CI=true")
+		}
+		t.Skip("mounting a tmpfs needs root")
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	want := map[string][]byte{}
+	for i := range 40 {
+		rel := fmt.Sprintf("d%d/file-%02d", i%4, i)
+		want["/src/"+rel] = randomBytes(uint64(100+i), 300<<10+i*1000)
+		writeFile(t, filepath.Join(src, rel), want["/src/"+rel], 0o644)
+	}
+	disk := filepath.Join(dir, "disk")
+	if err := os.Mkdir(disk, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", disk).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v %s", err, out)
+	}
+	defer exec.Command("umount", disk).Run()
+	store := filepath.Join(disk, "store")
+
+	vol, err := Open(context.Background(), store, OpenOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := NewImporter(vol, ImportOptions{Chunking: chunker.Config{Min: 16 << 10, Avg: 64 << 10, Max: 256 << 10}, BatchEntries: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = im.Import(context.Background(), src, "/src")
+	vol.Close()
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("import onto a full disk: %v, want ENOSPC", err)
+	}
+
+	vol, err = Open(context.Background(), store, OpenOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("reopening after a failed import: %v", err)
+	}
+	defer vol.Close()
+	files := 0
+	err = vol.Tree.Walk("/", func(p string, n *Node) error {
+		if n.Kind != KindFile {
+			return nil
+		}
+		files++
+		if got := readBack(t, vol, p); !bytes.Equal(got, want[p]) {
+			t.Errorf("%s: visible but not complete and correct", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files == 0 || files == len(want) {
+		t.Errorf("%d of %d files visible: the disk did not fill part way", files, len(want))
+	}
+	t.Logf("%d of %d files committed before the disk filled", files, len(want))
+}
