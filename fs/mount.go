@@ -90,15 +90,17 @@ func Serve(mountpoint string, vol *Volume, opts MountOptions) (*Mount, error) {
 		NegativeTimeout: ptr(time.Second),
 		RootStableAttr:  &gofs.StableAttr{Ino: 1},
 		MountOptions: fuse.MountOptions{
-			FsName:        "blockfs:" + vol.Spec,
-			Name:          "blockfs",
-			AllowOther:    opts.AllowOther,
-			Debug:         opts.Debug,
-			DirectMount:   true,
-			MaxWrite:      maxRead,
-			MaxReadAhead:  maxRead,
-			Options:       []string{"ro", "default_permissions"},
-			DisableSplice: true, // results are pool buffers or copies, never file descriptors
+			FsName:      "blockfs:" + vol.Spec,
+			Name:        "blockfs",
+			AllowOther:  opts.AllowOther,
+			Debug:       opts.Debug,
+			DirectMount: true,
+			// Read-only at the mount level too, so mount(8) and mountinfo say ro.
+			DirectMountFlags: syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV,
+			MaxWrite:         maxRead,
+			MaxReadAhead:     maxRead,
+			Options:          []string{"ro", "default_permissions"},
+			DisableSplice:    true, // results are pool buffers or copies, never file descriptors
 		},
 	})
 	if err != nil {

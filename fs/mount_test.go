@@ -127,6 +127,15 @@ func TestMountEndToEnd(t *testing.T) {
 		}
 	})
 	t.Run("read-only", func(t *testing.T) {
+		info, err := os.ReadFile("/proc/self/mountinfo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(info), "\n") {
+			if f := strings.Fields(line); len(f) > 5 && f[4] == tm.dir && !strings.HasPrefix(f[5], "ro,") {
+				t.Errorf("mount options %s, want ro", f[5])
+			}
+		}
 		if err := exec.Command("touch", filepath.Join(mnt, "new")).Run(); err == nil {
 			t.Error("creating a file succeeded")
 		}
