@@ -3,7 +3,14 @@ GO      ?= go
 BIN     := $(CURDIR)/bin
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build demo test check vet fmt-check unit bench fuzz clean
+.PHONY: all build demo test check vet fmt-check unit bench fuzz clean minio
+
+# The pinned MinIO server the S3 tests run against (internal/testsvc finds
+# it here, or wherever BLOCKFS_MINIO_BIN points). Built once from source by
+# the Go toolchain; later runs only check that it is there.
+MINIO_VERSION   := v0.0.0-20260212201848-7aac2a2c5b7c
+BLOCKFS_MINIO_BIN ?= $(HOME)/.cache/blockfs/bin/minio-$(MINIO_VERSION)
+export BLOCKFS_MINIO_BIN
 
 all: build
 
@@ -16,7 +23,7 @@ demo: build
 	./scripts/demo.sh
 
 # The whole test suite: static checks, then every test with the race detector.
-test: check unit
+test: check minio unit
 
 check: vet fmt-check
 
@@ -29,6 +36,15 @@ fmt-check:
 
 unit:
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+minio:
+	@if [ ! -x "$(BLOCKFS_MINIO_BIN)" ]; then \
+		set -e; echo "building MinIO $(MINIO_VERSION) into $(BLOCKFS_MINIO_BIN) (once, a few minutes)"; \
+		tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+		GOBIN="$$tmp" GOFLAGS=-buildvcs=false $(GO) install github.com/minio/minio@$(MINIO_VERSION); \
+		mkdir -p "$$(dirname "$(BLOCKFS_MINIO_BIN)")"; \
+		mv "$$tmp/minio" "$(BLOCKFS_MINIO_BIN).tmp" && mv "$(BLOCKFS_MINIO_BIN).tmp" "$(BLOCKFS_MINIO_BIN)"; \
+	fi
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -1,0 +1,115 @@
+package testsvc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/rs/zerolog"
+)
+
+// Proxy is a Toxiproxy TCP proxy, run in process, between a client and an
+// upstream server. Toxics apply to connections already open as well as to
+// new ones.
+type Proxy struct {
+	t      testing.TB
+	p      *toxiproxy.Proxy
+	addr   string
+	toxics atomic.Int64 // names toxics uniquely
+}
+
+var proxySeq atomic.Int64
+
+// StartProxy starts a proxy listening on 127.0.0.1 (a free port) that
+// forwards to upstream (host:port, or a URL such as MinIO.Endpoint()). It
+// is stopped when the test ends.
+func StartProxy(t testing.TB, upstream string) *Proxy {
+	t.Helper()
+	if i := strings.Index(upstream, "://"); i >= 0 {
+		upstream = upstream[i+3:]
+	}
+	upstream = strings.TrimSuffix(upstream, "/")
+	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
+	name := fmt.Sprintf("proxy%d", proxySeq.Add(1))
+	p := toxiproxy.NewProxy(srv, name, "127.0.0.1:0", upstream)
+	if err := p.Start(); err != nil {
+		t.Fatalf("start toxiproxy to %s: %v", upstream, err)
+	}
+	p.Lock()
+	addr := p.Listen // the bound address, once started
+	p.Unlock()
+	t.Cleanup(p.Stop)
+	return &Proxy{t: t, p: p, addr: addr}
+}
+
+// Addr returns the proxy's host:port.
+func (p *Proxy) Addr() string { return p.addr }
+
+// Endpoint returns the proxy as an http:// URL.
+func (p *Proxy) Endpoint() string { return "http://" + p.addr }
+
+// Latency delays data flowing back from upstream by d on every
+// connection (Toxiproxy's latency toxic on the downstream stream).
+func (p *Proxy) Latency(d time.Duration) {
+	p.t.Helper()
+	p.add("latency", "downstream", 1, map[string]any{"latency": d.Milliseconds()})
+}
+
+// ResetPeer resets (TCP RST) every connection as soon as upstream starts
+// answering on it: each request fails, having reached the server.
+func (p *Proxy) ResetPeer() { p.t.Helper(); p.ResetPeerSome(1) }
+
+// ResetPeerSome is ResetPeer for a fraction of connections: each new
+// connection is reset with probability toxicity (0..1). Existing
+// connections are reset if toxicity is 1.
+func (p *Proxy) ResetPeerSome(toxicity float32) {
+	p.t.Helper()
+	p.add("reset_peer", "downstream", toxicity, map[string]any{"timeout": 0})
+}
+
+// Timeout makes the link a black hole: nothing sent either way arrives and
+// connections stay open, so clients wait until their own timeouts.
+func (p *Proxy) Timeout() {
+	p.t.Helper()
+	p.add("timeout", "upstream", 1, map[string]any{"timeout": 0})
+	p.add("timeout", "downstream", 1, map[string]any{"timeout": 0})
+}
+
+// Down takes the link down: the listener closes and every open connection
+// is cut, so new connections are refused until Up.
+func (p *Proxy) Down() { p.p.Stop() }
+
+// Up brings the link back on the same address. (Down released the port;
+// only another process grabbing that very port in between can make this
+// fail.)
+func (p *Proxy) Up() {
+	p.t.Helper()
+	if err := p.p.Start(); err != nil && err != toxiproxy.ErrProxyAlreadyStarted {
+		p.t.Fatalf("toxiproxy up %s: %v", p.addr, err)
+	}
+}
+
+// Clear removes every toxic.
+func (p *Proxy) Clear() { p.p.Toxics.ResetToxics(context.Background()) }
+
+func (p *Proxy) add(typ, stream string, toxicity float32, attrs map[string]any) {
+	p.t.Helper()
+	body, err := json.Marshal(map[string]any{
+		"name":       fmt.Sprintf("%s_%s_%d", typ, stream, p.toxics.Add(1)),
+		"type":       typ,
+		"stream":     stream,
+		"toxicity":   toxicity,
+		"attributes": attrs,
+	})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if _, err := p.p.Toxics.AddToxicJson(strings.NewReader(string(body))); err != nil {
+		p.t.Fatalf("toxiproxy: add %s toxic: %v", typ, err)
+	}
+}
