@@ -305,11 +305,12 @@ func (m *MinIO) NewBucket(t testing.TB) string {
 	return name
 }
 
-// Requests returns MinIO's own count of S3 requests of one API, as its
-// Prometheus metric minio_s3_requests_total{api=...} says (api is MinIO's
-// lower-case name: "getobject", "putobject", "headobject",
-// "listobjectsv2", "deleteobject", ...). Summed over the server's nodes;
-// 0 if the API was never called. Use differences between two calls.
+// Requests returns MinIO's own count of S3 requests of one API, from its
+// Prometheus metrics (v3, computed on each scrape):
+// minio_api_requests_total{name=...,type="s3"}. api is the API name, case
+// ignored ("getobject", "PutObject", "headobject", "listobjectsv2",
+// "deleteobject", ...). Summed over the server's nodes; 0 if the API was
+// never called. Use differences between two calls, and see WaitRequests.
 func (m *MinIO) Requests(t testing.TB, api string) int64 {
 	t.Helper()
 	n, err := m.requests(api)
@@ -319,10 +320,26 @@ func (m *MinIO) Requests(t testing.TB, api string) int64 {
 	return n
 }
 
+// WaitRequests waits until Requests(api) reaches at least want and returns
+// it (fails the test after 10 s). MinIO bumps its counters as a handler
+// returns, which can be just after the client has the response, so a
+// count taken right after a call may lag by that call: wait for the count
+// expected, then compare for equality to catch extra requests.
+func (m *MinIO) WaitRequests(t testing.TB, api string, want int64) int64 {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := m.Requests(t, api)
+		if n >= want || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(5 * time.Millisecond) // polling a counter, with a deadline
+	}
+}
+
 func (m *MinIO) requests(api string) (int64, error) {
-	// Node metrics are computed on each scrape; cluster metrics may be
-	// served from a cache and lag.
-	resp, err := http.Get(m.endpoint + "/minio/v2/metrics/node")
+	// The v2 endpoints serve cached values (up to ~10 s old); v3 does not.
+	resp, err := http.Get(m.endpoint + "/minio/metrics/v3/api/requests")
 	if err != nil {
 		return 0, err
 	}
@@ -331,13 +348,14 @@ func (m *MinIO) requests(api string) (int64, error) {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return 0, fmt.Errorf("metrics: %s: %s", resp.Status, b)
 	}
-	want := `api="` + api + `"`
+	want := `name="` + strings.ToLower(api) + `"`
 	var total int64
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "minio_s3_requests_total{") || !strings.Contains(line, want) {
+		if !strings.HasPrefix(line, "minio_api_requests_total{") || !strings.Contains(line, `type="s3"`) ||
+			!strings.Contains(strings.ToLower(line), want) {
 			continue
 		}
 		f := strings.Fields(line)
