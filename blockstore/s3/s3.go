@@ -318,6 +318,10 @@ func classifyOpen(err error) error {
 // describe renders err in one short line: an S3 error as its code and
 // message, a transport error without the request URL.
 func describe(err error) string {
+	var at *attemptTimeout
+	if errors.As(err, &at) {
+		return at.Error()
+	}
 	var er minio.ErrorResponse
 	if errors.As(err, &er) {
 		msg := er.Message
