@@ -436,7 +436,8 @@ func (e *exhausted) Unwrap() error { return e.err }
 // (ErrCorrupt, ErrNotFound, ErrConflict) are final.
 func transient(err error) bool {
 	if errors.Is(err, blockstore.ErrCorrupt) || errors.Is(err, blockstore.ErrNotFound) ||
-		errors.Is(err, blockstore.ErrConflict) || errors.Is(err, context.Canceled) {
+		errors.Is(err, blockstore.ErrConflict) || errors.Is(err, blockstore.ErrTooLarge) ||
+		errors.Is(err, blockstore.ErrMalformed) || errors.Is(err, context.Canceled) {
 		return false
 	}
 	var at *attemptTimeout
