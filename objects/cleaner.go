@@ -93,7 +93,7 @@ func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanStats, error) 
 	}
 	now := time.Now()
 	for _, s := range l.segs {
-		if s == l.head || s.removed {
+		if !s.sealed || s == l.head || s.removed {
 			continue
 		}
 		u := float64(s.live) / float64(max(1, s.end-segHeaderSize))
@@ -263,6 +263,7 @@ func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanStats, error) 
 	l.w.mu.Lock()
 	l.mu.Lock()
 	for _, s := range outs {
+		s.sealed = true
 		l.segs[s.id] = s
 	}
 	var died []reloc

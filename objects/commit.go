@@ -36,7 +36,8 @@ type writer struct {
 	gen     uint64
 	err     error // sticky: a failed write or fsync poisons the log
 	closing bool
-	free    [][]byte // recycled chunk buffers
+	free    [][]byte   // recycled chunk buffers
+	rolled  []*segment // old heads rolled by the batch being committed (committer only)
 
 	kick    chan struct{}
 	stopped chan struct{}
@@ -169,7 +170,11 @@ func (l *Log) commit(b *batch) {
 				l.applyObject(u.key, u.skeys, u.ver, u.seg, u.off, u.size)
 			}
 		}
+		for _, s := range l.w.rolled {
+			s.sealed = true
+		}
 		l.mu.Unlock()
+		l.w.rolled = l.w.rolled[:0]
 	}
 	w.mu.Lock()
 	if err != nil && w.err == nil {
@@ -226,6 +231,9 @@ func (l *Log) rollHead(id uint32, verBase uint64) error {
 	l.segs[id] = s
 	l.head = s
 	l.mu.Unlock()
+	if old != nil {
+		l.w.rolled = append(l.w.rolled, old) // sealed once this batch is applied
+	}
 	return nil
 }
 

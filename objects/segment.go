@@ -117,6 +117,11 @@ type segment struct {
 	end     int64 // file offset just past the last committed record known
 	live    int64 // bytes of records the primary index points at
 	removed bool  // deleted by the cleaner (ReadOnly: vanished from the directory)
+	// sealed: complete and fully applied to the index, so the cleaner may
+	// take it. A head stops being the head when the committer rolls, but its
+	// last records are applied only when that whole batch is; until then it
+	// is not sealed.
+	sealed bool
 }
 
 func newSegment(dir string, id uint32, f *os.File, hdr segHeader) *segment {
