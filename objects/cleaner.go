@@ -25,6 +25,14 @@ import (
 //     tombstone naming the survivor, so its stale copy can never resurrect.
 //  4. Only then delete the old files and fsync the directory.
 //
+// Ingested segments (Log.Ingest) are never cleaned, and while a log holds
+// any, no tombstone is dropped: ingested tombstones name segments of other
+// logs, and an ingested object may be dead only because a newer version
+// beat it, with no tombstone naming its segment. Keeping every tombstone
+// (tombstones kill every version up to theirs) keeps such objects dead
+// across reopens whatever the cleaner removes. Local segments are still
+// cleaned: dead local objects are dropped, live ones relocated.
+//
 // Crash safety at every point: before the rename nothing changed (a stray
 // .tmp is deleted on open); after it, records exist twice with equal
 // versions, and replay treats the higher segment id as the same object.
@@ -92,8 +100,12 @@ func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanStats, error) 
 		return st, ErrClosed
 	}
 	now := time.Now()
+	keepTombs := false
 	for _, s := range l.segs {
-		if !s.sealed || s == l.head || s.removed {
+		if s.hdr.kind == kindIngested && !s.removed {
+			keepTombs = true
+		}
+		if !s.sealed || s == l.head || s.removed || s.hdr.kind == kindIngested {
 			continue
 		}
 		u := float64(s.live) / float64(max(1, s.end-segHeaderSize))
@@ -208,6 +220,7 @@ func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanStats, error) 
 				relocs = append(relocs, reloc{key: string(o.Key(0)), ver: f.ver, oldSeg: s.id, oldOff: uint32(off),
 					newSeg: cur.id, newOff: uint32(curOff + int64(len(buf))), size: uint32(f.size)})
 				buf = append(buf, rec...)
+				cur.noteVersions(f.ver, f.ver)
 				st.ObjectsRelocated++
 			case recTombstone:
 				dead := uint32(f.payload[0]) | uint32(f.payload[1])<<8 | uint32(f.payload[2])<<16 | uint32(f.payload[3])<<24
@@ -218,7 +231,7 @@ func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanStats, error) 
 				// very pass are kept too: the old files are deleted one by
 				// one, and a crash in between must not resurrect anything.
 				// The next pass drops them.
-				if !exists {
+				if !exists && !keepTombs {
 					st.TombstonesDropped++
 					return
 				}
@@ -228,6 +241,7 @@ func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanStats, error) 
 					}
 				}
 				buf = append(buf, rec...)
+				cur.noteVersions(f.ver, f.ver)
 				st.TombstonesRelocated++
 			}
 		})

@@ -52,10 +52,18 @@ type pending struct {
 }
 
 type chunk struct {
-	seg    uint32
-	create bool // the committer must create this segment first
-	off    int64
-	data   []byte
+	seg            uint32
+	create         bool // the committer must create this segment first
+	off            int64
+	data           []byte
+	minVer, maxVer uint64 // of the records in data (0, 0: none)
+}
+
+func (c *chunk) note(ver uint64) {
+	if c.minVer == 0 || ver < c.minVer {
+		c.minVer = ver
+	}
+	c.maxVer = max(c.maxVer, ver)
 }
 
 type update struct {
@@ -65,6 +73,7 @@ type update struct {
 	seg   uint32
 	off   uint32
 	size  uint32
+	crc   uint32
 	del   bool
 }
 
@@ -161,13 +170,14 @@ func (l *Log) commit(b *batch) {
 		for _, c := range b.chunks {
 			if s := l.segs[c.seg]; s != nil {
 				s.end = max(s.end, c.off+int64(len(c.data)))
+				s.noteVersions(c.minVer, c.maxVer)
 			}
 		}
 		for _, u := range b.ups {
 			if u.del {
 				l.applyTombstone(u.key, u.ver)
 			} else {
-				l.applyObject(u.key, u.skeys, u.ver, u.seg, u.off, u.size)
+				l.applyObject(u.key, u.skeys, u.ver, u.crc, u.seg, u.off, u.size)
 			}
 		}
 		for _, s := range l.w.rolled {
@@ -317,6 +327,7 @@ func (l *Log) enqueue(entries []Entry, atomic bool) (*batch, error) {
 			// until that segment is cleaned: otherwise cleaning the newer
 			// version or the delete could resurrect this one on replay.
 			buf = appendTombstone(buf, key, old.ver, old.seg)
+			c.note(old.ver)
 			count++
 		}
 		if e.Delete {
@@ -332,6 +343,7 @@ func (l *Log) enqueue(entries []Entry, atomic bool) (*batch, error) {
 		buf, fs = beginFrame(buf)
 		buf = AppendObject(buf, e.Keys, e.Value)
 		finishFrame(buf, fs, recObject, ver)
+		c.note(ver)
 		count++
 		var skeys []string
 		if len(e.Keys) > 1 {
@@ -342,7 +354,8 @@ func (l *Log) enqueue(entries []Entry, atomic bool) (*batch, error) {
 		}
 		off := c.off + int64(fs)
 		size := uint32(len(buf) - fs)
-		b.ups = append(b.ups, update{key: key, skeys: skeys, ver: ver, seg: w.headID, off: uint32(off), size: size})
+		crc := binary.LittleEndian.Uint32(buf[fs:])
+		b.ups = append(b.ups, update{key: key, skeys: skeys, ver: ver, seg: w.headID, off: uint32(off), size: size, crc: crc})
 		w.pending[key] = pending{ver: ver, seg: w.headID, gen: b.gen, size: size}
 	}
 	if atomic {
@@ -413,6 +426,7 @@ func (l *Log) enqueueTombstonesLocked(died []reloc) (*batch, error) {
 	n := len(c.data)
 	for _, r := range died {
 		c.data = appendTombstone(c.data, r.key, r.ver, r.newSeg)
+		c.note(r.ver)
 	}
 	w.tailOff += int64(len(c.data) - n)
 	w.kickLocked()
@@ -421,13 +435,18 @@ func (l *Log) enqueueTombstonesLocked(died []reloc) (*batch, error) {
 
 // currentLocked returns the newest version of key, queued or indexed.
 // Callers hold w.mu.
+//
+// A queued write normally shadows the index, but Ingest may have indexed a
+// newer version meanwhile (its versions can exceed those of writes queued
+// before it): then that one is current, and is what a tombstone must name.
 func (l *Log) currentLocked(key string) (pending, bool) {
-	if p, ok := l.w.pending[key]; ok {
-		return p, !p.del
-	}
+	p, queued := l.w.pending[key]
 	l.mu.RLock()
 	e, ok := l.prim[key]
 	l.mu.RUnlock()
+	if queued && !(ok && e.ver > p.ver) {
+		return p, !p.del
+	}
 	return pending{ver: e.ver, seg: e.seg}, ok
 }
 
@@ -465,6 +484,51 @@ func (l *Log) MultiWrite(batch []Entry) error {
 // a no-op (nil).
 func (l *Log) Delete(key []byte) error {
 	return l.submit([]Entry{{Keys: [][]byte{key}, Delete: true}}, false)
+}
+
+// Seal fsyncs and closes the current head segment, so that everything
+// appended so far is in sealed (complete, immutable) segment files; the next
+// append starts a new head segment. It is a no-op (nil) when the head holds
+// no records. Writes queued before Seal land in the sealed segment, later
+// ones in the new head; a write or MultiWrite is never split. Writer logs
+// only (ErrReadOnly otherwise).
+//
+// The new head is created at once (empty), so Segments reports the old one
+// Sealed as soon as Seal returns, and reopening treats it as complete.
+func (l *Log) Seal() error {
+	if l.opts.ReadOnly {
+		return ErrReadOnly
+	}
+	w := &l.w
+	w.mu.Lock()
+	if w.closing {
+		w.mu.Unlock()
+		return ErrClosed
+	}
+	if w.err != nil {
+		err := w.err
+		w.mu.Unlock()
+		return err
+	}
+	if w.tailOff <= segHeaderSize {
+		w.mu.Unlock()
+		return nil // nothing appended or queued since the head was created
+	}
+	if w.q == nil {
+		w.gen++
+		w.q = &batch{gen: w.gen, done: make(chan struct{})}
+	}
+	b := w.q
+	// The committer writes chunks in order: everything queued so far goes
+	// to the old head, then rollHead fsyncs it and creates the new one.
+	w.headID = w.nextSeg
+	w.nextSeg++
+	w.tailOff = segHeaderSize
+	b.chunks = append(b.chunks, chunk{seg: w.headID, create: true, off: segHeaderSize})
+	w.kickLocked()
+	w.mu.Unlock()
+	<-b.done
+	return b.err
 }
 
 // Sync returns once everything appended so far is durable (fsynced),

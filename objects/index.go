@@ -28,7 +28,27 @@ type pentry struct {
 	seg   uint32
 	off   uint32 // frame offset in the segment file
 	size  uint32 // frame size
+	crc   uint32 // frame CRC (fills padding): orders equal versions from different logs
 	skeys []string
+}
+
+// losesTo reports whether a record (ver, crc) in segment seg replaces cur, the
+// indexed version of the same key.
+//
+// The higher version wins. Equal versions are either the same record (a
+// cleaner copy, or the same segment ingested twice: equal CRCs), where the
+// copy in the higher segment id wins so that old segments drain, or two
+// different objects that two logs gave the same version independently (see
+// Log.Ingest): then the higher CRC wins, so every log that sees both picks
+// the same one whatever the arrival order.
+func (cur *pentry) losesTo(ver uint64, crc, seg uint32) bool {
+	if cur.ver != ver {
+		return cur.ver < ver
+	}
+	if cur.crc != crc {
+		return cur.crc < crc
+	}
+	return cur.seg < seg
 }
 
 // item is one element of an ordered slot index. For slot 0, pk is "" (the
@@ -172,17 +192,24 @@ func (l *Log) account(seg uint32, delta int64) {
 
 // applyObject makes the object the live version of key unless a newer
 // version (or a tombstone killing it) is already known. Equal versions are
-// the same object relocated by the cleaner: the copy in the higher segment id
-// (the survivor) wins, so an old segment's references drain away.
-func (l *Log) applyObject(key string, skeys []string, ver uint64, seg, off, size uint32) {
-	if t, ok := l.tombs[key]; ok && t >= ver {
-		return
+// the same object relocated by the cleaner (or ingested twice): the copy in
+// the higher segment id (the survivor) wins, so an old segment's references
+// drain away; see losesTo for equal versions of different objects.
+func (l *Log) applyObject(key string, skeys []string, ver uint64, crc, seg, off, size uint32) {
+	if t, ok := l.tombs[key]; ok {
+		if t >= ver {
+			return
+		}
+		if l.pruneTombs {
+			// The new version hides every version the tombstone kills.
+			delete(l.tombs, key)
+		}
 	}
 	cur, ok := l.prim[key]
-	if ok && (cur.ver > ver || cur.ver == ver && cur.seg >= seg) {
+	if ok && !cur.losesTo(ver, crc, seg) {
 		return
 	}
-	e := pentry{ver: ver, seg: seg, off: off, size: size, skeys: skeys}
+	e := pentry{ver: ver, seg: seg, off: off, size: size, crc: crc, skeys: skeys}
 	l.prim[key] = e
 	if ok {
 		l.account(cur.seg, -int64(cur.size))

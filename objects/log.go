@@ -65,12 +65,16 @@ type Log struct {
 	mu     sync.RWMutex
 	prim   map[string]pentry
 	slots  []*ordered
-	tombs  map[string]uint64 // killed versions; nil for a writer after open
+	tombs  map[string]uint64 // killed versions (a writer keeps only those of keys with no live object)
 	segs   map[uint32]*segment
 	head   *segment // segment appends go to (writer)
 	lastHd uint32   // ReadOnly: newest head segment id seen (may have a torn tail)
 	bulk   bool     // replaying: ordered indexes are built at the end
 	closed bool
+	// pruneTombs (writers): drop a key's tombstone once a newer version of
+	// it is live. Writers keep tombstones for Ingest: a segment from another
+	// log may carry a version that some tombstone has already killed.
+	pruneTombs bool
 
 	w writer // write path (commit.go); unused when ReadOnly
 

@@ -73,7 +73,8 @@ func tombstoneSize(key string) int { return frameHeaderSize + 4 + len(key) }
 type frame struct {
 	typ     byte
 	ver     uint64
-	size    int // whole frame
+	crc     uint32 // the frame's CRC: tie-break between equal versions (index.go)
+	size    int    // whole frame
 	payload []byte
 }
 
@@ -108,7 +109,7 @@ func decodeFrame(b []byte) (frame, frameStatus, string) {
 	if (typ == recBatchBegin || typ == recBatchCommit) && n != 4 || typ == recTombstone && n < 5 {
 		return frame{}, frameBad, fmt.Sprintf("record type %d with %d-byte payload", typ, n)
 	}
-	return frame{typ: typ, ver: binary.LittleEndian.Uint64(b[9:]), size: end, payload: b[frameHeaderSize:end]}, frameOK, ""
+	return frame{typ: typ, ver: binary.LittleEndian.Uint64(b[9:]), crc: binary.LittleEndian.Uint32(b), size: end, payload: b[frameHeaderSize:end]}, frameOK, ""
 }
 
 // validFrameAfter reports whether any well-formed frame starts anywhere in

@@ -34,6 +34,7 @@ type robj struct {
 	skeys     []string
 	ver       uint64
 	off, size uint32
+	crc       uint32
 }
 
 type rtomb struct {
@@ -46,6 +47,7 @@ type segParse struct {
 	objs   []robj
 	tombs  []rtomb
 	end    int64
+	minVer uint64 // of object and tombstone records (0 if none)
 	maxVer uint64
 	err    error
 }
@@ -87,6 +89,9 @@ func parseSegment(s *segment, data []byte, base int64, tail bool) segParse {
 	p.objs = make([]robj, 0, len(data)/256)
 	p.end, p.err = scanFrames(data, base, tail, s.path, func(off int64, f frame) {
 		p.maxVer = max(p.maxVer, f.ver)
+		if p.minVer == 0 || f.ver < p.minVer {
+			p.minVer = f.ver
+		}
 		switch f.typ {
 		case recObject:
 			o, err := ParseObject(f.payload)
@@ -96,7 +101,7 @@ func parseSegment(s *segment, data []byte, base int64, tail bool) segParse {
 				}
 				return
 			}
-			r := robj{key: a.str(o.Key(0)), ver: f.ver, off: uint32(off), size: uint32(f.size)}
+			r := robj{key: a.str(o.Key(0)), ver: f.ver, off: uint32(off), size: uint32(f.size), crc: f.crc}
 			if n := o.NumKeys(); n > 1 {
 				r.skeys = a.strings(n - 1)
 				for i := 1; i < n; i++ {
@@ -143,9 +148,15 @@ func (l *Log) replay() error {
 	}
 	l.bulk = false
 	if !l.opts.ReadOnly {
-		// A writer's own appends always carry new versions; old tombstones
-		// can no longer matter to its in-memory state.
-		l.tombs = nil
+		// A writer's own appends always carry new versions, but Ingest may
+		// bring old ones: keep the tombstones of keys that have no live
+		// object (a live version is newer than any tombstone of its key).
+		l.pruneTombs = true
+		for k := range l.tombs {
+			if _, live := l.prim[k]; live {
+				delete(l.tombs, k)
+			}
+		}
 	}
 	l.replayed = n
 	l.replayTime = time.Since(start)
@@ -323,7 +334,7 @@ func (l *Log) load(initial bool) (int64, error) {
 		for _, r := range results {
 			for i := range r.objs {
 				o := &r.objs[i]
-				l.applyObject(o.key, o.skeys, o.ver, r.s.id, o.off, o.size)
+				l.applyObject(o.key, o.skeys, o.ver, o.crc, r.s.id, o.off, o.size)
 			}
 			for _, t := range r.tombs {
 				l.applyTombstone(t.key, t.killed)
@@ -392,11 +403,11 @@ func (l *Log) bulkApply(results []segParse) {
 			cur, ok := l.prim[o.key]
 			if ok {
 				dup = true
-				if cur.ver > o.ver || cur.ver == o.ver && cur.seg >= id {
+				if !cur.losesTo(o.ver, o.crc, id) {
 					continue
 				}
 			}
-			l.prim[o.key] = pentry{ver: o.ver, seg: id, off: o.off, size: o.size, skeys: o.skeys}
+			l.prim[o.key] = pentry{ver: o.ver, seg: id, off: o.off, size: o.size, crc: o.crc, skeys: o.skeys}
 		}
 	}
 	for _, r := range results {

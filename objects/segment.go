@@ -17,7 +17,8 @@ import (
 //
 //	offset size field
 //	0      8    magic "BFSOBJL1"
-//	8      1    kind: 1 = head (written by appends), 2 = survivor (written by the cleaner)
+//	8      1    kind: 1 = head (written by appends), 2 = survivor (written by the cleaner),
+//	            3 = ingested (another log's sealed segment, added by Ingest)
 //	9      3    zero
 //	12     4    segment id (must match the file name)
 //	16     8    version base: no version below it will ever be issued again
@@ -32,6 +33,9 @@ import (
 // fsync). Survivor ids may be higher than the head's, so "the last file" is
 // not the one that may be torn; the header says which one is.
 //
+// Ingested segments, like survivors, are written to a .tmp name and renamed
+// once complete and fsynced, so they are never torn either.
+//
 // Why a version base: the cleaner may delete every record that carried the
 // highest versions; the base in the (never-cleaned) newest head segment keeps
 // versions from going backwards after a restart.
@@ -39,6 +43,7 @@ const (
 	segHeaderSize = 40
 	kindHead      = 1
 	kindSurvivor  = 2
+	kindIngested  = 3
 	segSuffix     = ".seg"
 	tmpSuffix     = ".seg.tmp"
 )
@@ -64,6 +69,16 @@ func (h segHeader) encode() []byte {
 }
 
 func decodeSegHeader(b []byte, id uint32) (segHeader, string) {
+	h, reason := decodeSegHeaderAnyID(b)
+	if reason == "" && h.id != id {
+		return segHeader{}, fmt.Sprintf("header id %d does not match file name", h.id)
+	}
+	return h, reason
+}
+
+// decodeSegHeaderAnyID checks a header without knowing the file's id (a
+// segment from another log, see Ingest).
+func decodeSegHeaderAnyID(b []byte) (segHeader, string) {
 	if len(b) < segHeaderSize {
 		return segHeader{}, "truncated segment header"
 	}
@@ -79,11 +94,8 @@ func decodeSegHeader(b []byte, id uint32) (segHeader, string) {
 		verBase:  binary.LittleEndian.Uint64(b[16:]),
 		dataTime: int64(binary.LittleEndian.Uint64(b[24:])),
 	}
-	if h.kind != kindHead && h.kind != kindSurvivor {
+	if h.kind != kindHead && h.kind != kindSurvivor && h.kind != kindIngested {
 		return segHeader{}, fmt.Sprintf("unknown segment kind %d", h.kind)
-	}
-	if h.id != id {
-		return segHeader{}, fmt.Sprintf("header id %d does not match file name", h.id)
 	}
 	return h, ""
 }
@@ -122,6 +134,20 @@ type segment struct {
 	// last records are applied only when that whole batch is; until then it
 	// is not sealed.
 	sealed bool
+	// Versions of the object and tombstone records known (0, 0: none).
+	minVer, maxVer uint64
+}
+
+// noteVersions widens the segment's version range by [lo, hi] (0, 0: no
+// records). Callers hold Log.mu or own s exclusively.
+func (s *segment) noteVersions(lo, hi uint64) {
+	if hi == 0 {
+		return
+	}
+	if s.minVer == 0 || lo < s.minVer {
+		s.minVer = lo
+	}
+	s.maxVer = max(s.maxVer, hi)
 }
 
 func newSegment(dir string, id uint32, f *os.File, hdr segHeader) *segment {

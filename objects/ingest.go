@@ -1,0 +1,234 @@
+package objects
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+)
+
+// Sharing segments between logs.
+//
+// Metadata lives in the block store: every process keeps a private writer
+// Log, publishes the segments it sealed (Seal, Segments, then the bytes of
+// each sealed file), and ingests the segments other logs published
+// (Ingest). A segment's bytes are self-describing: header, then records
+// with their versions and CRCs.
+//
+// Versions across logs. Each log issues versions from its own counter, and
+// Ingest raises that counter above every version it ingests (a Lamport
+// clock), so a write made after seeing a segment beats everything in it.
+// Two logs that have not seen each other's writes may issue the same
+// version to different objects; then the frame CRC decides (pentry.losesTo),
+// so every log ends up with the same winner whatever the order in which it
+// ingests the segments. A tombstone kills every version up to its own,
+// wherever the object came from.
+//
+// Ingested segments get a fresh local id and kind ingested in a rewritten
+// header; their records are stored byte for byte (record CRCs unchanged).
+// Tombstones in them name segments of the log that wrote them: those ids
+// mean nothing here, which is why the cleaner leaves ingested segments alone
+// and keeps every tombstone once the log holds any (see cleaner.go).
+
+// ingestName is CorruptError.Segment for damage found by Ingest.
+const ingestName = "ingest"
+
+// SegmentInfo describes one segment file of a log.
+type SegmentInfo struct {
+	ID   uint32
+	Path string // the segment file
+	Size int64  // bytes of complete records, header included (the file size once sealed)
+	// Sealed: complete and immutable (not the current head). Only sealed
+	// segments may be published.
+	Sealed bool
+	// Ingested: came in through Ingest.
+	Ingested bool
+	// MinVersion, MaxVersion of the object and tombstone records in it (0, 0
+	// if none).
+	MinVersion, MaxVersion uint64
+}
+
+// Segments lists the log's segment files in id order.
+func (l *Log) Segments() []SegmentInfo {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	out := make([]SegmentInfo, 0, len(l.segs))
+	for _, s := range l.segs {
+		if !s.removed {
+			out = append(out, l.infoLocked(s))
+		}
+	}
+	slices.SortFunc(out, func(a, b SegmentInfo) int { return int(a.ID) - int(b.ID) })
+	return out
+}
+
+func (l *Log) infoLocked(s *segment) SegmentInfo {
+	sealed := s.sealed && s != l.head
+	if l.opts.ReadOnly {
+		// The writer may still be appending to the newest head.
+		sealed = s.hdr.kind != kindHead || s.id != l.lastHd
+	}
+	return SegmentInfo{
+		ID: s.id, Path: s.path, Size: s.end, Sealed: sealed, Ingested: s.hdr.kind == kindIngested,
+		MinVersion: s.minVer, MaxVersion: s.maxVer,
+	}
+}
+
+// MaxVersion is the highest version the log has issued or ingested (0 for
+// an empty log). A ReadOnly log reports the highest version it has read.
+func (l *Log) MaxVersion() uint64 {
+	if !l.opts.ReadOnly {
+		l.w.mu.Lock()
+		defer l.w.mu.Unlock()
+		return max(l.w.nextVer, 1) - 1
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	var v uint64
+	for _, s := range l.segs {
+		v = max(v, s.maxVer)
+	}
+	return v
+}
+
+// parseIngest checks a whole segment from another log. Nothing may be
+// missing: unlike a local head, a torn tail is damage here.
+func parseIngest(data []byte) (segHeader, segParse, error) {
+	corrupt := func(off int64, reason string) error {
+		return &CorruptError{Segment: ingestName, Offset: off, Reason: reason}
+	}
+	hdr, reason := decodeSegHeaderAnyID(data)
+	if reason != "" {
+		return hdr, segParse{}, corrupt(0, reason)
+	}
+	if int64(len(data)) > math.MaxUint32 {
+		// Index entries hold 32-bit offsets.
+		return hdr, segParse{}, corrupt(0, "segment larger than 4 GiB")
+	}
+	p := parseSegment(&segment{path: ingestName}, data[segHeaderSize:], segHeaderSize, false)
+	if p.err != nil {
+		return hdr, p, p.err
+	}
+	if p.end != int64(len(data)) {
+		return hdr, p, corrupt(p.end, "bytes after the last record")
+	}
+	if p.maxVer == math.MaxUint64 {
+		return hdr, p, corrupt(segHeaderSize, "version out of range")
+	}
+	return hdr, p, nil
+}
+
+// Ingest adds a complete segment produced by another Log: data is the whole
+// content of a sealed segment file (SegmentInfo.Sealed).
+//
+// It first validates everything (header, every record's framing and CRC,
+// every object's encoding, every batch complete, no torn tail) and rejects
+// a damaged segment whole, with a *CorruptError (Segment "ingest", Offset
+// of the damage in data), without changing anything. It then stores the
+// bytes as a new local segment (fresh id, kind ingested, header rewritten;
+// written to a temporary name, fsynced, renamed, directory fsynced, so a
+// crash leaves all of it or none), applies its records to the indexes
+// (versions decide, not arrival order; tombstones apply to objects of any
+// origin) and raises the log's next version above every version in it.
+//
+// Ingesting the same bytes twice is harmless: the records carry the same
+// versions and CRCs, so the second copy is the same objects (the index moves
+// to the newer copy, as for a cleaner copy) and tombstones the log has
+// applied since still kill them. It costs a duplicate segment file; callers
+// that can tell (by a published segment's name) should skip it.
+//
+// Writer logs only (ErrReadOnly otherwise). Safe concurrently with reads,
+// writes and Clean (it waits for a running Clean).
+func (l *Log) Ingest(data []byte) (SegmentInfo, error) {
+	if l.opts.ReadOnly {
+		return SegmentInfo{}, ErrReadOnly
+	}
+	fhdr, p, err := parseIngest(data)
+	if err != nil {
+		return SegmentInfo{}, err
+	}
+	// One at a time with Clean: its choice of keeping tombstones depends on
+	// whether ingested segments exist.
+	l.cleanMu.Lock()
+	defer l.cleanMu.Unlock()
+
+	w := &l.w
+	w.mu.Lock()
+	if w.closing {
+		w.mu.Unlock()
+		return SegmentInfo{}, ErrClosed
+	}
+	if w.err != nil {
+		err := w.err
+		w.mu.Unlock()
+		return SegmentInfo{}, err
+	}
+	id := w.nextSeg
+	w.nextSeg++
+	// Raised before the records are visible: a write that can observe them
+	// gets a higher version.
+	w.nextVer = max(w.nextVer, p.maxVer+1)
+	hdr := segHeader{kind: kindIngested, id: id, verBase: w.nextVer, dataTime: fhdr.dataTime}
+	w.mu.Unlock()
+
+	s, err := l.writeIngested(hdr, data)
+	if err != nil {
+		return SegmentInfo{}, err
+	}
+	s.end = int64(len(data))
+	s.sealed = true
+	s.noteVersions(p.minVer, p.maxVer)
+
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		os.Remove(s.path)
+		s.release()
+		return SegmentInfo{}, ErrClosed
+	}
+	l.segs[id] = s
+	for i := range p.objs {
+		o := &p.objs[i]
+		l.applyObject(o.key, o.skeys, o.ver, o.crc, id, o.off, o.size)
+	}
+	for _, t := range p.tombs {
+		l.applyTombstone(t.key, t.killed)
+	}
+	info := l.infoLocked(s)
+	l.mu.Unlock()
+	return info, nil
+}
+
+// writeIngested writes a new segment file: hdr, then data's records.
+func (l *Log) writeIngested(hdr segHeader, data []byte) (*segment, error) {
+	final := filepath.Join(l.dir, segName(hdr.id))
+	tmp := final + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	renamed := false
+	if _, err = f.WriteAt(hdr.encode(), 0); err == nil {
+		_, err = f.WriteAt(data[segHeaderSize:], segHeaderSize)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = os.Rename(tmp, final)
+		renamed = err == nil
+	}
+	if err == nil {
+		err = syncDir(l.dir)
+	}
+	if err != nil {
+		f.Close()
+		if renamed {
+			os.Remove(final)
+		} else {
+			os.Remove(tmp)
+		}
+		return nil, err
+	}
+	return newSegment(l.dir, hdr.id, f, hdr), nil
+}
