@@ -16,6 +16,7 @@
 //	DIR/state                 eviction-policy metadata, written by Close (a hint)
 //	DIR/tmp/                  temp files; emptied by Open
 //	DIR/blocks/ab/abcd…(64)   one file per block: data, then a 16-byte trailer
+//	                          (fan-out directories made on first use)
 //
 // The trailer is the data size (uint64), the CRC-32C (Castagnoli) of the
 // hash followed by the data (uint32) and the magic "bdc1", all little
