@@ -1,0 +1,716 @@
+package httpstore
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"blockfs/blockstore"
+)
+
+// Defaults for zero ClientOptions fields.
+const (
+	DefaultRequestTimeout = 30 * time.Second
+	DefaultMaxAttempts    = 5
+	DefaultRetryBase      = 100 * time.Millisecond
+	DefaultRetryMax       = 5 * time.Second
+)
+
+// ClientOptions say how to talk to a `blockfs serve`. Zero fields take
+// the defaults.
+type ClientOptions struct {
+	// Token is sent as "Authorization: Bearer <token>" when not "".
+	Token string
+	// TLS configures https (nil: the system roots).
+	TLS *tls.Config
+	// RequestTimeout bounds each attempt (default 30s). A listing is
+	// bounded by it until its answer starts and then per gap between
+	// lines, so a long listing is not cut off.
+	RequestTimeout time.Duration
+	// MaxAttempts bounds attempts per call, the first included (default
+	// 5; 1 means no retries).
+	MaxAttempts int
+	// RetryBase and RetryMax shape the backoff before retry n: a uniform
+	// random duration in [0, min(RetryMax, RetryBase·2^(n−1))] (defaults
+	// 100ms and 5s). After a 503 with Retry-After the wait is that value,
+	// capped at RetryMax, plus up to a quarter more (so a crowd of
+	// clients told the same thing does not come back in one instant).
+	RetryBase, RetryMax time.Duration
+}
+
+// Errors. Test with errors.Is.
+var (
+	// ErrUnauthorized: the server refused the token (401: missing or
+	// wrong; 403: the server takes no writes).
+	ErrUnauthorized = errors.New("httpstore: unauthorized")
+	// ErrUnreachable: Open could not get an answer (refused, DNS,
+	// timeout).
+	ErrUnreachable = errors.New("httpstore: server unreachable")
+	// ErrTLS: the TLS handshake failed (unknown authority, wrong host
+	// name, https spoken to an http server or the reverse).
+	ErrTLS = errors.New("httpstore: TLS failure")
+)
+
+// Client is a blockstore.Store and blockstore.RefStore served by a
+// `blockfs serve` over HTTP. It is safe for concurrent use.
+//
+// Failures are handled as in blockstore/s3: each attempt runs under
+// RequestTimeout; network errors, timeouts, 5xx, 429 and 408 are retried
+// with backoff and full jitter up to MaxAttempts; other answers are final.
+// A call that keeps failing returns within about
+// MaxAttempts × RequestTimeout + (MaxAttempts−1) × 1.25 × RetryMax, or as
+// soon as its context ends.
+type Client struct {
+	base        string // scheme://host[:port][/prefix], no trailing "/"
+	hc          *http.Client
+	token       string
+	timeout     time.Duration
+	maxAttempts int
+	retryBase   time.Duration
+	retryMax    time.Duration
+
+	c clientCounters
+}
+
+var (
+	_ blockstore.Store    = (*Client)(nil)
+	_ blockstore.RefStore = (*Client)(nil)
+)
+
+// Open returns a client for the server at baseURL (http:// or https://,
+// optionally with a path prefix) after checking, with one GET /healthz
+// (retried like any other request), that it answers and accepts the
+// token. Its error is one line, wrapping ErrUnreachable, ErrTLS or
+// ErrUnauthorized when one of those is the problem.
+func Open(ctx context.Context, baseURL string, opts ClientOptions) (*Client, error) {
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = DefaultRequestTimeout
+	}
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = DefaultMaxAttempts
+	}
+	if opts.RetryBase <= 0 {
+		opts.RetryBase = DefaultRetryBase
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = DefaultRetryMax
+	}
+	u, err := url.Parse(baseURL)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("httpstore: open %q: %v", baseURL, err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("httpstore: open %q: scheme %q: want http or https", baseURL, u.Scheme)
+	case u.Host == "":
+		return nil, fmt.Errorf("httpstore: open %q: no host", baseURL)
+	case u.User != nil, u.RawQuery != "", u.Fragment != "":
+		return nil, fmt.Errorf("httpstore: open %q: want only scheme://host[:port][/path] (the token goes in ClientOptions)", u.Redacted())
+	}
+	c := &Client{
+		base:        u.Scheme + "://" + u.Host + strings.TrimRight(u.EscapedPath(), "/"),
+		hc:          &http.Client{Transport: newTransport(opts.RequestTimeout, opts.TLS)},
+		token:       opts.Token,
+		timeout:     opts.RequestTimeout,
+		maxAttempts: opts.MaxAttempts,
+		retryBase:   opts.RetryBase,
+		retryMax:    opts.RetryMax,
+	}
+	err = c.do(ctx, &c.c.other, func(ctx context.Context) error {
+		resp, err := c.send(ctx, http.MethodGet, "/healthz", nil)
+		if err != nil {
+			return err
+		}
+		drain(resp)
+		return nil
+	})
+	if err != nil {
+		c.hc.CloseIdleConnections()
+		return nil, fmt.Errorf("httpstore: open %s: %w", c.base, classifyOpen(err))
+	}
+	return c, nil
+}
+
+// Close closes idle connections. The client stays usable.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
+// URL returns the server's base URL.
+func (c *Client) URL() string { return c.base }
+
+func newTransport(timeout time.Duration, tc *tls.Config) *http.Transport {
+	dial := min(timeout, 10*time.Second)
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tc,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64, // the Pool fetches many blocks at once
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   dial,
+		ResponseHeaderTimeout: timeout,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // blocks are fetched byte-exact
+	}
+}
+
+// classifyOpen maps Open's check failure to a sentinel and a short cause.
+func classifyOpen(err error) error {
+	var se *statusError
+	switch {
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && !isAttemptTimeout(err):
+		return err
+	case errors.Is(err, ErrUnauthorized), errors.Is(err, ErrTLS):
+		return err
+	case errors.As(err, &se):
+		return fmt.Errorf("/healthz answered HTTP %d (%s): not a blockfs server, or the wrong path?", se.code, se.msg)
+	}
+	return fmt.Errorf("%w (%s)", ErrUnreachable, describe(err))
+}
+
+// path builders: every piece is a hash, a locator or a checked ref name,
+// none of which needs escaping.
+func blockPath(s string) string { return "/v1/blocks/" + s }
+func refPath(name string) string { return "/v1/refs/" + name }
+
+// send makes one request and returns a response with a 2xx status; any
+// other status comes back as a *statusError (body read and closed).
+func (c *Client) send(ctx context.Context, method, path string, body []byte, hdr ...string) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return nil, permanent{err}
+	}
+	if body != nil && len(body) == 0 {
+		req.Body, req.ContentLength = http.NoBody, 0
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if isTLSError(err) {
+			return nil, permanent{fmt.Errorf("%w: %s", ErrTLS, describe(err))}
+		}
+		return nil, err
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return resp, nil
+	}
+	se := &statusError{code: resp.StatusCode, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"))}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	drain(resp)
+	se.msg = strings.TrimSpace(strings.SplitN(string(msg), "\n", 2)[0])
+	if se.msg == "" {
+		se.msg = http.StatusText(se.code)
+	}
+	if se.code == http.StatusServiceUnavailable {
+		c.c.busy.Add(1)
+	}
+	if se.code == http.StatusBadRequest && strings.Contains(se.msg, "HTTPS server") {
+		return nil, permanent{fmt.Errorf("%w: %s (http:// spoken to an https server)", ErrTLS, se.msg)}
+	}
+	return nil, se
+}
+
+// drain reads a little of what is left (so the connection can be reused)
+// and closes the body.
+func drain(resp *http.Response) {
+	io.CopyN(io.Discard, resp.Body, 4<<10)
+	resp.Body.Close()
+}
+
+func isTLSError(err error) bool {
+	var (
+		rh  tls.RecordHeaderError
+		cv  *tls.CertificateVerificationError
+		ua  x509.UnknownAuthorityError
+		hn  x509.HostnameError
+		ci  x509.CertificateInvalidError
+		ale tls.AlertError
+	)
+	return errors.As(err, &rh) || errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) ||
+		errors.As(err, &ci) || errors.As(err, &ale) || strings.Contains(err.Error(), "HTTP response to HTTPS client")
+}
+
+// parseRetryAfter reads delta-seconds or an HTTP date; -1 if absent or
+// unreadable.
+func parseRetryAfter(s string) time.Duration {
+	if s == "" {
+		return -1
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+		return time.Duration(min(n, 1<<20)) * time.Second
+	}
+	if t, err := http.ParseTime(s); err == nil {
+		return max(0, time.Until(t))
+	}
+	return -1
+}
+
+// statusError is a non-2xx answer.
+type statusError struct {
+	code       int
+	msg        string
+	retryAfter time.Duration // -1: none given
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.code, e.msg) }
+
+// Unwrap maps the status to the sentinel callers test for.
+func (e *statusError) Unwrap() error {
+	switch e.code {
+	case http.StatusNotFound:
+		return blockstore.ErrNotFound
+	case http.StatusPreconditionFailed:
+		return blockstore.ErrConflict
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return ErrUnauthorized
+	case http.StatusRequestEntityTooLarge:
+		return blockstore.ErrTooLarge
+	case http.StatusBadRequest:
+		return blockstore.ErrMalformed
+	case http.StatusServiceUnavailable:
+		return blockstore.ErrBusy
+	}
+	return nil
+}
+
+// permanent marks an attempt's error as final: never retried.
+type permanent struct{ err error }
+
+func (e permanent) Error() string { return e.err.Error() }
+func (e permanent) Unwrap() error { return e.err }
+
+// do runs one call with retries, as blockstore/s3 does: each attempt under
+// its own timeout, transient failures retried after a full-jitter backoff
+// (or the server's Retry-After), up to maxAttempts. kind counts attempts.
+func (c *Client) do(ctx context.Context, kind *atomic.Int64, attempt func(ctx context.Context) error) error {
+	return c.doTimeout(ctx, kind, c.timeout, attempt)
+}
+
+// doTimeout is do with a per-attempt timeout (0: none; the attempt bounds
+// itself).
+func (c *Client) doTimeout(ctx context.Context, kind *atomic.Int64, timeout time.Duration, attempt func(ctx context.Context) error) error {
+	for n := 1; ; n++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		kind.Add(1)
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if timeout > 0 {
+			actx, cancel = context.WithTimeout(ctx, timeout)
+		}
+		err := attempt(actx)
+		attemptTimedOut := actx.Err() != nil && ctx.Err() == nil
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w (last attempt: %s)", ctx.Err(), describe(err))
+		}
+		if attemptTimedOut {
+			err = &attemptTimeout{d: timeout, err: err}
+		}
+		if !transient(err) {
+			return err
+		}
+		if n >= c.maxAttempts {
+			return &exhausted{attempts: n, err: err}
+		}
+		c.c.retries.Add(1)
+		if serr := sleep(ctx, c.backoff(n, err)); serr != nil {
+			return fmt.Errorf("%w (last attempt: %s)", serr, describe(err))
+		}
+	}
+}
+
+// backoff returns the wait before retry n (n >= 1) after err: the
+// server's Retry-After if it gave one (capped at retryMax, plus up to a
+// quarter of jitter), else full jitter.
+func (c *Client) backoff(n int, err error) time.Duration {
+	var se *statusError
+	if errors.As(err, &se) && se.retryAfter >= 0 {
+		d := min(se.retryAfter, c.retryMax)
+		return d + time.Duration(mrand.Int64N(int64(d/4)+1))
+	}
+	d := c.retryMax
+	if n < 30 {
+		d = min(c.retryMax, c.retryBase<<(n-1))
+	}
+	return time.Duration(mrand.Int64N(int64(d) + 1))
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// transient reports whether a failed attempt is worth retrying: any failure
+// to get an answer, and answers that say "later" (5xx, 429, 408). Definite
+// answers and our own verdicts are final.
+func transient(err error) bool {
+	var p permanent
+	if errors.As(err, &p) {
+		return false
+	}
+	var at *attemptTimeout
+	if errors.As(err, &at) {
+		return true
+	}
+	var se *statusError
+	if errors.As(err, &se) {
+		switch se.code {
+		case http.StatusNotImplemented, http.StatusHTTPVersionNotSupported:
+			return false
+		}
+		return se.code >= 500 || se.code == http.StatusTooManyRequests || se.code == http.StatusRequestTimeout
+	}
+	if errors.Is(err, blockstore.ErrCorrupt) || errors.Is(err, blockstore.ErrNotFound) ||
+		errors.Is(err, blockstore.ErrConflict) || errors.Is(err, blockstore.ErrTooLarge) ||
+		errors.Is(err, blockstore.ErrMalformed) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	return true // the request or the answer got lost on the way
+}
+
+type attemptTimeout struct {
+	d   time.Duration
+	err error
+}
+
+func (e *attemptTimeout) Error() string {
+	return fmt.Sprintf("attempt timed out after %v: %s", e.d, describe(e.err))
+}
+func (e *attemptTimeout) Unwrap() error { return e.err }
+
+func isAttemptTimeout(err error) bool {
+	var at *attemptTimeout
+	return errors.As(err, &at)
+}
+
+type exhausted struct {
+	attempts int
+	err      error
+}
+
+func (e *exhausted) Error() string {
+	return fmt.Sprintf("gave up after %d attempts: %s", e.attempts, describe(e.err))
+}
+func (e *exhausted) Unwrap() error { return e.err }
+
+// describe renders err in one short line, a transport error without the
+// request URL.
+func describe(err error) string {
+	var at *attemptTimeout
+	if errors.As(err, &at) {
+		return at.Error()
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return strings.ReplaceAll(err.Error(), "\n", " ")
+}
+
+// fail counts a failed call and wraps err for the caller; definite answers
+// (not found, conflict) are not counted as errors.
+func (c *Client) fail(op string, err error) error {
+	if !errors.Is(err, blockstore.ErrNotFound) && !errors.Is(err, blockstore.ErrConflict) {
+		c.c.errors.Add(1)
+	}
+	return fmt.Errorf("httpstore: %s: %w", op, err)
+}
+
+// Get implements blockstore.Store: one GET of exactly loc.Size bytes into
+// dst. The bytes are not verified here (the caller's Pool does that); a
+// body of the wrong length is an error wrapping ErrCorrupt.
+func (c *Client) Get(ctx context.Context, loc blockstore.Locator, dst []byte) (int, error) {
+	if loc.Size < 0 || loc.Size > blockstore.MaxBlockSize {
+		return 0, fmt.Errorf("%w: httpstore get %v: size out of range", blockstore.ErrMalformed, loc)
+	}
+	if int64(len(dst)) < loc.Size {
+		return 0, fmt.Errorf("httpstore: get %v: %w: buffer of %d bytes", loc, io.ErrShortBuffer, len(dst))
+	}
+	var n int
+	err := c.do(ctx, &c.c.gets, func(ctx context.Context) error {
+		n = 0
+		resp, err := c.send(ctx, http.MethodGet, blockPath(loc.String()), nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.ContentLength >= 0 && resp.ContentLength != loc.Size {
+			return fmt.Errorf("%w: httpstore get %v: server sent %d bytes", blockstore.ErrCorrupt, loc, resp.ContentLength)
+		}
+		n, err = io.ReadFull(resp.Body, dst[:loc.Size])
+		c.c.bytesIn.Add(int64(n))
+		if err != nil {
+			return fmt.Errorf("reading body after %d of %d bytes: %w", n, loc.Size, err)
+		}
+		var extra [1]byte
+		if m, _ := io.ReadFull(resp.Body, extra[:]); m > 0 {
+			return fmt.Errorf("%w: httpstore get %v: server sent more than %d bytes", blockstore.ErrCorrupt, loc, loc.Size)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, c.fail(fmt.Sprintf("get %v", loc), err)
+	}
+	return n, nil
+}
+
+// Put implements blockstore.Store: it verifies the hash, then one PUT with
+// Content-Length (the server checks the hash again before storing).
+func (c *Client) Put(ctx context.Context, h blockstore.Hash, data []byte) error {
+	if len(data) > blockstore.MaxBlockSize {
+		return fmt.Errorf("%w: httpstore put %v: %d bytes", blockstore.ErrTooLarge, h, len(data))
+	}
+	if got := blockstore.Sum(data); got != h {
+		return fmt.Errorf("%w: httpstore put %v: data hashes to %v", blockstore.ErrCorrupt, h, got)
+	}
+	if data == nil {
+		data = []byte{}
+	}
+	err := c.do(ctx, &c.c.puts, func(ctx context.Context) error {
+		resp, err := c.send(ctx, http.MethodPut, blockPath(h.String()), data)
+		if err != nil {
+			return err
+		}
+		drain(resp)
+		c.c.bytesOut.Add(int64(len(data)))
+		return nil
+	})
+	if err != nil {
+		return c.fail(fmt.Sprintf("put %v", h), err)
+	}
+	return nil
+}
+
+// Has implements blockstore.Store: one HEAD.
+func (c *Client) Has(ctx context.Context, h blockstore.Hash) (bool, error) {
+	found := false
+	err := c.do(ctx, &c.c.heads, func(ctx context.Context) error {
+		resp, err := c.send(ctx, http.MethodHead, blockPath(h.String()), nil)
+		if errors.Is(err, blockstore.ErrNotFound) {
+			found = false
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		drain(resp)
+		found = true
+		return nil
+	})
+	if err != nil {
+		return false, c.fail(fmt.Sprintf("has %v", h), err)
+	}
+	return found, nil
+}
+
+// stopped carries fn's own error out of a List attempt unretried.
+type stopped struct{ err error }
+
+func (e stopped) Error() string { return e.err.Error() }
+
+// List implements blockstore.Store: one streamed GET /v1/blocks. It is
+// retried only until the first locator has been passed to fn; a listing
+// cut off after that is an error (fn is never called twice for a block
+// because of a retry).
+func (c *Client) List(ctx context.Context, fn func(blockstore.Locator) error) error {
+	delivered := 0
+	err := c.doTimeout(ctx, &c.c.lists, 0, func(pctx context.Context) error {
+		ctx, cancel := context.WithCancel(pctx)
+		defer cancel()
+		// Idle timer: RequestTimeout until the answer starts and then
+		// between lines, so a long listing is not cut off but a stalled
+		// one is.
+		idle := time.AfterFunc(c.timeout, cancel)
+		defer idle.Stop()
+		resp, err := c.send(ctx, http.MethodGet, "/v1/blocks", nil)
+		if err != nil {
+			if ctx.Err() != nil && pctx.Err() == nil {
+				return &attemptTimeout{d: c.timeout, err: err}
+			}
+			return err
+		}
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if delivered%256 == 0 {
+				idle.Reset(c.timeout)
+			}
+			c.c.bytesIn.Add(int64(len(sc.Bytes()) + 1))
+			loc, err := blockstore.ParseLocator(sc.Text())
+			if err != nil {
+				return permanent{fmt.Errorf("bad listing line %d: %w", delivered+1, err)}
+			}
+			delivered++
+			if err := fn(loc); err != nil {
+				return permanent{stopped{err}}
+			}
+		}
+		if err := sc.Err(); err != nil {
+			if ctx.Err() != nil && pctx.Err() == nil {
+				err = &attemptTimeout{d: c.timeout, err: fmt.Errorf("listing stalled: %w", err)}
+			}
+			if delivered > 0 {
+				return permanent{fmt.Errorf("listing cut off after %d blocks: %w", delivered, err)}
+			}
+			return err
+		}
+		return nil
+	})
+	var st stopped
+	if errors.As(err, &st) {
+		return st.err
+	}
+	if err != nil {
+		return c.fail("list", err)
+	}
+	return nil
+}
+
+// Delete implements blockstore.Store: one DELETE; 404 is ErrNotFound.
+func (c *Client) Delete(ctx context.Context, h blockstore.Hash) error {
+	err := c.do(ctx, &c.c.deletes, func(ctx context.Context) error {
+		resp, err := c.send(ctx, http.MethodDelete, blockPath(h.String()), nil)
+		if err != nil {
+			return err
+		}
+		drain(resp)
+		return nil
+	})
+	if err != nil {
+		return c.fail(fmt.Sprintf("delete %v", h), err)
+	}
+	return nil
+}
+
+// GetRef implements blockstore.RefStore: one GET; the version is the ETag.
+func (c *Client) GetRef(ctx context.Context, name string) ([]byte, string, error) {
+	if err := blockstore.CheckRefName(name); err != nil {
+		return nil, "", err
+	}
+	var data []byte
+	var version string
+	err := c.do(ctx, &c.c.gets, func(ctx context.Context) error {
+		resp, err := c.send(ctx, http.MethodGet, refPath(name), nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		v, ok := unquoteETag(resp.Header.Get("ETag"))
+		if !ok {
+			return permanent{fmt.Errorf("ref answer without a usable ETag (%q)", clip(resp.Header.Get("ETag")))}
+		}
+		data, err = io.ReadAll(io.LimitReader(resp.Body, blockstore.MaxRefSize+1))
+		c.c.bytesIn.Add(int64(len(data)))
+		switch {
+		case err != nil:
+			return fmt.Errorf("reading ref body: %w", err)
+		case len(data) > blockstore.MaxRefSize:
+			return permanent{fmt.Errorf("%w: ref above MaxRefSize", blockstore.ErrTooLarge)}
+		case resp.ContentLength >= 0 && int64(len(data)) != resp.ContentLength:
+			return fmt.Errorf("reading ref body: %d bytes, expected %d: %w", len(data), resp.ContentLength, io.ErrUnexpectedEOF)
+		}
+		version = v
+		return nil
+	})
+	if err != nil {
+		return nil, "", c.fail("get ref "+name, err)
+	}
+	return data, version, nil
+}
+
+// PutRef implements blockstore.RefStore with a conditional PUT:
+// If-None-Match: * to create, If-Match: "<version>" to replace. Each call
+// sends a random writer id (the same on every attempt), so that when an
+// attempt's reply is lost and the retry finds the ref already changed, the
+// server can tell that the change was this call's own and answer success.
+func (c *Client) PutRef(ctx context.Context, name string, data []byte, ifVersion string) (string, error) {
+	if err := blockstore.CheckRefName(name); err != nil {
+		return "", err
+	}
+	if len(data) > blockstore.MaxRefSize {
+		return "", fmt.Errorf("%w: httpstore ref %s: %d bytes", blockstore.ErrTooLarge, name, len(data))
+	}
+	cond := []string{"If-None-Match", "*"}
+	if ifVersion != "" {
+		if !validVersion(ifVersion) {
+			return "", fmt.Errorf("%w: httpstore ref %s: version %q was never issued", blockstore.ErrConflict, name, clip(ifVersion))
+		}
+		cond = []string{"If-Match", `"` + ifVersion + `"`}
+	}
+	var id [16]byte
+	rand.Read(id[:])
+	hdr := append(cond, writerHeader, hex.EncodeToString(id[:]), "Content-Type", "application/octet-stream")
+	if data == nil {
+		data = []byte{}
+	}
+	var version string
+	err := c.do(ctx, &c.c.puts, func(ctx context.Context) error {
+		resp, err := c.send(ctx, http.MethodPut, refPath(name), data, hdr...)
+		if err != nil {
+			return err
+		}
+		drain(resp)
+		v, ok := unquoteETag(resp.Header.Get("ETag"))
+		if !ok {
+			return permanent{fmt.Errorf("ref answer without a usable ETag (%q)", clip(resp.Header.Get("ETag")))}
+		}
+		c.c.bytesOut.Add(int64(len(data)))
+		version = v
+		return nil
+	})
+	if err != nil {
+		return "", c.fail("put ref "+name, err)
+	}
+	return version, nil
+}
+
+// ServerStats returns the raw JSON of the server's /v1/stats.
+func (c *Client) ServerStats(ctx context.Context) ([]byte, error) {
+	var out []byte
+	err := c.do(ctx, &c.c.other, func(ctx context.Context) error {
+		resp, err := c.send(ctx, http.MethodGet, "/v1/stats", nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		out, err = io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+		return err
+	})
+	if err != nil {
+		return nil, c.fail("server stats", err)
+	}
+	return out, nil
+}
