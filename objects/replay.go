@@ -344,6 +344,7 @@ func (l *Log) load(initial bool) (int64, error) {
 	for _, r := range results {
 		maxVer = max(maxVer, r.maxVer)
 		r.s.end = r.end
+		r.s.noteVersions(r.minVer, r.maxVer)
 		r.s.sealed = r.s.id != lastHead || ro
 	}
 	if ro {
