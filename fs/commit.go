@@ -4,26 +4,30 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"blockfs/objects"
 )
 
-// committer gathers nodes into batches and writes each batch to the log with
-// one atomic multi-write, so a batch of small files costs one log append and
-// (with group commit) one fsync.
+// committer gathers nodes into batches and writes each batch to the
+// volume's log with one atomic multi-write, then publishes to the store
+// now and then: every publishInterval, after every batch when it is
+// negative, and at the end.
 type committer struct {
-	ctx   context.Context
-	log   *objects.Log
-	limit int
+	ctx      context.Context
+	vol      *Volume
+	limit    int
+	interval time.Duration
 
-	mu      sync.Mutex
-	batch   []objects.Entry
-	flushMu sync.Mutex // one writer at a time keeps batches in order
-	err     error
+	mu          sync.Mutex
+	batch       []objects.Entry
+	flushMu     sync.Mutex // one writer at a time keeps batches in order
+	lastPublish time.Time
+	err         error
 }
 
-func newCommitter(ctx context.Context, log *objects.Log, limit int) *committer {
-	return &committer{ctx: ctx, log: log, limit: limit}
+func newCommitter(ctx context.Context, vol *Volume, limit int, interval time.Duration) *committer {
+	return &committer{ctx: ctx, vol: vol, limit: limit, interval: interval, lastPublish: time.Now()}
 }
 
 // add queues one node; a full batch is written by the goroutine that filled it.
@@ -46,13 +50,25 @@ func (c *committer) write(batch []objects.Entry) {
 	if c.err != nil || c.ctx.Err() != nil {
 		return
 	}
-	if err := c.log.MultiWrite(batch); err != nil {
+	if err := c.vol.Meta.MultiWrite(batch); err != nil {
 		c.err = fmt.Errorf("import: writing metadata: %w", err)
+		return
+	}
+	if c.interval < 0 || time.Since(c.lastPublish) >= c.interval {
+		c.publishLocked(c.ctx)
 	}
 }
 
-// close writes what is left, unless the import failed (cause != nil): then
-// only whole files already committed stay, which is what a crash would leave.
+func (c *committer) publishLocked(ctx context.Context) {
+	if err := c.vol.Publish(ctx); err != nil && c.err == nil {
+		c.err = fmt.Errorf("import: %w", err)
+	}
+	c.lastPublish = time.Now()
+}
+
+// close writes and publishes what is left. If the import failed (cause !=
+// nil), the whole files committed so far are still published, as a crash
+// after a periodic publish would leave them, and the cause is returned.
 func (c *committer) close(cause error) error {
 	if cause == nil {
 		c.mu.Lock()
@@ -65,14 +81,12 @@ func (c *committer) close(cause error) error {
 	}
 	c.flushMu.Lock()
 	defer c.flushMu.Unlock()
+	if c.err == nil {
+		// Not c.ctx: it is cancelled when the import failed.
+		c.publishLocked(context.WithoutCancel(c.ctx))
+	}
 	if cause != nil {
 		return cause
 	}
-	if c.err != nil {
-		return c.err
-	}
-	if err := c.log.Sync(); err != nil {
-		return fmt.Errorf("import: syncing metadata: %w", err)
-	}
-	return nil
+	return c.err
 }

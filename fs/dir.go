@@ -16,8 +16,7 @@ import (
 type dirNode struct {
 	gofs.Inode
 	mount *Mount
-	path  string
-	node  *Node // nil for the root until first Getattr
+	path  string // Getattr re-reads the node: a refresh may change it
 }
 
 var (
@@ -54,7 +53,7 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if err != nil {
 		return nil, m.errno("lookup", p, err)
 	}
-	ino := m.ino(p)
+	ino := m.ino(p, n)
 	m.fillAttr(n, ino, &out.Attr)
 	return d.NewInode(ctx, m.newNode(p, n), gofs.StableAttr{Mode: out.Attr.Mode & syscall.S_IFMT, Ino: ino}), 0
 }
@@ -63,7 +62,7 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 func (m *Mount) newNode(p string, n *Node) gofs.InodeEmbedder {
 	switch n.Kind {
 	case KindDir:
-		return &dirNode{mount: m, path: p, node: n}
+		return &dirNode{mount: m, path: p}
 	case KindSymlink:
 		return &symlinkNode{mount: m, node: n}
 	default:
@@ -81,7 +80,7 @@ func (d *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 		}
 		var a fuse.Attr
 		m.fillAttr(n, 0, &a)
-		entries = append(entries, fuse.DirEntry{Name: name, Mode: a.Mode, Ino: m.ino(path.Join(d.path, name))})
+		entries = append(entries, fuse.DirEntry{Name: name, Mode: a.Mode, Ino: m.ino(path.Join(d.path, name), n)})
 		return true
 	})
 	if err != nil {
@@ -93,14 +92,11 @@ func (d *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 func (d *dirNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	m := d.mount
 	m.counters.getattrs.Add(1)
-	if d.node == nil {
-		n, err := m.vol.Tree.Lookup(d.path)
-		if err != nil {
-			return m.errno("getattr", d.path, err)
-		}
-		d.node = n
+	n, err := m.vol.Tree.Lookup(d.path)
+	if err != nil {
+		return m.errno("getattr", d.path, err)
 	}
-	m.fillAttr(d.node, m.ino(d.path), &out.Attr)
+	m.fillAttr(n, m.ino(d.path, n), &out.Attr)
 	return 0
 }
 

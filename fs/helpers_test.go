@@ -19,6 +19,7 @@ import (
 
 	"blockfs/blockstore"
 	"blockfs/fs/chunker"
+	"blockfs/internal/testsvc"
 )
 
 // TestMain doubles as a small helper program: the end-to-end tests run it as
@@ -26,7 +27,7 @@ import (
 func TestMain(m *testing.M) {
 	switch os.Getenv("BLOCKFS_TEST_HELPER") {
 	case "":
-		os.Exit(m.Run())
+		os.Exit(testsvc.RunShared(m))
 	case "pread":
 		os.Exit(helperPread(os.Args[len(os.Args)-1], os.Getenv("BLOCKFS_OFFSETS")))
 	case "mmap":
@@ -162,12 +163,19 @@ func writeFile(t testing.TB, p string, data []byte, mode os.FileMode) {
 // importInto imports src into a new or existing store at dir under dest.
 func importInto(t testing.TB, store, src, dest string, cfg chunker.Config) ImportStats {
 	t.Helper()
-	vol, err := Open(context.Background(), store, OpenOptions{Create: true})
+	return importWith(t, store, OpenOptions{}, src, dest, ImportOptions{Chunking: cfg})
+}
+
+// importWith imports src into the store spec under dest.
+func importWith(t testing.TB, spec string, oo OpenOptions, src, dest string, iopts ImportOptions) ImportStats {
+	t.Helper()
+	oo.Create = true
+	vol, err := Open(context.Background(), spec, oo)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer vol.Close()
-	im, err := NewImporter(vol, ImportOptions{Chunking: cfg})
+	im, err := NewImporter(vol, iopts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,8 +195,15 @@ type testMount struct {
 
 func mountStore(t *testing.T, store string, opts MountOptions) *testMount {
 	t.Helper()
+	return mountWith(t, store, OpenOptions{}, opts)
+}
+
+// mountWith mounts the store spec as a fresh node would: a new Volume with
+// an empty private metadata directory.
+func mountWith(t *testing.T, spec string, oo OpenOptions, opts MountOptions) *testMount {
+	t.Helper()
 	requireFUSE(t)
-	vol, err := Open(context.Background(), store, OpenOptions{ReadOnly: true})
+	vol, err := Open(context.Background(), spec, oo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,10 @@ type ImportOptions struct {
 	Workers int
 	// BatchEntries bounds how many small nodes share one atomic multi-write.
 	BatchEntries int // default 256
+	// PublishInterval is how often a long import makes what it has
+	// committed visible in the store (default 10s; negative: after every
+	// batch). Everything is published when the import ends.
+	PublishInterval time.Duration
 	// Warn receives non-fatal problems (skipped devices, sockets, ...).
 	Warn func(error)
 }
@@ -82,6 +86,9 @@ func NewImporter(vol *Volume, opts ImportOptions) (*Importer, error) {
 	if opts.BatchEntries <= 0 {
 		opts.BatchEntries = 256
 	}
+	if opts.PublishInterval == 0 {
+		opts.PublishInterval = 10 * time.Second
+	}
 	if opts.Warn == nil {
 		opts.Warn = func(error) {}
 	}
@@ -120,7 +127,7 @@ func (im *Importer) Import(ctx context.Context, src, dest string) (ImportStats, 
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	c := newCommitter(ctx, im.vol.Meta, im.opts.BatchEntries)
+	c := newCommitter(ctx, im.vol, im.opts.BatchEntries, im.opts.PublishInterval)
 	if err := im.parents(dest, c); err != nil {
 		cancel(err)
 	}

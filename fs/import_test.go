@@ -38,7 +38,7 @@ func TestImportInsertionsStoreLittle(t *testing.T) {
 		t.Errorf("10 insertions stored %.1f%% of the file anew", 100*frac)
 	}
 	// And the stored file is the edited one.
-	vol, err := Open(context.Background(), store, OpenOptions{ReadOnly: true})
+	vol, err := Open(context.Background(), store, OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestImportFullDiskLosesNothing(t *testing.T) {
 		t.Fatalf("import onto a full disk: %v, want ENOSPC", err)
 	}
 
-	vol, err = Open(context.Background(), store, OpenOptions{ReadOnly: true})
+	vol, err = Open(context.Background(), store, OpenOptions{})
 	if err != nil {
 		t.Fatalf("reopening after a failed import: %v", err)
 	}

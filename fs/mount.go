@@ -2,6 +2,7 @@ package fs
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"log"
@@ -24,14 +25,30 @@ var ErrMountpoint = errors.New("bad mountpoint")
 
 // MountOptions tune a mount; the zero value is sensible.
 type MountOptions struct {
-	PoolSize   int64 // bytes of block buffers shared by all reads (default 256 MiB)
-	Readahead  int   // blocks prefetched ahead of a sequential reader (default 4; 0 keeps default, <0 disables)
-	AllowOther bool  // let other users read the mount
-	Debug      bool  // log every FUSE request
-	// CacheTimeout is how long the kernel may cache names and attributes.
-	// The data is immutable, so it is long (default 1h).
+	PoolSize int64 // bytes of block buffers shared by all reads (default 256 MiB)
+	// Readahead is how many blocks a sequential reader gets prefetched
+	// ahead (default 16, never more than a quarter of the pool; <0
+	// disables). Over a store with 20 ms round trips, one block at a time
+	// would cap a reader at 50 blocks/s; 16 in flight come near the
+	// store's bandwidth.
+	Readahead  int
+	AllowOther bool // let other users read the mount
+	// FetchTimeout bounds one block fetch, retries included: past it the
+	// read fails with EIO instead of hanging (default 2m; <0 none).
+	FetchTimeout time.Duration
+	Debug        bool // log every FUSE request
+	// Refresh is how often the mount looks for newly published metadata
+	// (default 30s; negative disables). Files already open keep reading the
+	// version they opened.
+	Refresh time.Duration
+	// CacheTimeout is how long the kernel may cache names and attributes
+	// (default: the refresh interval, or 1h without refresh; a file's data
+	// never changes under one inode, so its page cache is kept regardless).
 	CacheTimeout time.Duration
 	Logger       *log.Logger // errors worth an operator's eye (default: stderr)
+
+	// afterRefresh, for tests, is called after every background refresh.
+	afterRefresh func(changed bool, err error)
 }
 
 // maxRead is the largest FUSE read we ask the kernel for: big reads mean
@@ -47,9 +64,12 @@ type Mount struct {
 	mountpoint string
 	started    time.Time
 	counters   fuseCounters
+	stop       chan struct{} // ends the refresh loop
+	stopOnce   sync.Once
+	refreshed  sync.WaitGroup
 
 	inoMu sync.Mutex
-	inos  map[string]uint64 // path -> inode number, stable for the mount's life
+	inos  map[string]uint64 // path (and version) -> inode number, stable for the mount's life
 }
 
 // Serve mounts vol at mountpoint and starts answering the kernel. It returns
@@ -63,21 +83,32 @@ func Serve(mountpoint string, vol *Volume, opts MountOptions) (*Mount, error) {
 		opts.PoolSize = 256 << 20
 	}
 	if opts.Readahead == 0 {
-		opts.Readahead = 4
+		opts.Readahead = 16
+	}
+	if opts.FetchTimeout == 0 {
+		opts.FetchTimeout = 2 * time.Minute
+	}
+	if opts.Refresh == 0 {
+		opts.Refresh = 30 * time.Second
 	}
 	if opts.CacheTimeout <= 0 {
 		opts.CacheTimeout = time.Hour
+		if opts.Refresh > 0 {
+			opts.CacheTimeout = opts.Refresh
+		}
 	}
 	if opts.Logger == nil {
 		opts.Logger = log.New(os.Stderr, "blockfs: ", log.LstdFlags)
 	}
 	m := &Mount{
 		vol: vol, opts: opts, mountpoint: abs, started: time.Now(),
-		inos: map[string]uint64{"/": 1},
+		inos: map[string]uint64{"/": 1}, stop: make(chan struct{}),
 		pool: blockstore.NewPool(vol.Blocks, blockstore.PoolConfig{
 			MaxBytes: opts.PoolSize,
 			// Kernel requests must not fail because many wait: they queue.
-			MaxWaiters: 1 << 20,
+			MaxWaiters:   1 << 20,
+			MaxPrefetch:  max(8, 2*opts.Readahead),
+			FetchTimeout: max(opts.FetchTimeout, 0),
 		}),
 	}
 	timeout := opts.CacheTimeout
@@ -109,7 +140,36 @@ func Serve(mountpoint string, vol *Volume, opts MountOptions) (*Mount, error) {
 	}
 	m.server = server
 	TuneReadahead(abs)
+	if opts.Refresh > 0 {
+		m.refreshed.Add(1)
+		go m.refreshLoop()
+	}
 	return m, nil
+}
+
+// refreshLoop ingests newly published metadata every Refresh. A store that
+// cannot be reached leaves the mount serving what it has; the failure is
+// logged and counted.
+func (m *Mount) refreshLoop() {
+	defer m.refreshed.Done()
+	t := time.NewTicker(m.opts.Refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), max(m.opts.Refresh, time.Minute))
+		changed, err := m.vol.Refresh(ctx)
+		cancel()
+		if err != nil {
+			m.opts.Logger.Printf("refreshing metadata: %v", err)
+		}
+		if m.opts.afterRefresh != nil {
+			m.opts.afterRefresh(changed, err)
+		}
+	}
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -124,6 +184,8 @@ func (m *Mount) Mountpoint() string { return m.mountpoint }
 // fusermount -u).
 func (m *Mount) Wait() {
 	m.server.Wait()
+	m.stopOnce.Do(func() { close(m.stop) })
+	m.refreshed.Wait()
 	m.pool.Close()
 }
 
@@ -139,19 +201,27 @@ func (m *Mount) Stats() Stats {
 		UptimeNs: int64(time.Since(m.started)),
 		Pool:     m.pool.Stats(),
 		Fuse:     m.counters.snapshot(),
+		Meta:     m.vol.MetaStats(),
 	}
 }
 
-// ino returns the inode number of path p, the same one every time.
-func (m *Mount) ino(p string) uint64 {
+// ino returns the inode number of node n at path p, the same one every
+// time. Directories are numbered by path; files and symlinks by path and
+// version, so that a file replaced by a newer import is a new inode (with
+// its own page cache) while handles open on the old one keep reading it.
+func (m *Mount) ino(p string, n *Node) uint64 {
+	key := p
+	if n.Kind != KindDir {
+		key = fmt.Sprintf("%s\x00%d", p, n.Version)
+	}
 	m.inoMu.Lock()
 	defer m.inoMu.Unlock()
-	n, ok := m.inos[p]
+	ino, ok := m.inos[key]
 	if !ok {
-		n = uint64(len(m.inos) + 1)
-		m.inos[p] = n
+		ino = uint64(len(m.inos) + 1)
+		m.inos[key] = ino
 	}
-	return n
+	return ino
 }
 
 // TuneReadahead lets the kernel read ahead by maxRead on the FUSE mount at

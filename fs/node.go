@@ -61,6 +61,10 @@ type Node struct {
 	Target  string               // symlinks
 	Blocks  []blockstore.Locator // files, in order
 
+	// Version is the log's version of the object the node was read from
+	// (not encoded): a changed file gets a new inode number in a mount.
+	Version uint64
+
 	// starts[i] is the file offset of Blocks[i]; built by DecodeNode and
 	// SetBlocks so that reads find their blocks by binary search.
 	starts []int64

@@ -21,6 +21,7 @@ type Stats struct {
 	UptimeNs   int64                `json:"uptime_ns"`
 	Pool       blockstore.PoolStats `json:"pool"`
 	Fuse       FuseStats            `json:"fuse"`
+	Meta       MetaStats            `json:"meta"`
 }
 
 // FuseStats count kernel requests the mount answered.

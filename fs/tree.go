@@ -38,6 +38,7 @@ func (t *Tree) Lookup(p string) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("metadata of %s: %w", p, err)
 	}
+	n.Version = obj.Version()
 	return n, nil
 }
 
@@ -52,6 +53,7 @@ func (t *Tree) List(dir string, fn func(name string, n *Node) bool) error {
 			derr = fmt.Errorf("metadata of %s: %w", path.Join(dir, childName(o.Key(1))), err)
 			return false
 		}
+		n.Version = o.Version()
 		return fn(childName(o.Key(1)), n)
 	})
 	if err != nil {

@@ -2,63 +2,155 @@ package fs
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"blockfs/blockstore"
+	"blockfs/blockstore/s3"
 	"blockfs/objects"
 )
 
 // ErrNoStore is wrapped by errors for store strings that name nothing usable.
 var ErrNoStore = errors.New("no blockfs store")
 
-// A local store directory holds a marker file, the blocks and the log:
+// A local store directory holds a marker file and the block store:
 //
 //	STORE/blockfs-store   format marker, so a typo cannot mount /etc
-//	STORE/blocks/         blockstore.DirStore
-//	STORE/meta/           objects.Log segments
+//	STORE/blocks/         blockstore.DirStore: blocks, refs/ (the catalog), tmp/
 const (
 	markerName    = "blockfs-store"
-	markerContent = "blockfs store format 1\n"
+	markerContent = "blockfs store format 2\n"
 )
 
-// Volume is an opened store: its blocks and its metadata.
+// Volume is an opened store: its blocks and, in a private local log, the
+// metadata published to it (see catalog.go).
 type Volume struct {
 	Spec   string // the store string it was opened from
 	Blocks blockstore.Store
 	Meta   *objects.Log
 	Tree   *Tree
+
+	cat      catalog
+	metaDir  string
+	ownsDir  bool
+	importID string
+
+	mu        sync.Mutex // one Refresh or Publish at a time
+	refVer    string     // ref version last ingested
+	ingested  map[string]bool
+	published map[uint32]bool // local segments that are in the store already
+	counters  metaCounters
+}
+
+// MetaStats describe the volume's metadata: what the mount has ingested
+// and how refreshing goes.
+type MetaStats struct {
+	Generation    uint64 `json:"generation"`
+	Segments      int64  `json:"segments"`
+	Refreshes     int64  `json:"refreshes"`
+	Changes       int64  `json:"changes"`
+	RefreshErrors int64  `json:"refresh_errors"`
+	LastRefreshNs int64  `json:"last_refresh_unix_ns"`
+}
+
+type metaCounters struct {
+	generation, segments, refreshes, changes, errors, last atomic.Int64
 }
 
 // OpenOptions say how a Volume is opened.
 type OpenOptions struct {
-	Create   bool // create the store if it does not exist (import)
-	ReadOnly bool // open the metadata read-only (mount), alongside a writer
+	Create bool // create the store if it does not exist (import)
+	// MetaDir holds the private metadata log; "" means a temporary
+	// directory that Close removes.
+	MetaDir string
+	// S3 configures s3:// stores; nil reads the usual AWS environment
+	// variables (s3.ConfigFromEnv).
+	S3 *s3.Config
 }
 
-// Open opens the store named by spec. It is the single place where store
-// strings are parsed: a local directory path (or file:// URL) today.
+// Open opens the store named by spec and ingests its published metadata.
+// It is the single place where store strings are parsed: a local directory
+// path (or file:// URL) today.
 func Open(ctx context.Context, spec string, opts OpenOptions) (*Volume, error) {
+	blocks, err := openStore(ctx, spec, opts)
+	if err != nil {
+		return nil, err
+	}
+	refs, ok := blocks.(blockstore.RefStore)
+	if !ok {
+		return nil, fmt.Errorf("store %s: %w", spec, ErrNoRefs)
+	}
+	v := &Volume{
+		Spec: spec, Blocks: blocks, cat: catalog{blocks: blocks, refs: refs},
+		metaDir: opts.MetaDir, ingested: map[string]bool{}, published: map[uint32]bool{},
+	}
+	if v.metaDir == "" {
+		if v.metaDir, err = os.MkdirTemp("", "blockfs-meta-"); err != nil {
+			return nil, err
+		}
+		v.ownsDir = true
+	}
+	id := make([]byte, 8)
+	rand.Read(id)
+	v.importID = time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(id)
+	// The log is private to this process: its durability is the store's,
+	// reached by Publish, so appends need not wait for fsync.
+	if v.Meta, err = objects.Open(v.metaDir, objects.Options{Sync: objects.SyncNone}); err != nil {
+		v.cleanup()
+		return nil, fmt.Errorf("store %s: metadata log: %w", spec, err)
+	}
+	v.Tree = NewTree(v.Meta)
+	if _, err := v.Refresh(ctx); err != nil {
+		v.Close()
+		return nil, fmt.Errorf("store %s: %w", spec, err)
+	}
+	return v, nil
+}
+
+// openStore parses a store string into a block store:
+//
+//	/path/to/store, file:///path   a local directory
+//	s3://BUCKET[/PREFIX]           S3-compatible object storage
+func openStore(ctx context.Context, spec string, opts OpenOptions) (blockstore.Store, error) {
 	if spec == "" {
 		return nil, fmt.Errorf("%w: no store given (use --store or BLOCKFS_STORE)", ErrNoStore)
 	}
 	scheme, rest, hasScheme := strings.Cut(spec, "://")
 	if !hasScheme {
-		return openDir(spec, spec, opts)
+		return openDir(spec, spec, opts.Create)
 	}
 	switch scheme {
 	case "file":
-		return openDir(spec, rest, opts)
+		return openDir(spec, rest, opts.Create)
+	case "s3":
+		bucket, prefix, _ := strings.Cut(rest, "/")
+		if bucket == "" {
+			return nil, fmt.Errorf("store %s: %w: no bucket (want s3://BUCKET/PREFIX)", spec, ErrNoStore)
+		}
+		cfg := s3.ConfigFromEnv()
+		if opts.S3 != nil {
+			cfg = *opts.S3
+		}
+		st, err := s3.Open(ctx, bucket, prefix, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("store %s: %w", spec, err)
+		}
+		return st, nil
 	default:
-		return nil, fmt.Errorf("store %s: %w: unsupported scheme %q (want a directory path)", spec, ErrNoStore, scheme)
+		return nil, fmt.Errorf("store %s: %w: unsupported scheme %q (want a directory or s3://BUCKET/PREFIX)", spec, ErrNoStore, scheme)
 	}
 }
 
-func openDir(spec, dir string, opts OpenOptions) (*Volume, error) {
+func openDir(spec, dir string, create bool) (blockstore.Store, error) {
 	dir = filepath.Clean(dir)
 	marker := filepath.Join(dir, markerName)
 	b, err := os.ReadFile(marker)
@@ -67,7 +159,7 @@ func openDir(spec, dir string, opts OpenOptions) (*Volume, error) {
 		if string(b) != markerContent {
 			return nil, fmt.Errorf("store %s: %w: unknown format in %s", spec, ErrNoStore, marker)
 		}
-	case errors.Is(err, fs.ErrNotExist) && opts.Create:
+	case errors.Is(err, fs.ErrNotExist) && create:
 		if err := createDir(dir, marker); err != nil {
 			return nil, fmt.Errorf("store %s: %w", spec, err)
 		}
@@ -79,33 +171,157 @@ func openDir(spec, dir string, opts OpenOptions) (*Volume, error) {
 	default:
 		return nil, fmt.Errorf("store %s: %w", spec, err)
 	}
-	blocks, err := blockstore.OpenDir(filepath.Join(dir, "blocks"), opts.Create)
+	blocks, err := blockstore.OpenDir(filepath.Join(dir, "blocks"), create)
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", spec, err)
 	}
-	meta, err := objects.Open(filepath.Join(dir, "meta"), objects.Options{ReadOnly: opts.ReadOnly})
-	if err != nil {
-		return nil, fmt.Errorf("store %s: metadata: %w", spec, err)
-	}
-	return &Volume{Spec: spec, Blocks: blocks, Meta: meta, Tree: NewTree(meta)}, nil
+	return blocks, nil
 }
 
 // createDir lays out a new store; the marker is written last so that a
 // half-created store is not taken for a store.
 func createDir(dir, marker string) error {
-	for _, sub := range []string{"blocks", "meta"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
-			return err
-		}
-	}
-	tmp := marker + ".tmp"
-	if err := os.WriteFile(tmp, []byte(markerContent), 0o644); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "blocks"), 0o755); err != nil {
 		return err
 	}
-	return os.Rename(tmp, marker)
+	// A unique temp name: two imports may create the same store at once.
+	f, err := os.CreateTemp(dir, markerName+".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, werr := f.WriteString(markerContent)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(f.Name(), marker)
+	}
+	if werr != nil {
+		os.Remove(f.Name())
+	}
+	return werr
 }
 
-// Close releases the metadata log.
+// Refresh ingests the segments published since the last call and reports
+// whether there were any.
+func (v *Volume) Refresh(ctx context.Context) (bool, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.counters.refreshes.Add(1)
+	changed, err := v.refreshLocked(ctx)
+	if err != nil {
+		v.counters.errors.Add(1)
+	} else {
+		v.counters.last.Store(time.Now().UnixNano())
+	}
+	if changed {
+		v.counters.changes.Add(1)
+	}
+	return changed, err
+}
+
+func (v *Volume) refreshLocked(ctx context.Context) (bool, error) {
+	m, version, err := v.cat.load(ctx)
+	if err != nil || version == v.refVer {
+		return false, err
+	}
+	changed := false
+	for _, s := range m.Segments {
+		if v.ingested[s.ID] {
+			continue
+		}
+		data, err := v.cat.getBlob(ctx, s.Blocks)
+		if err != nil {
+			return changed, fmt.Errorf("metadata segment %s: %w", s.ID, err)
+		}
+		info, err := v.Meta.Ingest(data)
+		if err != nil {
+			return changed, fmt.Errorf("metadata segment %s: %w", s.ID, err)
+		}
+		v.ingested[s.ID] = true
+		v.published[info.ID] = true
+		v.counters.segments.Add(1)
+		changed = true
+	}
+	v.refVer = version
+	v.counters.generation.Store(int64(m.Generation))
+	return changed, nil
+}
+
+// Publish seals what this process wrote to its log and makes it part of
+// the store's metadata: after it returns, a new mount anywhere sees it.
+func (v *Volume) Publish(ctx context.Context) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.Meta.Seal(); err != nil {
+		return fmt.Errorf("sealing metadata: %w", err)
+	}
+	var fresh []SegmentRef
+	var local []uint32
+	for _, s := range v.Meta.Segments() {
+		if !s.Sealed || v.published[s.ID] {
+			continue
+		}
+		data, err := os.ReadFile(s.Path)
+		if err != nil {
+			return fmt.Errorf("reading metadata segment: %w", err)
+		}
+		locs, err := v.cat.putBlob(ctx, data)
+		if err != nil {
+			return fmt.Errorf("storing metadata segment: %w", err)
+		}
+		fresh = append(fresh, SegmentRef{ID: fmt.Sprintf("%s-%d", v.importID, s.ID), Size: int64(len(data)), Blocks: locs})
+		local = append(local, s.ID)
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	maxVersion := v.Meta.MaxVersion()
+	m, err := v.cat.update(ctx, func(m *Manifest) {
+		have := make(map[string]bool, len(m.Segments))
+		for _, s := range m.Segments {
+			have[s.ID] = true
+		}
+		for _, s := range fresh {
+			if !have[s.ID] {
+				m.Segments = append(m.Segments, s)
+			}
+		}
+		m.MaxVersion = max(m.MaxVersion, maxVersion)
+	})
+	if err != nil {
+		return err
+	}
+	for i, s := range fresh {
+		v.ingested[s.ID] = true
+		v.published[local[i]] = true
+	}
+	v.counters.generation.Store(int64(m.Generation))
+	return nil
+}
+
+// MetaStats snapshots the metadata counters.
+func (v *Volume) MetaStats() MetaStats {
+	return MetaStats{
+		Generation: uint64(v.counters.generation.Load()), Segments: v.counters.segments.Load(),
+		Refreshes: v.counters.refreshes.Load(), Changes: v.counters.changes.Load(),
+		RefreshErrors: v.counters.errors.Load(), LastRefreshNs: v.counters.last.Load(),
+	}
+}
+
+// Close releases the metadata log and removes its directory if it was
+// temporary. It does not publish.
 func (v *Volume) Close() error {
-	return v.Meta.Close()
+	var err error
+	if v.Meta != nil {
+		err = v.Meta.Close()
+	}
+	v.cleanup()
+	return err
+}
+
+func (v *Volume) cleanup() {
+	if v.ownsDir {
+		os.RemoveAll(v.metaDir)
+	}
 }

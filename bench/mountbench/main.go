@@ -111,7 +111,7 @@ func run(size, runs int) error {
 		return err
 	}
 	bfCold, bfWarm, err := measureMount(runs, size, func(mnt string) (func(), error) {
-		vol, err := fs.Open(context.Background(), store, fs.OpenOptions{ReadOnly: true})
+		vol, err := fs.Open(context.Background(), store, fs.OpenOptions{})
 		if err != nil {
 			return nil, err
 		}

@@ -3,6 +3,11 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
+	"time"
+
+	"blockfs/blockstore/s3"
+	"blockfs/fs"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
@@ -31,14 +36,45 @@ func sizeFlag(fl *pflag.FlagSet, name string, def int64, usage string) *int64 {
 	return (*int64)(&v)
 }
 
-// storeFlag is --store, defaulting to $BLOCKFS_STORE.
-func storeFlag(fl *pflag.FlagSet) *string {
-	return fl.String("store", os.Getenv("BLOCKFS_STORE"), "the store: a directory (default $BLOCKFS_STORE)")
+// storeFlags are --store (default $BLOCKFS_STORE) and the S3 settings
+// that may override the AWS environment. Keys are deliberately not flags:
+// command lines are visible to every user of a node.
+type storeFlags struct {
+	store, endpoint, region, profile *string
+	timeout                          *time.Duration
+	attempts                         *int
 }
 
-func requireStore(store string) error {
-	if store == "" {
-		return usagef("no store given: use --store STORE or set BLOCKFS_STORE")
+func addStoreFlags(fl *pflag.FlagSet) *storeFlags {
+	return &storeFlags{
+		store:    fl.String("store", os.Getenv("BLOCKFS_STORE"), "the store: a directory or s3://BUCKET/PREFIX (default $BLOCKFS_STORE)"),
+		endpoint: fl.String("s3-endpoint", "", "S3 endpoint URL (default $AWS_ENDPOINT_URL, else AWS)"),
+		region:   fl.String("s3-region", "", "S3 region (default $AWS_REGION)"),
+		profile:  fl.String("s3-profile", "", "profile in the shared AWS credentials file (default $AWS_PROFILE)"),
+		timeout:  fl.Duration("s3-timeout", s3.DefaultRequestTimeout, "timeout of each S3 request attempt"),
+		attempts: fl.Int("s3-attempts", s3.DefaultMaxAttempts, "attempts per S3 request, with backoff between them"),
 	}
-	return nil
+}
+
+// options checks the flags and turns them into fs.OpenOptions.
+func (f *storeFlags) options(create bool) (string, fs.OpenOptions, error) {
+	if *f.store == "" {
+		return "", fs.OpenOptions{}, usagef("no store given: use --store STORE or set BLOCKFS_STORE")
+	}
+	if *f.timeout <= 0 || *f.attempts < 1 {
+		return "", fs.OpenOptions{}, usagef("--s3-timeout must be positive and --s3-attempts at least 1")
+	}
+	cfg := s3.ConfigFromEnv()
+	if *f.endpoint != "" {
+		cfg.Endpoint = *f.endpoint
+		cfg.PathStyle = !strings.Contains(cfg.Endpoint, "amazonaws.com")
+	}
+	if *f.region != "" {
+		cfg.Region = *f.region
+	}
+	if *f.profile != "" {
+		cfg.Profile = *f.profile
+	}
+	cfg.RequestTimeout, cfg.MaxAttempts = *f.timeout, *f.attempts
+	return *f.store, fs.OpenOptions{Create: create, S3: &cfg}, nil
 }

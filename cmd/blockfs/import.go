@@ -30,7 +30,7 @@ warning. Each file appears in the store whole or not at all.`,
 }
 
 func setupImport(fl *pflag.FlagSet) func(context.Context, []string) error {
-	store := storeFlag(fl)
+	sf := addStoreFlags(fl)
 	def := chunker.DefaultConfig()
 	minSize := sizeFlag(fl, "chunk-min", int64(def.Min), "smallest block")
 	avgSize := sizeFlag(fl, "chunk-avg", int64(def.Avg), "average block (the block size with --fixed)")
@@ -43,7 +43,8 @@ func setupImport(fl *pflag.FlagSet) func(context.Context, []string) error {
 		if len(args) < 1 || len(args) > 2 {
 			return usagef("want SRC [DEST], got %d arguments", len(args))
 		}
-		if err := requireStore(*store); err != nil {
+		spec, openOpts, err := sf.options(true)
+		if err != nil {
 			return err
 		}
 		src := args[0]
@@ -55,7 +56,7 @@ func setupImport(fl *pflag.FlagSet) func(context.Context, []string) error {
 		if err := cfg.Validate(); err != nil {
 			return usagef("%v", err)
 		}
-		vol, err := fs.Open(ctx, *store, fs.OpenOptions{Create: true})
+		vol, err := fs.Open(ctx, spec, openOpts)
 		if err != nil {
 			return err
 		}

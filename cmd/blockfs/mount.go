@@ -29,20 +29,29 @@ SIGTERM, umount or fusermount3 -u, then exits 0 with nothing left mounted.
 }
 
 func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
-	store := storeFlag(fl)
+	sf := addStoreFlags(fl)
 	poolSize := sizeFlag(fl, "pool-size", 256<<20, "memory for shared block buffers")
-	readahead := fl.Int("readahead", 4, "blocks to prefetch ahead of a sequential reader (0 disables)")
+	readahead := fl.Int("readahead", 16, "blocks to prefetch ahead of a sequential reader (0 disables)")
 	allowOther := fl.Bool("allow-other", false, "let users other than the mounting one read the mount")
 	debug := fl.Bool("debug", false, "log every FUSE request")
-	cacheTimeout := fl.Duration("cache-timeout", time.Hour, "how long the kernel may cache names and attributes")
+	fetchTimeout := fl.Duration("fetch-timeout", 2*time.Minute, "give a read EIO if its block cannot be fetched (retries included) within this")
+	refresh := fl.Duration("refresh", 30*time.Second, "how often to pick up newly imported data (0 disables)")
+	cacheTimeout := fl.Duration("cache-timeout", 0, "how long the kernel may cache names and attributes (default: the refresh interval, or 1h)")
 	cpuprofile := fl.String("cpuprofile", "", "write a CPU profile of the mount's life to this file")
 	_ = fl.MarkHidden("cpuprofile")
 	return func(ctx context.Context, args []string) error {
 		if len(args) != 1 {
 			return usagef("want MOUNTPOINT, got %d arguments", len(args))
 		}
-		if err := requireStore(*store); err != nil {
+		spec, openOpts, err := sf.options(false)
+		if err != nil {
 			return err
+		}
+		if *fetchTimeout <= 0 {
+			return usagef("--fetch-timeout must be positive")
+		}
+		if *refresh < 0 || *cacheTimeout < 0 {
+			return usagef("--refresh and --cache-timeout must not be negative")
 		}
 		if *readahead < 0 {
 			return usagef("--readahead must be >= 0")
@@ -65,7 +74,7 @@ func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 			}
 			defer pprof.StopCPUProfile()
 		}
-		vol, err := fs.Open(ctx, *store, fs.OpenOptions{ReadOnly: true})
+		vol, err := fs.Open(ctx, spec, openOpts)
 		if err != nil {
 			return err
 		}
@@ -76,8 +85,8 @@ func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 		}
 		m, err := fs.Serve(args[0], vol, fs.MountOptions{
 			PoolSize: *poolSize, Readahead: ra, AllowOther: *allowOther, Debug: *debug,
-			CacheTimeout: *cacheTimeout,
-			Logger:       log.New(stderr(ctx), "blockfs mount: ", log.LstdFlags),
+			CacheTimeout: *cacheTimeout, Refresh: refreshOrOff(*refresh), FetchTimeout: *fetchTimeout,
+			Logger: log.New(stderr(ctx), "blockfs mount: ", log.LstdFlags),
 		})
 		if err != nil {
 			return err
@@ -104,4 +113,12 @@ func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 		<-done
 		return nil
 	}
+}
+
+// refreshOrOff maps the flag's 0 ("never") to the option's "disabled".
+func refreshOrOff(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

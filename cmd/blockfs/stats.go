@@ -109,6 +109,13 @@ func printStats(w io.Writer, s fs.Stats) {
 	fmt.Fprintf(w, "       errors %d, verify failures %d, busy %d\n", p.Errors, p.VerifyFailures, p.Busy)
 	fmt.Fprintf(w, "fuse   reads %d (%s), opens %d, lookups %d, getattrs %d, readdirs %d, readlinks %d, errors %d\n",
 		f.Reads, ibytes(f.ReadBytes), f.Opens, f.Lookups, f.Getattrs, f.Readdirs, f.Readlinks, f.Errors)
+	m := s.Meta
+	last := "never"
+	if m.LastRefreshNs > 0 {
+		last = time.Since(time.Unix(0, m.LastRefreshNs)).Round(time.Second).String() + " ago"
+	}
+	fmt.Fprintf(w, "meta   generation %d, %d segments, refreshed %s (%d refreshes, %d with news, %d errors)\n",
+		m.Generation, m.Segments, last, m.Refreshes, m.Changes, m.RefreshErrors)
 }
 
 // printRates prints one line of per-second rates between two snapshots.

@@ -1,0 +1,196 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"blockfs/blockstore"
+	"blockfs/blockstore/s3"
+	"blockfs/fs"
+	"blockfs/internal/testsvc"
+
+	"github.com/minio/minio-go/v7"
+)
+
+func TestMain(m *testing.M) { os.Exit(testsvc.RunShared(m)) }
+
+// benchMiB is the file size: BLOCKFS_BENCH_MIB, default 256.
+func benchMiB() int {
+	if n, err := strconv.Atoi(os.Getenv("BLOCKFS_BENCH_MIB")); err == nil && n > 0 {
+		return n
+	}
+	return 256
+}
+
+func s3Config(m *testsvc.MinIO, endpoint string) *s3.Config {
+	return &s3.Config{Endpoint: endpoint, AccessKey: m.AccessKey(), SecretKey: m.SecretKey(), PathStyle: true}
+}
+
+// setupS3 imports size bytes of random data as /data.bin into a fresh
+// bucket (straight to MinIO) and also uploads them as a plain object
+// "plain/data.bin" for tools that read ordinary objects.
+func setupS3(b *testing.B, m *testsvc.MinIO, size int) (spec, bucket string, data []byte) {
+	b.Helper()
+	bucket = m.NewBucket(b)
+	spec = "s3://" + bucket + "/bench"
+	data = make([]byte, size)
+	rand.Read(data)
+	src := filepath.Join(b.TempDir(), "data.bin")
+	if err := os.WriteFile(src, data, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	vol, err := fs.Open(context.Background(), spec, fs.OpenOptions{Create: true, S3: s3Config(m, m.Endpoint())})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer vol.Close()
+	im, err := fs.NewImporter(vol, fs.ImportOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := im.Import(context.Background(), src, "/data.bin"); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := m.Client().PutObject(context.Background(), bucket, "plain/data.bin", bytes.NewReader(data), int64(size), minio.PutObjectOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	return spec, bucket, data
+}
+
+// timeRead reads file in a separate process (dd, 1 MiB requests) and
+// returns MB/s.
+func timeRead(b *testing.B, file string, size int) float64 {
+	b.Helper()
+	start := time.Now()
+	if out, err := exec.Command("dd", "if="+file, "of=/dev/null", "bs=1M", "status=none").CombinedOutput(); err != nil {
+		b.Fatalf("dd %s: %v %s", file, err, out)
+	}
+	return float64(size) / time.Since(start).Seconds() / 1e6
+}
+
+// mountBlockfs mounts spec with a fresh, empty local metadata directory.
+func mountBlockfs(b *testing.B, spec string, cfg *s3.Config, opts fs.MountOptions) (string, func()) {
+	b.Helper()
+	vol, err := fs.Open(context.Background(), spec, fs.OpenOptions{S3: cfg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	m, err := fs.Serve(dir, vol, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return dir, func() { m.Unmount(); m.Wait(); vol.Close() }
+}
+
+// parallelGets fetches the file's blocks with plain GETs, 16 at a time:
+// the practical limit of what the store gives one reader.
+func parallelGets(b *testing.B, spec string, cfg *s3.Config) (int, float64) {
+	b.Helper()
+	vol, err := fs.Open(context.Background(), spec, fs.OpenOptions{S3: cfg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer vol.Close()
+	n, err := vol.Tree.Lookup("/data.bin")
+	if err != nil {
+		b.Fatal(err)
+	}
+	work := make(chan blockstore.Locator)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, blockstore.MaxBlockSize)
+			for l := range work {
+				if _, err := vol.Blocks.Get(context.Background(), l, buf[:l.Size]); err != nil {
+					b.Error(err)
+				}
+			}
+		}()
+	}
+	for _, l := range n.Blocks {
+		work <- l
+	}
+	close(work)
+	wg.Wait()
+	return len(n.Blocks), float64(n.Size) / time.Since(start).Seconds() / 1e6
+}
+
+// rcloneRead mounts the plain object with rclone (Debian's package,
+// installed by bench/s3.sh) with --vfs-cache-mode full and reads it.
+func rcloneRead(b *testing.B, m *testsvc.MinIO, endpoint, bucket string, size int) float64 {
+	b.Helper()
+	if _, err := exec.LookPath("rclone"); err != nil {
+		b.Skip("rclone not installed (bench/s3.sh installs it)")
+	}
+	dir, cache := b.TempDir(), b.TempDir()
+	cmd := exec.Command("rclone", "mount", "bench:"+bucket+"/plain", dir, "--vfs-cache-mode", "full",
+		"--cache-dir", cache, "--read-only", "--no-modtime")
+	cmd.Env = append(os.Environ(),
+		"RCLONE_CONFIG_BENCH_TYPE=s3", "RCLONE_CONFIG_BENCH_PROVIDER=Minio",
+		"RCLONE_CONFIG_BENCH_ENDPOINT="+endpoint, "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID="+m.AccessKey(),
+		"RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY="+m.SecretKey())
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		exec.Command("umount", "-l", dir).Run()
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for !mounted(dir) {
+		if time.Now().After(deadline) {
+			b.Fatal("rclone mount did not come up")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return timeRead(b, filepath.Join(dir, "data.bin"), size)
+}
+
+func mounted(dir string) bool {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	return strings.Contains(string(b), " "+dir+" ")
+}
+
+// BenchmarkS3ColdRead: a cold sequential read of one file over MinIO with
+// 20 ms latency per request (toxiproxy), through a fresh blockfs mount,
+// against the same blocks fetched by 16 parallel plain GETs, and against
+// rclone mount --vfs-cache-mode full.
+func BenchmarkS3ColdRead(b *testing.B) {
+	m := testsvc.SharedMinIO(b)
+	size := benchMiB() << 20
+	spec, bucket, _ := setupS3(b, m, size)
+	proxy := testsvc.StartProxy(b, m.Host())
+	proxy.Latency(20 * time.Millisecond)
+	cfg := s3Config(m, proxy.Endpoint())
+
+	var mountRate, getRate, rcloneRate float64
+	var blocks int
+	for b.Loop() {
+		dir, unmount := mountBlockfs(b, spec, cfg, fs.MountOptions{Refresh: -1})
+		mountRate = timeRead(b, filepath.Join(dir, "data.bin"), size)
+		unmount()
+		blocks, getRate = parallelGets(b, spec, cfg)
+		rcloneRate = rcloneRead(b, m, proxy.Endpoint(), bucket, size)
+	}
+	b.ReportMetric(mountRate, "blockfs-MB/s")
+	b.ReportMetric(getRate, "parallel-GETs-MB/s")
+	b.ReportMetric(rcloneRate, "rclone-MB/s")
+	b.ReportMetric(mountRate/getRate, "blockfs/GETs")
+	fmt.Printf("cold sequential read, %d MiB in %d blocks, MinIO + 20 ms latency:\n  blockfs mount %8.1f MB/s\n  16 plain GETs %8.1f MB/s  (blockfs %.2fx; target >= 0.8)\n  rclone mount  %8.1f MB/s  (blockfs %.2fx)\n",
+		size>>20, blocks, mountRate, getRate, mountRate/getRate, rcloneRate, mountRate/rcloneRate)
+}
