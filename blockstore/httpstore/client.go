@@ -184,7 +184,7 @@ func classifyOpen(err error) error {
 
 // path builders: every piece is a hash, a locator or a checked ref name,
 // none of which needs escaping.
-func blockPath(s string) string { return "/v1/blocks/" + s }
+func blockPath(s string) string  { return "/v1/blocks/" + s }
 func refPath(name string) string { return "/v1/refs/" + name }
 
 // send makes one request and returns a response with a 2xx status; any

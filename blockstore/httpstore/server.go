@@ -237,6 +237,10 @@ func (h *Handler) serveBlock(w *respWriter, r *http.Request, name string) {
 		}
 		return
 	}
+	if r.Method == http.MethodGet {
+		h.bad(w, http.StatusBadRequest, "GET needs /v1/blocks/<hash>+<size>, got %q", clip(name))
+		return
+	}
 	if !h.allowMethods(w, r, http.MethodHead, http.MethodPut, http.MethodDelete) {
 		return
 	}
@@ -409,10 +413,6 @@ func (h *Handler) putBlock(w *respWriter, r *http.Request, hash blockstore.Hash)
 	got, err := io.ReadFull(r.Body, data)
 	h.c.bytesIn.Add(int64(got))
 	if err != nil {
-		if r.Context().Err() != nil {
-			h.canceled(w)
-			return
-		}
 		h.bad(w, http.StatusBadRequest, "put %v: body truncated after %d of %d bytes", hash, got, n)
 		return
 	}
@@ -571,10 +571,6 @@ func (h *Handler) putRef(w *respWriter, r *http.Request, name string) {
 	h.c.bytesIn.Add(int64(len(data)))
 	switch {
 	case err != nil || r.ContentLength >= 0 && int64(len(data)) != r.ContentLength:
-		if r.Context().Err() != nil {
-			h.canceled(w)
-			return
-		}
 		h.bad(w, http.StatusBadRequest, "put ref %s: body truncated after %d bytes", name, len(data))
 		return
 	case len(data) > blockstore.MaxRefSize:
@@ -783,10 +779,16 @@ func (h *Handler) bad(w *respWriter, status int, format string, args ...any) {
 	h.fail(w, status, format, args...)
 }
 
-// canceled notes a request whose client went away; nobody reads the answer.
+// statusClientClosed answers a request whose client went away (nginx's
+// 499). Nobody should read it, but writing nothing would make net/http send
+// a 200.
+const statusClientClosed = 499
+
+// canceled answers a request whose client went away.
 func (h *Handler) canceled(w *respWriter) {
 	h.c.canceled.Add(1)
 	w.aborted = true
+	h.fail(w, statusClientClosed, "request canceled")
 }
 
 // fail writes a one-line plain-text error.
