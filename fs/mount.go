@@ -196,13 +196,19 @@ func (m *Mount) Unmount() error {
 
 // Stats snapshots the mount's counters.
 func (m *Mount) Stats() Stats {
-	return Stats{
+	st := Stats{
 		Kind: "mount", Store: m.vol.Spec, Mountpoint: m.mountpoint,
 		UptimeNs: int64(time.Since(m.started)),
 		Pool:     m.pool.Stats(),
 		Fuse:     m.counters.snapshot(),
 		Meta:     m.vol.MetaStats(),
+		Backend:  m.vol.store.BackendStats(),
 	}
+	if c := m.vol.store.Cache; c != nil {
+		cs := c.Stats()
+		st.Cache = &cs
+	}
+	return st
 }
 
 // ino returns the inode number of node n at path p, the same one every

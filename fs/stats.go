@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 
 	"blockfs/blockstore"
+	"blockfs/blockstore/diskcache"
 )
 
 // StatsFileName is the hidden, read-only file at the root of every mount
@@ -22,6 +23,8 @@ type Stats struct {
 	Pool       blockstore.PoolStats `json:"pool"`
 	Fuse       FuseStats            `json:"fuse"`
 	Meta       MetaStats            `json:"meta"`
+	Cache      *diskcache.Stats     `json:"cache,omitempty"`   // with --cache-dir
+	Backend    any                  `json:"backend,omitempty"` // store requests (S3, HTTP)
 }
 
 // FuseStats count kernel requests the mount answered.

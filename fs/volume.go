@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"blockfs/blockstore"
+	"blockfs/blockstore/diskcache"
 	"blockfs/blockstore/s3"
 	"blockfs/objects"
 )
@@ -39,6 +40,7 @@ type Volume struct {
 	Meta   *objects.Log
 	Tree   *Tree
 
+	store    *Store
 	cat      catalog
 	metaDir  string
 	ownsDir  bool
@@ -75,22 +77,27 @@ type OpenOptions struct {
 	// S3 configures s3:// stores; nil reads the usual AWS environment
 	// variables (s3.ConfigFromEnv).
 	S3 *s3.Config
+	// CacheDir, if set, keeps verified blocks on local disk (at most
+	// CacheSize bytes) in front of the store, across restarts.
+	CacheDir  string
+	CacheSize int64
 }
 
 // Open opens the store named by spec and ingests its published metadata.
 // It is the single place where store strings are parsed: a local directory
 // path (or file:// URL) today.
 func Open(ctx context.Context, spec string, opts OpenOptions) (*Volume, error) {
-	blocks, err := openStore(ctx, spec, opts)
+	store, err := OpenStore(ctx, spec, opts)
 	if err != nil {
 		return nil, err
 	}
-	refs, ok := blocks.(blockstore.RefStore)
+	refs, ok := store.Backend.(blockstore.RefStore)
 	if !ok {
+		store.Close()
 		return nil, fmt.Errorf("store %s: %w", spec, ErrNoRefs)
 	}
 	v := &Volume{
-		Spec: spec, Blocks: blocks, cat: catalog{blocks: blocks, refs: refs},
+		Spec: spec, Blocks: store.Blocks, store: store, cat: catalog{blocks: store.Blocks, refs: refs},
 		metaDir: opts.MetaDir, ingested: map[string]bool{}, published: map[uint32]bool{},
 	}
 	if v.metaDir == "" {
@@ -114,6 +121,52 @@ func Open(ctx context.Context, spec string, opts OpenOptions) (*Volume, error) {
 		return nil, fmt.Errorf("store %s: %w", spec, err)
 	}
 	return v, nil
+}
+
+// Store is an opened block store: the backend the store string names and,
+// with a cache directory, the disk cache in front of it.
+type Store struct {
+	Blocks  blockstore.Store // what to read through: the cache if any, else the backend
+	Backend blockstore.Store
+	Cache   *diskcache.Cache // nil without --cache-dir
+}
+
+// OpenStore opens the block store named by spec, behind a disk cache when
+// opts.CacheDir is set. Mount, import and serve all open stores here.
+func OpenStore(ctx context.Context, spec string, opts OpenOptions) (*Store, error) {
+	backend, err := openStore(ctx, spec, opts)
+	if err != nil {
+		return nil, err
+	}
+	st := &Store{Blocks: backend, Backend: backend}
+	if opts.CacheDir != "" {
+		if opts.CacheSize <= 0 {
+			return nil, fmt.Errorf("cache %s: a cache size is needed", opts.CacheDir)
+		}
+		c, err := diskcache.Open(opts.CacheDir, backend, diskcache.Options{MaxBytes: opts.CacheSize})
+		if err != nil {
+			return nil, err
+		}
+		st.Blocks, st.Cache = c, c
+	}
+	return st, nil
+}
+
+// Close releases the cache directory, if any.
+func (s *Store) Close() error {
+	if s.Cache != nil {
+		return s.Cache.Close()
+	}
+	return nil
+}
+
+// BackendStats returns the request counters of backends that keep them
+// (S3, HTTP), for stats; nil otherwise.
+func (s *Store) BackendStats() any {
+	if st, ok := s.Backend.(interface{ Stats() s3.Stats }); ok {
+		return st.Stats()
+	}
+	return nil
 }
 
 // openStore parses a store string into a block store:
@@ -315,6 +368,9 @@ func (v *Volume) Close() error {
 	var err error
 	if v.Meta != nil {
 		err = v.Meta.Close()
+	}
+	if cerr := v.store.Close(); err == nil {
+		err = cerr
 	}
 	v.cleanup()
 	return err

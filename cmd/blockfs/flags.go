@@ -78,3 +78,28 @@ func (f *storeFlags) options(create bool) (string, fs.OpenOptions, error) {
 	cfg.RequestTimeout, cfg.MaxAttempts = *f.timeout, *f.attempts
 	return *f.store, fs.OpenOptions{Create: create, S3: &cfg}, nil
 }
+
+// cacheFlags are --cache-dir and --cache-size, for mount and serve.
+type cacheFlags struct {
+	dir  *string
+	size *int64
+}
+
+func addCacheFlags(fl *pflag.FlagSet) *cacheFlags {
+	return &cacheFlags{
+		dir:  fl.String("cache-dir", "", "keep verified blocks in this local directory, across restarts (one process per directory)"),
+		size: sizeFlag(fl, "cache-size", 10<<30, "bound on the disk cache"),
+	}
+}
+
+// apply checks the flags and sets them on opts.
+func (c *cacheFlags) apply(opts *fs.OpenOptions) error {
+	if *c.dir == "" {
+		return nil
+	}
+	if *c.size < 16<<20 {
+		return usagef("--cache-size %s is too small (at least 16MiB)", humanize.IBytes(uint64(*c.size)))
+	}
+	opts.CacheDir, opts.CacheSize = *c.dir, *c.size
+	return nil
+}

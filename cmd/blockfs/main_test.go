@@ -291,3 +291,36 @@ func TestExternalUnmount(t *testing.T) {
 		t.Fatal("mount process still running 30s after umount")
 	}
 }
+
+// TestMountCacheDir: a mount with --cache-dir reports its cache, and a
+// second process cannot take the same cache directory.
+func TestMountCacheDir(t *testing.T) {
+	requireFUSE(t)
+	store := filepath.Join(t.TempDir(), "store")
+	if code, _, stderr := blockfs("import", "--store", store, "../../testdata/sample"); code != 0 {
+		t.Fatal(stderr)
+	}
+	cache := t.TempDir()
+	mnt := t.TempDir()
+	startMount(t, store, mnt, "--cache-dir", cache, "--cache-size", "64MiB")
+	if _, err := exec.Command("cat", filepath.Join(mnt, "sample/models/weights.bin")).Output(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(blockfsBin, "stats", "--json", mnt).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Cache *struct {
+			Misses   int64 `json:"misses"`
+			MaxBytes int64 `json:"max_bytes"`
+		} `json:"cache"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil || st.Cache == nil || st.Cache.Misses == 0 || st.Cache.MaxBytes != 64<<20 {
+		t.Errorf("cache stats: %v %s", err, out)
+	}
+	code, _, stderr := blockfs("mount", "--store", store, "--cache-dir", cache, t.TempDir())
+	if code != 1 || !strings.Contains(stderr, "in use") {
+		t.Errorf("second owner of a cache dir: exit %d, %q", code, stderr)
+	}
+}

@@ -30,6 +30,7 @@ SIGTERM, umount or fusermount3 -u, then exits 0 with nothing left mounted.
 
 func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 	sf := addStoreFlags(fl)
+	cf := addCacheFlags(fl)
 	poolSize := sizeFlag(fl, "pool-size", 256<<20, "memory for shared block buffers")
 	readahead := fl.Int("readahead", 16, "blocks to prefetch ahead of a sequential reader (0 disables)")
 	allowOther := fl.Bool("allow-other", false, "let users other than the mounting one read the mount")
@@ -45,6 +46,9 @@ func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 		}
 		spec, openOpts, err := sf.options(false)
 		if err != nil {
+			return err
+		}
+		if err := cf.apply(&openOpts); err != nil {
 			return err
 		}
 		if *fetchTimeout <= 0 {

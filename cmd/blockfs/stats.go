@@ -114,6 +114,10 @@ func printStats(w io.Writer, s fs.Stats) {
 	if m.LastRefreshNs > 0 {
 		last = time.Since(time.Unix(0, m.LastRefreshNs)).Round(time.Second).String() + " ago"
 	}
+	if c := s.Cache; c != nil {
+		fmt.Fprintf(w, "cache  hits %d (%s), misses %d, holding %s of %s in %d blocks, evictions %d, corrupt dropped %d\n",
+			c.Hits, ibytes(c.HitBytes), c.Misses, ibytes(c.Bytes), ibytes(c.MaxBytes), c.Entries, c.Evictions, c.CorruptDropped)
+	}
 	fmt.Fprintf(w, "meta   generation %d, %d segments, refreshed %s (%d refreshes, %d with news, %d errors)\n",
 		m.Generation, m.Segments, last, m.Refreshes, m.Changes, m.RefreshErrors)
 }
