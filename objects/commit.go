@@ -38,6 +38,9 @@ type writer struct {
 	closing bool
 	free    [][]byte   // recycled chunk buffers
 	rolled  []*segment // old heads rolled by the batch being committed (committer only)
+	// rollDone: done channel of the latest batch that rolls the head. The
+	// old head is sealed once it is closed.
+	rollDone chan struct{}
 
 	kick    chan struct{}
 	stopped chan struct{}
@@ -396,6 +399,7 @@ func (l *Log) chunkLocked(est int) (*batch, *chunk) {
 		w.nextSeg++
 		w.tailOff = segHeaderSize
 		b.chunks = append(b.chunks, chunk{seg: w.headID, create: true, off: segHeaderSize})
+		w.rollDone = b.done
 	}
 	if len(b.chunks) == 0 || b.chunks[len(b.chunks)-1].seg != w.headID {
 		b.chunks = append(b.chunks, chunk{seg: w.headID, off: w.tailOff})
@@ -511,8 +515,18 @@ func (l *Log) Seal() error {
 		return err
 	}
 	if w.tailOff <= segHeaderSize {
+		// Nothing appended or queued since the head was created; the roll
+		// that created it may still be in flight (a concurrent Seal, or a
+		// full segment): wait for it, so the old head is sealed.
+		done := w.rollDone
 		w.mu.Unlock()
-		return nil // nothing appended or queued since the head was created
+		if done == nil {
+			return nil
+		}
+		<-done
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.err
 	}
 	if w.q == nil {
 		w.gen++
@@ -525,6 +539,7 @@ func (l *Log) Seal() error {
 	w.nextSeg++
 	w.tailOff = segHeaderSize
 	b.chunks = append(b.chunks, chunk{seg: w.headID, create: true, off: segHeaderSize})
+	w.rollDone = b.done
 	w.kickLocked()
 	w.mu.Unlock()
 	<-b.done

@@ -402,12 +402,38 @@ func TestSealSegments(t *testing.T) {
 	if l.MaxVersion() != 2 {
 		t.Fatalf("MaxVersion %d", l.MaxVersion())
 	}
+	// Concurrent Seals: each returns only once what was written is sealed.
+	for round := 0; round < 20; round++ {
+		if err := l.Write([]byte("c"), []byte(fmt.Sprint(round))); err != nil {
+			t.Fatal(err)
+		}
+		v := l.MaxVersion()
+		var wg sync.WaitGroup
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := l.Seal(); err != nil {
+					t.Error(err)
+				}
+				for _, s := range l.Segments() {
+					if s.MaxVersion >= v && !s.Sealed {
+						t.Errorf("round %d: version %d in unsealed %+v after Seal", round, v, s)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	l.Close()
+	l = openT(t, dir, Options{})
+	mustRead(t, l, "c", "19")
 	l.Write([]byte("j"), []byte("x"))
 	l.Close()
 	l = openT(t, dir, Options{})
 	mustRead(t, l, "k", "v2")
 	mustRead(t, l, "j", "x")
-	if got := l.Segments(); len(got) != 2 || !got[0].Sealed || got[1].Sealed || got[1].MinVersion != 3 {
+	if got := l.Segments(); len(got) != 22 || !got[20].Sealed || got[21].Sealed || got[21].MinVersion != 23 {
 		t.Fatalf("after reopen: %+v", got)
 	}
 	l.Close()
@@ -419,10 +445,10 @@ func TestSealSegments(t *testing.T) {
 	if _, err := ro.Ingest(nil); !errors.Is(err, ErrReadOnly) {
 		t.Fatalf("Ingest on ReadOnly: %v", err)
 	}
-	if got := ro.Segments(); len(got) != 2 || !got[0].Sealed || got[1].Sealed {
+	if got := ro.Segments(); len(got) != 22 || !got[0].Sealed || got[21].Sealed {
 		t.Fatalf("ReadOnly Segments: %+v", got)
 	}
-	if ro.MaxVersion() != 3 {
+	if ro.MaxVersion() != 23 {
 		t.Fatalf("ReadOnly MaxVersion %d", ro.MaxVersion())
 	}
 }
