@@ -130,7 +130,7 @@ const (
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.c.inFlight.Add(1)
 	defer h.c.inFlight.Add(-1)
-	rw := &respWriter{ResponseWriter: w, head: r.Method == http.MethodHead}
+	rw := &respWriter{ResponseWriter: w}
 	defer func() {
 		h.c.bytesOut.Add(rw.n)
 		if !rw.aborted {
@@ -818,7 +818,6 @@ type respWriter struct {
 	status  int
 	n       int64
 	wrote   bool
-	head    bool
 	aborted bool // no answer reached the client: not counted by status
 }
 

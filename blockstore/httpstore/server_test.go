@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -621,4 +622,44 @@ func TestRefs(t *testing.T) {
 	n := 0
 	conflicts.Range(func(any, any) bool { n++; return true })
 	t.Logf("%d of %d workers met a conflict", n, workers)
+}
+
+// When every pool buffer is in use a GET waits for one, and gives up as
+// soon as its client does.
+func TestGetWaitsForMemoryUntilClientGivesUp(t *testing.T) {
+	dir, err := blockstore.OpenDir(t.TempDir(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := newGate(dir)
+	pool := blockstore.NewPool(gate, blockstore.PoolConfig{MaxBytes: 8192})
+	defer pool.Close()
+	srv := httptest.NewServer(NewHandler(dir, pool, ServerOptions{}))
+	defer srv.Close()
+	defer close(gate.release)
+	a, b := randBlock(40, 8192), randBlock(41, 8192)
+	for _, d := range [][]byte{a, b} {
+		if err := dir.Put(context.Background(), blockstore.Sum(d), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := Open(context.Background(), srv.URL, ClientOptions{MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go c.Get(context.Background(), blockstore.LocatorOf(a), make([]byte, 8192)) // holds all the memory
+	<-gate.entered
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Get(ctx, blockstore.LocatorOf(b), make([]byte, 8192))
+		done <- err
+	}()
+	waitFor(t, "the second GET to wait for memory", func() bool { return pool.Stats().Waiters == 1 })
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled GET: %v", err)
+	}
+	waitFor(t, "the server to stop waiting", func() bool { return pool.Stats().Waiters == 0 })
 }
