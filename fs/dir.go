@@ -38,8 +38,9 @@ func (m *Mount) errno(op, p string, err error) syscall.Errno {
 	return syscall.EIO
 }
 
-func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *gofs.Inode, errno syscall.Errno) {
 	m := d.mount
+	defer m.timer()("lookup", &errno)
 	m.counters.lookups.Add(1)
 	if d.path == "/" && name == StatsFileName {
 		out.Attr.Mode = syscall.S_IFREG | 0o444
@@ -70,8 +71,9 @@ func (m *Mount) newNode(p string, n *Node) gofs.InodeEmbedder {
 	}
 }
 
-func (d *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+func (d *dirNode) Readdir(ctx context.Context) (_ gofs.DirStream, errno syscall.Errno) {
 	m := d.mount
+	defer m.timer()("readdir", &errno)
 	m.counters.readdirs.Add(1)
 	var entries []fuse.DirEntry
 	err := m.vol.Tree.List(d.path, func(name string, n *Node) bool {
@@ -89,8 +91,9 @@ func (d *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	return gofs.NewListDirStream(entries), 0
 }
 
-func (d *dirNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+func (d *dirNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) (errno syscall.Errno) {
 	m := d.mount
+	defer m.timer()("getattr", &errno)
 	m.counters.getattrs.Add(1)
 	n, err := m.vol.Tree.Lookup(d.path)
 	if err != nil {

@@ -45,7 +45,8 @@ func (f *fileNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.
 // Open hands out a handle bound to the node as it is now, so that a file
 // keeps reading the version it opened. The data never changes under a
 // given block list, so the kernel may keep its page cache across opens.
-func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+func (f *fileNode) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uint32, errno syscall.Errno) {
+	defer f.mount.timer()("open", &errno)
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0 {
 		return nil, 0, syscall.EROFS
 	}
@@ -72,8 +73,9 @@ var _ gofs.FileReader = (*fileHandle)(nil)
 // handed to the kernel straight from the pool's buffer, released once the
 // kernel has it; a read across blocks is copied block by block, holding one
 // buffer at a time.
-func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.ReadResult, errno syscall.Errno) {
 	m := h.mount
+	defer m.timer()("read", &errno)
 	n := h.node
 	m.counters.reads.Add(1)
 	if off >= n.Size || len(dest) == 0 {

@@ -47,6 +47,9 @@ type MountOptions struct {
 	CacheTimeout time.Duration
 	Logger       *log.Logger // errors worth an operator's eye (default: stderr)
 
+	// Observer, if set, receives the duration of every FUSE operation.
+	Observer OpObserver
+
 	// afterRefresh, for tests, is called after every background refresh.
 	afterRefresh func(changed bool, err error)
 }
@@ -173,6 +176,24 @@ func (m *Mount) refreshLoop() {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// OpObserver receives the duration and outcome of FUSE operations (for
+// Prometheus histograms); it must be cheap and safe for concurrent use.
+type OpObserver interface {
+	ObserveOp(op string, d time.Duration, failed bool)
+}
+
+// timer starts timing an operation if anyone observes; use as
+// `defer m.timer()("read", &errno)`.
+func (m *Mount) timer() func(op string, errno *syscall.Errno) {
+	if m.opts.Observer == nil {
+		return func(string, *syscall.Errno) {}
+	}
+	start := time.Now()
+	return func(op string, errno *syscall.Errno) {
+		m.opts.Observer.ObserveOp(op, time.Since(start), *errno != 0)
+	}
+}
 
 // Pool is the mount's shared buffer pool.
 func (m *Mount) Pool() *blockstore.Pool { return m.pool }

@@ -3,6 +3,8 @@ package fs
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,6 +18,7 @@ import (
 
 	"blockfs/blockstore"
 	"blockfs/blockstore/diskcache"
+	"blockfs/blockstore/httpstore"
 	"blockfs/blockstore/s3"
 	"blockfs/objects"
 )
@@ -81,6 +84,11 @@ type OpenOptions struct {
 	// CacheSize bytes) in front of the store, across restarts.
 	CacheDir  string
 	CacheSize int64
+	// Token authenticates to an http(s):// store (blockfs serve); CAFile
+	// names extra PEM roots to trust for https.
+	Token, CAFile string
+	// WrapBackend, if set, wraps the store before the cache (metrics).
+	WrapBackend func(blockstore.Store) blockstore.Store
 }
 
 // Open opens the store named by spec and ingests its published metadata.
@@ -139,11 +147,14 @@ func OpenStore(ctx context.Context, spec string, opts OpenOptions) (*Store, erro
 		return nil, err
 	}
 	st := &Store{Blocks: backend, Backend: backend}
+	if opts.WrapBackend != nil {
+		st.Blocks = opts.WrapBackend(backend)
+	}
 	if opts.CacheDir != "" {
 		if opts.CacheSize <= 0 {
 			return nil, fmt.Errorf("cache %s: a cache size is needed", opts.CacheDir)
 		}
-		c, err := diskcache.Open(opts.CacheDir, backend, diskcache.Options{MaxBytes: opts.CacheSize})
+		c, err := diskcache.Open(opts.CacheDir, st.Blocks, diskcache.Options{MaxBytes: opts.CacheSize})
 		if err != nil {
 			return nil, err
 		}
@@ -163,8 +174,11 @@ func (s *Store) Close() error {
 // BackendStats returns the request counters of backends that keep them
 // (S3, HTTP), for stats; nil otherwise.
 func (s *Store) BackendStats() any {
-	if st, ok := s.Backend.(interface{ Stats() s3.Stats }); ok {
-		return st.Stats()
+	switch b := s.Backend.(type) {
+	case *s3.Store:
+		return b.Stats()
+	case *httpstore.Client:
+		return b.Stats()
 	}
 	return nil
 }
@@ -173,6 +187,7 @@ func (s *Store) BackendStats() any {
 //
 //	/path/to/store, file:///path   a local directory
 //	s3://BUCKET[/PREFIX]           S3-compatible object storage
+//	http(s)://HOST:PORT            a blockfs serve
 func openStore(ctx context.Context, spec string, opts OpenOptions) (blockstore.Store, error) {
 	if spec == "" {
 		return nil, fmt.Errorf("%w: no store given (use --store or BLOCKFS_STORE)", ErrNoStore)
@@ -198,8 +213,26 @@ func openStore(ctx context.Context, spec string, opts OpenOptions) (blockstore.S
 			return nil, fmt.Errorf("store %s: %w", spec, err)
 		}
 		return st, nil
+	case "http", "https":
+		co := httpstore.ClientOptions{Token: opts.Token}
+		if opts.CAFile != "" {
+			pem, err := os.ReadFile(opts.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("store %s: %w", spec, err)
+			}
+			roots := x509.NewCertPool()
+			if !roots.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("store %s: no PEM certificates in %s", spec, opts.CAFile)
+			}
+			co.TLS = &tls.Config{RootCAs: roots}
+		}
+		c, err := httpstore.Open(ctx, spec, co)
+		if err != nil {
+			return nil, fmt.Errorf("store %s: %w", spec, err)
+		}
+		return c, nil
 	default:
-		return nil, fmt.Errorf("store %s: %w: unsupported scheme %q (want a directory or s3://BUCKET/PREFIX)", spec, ErrNoStore, scheme)
+		return nil, fmt.Errorf("store %s: %w: unsupported scheme %q (want a directory, s3://BUCKET/PREFIX or http://HOST:PORT)", spec, ErrNoStore, scheme)
 	}
 }
 

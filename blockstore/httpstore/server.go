@@ -47,6 +47,9 @@ type ServerOptions struct {
 	// Extra, if set, adds members to the /v1/stats JSON (e.g. cache and
 	// store stats). It cannot replace kind, pool, http or uptime_ns.
 	Extra func() map[string]any
+	// Refs serves /v1/refs when the block store given to NewHandler is a
+	// wrapper (a disk cache, metrics) around the store that keeps them.
+	Refs blockstore.RefStore
 }
 
 // Handler serves the v1 protocol over a store and a pool reading from it.
@@ -108,6 +111,9 @@ func NewHandler(store blockstore.Store, pool *blockstore.Pool, opts ServerOption
 		writers: make(map[string]refWrite),
 	}
 	h.refs, _ = store.(blockstore.RefStore)
+	if opts.Refs != nil {
+		h.refs = opts.Refs
+	}
 	return h
 }
 

@@ -41,18 +41,21 @@ func sizeFlag(fl *pflag.FlagSet, name string, def int64, usage string) *int64 {
 // command lines are visible to every user of a node.
 type storeFlags struct {
 	store, endpoint, region, profile *string
+	tokenFile, caFile                *string
 	timeout                          *time.Duration
 	attempts                         *int
 }
 
 func addStoreFlags(fl *pflag.FlagSet) *storeFlags {
 	return &storeFlags{
-		store:    fl.String("store", os.Getenv("BLOCKFS_STORE"), "the store: a directory or s3://BUCKET/PREFIX (default $BLOCKFS_STORE)"),
-		endpoint: fl.String("s3-endpoint", "", "S3 endpoint URL (default $AWS_ENDPOINT_URL, else AWS)"),
-		region:   fl.String("s3-region", "", "S3 region (default $AWS_REGION)"),
-		profile:  fl.String("s3-profile", "", "profile in the shared AWS credentials file (default $AWS_PROFILE)"),
-		timeout:  fl.Duration("s3-timeout", s3.DefaultRequestTimeout, "timeout of each S3 request attempt"),
-		attempts: fl.Int("s3-attempts", s3.DefaultMaxAttempts, "attempts per S3 request, with backoff between them"),
+		store:     fl.String("store", os.Getenv("BLOCKFS_STORE"), "the store: a directory or s3://BUCKET/PREFIX (default $BLOCKFS_STORE)"),
+		endpoint:  fl.String("s3-endpoint", "", "S3 endpoint URL (default $AWS_ENDPOINT_URL, else AWS)"),
+		region:    fl.String("s3-region", "", "S3 region (default $AWS_REGION)"),
+		profile:   fl.String("s3-profile", "", "profile in the shared AWS credentials file (default $AWS_PROFILE)"),
+		timeout:   fl.Duration("s3-timeout", s3.DefaultRequestTimeout, "timeout of each S3 request attempt"),
+		attempts:  fl.Int("s3-attempts", s3.DefaultMaxAttempts, "attempts per S3 request, with backoff between them"),
+		tokenFile: fl.String("store-token-file", "", "file holding the bearer token for an http(s):// store (default $BLOCKFS_TOKEN)"),
+		caFile:    fl.String("store-ca-file", "", "PEM roots to trust for an https:// store, besides the system's"),
 	}
 }
 
@@ -76,7 +79,27 @@ func (f *storeFlags) options(create bool) (string, fs.OpenOptions, error) {
 		cfg.Profile = *f.profile
 	}
 	cfg.RequestTimeout, cfg.MaxAttempts = *f.timeout, *f.attempts
-	return *f.store, fs.OpenOptions{Create: create, S3: &cfg}, nil
+	token, err := readToken(*f.tokenFile, os.Getenv("BLOCKFS_TOKEN"))
+	if err != nil {
+		return "", fs.OpenOptions{}, err
+	}
+	return *f.store, fs.OpenOptions{Create: create, S3: &cfg, Token: token, CAFile: *f.caFile}, nil
+}
+
+// readToken reads a bearer token from file (trimmed), or returns def.
+func readToken(file, def string) (string, error) {
+	if file == "" {
+		return def, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("token file %s is empty", file)
+	}
+	return tok, nil
 }
 
 // cacheFlags are --cache-dir and --cache-size, for mount and serve.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"blockfs/fs"
+	"blockfs/internal/metrics"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
@@ -38,6 +39,7 @@ func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 	fetchTimeout := fl.Duration("fetch-timeout", 2*time.Minute, "give a read EIO if its block cannot be fetched (retries included) within this")
 	refresh := fl.Duration("refresh", 30*time.Second, "how often to pick up newly imported data (0 disables)")
 	cacheTimeout := fl.Duration("cache-timeout", 0, "how long the kernel may cache names and attributes (default: the refresh interval, or 1h)")
+	metricsAddr := fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics")
 	cpuprofile := fl.String("cpuprofile", "", "write a CPU profile of the mount's life to this file")
 	_ = fl.MarkHidden("cpuprofile")
 	return func(ctx context.Context, args []string) error {
@@ -78,6 +80,10 @@ func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 			}
 			defer pprof.StopCPUProfile()
 		}
+		reg := metrics.New()
+		if *metricsAddr != "" {
+			openOpts.WrapBackend = reg.WrapStore
+		}
 		vol, err := fs.Open(ctx, spec, openOpts)
 		if err != nil {
 			return err
@@ -87,13 +93,37 @@ func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 		if ra == 0 {
 			ra = -1
 		}
+		var observer fs.OpObserver
+		if *metricsAddr != "" {
+			observer = reg
+		}
 		m, err := fs.Serve(args[0], vol, fs.MountOptions{
+			Observer: observer,
 			PoolSize: *poolSize, Readahead: ra, AllowOther: *allowOther, Debug: *debug,
 			CacheTimeout: *cacheTimeout, Refresh: refreshOrOff(*refresh), FetchTimeout: *fetchTimeout,
 			Logger: log.New(stderr(ctx), "blockfs mount: ", log.LstdFlags),
 		})
 		if err != nil {
 			return err
+		}
+		if *metricsAddr != "" {
+			reg.Snapshot("pool", poolGauges, func() map[string]int64 { return metrics.Fields(m.Pool().Stats()) })
+			reg.Snapshot("fuse", nil, func() map[string]int64 { return metrics.Fields(m.Stats().Fuse) })
+			reg.Snapshot("meta", map[string]bool{"generation": true, "segments": true, "last_refresh_unix_ns": true},
+				func() map[string]int64 { return metrics.Fields(vol.MetaStats()) })
+			reg.Snapshot("cache", map[string]bool{"bytes": true, "entries": true, "max_bytes": true}, func() map[string]int64 {
+				if c := m.Stats().Cache; c != nil {
+					return metrics.Fields(c)
+				}
+				return nil
+			})
+			addr, err := reg.Serve(ctx, *metricsAddr)
+			if err != nil {
+				m.Unmount()
+				m.Wait()
+				return err
+			}
+			fmt.Fprintf(stderr(ctx), "blockfs mount: metrics at http://%s/metrics\n", addr)
 		}
 		fmt.Fprintf(stderr(ctx), "blockfs mount: serving %s at %s (pool %s); Ctrl-C or umount to stop\n",
 			vol.Spec, m.Mountpoint(), humanize.IBytes(uint64(*poolSize)))

@@ -9,8 +9,10 @@ import (
 	iofs "io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"blockfs/blockstore/httpstore"
 	"blockfs/fs"
 
 	"github.com/dustin/go-humanize"
@@ -20,10 +22,11 @@ import (
 func init() {
 	register(&command{
 		name:    "stats",
-		args:    "MOUNTPOINT",
-		summary: "show what a running mount's shared buffer pool is doing",
-		help: `Reads the mount's hidden ` + fs.StatsFileName + ` file, so no privileges beyond
-reading the mount are needed. With --watch, prints per-interval rates until
+		args:    "MOUNTPOINT|http://HOST:PORT",
+		summary: "show what a running mount's (or server's) shared buffer pool is doing",
+		help: `For a mount, reads its hidden ` + fs.StatsFileName + ` file, so no privileges
+beyond reading the mount are needed; for a blockfs serve, asks its /v1/stats
+(with $BLOCKFS_TOKEN if set). With --watch, prints per-interval rates until
 interrupted.`,
 		setup: setupStats,
 	})
@@ -34,12 +37,12 @@ func setupStats(fl *pflag.FlagSet) func(context.Context, []string) error {
 	watch := fl.Duration("watch", 0, "print rates every DURATION (e.g. 1s) until interrupted")
 	return func(ctx context.Context, args []string) error {
 		if len(args) != 1 {
-			return usagef("want MOUNTPOINT, got %d arguments", len(args))
+			return usagef("want MOUNTPOINT or a server URL, got %d arguments", len(args))
 		}
 		if *watch < 0 {
 			return usagef("--watch must be positive")
 		}
-		prev, err := readStats(args[0])
+		prev, err := readStats(ctx, args[0])
 		if err != nil {
 			return err
 		}
@@ -59,7 +62,7 @@ func setupStats(fl *pflag.FlagSet) func(context.Context, []string) error {
 				return nil
 			case <-t.C:
 			}
-			cur, err := readStats(args[0])
+			cur, err := readStats(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -75,8 +78,31 @@ func setupStats(fl *pflag.FlagSet) func(context.Context, []string) error {
 	}
 }
 
-func readStats(target string) (fs.Stats, error) {
-	var st fs.Stats
+// statsView is what a mount or a server reports; a server has no fuse or
+// meta members but an http one.
+type statsView struct {
+	fs.Stats
+	HTTP *httpstore.ServerStats `json:"http,omitempty"`
+}
+
+func readStats(ctx context.Context, target string) (statsView, error) {
+	var st statsView
+	if strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://") {
+		c, err := httpstore.Open(ctx, target, httpstore.ClientOptions{Token: os.Getenv("BLOCKFS_TOKEN"), MaxAttempts: 2})
+		if err != nil {
+			return st, err
+		}
+		defer c.Close()
+		b, err := c.ServerStats(ctx)
+		if err != nil {
+			return st, err
+		}
+		if err := json.Unmarshal(b, &st); err != nil {
+			return st, fmt.Errorf("%s: unreadable stats: %w", target, err)
+		}
+		st.Mountpoint = target
+		return st, nil
+	}
 	b, err := os.ReadFile(filepath.Join(target, fs.StatsFileName))
 	if errors.Is(err, iofs.ErrNotExist) {
 		return st, fmt.Errorf("%s: not a blockfs mount (no %s)", target, fs.StatsFileName)
@@ -99,7 +125,7 @@ func pct(part, whole int64) float64 {
 	return 100 * float64(part) / float64(whole)
 }
 
-func printStats(w io.Writer, s fs.Stats) {
+func printStats(w io.Writer, s statsView) {
 	p, f := s.Pool, s.Fuse
 	fmt.Fprintf(w, "blockfs %s %s  (store %s, up %s)\n", s.Kind, s.Mountpoint, s.Store, time.Duration(s.UptimeNs).Round(time.Second))
 	fmt.Fprintf(w, "pool   gets %d: hits %d (%.1f%%), shared %d (%.1f%%), fetches %d (%s), prefetches %d\n",
@@ -107,6 +133,17 @@ func printStats(w io.Writer, s fs.Stats) {
 	fmt.Fprintf(w, "       buffers %d (%d in use), holding %s of %s, waiters %d, evictions %d\n",
 		p.Buffers, p.BuffersInUse, ibytes(p.BytesHeld), ibytes(p.MaxBytes), p.Waiters, p.Evictions)
 	fmt.Fprintf(w, "       errors %d, verify failures %d, busy %d\n", p.Errors, p.VerifyFailures, p.Busy)
+	if h := s.HTTP; h != nil {
+		fmt.Fprintf(w, "http   requests %d (block gets %d, ref gets %d, puts %d), in flight %d, busy 503 %d, unauthorized %d, bad %d, out %s\n",
+			h.Requests, h.BlockGets, h.RefGets, h.BlockPuts, h.InFlight, h.Busy503, h.Unauthorized, h.BadRequests, ibytes(h.BytesOut))
+	}
+	if c := s.Cache; c != nil {
+		fmt.Fprintf(w, "cache  hits %d (%s), misses %d, holding %s of %s in %d blocks, evictions %d, corrupt dropped %d\n",
+			c.Hits, ibytes(c.HitBytes), c.Misses, ibytes(c.Bytes), ibytes(c.MaxBytes), c.Entries, c.Evictions, c.CorruptDropped)
+	}
+	if s.Kind != "mount" {
+		return
+	}
 	fmt.Fprintf(w, "fuse   reads %d (%s), opens %d, lookups %d, getattrs %d, readdirs %d, readlinks %d, errors %d\n",
 		f.Reads, ibytes(f.ReadBytes), f.Opens, f.Lookups, f.Getattrs, f.Readdirs, f.Readlinks, f.Errors)
 	m := s.Meta
@@ -114,16 +151,12 @@ func printStats(w io.Writer, s fs.Stats) {
 	if m.LastRefreshNs > 0 {
 		last = time.Since(time.Unix(0, m.LastRefreshNs)).Round(time.Second).String() + " ago"
 	}
-	if c := s.Cache; c != nil {
-		fmt.Fprintf(w, "cache  hits %d (%s), misses %d, holding %s of %s in %d blocks, evictions %d, corrupt dropped %d\n",
-			c.Hits, ibytes(c.HitBytes), c.Misses, ibytes(c.Bytes), ibytes(c.MaxBytes), c.Entries, c.Evictions, c.CorruptDropped)
-	}
 	fmt.Fprintf(w, "meta   generation %d, %d segments, refreshed %s (%d refreshes, %d with news, %d errors)\n",
 		m.Generation, m.Segments, last, m.Refreshes, m.Changes, m.RefreshErrors)
 }
 
 // printRates prints one line of per-second rates between two snapshots.
-func printRates(w io.Writer, a, b fs.Stats) {
+func printRates(w io.Writer, a, b statsView) {
 	secs := max(float64(b.UptimeNs-a.UptimeNs)/1e9, 1e-9)
 	rate := func(x, y int64) float64 { return float64(y-x) / secs }
 	fmt.Fprintf(w, "%s  reads/s %.0f  read %s/s  gets/s %.0f  hits/s %.0f  shared/s %.0f  fetches/s %.0f  fetched %s/s  held %s  waiters %d  errors %d\n",

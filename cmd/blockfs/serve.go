@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"blockfs/blockstore"
+	"blockfs/blockstore/httpstore"
+	"blockfs/fs"
+	"blockfs/internal/metrics"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/pflag"
+)
+
+func init() {
+	register(&command{
+		name:    "serve",
+		args:    "",
+		summary: "serve a store's blocks and metadata to many mounts over HTTP",
+		help: `One shared read tier between compute nodes and the store: every block GET
+goes through one buffer pool, so however many nodes ask for a block at once,
+the store is read once. http://HOST:PORT (or https://) is then a store for
+mount, import and stats. Writes need the bearer token (--token-file); reads
+need it too on a non-loopback address unless --public. SIGINT/SIGTERM stop
+accepting and let requests in flight finish within --shutdown-timeout.`,
+		setup: setupServe,
+	})
+}
+
+func setupServe(fl *pflag.FlagSet) func(context.Context, []string) error {
+	sf := addStoreFlags(fl)
+	cf := addCacheFlags(fl)
+	listen := fl.String("listen", "127.0.0.1:8420", "address to listen on")
+	poolSize := sizeFlag(fl, "pool-size", 256<<20, "memory for shared block buffers")
+	maxClients := fl.Int("max-clients", 256, "requests served at once; beyond that, 503 with Retry-After")
+	tokenFile := fl.String("token-file", "", "file holding the bearer token that writes (and non-public reads) need")
+	public := fl.Bool("public", false, "allow reads without the token on a non-loopback address")
+	tlsCert := fl.String("tls-cert", "", "TLS certificate (PEM); with --tls-key, serve https")
+	tlsKey := fl.String("tls-key", "", "TLS private key (PEM)")
+	metricsAddr := fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics")
+	shutdown := fl.Duration("shutdown-timeout", 30*time.Second, "how long requests in flight may finish after SIGTERM")
+	return func(ctx context.Context, args []string) error {
+		if len(args) != 0 {
+			return usagef("serve takes no arguments, got %d", len(args))
+		}
+		spec, openOpts, err := sf.options(false)
+		if err != nil {
+			return err
+		}
+		if err := cf.apply(&openOpts); err != nil {
+			return err
+		}
+		if *maxClients < 1 {
+			return usagef("--max-clients must be at least 1")
+		}
+		if *poolSize < 4<<20 {
+			return usagef("--pool-size %s is too small (at least 4MiB)", humanize.IBytes(uint64(*poolSize)))
+		}
+		if (*tlsCert == "") != (*tlsKey == "") {
+			return usagef("--tls-cert and --tls-key go together")
+		}
+		token, err := readToken(*tokenFile, "")
+		if err != nil {
+			return err
+		}
+		loopback, err := isLoopback(*listen)
+		if err != nil {
+			return usagef("--listen %s: %v", *listen, err)
+		}
+		if !loopback && token == "" && !*public {
+			return usagef("listening on %s (not loopback) needs --token-file, or --public to serve reads to anyone", *listen)
+		}
+
+		reg := metrics.New()
+		if *metricsAddr != "" {
+			openOpts.WrapBackend = reg.WrapStore
+		}
+		store, err := fs.OpenStore(ctx, spec, openOpts)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		pool := blockstore.NewPool(store.Blocks, blockstore.PoolConfig{MaxBytes: *poolSize, MaxWaiters: *maxClients})
+		defer pool.Close()
+		refs, _ := store.Backend.(blockstore.RefStore)
+		handler := httpstore.NewHandler(store.Blocks, pool, httpstore.ServerOptions{
+			Refs:       refs,
+			Token:      token,
+			Public:     *public || loopback,
+			MaxClients: *maxClients,
+			Extra: func() map[string]any {
+				extra := map[string]any{"store": spec, "backend": store.BackendStats()}
+				if store.Cache != nil {
+					extra["cache"] = store.Cache.Stats()
+				}
+				return extra
+			},
+		})
+		if *metricsAddr != "" {
+			reg.Snapshot("pool", poolGauges, func() map[string]int64 { return metrics.Fields(pool.Stats()) })
+			reg.Snapshot("http", map[string]bool{"in_flight": true}, func() map[string]int64 { return metrics.Fields(handler.Stats()) })
+			watchCache(reg, store)
+			addr, err := reg.Serve(ctx, *metricsAddr)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr(ctx), "blockfs serve: metrics at http://%s/metrics\n", addr)
+		}
+
+		ln, err := net.Listen("tcp", *listen)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", *listen, err)
+		}
+		srv := &http.Server{
+			Handler:           handler,
+			ReadHeaderTimeout: 10 * time.Second,
+			// A slow client holds a pool buffer while it reads: bound it.
+			WriteTimeout: 5 * time.Minute,
+			IdleTimeout:  2 * time.Minute,
+		}
+		scheme := "http"
+		if *tlsCert != "" {
+			cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+			if err != nil {
+				ln.Close()
+				return fmt.Errorf("tls: %w", err)
+			}
+			srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			ln = tls.NewListener(ln, srv.TLSConfig)
+			scheme = "https"
+		}
+		fmt.Fprintf(stderr(ctx), "blockfs serve: serving %s at %s://%s (pool %s, max %d clients)\n",
+			spec, scheme, ln.Addr(), humanize.IBytes(uint64(*poolSize)), *maxClients)
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve(ln) }()
+		select {
+		case err := <-errc:
+			return fmt.Errorf("serve: %w", err)
+		case <-ctx.Done():
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), *shutdown)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			srv.Close()
+			return fmt.Errorf("shutdown: requests still running after %s: %w", *shutdown, err)
+		}
+		return nil
+	}
+}
+
+// poolGauges are the PoolStats fields that go up and down.
+var poolGauges = map[string]bool{"buffers": true, "buffers_in_use": true, "bytes_held": true, "max_bytes": true, "waiters": true}
+
+// watchCache exports the disk cache's counters, if there is a cache.
+func watchCache(reg *metrics.Registry, store *fs.Store) {
+	if store.Cache == nil {
+		return
+	}
+	reg.Snapshot("cache", map[string]bool{"bytes": true, "entries": true, "max_bytes": true},
+		func() map[string]int64 { return metrics.Fields(store.Cache.Stats()) })
+}
+
+// isLoopback reports whether a listen address binds only loopback.
+func isLoopback(addr string) (bool, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false, err
+	}
+	if host == "localhost" {
+		return true, nil
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback(), nil
+}
