@@ -108,22 +108,22 @@ func (c *catalog) decode(ctx context.Context, raw []byte) (Manifest, error) {
 // update applies fn to the current manifest and publishes the result with
 // compare-and-swap, retrying with jittered backoff while other publishers
 // win the race. fn must be idempotent: it may run several times.
-func (c *catalog) update(ctx context.Context, fn func(*Manifest)) (Manifest, error) {
+func (c *catalog) update(ctx context.Context, fn func(*Manifest)) (Manifest, []blockstore.Locator, error) {
 	backoff := 10 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		m, version, err := c.load(ctx)
 		if err != nil {
-			return m, err
+			return m, nil, err
 		}
 		fn(&m)
 		m.Generation++
 		data, err := json.Marshal(m)
 		if err != nil {
-			return m, err
+			return m, nil, err
 		}
 		locs, err := c.putBlob(ctx, data)
 		if err != nil {
-			return m, fmt.Errorf("writing manifest: %w", err)
+			return m, nil, fmt.Errorf("writing manifest: %w", err)
 		}
 		var ref bytes.Buffer
 		ref.WriteString(refHeader + "\n")
@@ -132,15 +132,15 @@ func (c *catalog) update(ctx context.Context, fn func(*Manifest)) (Manifest, err
 		}
 		_, err = c.refs.PutRef(ctx, headRef, ref.Bytes(), version)
 		if err == nil {
-			return m, nil
+			return m, locs, nil
 		}
 		if !errors.Is(err, blockstore.ErrConflict) || attempt >= 50 {
-			return m, fmt.Errorf("publishing metadata: %w", err)
+			return m, nil, fmt.Errorf("publishing metadata: %w", err)
 		}
 		select {
 		case <-time.After(backoff/2 + rand.N(backoff)):
 		case <-ctx.Done():
-			return m, ctx.Err()
+			return m, nil, ctx.Err()
 		}
 		backoff = min(2*backoff, time.Second)
 	}

@@ -38,16 +38,18 @@ type ImportOptions struct {
 // ImportStats count what an import did. Bytes is what was read; NewBytes is
 // what had to be written because the store did not hold it yet.
 type ImportStats struct {
-	Files     int64         `json:"files"`
-	Dirs      int64         `json:"dirs"`
-	Symlinks  int64         `json:"symlinks"`
-	Skipped   int64         `json:"skipped"`
-	Bytes     int64         `json:"bytes"`
-	Blocks    int64         `json:"blocks"`
-	NewBlocks int64         `json:"new_blocks"`
-	NewBytes  int64         `json:"new_bytes"`
-	TotalSize int64         `json:"total_size"` // bytes the walk expects, for progress
-	Duration  time.Duration `json:"duration_ns"`
+	Files     int64 `json:"files"`
+	Dirs      int64 `json:"dirs"`
+	Symlinks  int64 `json:"symlinks"`
+	Skipped   int64 `json:"skipped"`
+	Bytes     int64 `json:"bytes"`
+	Blocks    int64 `json:"blocks"`
+	NewBlocks int64 `json:"new_blocks"`
+	NewBytes  int64 `json:"new_bytes"`
+	TotalSize int64 `json:"total_size"` // bytes the walk expects, for progress
+	// MetaBlocks counts the metadata blocks published (segments, manifest).
+	MetaBlocks int64         `json:"meta_blocks"`
+	Duration   time.Duration `json:"duration_ns"`
 }
 
 // DedupRatio is bytes imported per byte newly stored.
@@ -180,6 +182,7 @@ func (im *Importer) Import(ctx context.Context, src, dest string) (ImportStats, 
 	err = c.close(context.Cause(ctx))
 	st := im.Progress()
 	st.Duration = time.Since(start)
+	st.MetaBlocks = im.vol.MetaStats().PublishedBlocks
 	return st, err
 }
 

@@ -65,10 +65,13 @@ type MetaStats struct {
 	Changes       int64  `json:"changes"`
 	RefreshErrors int64  `json:"refresh_errors"`
 	LastRefreshNs int64  `json:"last_refresh_unix_ns"`
+	// PublishedBlocks counts the metadata blocks (segments and the
+	// manifests that made it into the ref) this process published.
+	PublishedBlocks int64 `json:"published_blocks"`
 }
 
 type metaCounters struct {
-	generation, segments, refreshes, changes, errors, last atomic.Int64
+	generation, segments, refreshes, changes, errors, last, published atomic.Int64
 }
 
 // OpenOptions say how a Volume is opened.
@@ -363,7 +366,7 @@ func (v *Volume) Publish(ctx context.Context) error {
 		return nil
 	}
 	maxVersion := v.Meta.MaxVersion()
-	m, err := v.cat.update(ctx, func(m *Manifest) {
+	m, manifestLocs, err := v.cat.update(ctx, func(m *Manifest) {
 		have := make(map[string]bool, len(m.Segments))
 		for _, s := range m.Segments {
 			have[s.ID] = true
@@ -378,10 +381,13 @@ func (v *Volume) Publish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	published := int64(len(manifestLocs))
 	for i, s := range fresh {
 		v.ingested[s.ID] = true
 		v.published[local[i]] = true
+		published += int64(len(s.Blocks))
 	}
+	v.counters.published.Add(published)
 	v.counters.generation.Store(int64(m.Generation))
 	return nil
 }
@@ -392,6 +398,7 @@ func (v *Volume) MetaStats() MetaStats {
 		Generation: uint64(v.counters.generation.Load()), Segments: v.counters.segments.Load(),
 		Refreshes: v.counters.refreshes.Load(), Changes: v.counters.changes.Load(),
 		RefreshErrors: v.counters.errors.Load(), LastRefreshNs: v.counters.last.Load(),
+		PublishedBlocks: v.counters.published.Load(),
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"blockfs/internal/testsvc"
 )
 
 var blockfsBin string
@@ -29,7 +31,7 @@ func TestMain(m *testing.M) {
 		os.Stderr.Write(out)
 		panic(err)
 	}
-	code := m.Run()
+	code := testsvc.RunShared(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
