@@ -1,0 +1,76 @@
+package metrics
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"blockfs/blockstore"
+)
+
+func TestFieldsFlattens(t *testing.T) {
+	got := Fields(struct {
+		A int64 `json:"a"`
+		B struct {
+			C int64 `json:"c"`
+		} `json:"b"`
+		S string `json:"s"`
+	}{A: 1, B: struct {
+		C int64 `json:"c"`
+	}{C: 2}, S: "x"})
+	if len(got) != 2 || got["a"] != 1 || got["b_c"] != 2 {
+		t.Fatalf("Fields = %v", got)
+	}
+}
+
+// TestServeExposesEverything scrapes /metrics for real and finds snapshot
+// counters and gauges, FUSE operation and store request histograms.
+func TestServeExposesEverything(t *testing.T) {
+	r := New()
+	pool := blockstore.PoolStats{Gets: 7, BytesHeld: 4096}
+	r.Snapshot("pool", map[string]bool{"bytes_held": true}, func() map[string]int64 { return Fields(pool) })
+	r.ObserveOp("read", 3*time.Millisecond, false)
+	r.ObserveOp("lookup", time.Millisecond, true)
+	dir, err := blockstore.OpenDir(filepath.Join(t.TempDir(), "s"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := r.WrapStore(dir)
+	ctx := context.Background()
+	data := []byte("block")
+	if err := s.Put(ctx, blockstore.Sum(data), data); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, blockstore.LocatorOf([]byte("missing")), make([]byte, 7)); err == nil {
+		t.Fatal("Get of a missing block succeeded")
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	addr, err := r.Serve(sctx, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + addr.String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		"blockfs_pool_gets_total 7",
+		"blockfs_pool_bytes_held 4096",
+		`blockfs_fuse_operation_seconds_count{op="read"} 1`,
+		`blockfs_fuse_operation_errors_total{op="lookup"} 1`,
+		`blockfs_store_request_seconds_count{op="put"} 1`,
+		`blockfs_store_request_errors_total{op="get"} 1`,
+		"go_goroutines",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
