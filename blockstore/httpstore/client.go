@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -76,13 +75,11 @@ var (
 // MaxAttempts × RequestTimeout + (MaxAttempts−1) × 1.25 × RetryMax, or as
 // soon as its context ends.
 type Client struct {
-	base        string // scheme://host[:port][/prefix], no trailing "/"
-	hc          *http.Client
-	token       string
-	timeout     time.Duration
-	maxAttempts int
-	retryBase   time.Duration
-	retryMax    time.Duration
+	base    string // scheme://host[:port][/prefix], no trailing "/"
+	hc      *http.Client
+	token   string
+	timeout time.Duration // per attempt
+	retry   blockstore.Retry
 
 	c clientCounters
 }
@@ -122,14 +119,17 @@ func Open(ctx context.Context, baseURL string, opts ClientOptions) (*Client, err
 		return nil, fmt.Errorf("httpstore: open %q: want only scheme://host[:port][/path] (the token goes in ClientOptions)", u.Redacted())
 	}
 	c := &Client{
-		base:        u.Scheme + "://" + u.Host + strings.TrimRight(u.EscapedPath(), "/"),
-		hc:          &http.Client{Transport: newTransport(opts.RequestTimeout, opts.TLS)},
-		token:       opts.Token,
-		timeout:     opts.RequestTimeout,
-		maxAttempts: opts.MaxAttempts,
-		retryBase:   opts.RetryBase,
-		retryMax:    opts.RetryMax,
+		base:    u.Scheme + "://" + u.Host + strings.TrimRight(u.EscapedPath(), "/"),
+		hc:      &http.Client{Transport: newTransport(opts.RequestTimeout, opts.TLS)},
+		token:   opts.Token,
+		timeout: opts.RequestTimeout,
+		retry: blockstore.Retry{
+			MaxAttempts: opts.MaxAttempts, Timeout: opts.RequestTimeout,
+			Base: opts.RetryBase, Max: opts.RetryMax,
+			Transient: transient, After: retryAfter, Describe: describe,
+		},
 	}
+	c.retry.Retries = &c.c.retries
 	err = c.do(ctx, &c.c.other, func(ctx context.Context) error {
 		resp, err := c.send(ctx, http.MethodGet, "/healthz", nil)
 		if err != nil {
@@ -172,7 +172,7 @@ func newTransport(timeout time.Duration, tc *tls.Config) *http.Transport {
 func classifyOpen(err error) error {
 	var se *statusError
 	switch {
-	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && !isAttemptTimeout(err):
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && !blockstore.IsAttemptTimeout(err):
 		return err
 	case errors.Is(err, ErrUnauthorized), errors.Is(err, ErrTLS):
 		return err
@@ -302,75 +302,19 @@ type permanent struct{ err error }
 func (e permanent) Error() string { return e.err.Error() }
 func (e permanent) Unwrap() error { return e.err }
 
-// do runs one call with retries, as blockstore/s3 does: each attempt under
-// its own timeout, transient failures retried after a full-jitter backoff
-// (or the server's Retry-After), up to maxAttempts. kind counts attempts.
+// do runs one call under the client's retry policy (blockstore.Retry, as
+// blockstore/s3 does); kind counts attempts.
 func (c *Client) do(ctx context.Context, kind *atomic.Int64, attempt func(ctx context.Context) error) error {
-	return c.doTimeout(ctx, kind, c.timeout, attempt)
+	return c.retry.Do(ctx, kind, attempt)
 }
 
-// doTimeout is do with a per-attempt timeout (0: none; the attempt bounds
-// itself).
-func (c *Client) doTimeout(ctx context.Context, kind *atomic.Int64, timeout time.Duration, attempt func(ctx context.Context) error) error {
-	for n := 1; ; n++ {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		kind.Add(1)
-		actx, cancel := ctx, context.CancelFunc(func() {})
-		if timeout > 0 {
-			actx, cancel = context.WithTimeout(ctx, timeout)
-		}
-		err := attempt(actx)
-		attemptTimedOut := actx.Err() != nil && ctx.Err() == nil
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%w (last attempt: %s)", ctx.Err(), describe(err))
-		}
-		if attemptTimedOut {
-			err = &attemptTimeout{d: timeout, err: err}
-		}
-		if !transient(err) {
-			return err
-		}
-		if n >= c.maxAttempts {
-			return &exhausted{attempts: n, err: err}
-		}
-		c.c.retries.Add(1)
-		if serr := sleep(ctx, c.backoff(n, err)); serr != nil {
-			return fmt.Errorf("%w (last attempt: %s)", serr, describe(err))
-		}
-	}
-}
-
-// backoff returns the wait before retry n (n >= 1) after err: the
-// server's Retry-After if it gave one (capped at retryMax, plus up to a
-// quarter of jitter), else full jitter.
-func (c *Client) backoff(n int, err error) time.Duration {
+// retryAfter is the wait a 503 asked for.
+func retryAfter(err error) (time.Duration, bool) {
 	var se *statusError
 	if errors.As(err, &se) && se.retryAfter >= 0 {
-		d := min(se.retryAfter, c.retryMax)
-		return d + time.Duration(mrand.Int64N(int64(d/4)+1))
+		return se.retryAfter, true
 	}
-	d := c.retryMax
-	if n < 30 {
-		d = min(c.retryMax, c.retryBase<<(n-1))
-	}
-	return time.Duration(mrand.Int64N(int64(d) + 1))
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return 0, false
 }
 
 // transient reports whether a failed attempt is worth retrying: any failure
@@ -381,8 +325,7 @@ func transient(err error) bool {
 	if errors.As(err, &p) {
 		return false
 	}
-	var at *attemptTimeout
-	if errors.As(err, &at) {
+	if blockstore.IsAttemptTimeout(err) {
 		return true
 	}
 	var se *statusError
@@ -401,37 +344,12 @@ func transient(err error) bool {
 	return true // the request or the answer got lost on the way
 }
 
-type attemptTimeout struct {
-	d   time.Duration
-	err error
-}
-
-func (e *attemptTimeout) Error() string {
-	return fmt.Sprintf("attempt timed out after %v: %s", e.d, describe(e.err))
-}
-func (e *attemptTimeout) Unwrap() error { return e.err }
-
-func isAttemptTimeout(err error) bool {
-	var at *attemptTimeout
-	return errors.As(err, &at)
-}
-
-type exhausted struct {
-	attempts int
-	err      error
-}
-
-func (e *exhausted) Error() string {
-	return fmt.Sprintf("gave up after %d attempts: %s", e.attempts, describe(e.err))
-}
-func (e *exhausted) Unwrap() error { return e.err }
-
 // describe renders err in one short line, a transport error without the
 // request URL.
 func describe(err error) string {
-	var at *attemptTimeout
+	var at *blockstore.AttemptTimeoutError
 	if errors.As(err, &at) {
-		return at.Error()
+		return fmt.Sprintf("attempt timed out after %v: %s", at.Timeout, describe(at.Err))
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
@@ -547,7 +465,10 @@ func (e stopped) Error() string { return e.err.Error() }
 // because of a retry).
 func (c *Client) List(ctx context.Context, fn func(blockstore.Locator) error) error {
 	delivered := 0
-	err := c.doTimeout(ctx, &c.c.lists, 0, func(pctx context.Context) error {
+	// The attempt bounds itself with an idle timer instead of a timeout.
+	untimed := c.retry
+	untimed.Timeout = 0
+	err := untimed.Do(ctx, &c.c.lists, func(pctx context.Context) error {
 		ctx, cancel := context.WithCancel(pctx)
 		defer cancel()
 		// Idle timer: RequestTimeout until the answer starts and then
@@ -558,7 +479,7 @@ func (c *Client) List(ctx context.Context, fn func(blockstore.Locator) error) er
 		resp, err := c.send(ctx, http.MethodGet, "/v1/blocks", nil)
 		if err != nil {
 			if ctx.Err() != nil && pctx.Err() == nil {
-				return &attemptTimeout{d: c.timeout, err: err}
+				return &blockstore.AttemptTimeoutError{Timeout: c.timeout, Err: err}
 			}
 			return err
 		}
@@ -580,7 +501,7 @@ func (c *Client) List(ctx context.Context, fn func(blockstore.Locator) error) er
 		}
 		if err := sc.Err(); err != nil {
 			if ctx.Err() != nil && pctx.Err() == nil {
-				err = &attemptTimeout{d: c.timeout, err: fmt.Errorf("listing stalled: %w", err)}
+				err = &blockstore.AttemptTimeoutError{Timeout: c.timeout, Err: fmt.Errorf("listing stalled: %w", err)}
 			}
 			if delivered > 0 {
 				return permanent{fmt.Errorf("listing cut off after %d blocks: %w", delivered, err)}

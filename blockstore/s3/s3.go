@@ -32,7 +32,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -161,14 +160,11 @@ var (
 
 // Store is a block store in an S3 bucket. It is safe for concurrent use.
 type Store struct {
-	core        minio.Core
-	bucket      string
-	prefix      string // "" or "some/prefix/"
-	endpoint    string
-	timeout     time.Duration
-	maxAttempts int
-	retryBase   time.Duration
-	retryMax    time.Duration
+	core     minio.Core
+	bucket   string
+	prefix   string // "" or "some/prefix/"
+	endpoint string
+	retry    blockstore.Retry
 
 	c counters
 }
@@ -218,15 +214,17 @@ func Open(ctx context.Context, bucket, prefix string, cfg Config) (*Store, error
 		prefix += "/"
 	}
 	s := &Store{
-		core:        minio.Core{Client: client},
-		bucket:      bucket,
-		prefix:      prefix,
-		endpoint:    cfg.Endpoint,
-		timeout:     cfg.RequestTimeout,
-		maxAttempts: cfg.MaxAttempts,
-		retryBase:   cfg.RetryBase,
-		retryMax:    cfg.RetryMax,
+		core:     minio.Core{Client: client},
+		bucket:   bucket,
+		prefix:   prefix,
+		endpoint: cfg.Endpoint,
+		retry: blockstore.Retry{
+			MaxAttempts: cfg.MaxAttempts, Timeout: cfg.RequestTimeout,
+			Base: cfg.RetryBase, Max: cfg.RetryMax,
+			Transient: transient, Describe: describe,
+		},
 	}
+	s.retry.Retries = &s.c.retries
 	_, err = s.listPage(ctx, prefix+"blocks/", "", 1)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, classifyOpen(err))
@@ -318,9 +316,9 @@ func classifyOpen(err error) error {
 // describe renders err in one short line: an S3 error as its code and
 // message, a transport error without the request URL.
 func describe(err error) string {
-	var at *attemptTimeout
+	var at *blockstore.AttemptTimeoutError
 	if errors.As(err, &at) {
-		return at.Error()
+		return fmt.Sprintf("attempt timed out after %v: %s", at.Timeout, describe(at.Err))
 	}
 	var er minio.ErrorResponse
 	if errors.As(err, &er) {
@@ -351,83 +349,11 @@ func (s *Store) blockKey(h blockstore.Hash) string {
 
 func (s *Store) refKey(name string) string { return s.prefix + "refs/" + name }
 
-// do runs one request with retries: each attempt under its own timeout,
-// transient failures retried after a full-jitter backoff, up to
-// maxAttempts. kind counts the attempts. It returns the last error, or
-// ctx's if ctx ended.
+// do runs one request under the store's retry policy; kind counts the
+// attempts.
 func (s *Store) do(ctx context.Context, kind *atomic.Int64, attempt func(ctx context.Context) error) error {
-	for n := 1; ; n++ {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		kind.Add(1)
-		actx, cancel := context.WithTimeout(ctx, s.timeout)
-		err := attempt(actx)
-		attemptTimedOut := actx.Err() != nil && ctx.Err() == nil
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%w (last attempt: %s)", ctx.Err(), describe(err))
-		}
-		if attemptTimedOut {
-			err = &attemptTimeout{d: s.timeout, err: err}
-		}
-		if !transient(err) {
-			return err
-		}
-		if n >= s.maxAttempts {
-			return &exhausted{attempts: n, err: err}
-		}
-		s.c.retries.Add(1)
-		if serr := sleep(ctx, s.backoff(n)); serr != nil {
-			return fmt.Errorf("%w (last attempt: %s)", serr, describe(err))
-		}
-	}
+	return s.retry.Do(ctx, kind, attempt)
 }
-
-// backoff returns the full-jitter wait before retry n (n >= 1).
-func (s *Store) backoff(n int) time.Duration {
-	d := s.retryMax
-	if n < 30 {
-		d = min(s.retryMax, s.retryBase<<(n-1))
-	}
-	return time.Duration(rand.Int64N(int64(d) + 1))
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// attemptTimeout marks an attempt that ran out of RequestTimeout.
-type attemptTimeout struct {
-	d   time.Duration
-	err error
-}
-
-func (e *attemptTimeout) Error() string {
-	return fmt.Sprintf("attempt timed out after %v: %s", e.d, describe(e.err))
-}
-func (e *attemptTimeout) Unwrap() error { return e.err }
-
-// exhausted wraps the last error of a request that failed every attempt.
-type exhausted struct {
-	attempts int
-	err      error
-}
-
-func (e *exhausted) Error() string {
-	return fmt.Sprintf("gave up after %d attempts: %s", e.attempts, describe(e.err))
-}
-func (e *exhausted) Unwrap() error { return e.err }
 
 // transient reports whether a failed attempt is worth retrying: any
 // failure to get an answer (connection refused or reset, timeout, short
@@ -440,8 +366,7 @@ func transient(err error) bool {
 		errors.Is(err, blockstore.ErrMalformed) || errors.Is(err, context.Canceled) {
 		return false
 	}
-	var at *attemptTimeout
-	if errors.As(err, &at) {
+	if blockstore.IsAttemptTimeout(err) {
 		return true
 	}
 	var er minio.ErrorResponse
