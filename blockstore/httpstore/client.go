@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -120,7 +119,7 @@ func Open(ctx context.Context, baseURL string, opts ClientOptions) (*Client, err
 	}
 	c := &Client{
 		base:    u.Scheme + "://" + u.Host + strings.TrimRight(u.EscapedPath(), "/"),
-		hc:      &http.Client{Transport: newTransport(opts.RequestTimeout, opts.TLS)},
+		hc:      &http.Client{Transport: blockstore.HTTPTransport(opts.RequestTimeout, opts.TLS)},
 		token:   opts.Token,
 		timeout: opts.RequestTimeout,
 		retry: blockstore.Retry{
@@ -150,23 +149,6 @@ func (c *Client) Close() { c.hc.CloseIdleConnections() }
 
 // URL returns the server's base URL.
 func (c *Client) URL() string { return c.base }
-
-func newTransport(timeout time.Duration, tc *tls.Config) *http.Transport {
-	dial := min(timeout, 10*time.Second)
-	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:       tc,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          256,
-		MaxIdleConnsPerHost:   64, // the Pool fetches many blocks at once
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   dial,
-		ResponseHeaderTimeout: timeout,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true, // blocks are fetched byte-exact
-	}
-}
 
 // classifyOpen maps Open's check failure to a sentinel and a short cause.
 func classifyOpen(err error) error {

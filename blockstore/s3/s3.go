@@ -32,7 +32,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -203,7 +202,7 @@ func Open(ctx context.Context, bucket, prefix string, cfg Config) (*Store, error
 		Secure:       u.Scheme == "https",
 		Region:       region,
 		BucketLookup: lookup,
-		Transport:    newTransport(cfg.RequestTimeout),
+		Transport:    blockstore.HTTPTransport(cfg.RequestTimeout, nil),
 		MaxRetries:   1, // we retry, with our own bounds
 	})
 	if err != nil {
@@ -271,24 +270,6 @@ func (c *Config) credentials() (*credentials.Credentials, error) {
 		return credentials.NewStaticV4("", "", ""), nil // anonymous
 	}
 	return file, nil
-}
-
-// newTransport is an http.Transport whose every phase is bounded, so an
-// attempt cannot outlive the request timeout even where minio-go's API
-// takes no context.
-func newTransport(timeout time.Duration) *http.Transport {
-	dial := min(timeout, 10*time.Second)
-	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          256,
-		MaxIdleConnsPerHost:   64, // the Pool fetches many blocks at once
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   dial,
-		ResponseHeaderTimeout: timeout,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true, // blocks are fetched byte-exact
-	}
 }
 
 // classifyOpen maps Open's check failure to a sentinel and a short cause.

@@ -115,6 +115,15 @@ func addCacheFlags(fl *pflag.FlagSet) *cacheFlags {
 	}
 }
 
+// openOptions checks the store and cache flags of mount and serve.
+func openOptions(sf *storeFlags, cf *cacheFlags) (string, fs.OpenOptions, error) {
+	spec, opts, err := sf.options(false)
+	if err == nil {
+		err = cf.apply(&opts)
+	}
+	return spec, opts, err
+}
+
 // apply checks the flags and sets them on opts.
 func (c *cacheFlags) apply(opts *fs.OpenOptions) error {
 	if *c.dir == "" {

@@ -46,11 +46,8 @@ func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 		if len(args) != 1 {
 			return usagef("want MOUNTPOINT, got %d arguments", len(args))
 		}
-		spec, openOpts, err := sf.options(false)
+		spec, openOpts, err := openOptions(sf, cf)
 		if err != nil {
-			return err
-		}
-		if err := cf.apply(&openOpts); err != nil {
 			return err
 		}
 		if *fetchTimeout <= 0 {

@@ -49,11 +49,8 @@ func setupServe(fl *pflag.FlagSet) func(context.Context, []string) error {
 		if len(args) != 0 {
 			return usagef("serve takes no arguments, got %d", len(args))
 		}
-		spec, openOpts, err := sf.options(false)
+		spec, openOpts, err := openOptions(sf, cf)
 		if err != nil {
-			return err
-		}
-		if err := cf.apply(&openOpts); err != nil {
 			return err
 		}
 		if *maxClients < 1 {
