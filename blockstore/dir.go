@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -37,6 +38,11 @@ const (
 // removes only temp files older than staleTemp.
 type DirStore struct {
 	root string
+
+	// Deferred mode (DeferSync): blocks written but not yet flushed.
+	deferred bool
+	pmu      sync.Mutex
+	pending  map[Hash]string // hash -> temp file
 }
 
 var _ Store = (*DirStore)(nil)
@@ -92,6 +98,9 @@ func (d *DirStore) Get(ctx context.Context, loc Locator, dst []byte) (int, error
 		return 0, fmt.Errorf("blockstore: get %v: %w: buffer of %d bytes", loc, io.ErrShortBuffer, len(dst))
 	}
 	f, err := os.Open(d.path(loc.Hash))
+	if tmp, ok := d.pendingFile(loc.Hash); ok && errors.Is(err, fs.ErrNotExist) {
+		f, err = os.Open(tmp)
+	}
 	if err != nil {
 		return 0, d.wrapMissing("get", loc.Hash, err)
 	}
@@ -122,9 +131,20 @@ func (d *DirStore) Put(ctx context.Context, h Hash, data []byte) error {
 	if got := Sum(data); got != h {
 		return fmt.Errorf("%w: put %v: data hashes to %v", ErrCorrupt, h, got)
 	}
+	return d.PutHashed(ctx, h, data)
+}
+
+// PutHashed implements HashedPutter: Put without re-hashing data.
+func (d *DirStore) PutHashed(ctx context.Context, h Hash, data []byte) error {
+	if len(data) > MaxBlockSize {
+		return fmt.Errorf("%w: put %v: %d bytes", ErrTooLarge, h, len(data))
+	}
 	final := d.path(h)
 	if fi, err := os.Stat(final); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(data)) {
 		return nil
+	}
+	if d.deferred {
+		return d.putDeferred(h, data)
 	}
 	dir := d.dir(h)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -139,35 +159,44 @@ func (d *DirStore) Put(ctx context.Context, h Hash, data []byte) error {
 // writeAtomic writes data to final via a temp file in tmpDir (same
 // filesystem, so the rename is atomic) and syncs the file and final's
 // directory, so the block survives a crash once Put returns.
-func writeAtomic(tmpDir, dir, final string, data []byte) (err error) {
-	f, err := os.CreateTemp(tmpDir, tempPrefix+"*")
+func writeAtomic(tmpDir, dir, final string, data []byte) error {
+	tmp, err := writeTemp(tmpDir, data, true)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	// Blocks are immutable: make the file read-only to say so.
-	if err = f.Chmod(0o444); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, final); err != nil {
+	if err := os.Rename(tmp, final); err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	return syncDir(dir)
+}
+
+// writeTemp writes data to a new read-only temp file in tmpDir (fsynced if
+// sync) and returns its path; on error nothing is left behind.
+func writeTemp(tmpDir string, data []byte, sync bool) (tmp string, err error) {
+	f, err := os.CreateTemp(tmpDir, tempPrefix+"*")
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return "", err
+	}
+	// Blocks are immutable: make the file read-only to say so.
+	if err = f.Chmod(0o444); err != nil {
+		return "", err
+	}
+	if sync {
+		if err = f.Sync(); err != nil {
+			return "", err
+		}
+	}
+	return f.Name(), f.Close()
 }
 
 func syncDir(dir string) error {
@@ -189,7 +218,8 @@ func (d *DirStore) Has(ctx context.Context, h Hash) (bool, error) {
 	case err == nil:
 		return true, nil
 	case errors.Is(err, fs.ErrNotExist):
-		return false, nil
+		_, pending := d.pendingFile(h)
+		return pending, nil
 	}
 	return false, fmt.Errorf("blockstore: has %v: %w", h, err)
 }
@@ -243,6 +273,9 @@ func (d *DirStore) List(ctx context.Context, fn func(Locator) error) error {
 func (d *DirStore) Delete(ctx context.Context, h Hash) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if d.dropPending(h) {
+		return nil
 	}
 	if err := os.Remove(d.path(h)); err != nil {
 		return d.wrapMissing("delete", h, err)

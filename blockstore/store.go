@@ -28,3 +28,21 @@ type Store interface {
 	// ErrNotFound.
 	Delete(ctx context.Context, h Hash) error
 }
+
+// HashedPutter is implemented by stores whose Put verifies the hash by
+// hashing the data again. PutHashed is Put without that check, for a caller
+// that has itself just computed h from these very bytes in this process (the
+// importer): hashing every new block twice would cost a third of an
+// import's speed. Every other caller uses Put.
+type HashedPutter interface {
+	PutHashed(ctx context.Context, h Hash, data []byte) error
+}
+
+// PutHashed stores data under h, which the caller computed from data
+// itself: through s's PutHashed if it has one, else through Put.
+func PutHashed(ctx context.Context, s Store, h Hash, data []byte) error {
+	if hp, ok := s.(HashedPutter); ok {
+		return hp.PutHashed(ctx, h, data)
+	}
+	return s.Put(ctx, h, data)
+}

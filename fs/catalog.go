@@ -58,6 +58,10 @@ var ErrNoRefs = errors.New("store cannot hold metadata refs")
 type catalog struct {
 	blocks blockstore.Store
 	refs   blockstore.RefStore
+	// flush makes every block written so far durable; putBlob calls it, so
+	// that no segment or manifest (and no ref) points at blocks a crash
+	// could lose.
+	flush func(context.Context) error
 }
 
 // refHeader starts the value of the head ref: the manifest's block
@@ -157,6 +161,9 @@ func (c *catalog) putBlob(ctx context.Context, data []byte) ([]blockstore.Locato
 		}
 		locs = append(locs, loc)
 		data = data[n:]
+	}
+	if err := c.flush(ctx); err != nil {
+		return nil, err
 	}
 	return locs, nil
 }

@@ -267,7 +267,8 @@ func (im *Importer) storeBlock(ctx context.Context, seen *sync.Map, j blockJob) 
 		return loc, fmt.Errorf("import: %w", err)
 	}
 	if !has {
-		if err := im.vol.Blocks.Put(ctx, loc.Hash, data); err != nil {
+		// The hash was computed from these bytes just above.
+		if err := blockstore.PutHashed(ctx, im.vol.Blocks, loc.Hash, data); err != nil {
 			return loc, fmt.Errorf("import: storing a block of %s: %w", j.file.item.src, err)
 		}
 		im.newBlocks.Add(1)

@@ -125,7 +125,7 @@ func TestImportFullDiskLosesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	im, err := NewImporter(vol, ImportOptions{Chunking: chunker.Config{Min: 16 << 10, Avg: 64 << 10, Max: 256 << 10}, BatchEntries: 4})
+	im, err := NewImporter(vol, ImportOptions{Chunking: chunker.Config{Min: 16 << 10, Avg: 64 << 10, Max: 256 << 10}, BatchEntries: 4, PublishInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

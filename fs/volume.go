@@ -108,7 +108,7 @@ func Open(ctx context.Context, spec string, opts OpenOptions) (*Volume, error) {
 		return nil, fmt.Errorf("store %s: %w", spec, ErrNoRefs)
 	}
 	v := &Volume{
-		Spec: spec, Blocks: store.Blocks, store: store, cat: catalog{blocks: store.Blocks, refs: refs},
+		Spec: spec, Blocks: store.Blocks, store: store, cat: catalog{blocks: store.Blocks, refs: refs, flush: flusherOf(store.Backend)},
 		metaDir: opts.MetaDir, ingested: map[string]bool{}, published: map[uint32]bool{},
 	}
 	if v.metaDir == "" {
@@ -149,6 +149,11 @@ func OpenStore(ctx context.Context, spec string, opts OpenOptions) (*Store, erro
 	if err != nil {
 		return nil, err
 	}
+	if d, ok := backend.(*blockstore.DirStore); ok && opts.Create {
+		// An import: one sync per publish instead of one per block (see
+		// DirStore.DeferSync); the catalog flushes before it points at blocks.
+		d.DeferSync()
+	}
 	st := &Store{Blocks: backend, Backend: backend}
 	if opts.WrapBackend != nil {
 		st.Blocks = opts.WrapBackend(backend)
@@ -164,6 +169,15 @@ func OpenStore(ctx context.Context, spec string, opts OpenOptions) (*Store, erro
 		st.Blocks, st.Cache = c, c
 	}
 	return st, nil
+}
+
+// flusherOf returns how to make a store's writes durable (a no-op for
+// stores whose Put already is).
+func flusherOf(s blockstore.Store) func(context.Context) error {
+	if f, ok := s.(blockstore.Flusher); ok {
+		return f.Flush
+	}
+	return func(context.Context) error { return nil }
 }
 
 // Close releases the cache directory, if any.

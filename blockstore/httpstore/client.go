@@ -396,6 +396,15 @@ func (c *Client) Put(ctx context.Context, h blockstore.Hash, data []byte) error 
 	if got := blockstore.Sum(data); got != h {
 		return fmt.Errorf("%w: httpstore put %v: data hashes to %v", blockstore.ErrCorrupt, h, got)
 	}
+	return c.PutHashed(ctx, h, data)
+}
+
+// PutHashed implements blockstore.HashedPutter: Put without re-hashing data
+// here (the server still checks it before storing).
+func (c *Client) PutHashed(ctx context.Context, h blockstore.Hash, data []byte) error {
+	if len(data) > blockstore.MaxBlockSize {
+		return fmt.Errorf("%w: httpstore put %v: %d bytes", blockstore.ErrTooLarge, h, len(data))
+	}
 	if data == nil {
 		data = []byte{}
 	}

@@ -441,6 +441,15 @@ func (s *Store) Put(ctx context.Context, h blockstore.Hash, data []byte) error {
 	if got := blockstore.Sum(data); got != h {
 		return fmt.Errorf("%w: s3 put %v: data hashes to %v", blockstore.ErrCorrupt, h, got)
 	}
+	return s.PutHashed(ctx, h, data)
+}
+
+// PutHashed implements blockstore.HashedPutter: Put without re-hashing data
+// here (the server still checks it against x-amz-content-sha256).
+func (s *Store) PutHashed(ctx context.Context, h blockstore.Hash, data []byte) error {
+	if len(data) > blockstore.MaxBlockSize {
+		return fmt.Errorf("%w: s3 put %v: %d bytes", blockstore.ErrTooLarge, h, len(data))
+	}
 	size, err := s.stat(ctx, s.blockKey(h))
 	if err == nil && size == int64(len(data)) {
 		return nil
