@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -147,4 +148,70 @@ func BenchmarkReadObject(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// writeTree writes n small metadata objects (a path and a "<parent>\x00<name>"
+// slot-1 key, as the filesystem writes them) to a new log in dir.
+func writeTree(b *testing.B, dir string, n int, opts Options) *Log {
+	l := openT(b, dir, opts)
+	val := make([]byte, 64)
+	batch := make([]Entry, 0, 1000)
+	for i := 0; i < n; i++ {
+		parent := fmt.Sprintf("/d%03d/s%03d", i/5000, (i/50)%100)
+		name := fmt.Sprintf("file%06d", i)
+		batch = append(batch, Entry{Keys: [][]byte{[]byte(parent + "/" + name), []byte(parent + "\x00" + name)}, Value: val})
+		if len(batch) == cap(batch) {
+			if err := l.MultiWrite(batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if len(batch) > 0 {
+		if err := l.MultiWrite(batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return l
+}
+
+// Ingest of one published segment of 500k objects into an empty writer log
+// (the filesystem ingests published segments at mount time). The time
+// includes writing and fsyncing the local copy.
+func BenchmarkIngest(b *testing.B) {
+	const n = 500_000
+	src := writeTree(b, b.TempDir(), n, Options{Sync: SyncNone, SegmentSize: 1 << 30})
+	if err := src.Seal(); err != nil {
+		b.Fatal(err)
+	}
+	var data []byte
+	for _, si := range src.Segments() {
+		if si.Sealed {
+			d, err := os.ReadFile(si.Path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			data = d
+		}
+	}
+	src.Close()
+	b.SetBytes(int64(len(data)))
+	var total time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		l := openT(b, b.TempDir(), Options{Sync: SyncNone})
+		b.StartTimer()
+		start := time.Now()
+		if _, err := l.Ingest(data); err != nil {
+			b.Fatal(err)
+		}
+		total += time.Since(start)
+		b.StopTimer()
+		if l.Stats().Objects != n {
+			b.Fatal("wrong count")
+		}
+		l.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/total.Seconds(), "objects/s")
 }
