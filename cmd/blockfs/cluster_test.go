@@ -249,3 +249,59 @@ func peakRSS(t *testing.T, pid int) int64 {
 	t.Fatal("no VmHWM")
 	return 0
 }
+
+// TestServeGracefulShutdown: a GET in flight when SIGTERM arrives (its
+// store fetch held up by 500 ms of latency) still gets its bytes, the
+// server exits 0, and then refuses connections.
+func TestServeGracefulShutdown(t *testing.T) {
+	m := testsvc.SharedMinIO(t)
+	spec := "s3://" + m.NewBucket(t) + "/shutdown"
+	src := filepath.Join(t.TempDir(), "f")
+	data := make([]byte, 1<<20)
+	for i := range data {
+		data[i] = byte(i * 5)
+	}
+	os.WriteFile(src, data, 0o644)
+	importJSON(t, s3Env(m, m.Endpoint()), "--store", spec, "--fixed", "--chunk-avg", "1MiB", src, "/f")
+	proxy := testsvc.StartProxy(t, m.Host())
+	cmd, url := startServe(t, s3Env(m, proxy.Endpoint()), "--store", spec)
+	cl, err := httpstore.Open(context.Background(), url, httpstore.ClientOptions{MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+
+	proxy.Latency(500 * time.Millisecond)
+	loc := blockstore.LocatorOf(data)
+	got := make(chan error, 1)
+	go func() {
+		buf := make([]byte, loc.Size)
+		_, err := cl.Get(context.Background(), loc, buf)
+		if err == nil && blockstore.Sum(buf) != loc.Hash {
+			err = fmt.Errorf("wrong bytes")
+		}
+		got <- err
+	}()
+	// Wait until the GET is inside the server, then ask it to stop.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, h := serverStats(t, url)
+		if h.BlockGets > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the GET never reached the server")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-got; err != nil {
+		t.Errorf("in-flight GET during shutdown: %v", err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("serve exit after SIGTERM: %v", err)
+	}
+	if _, err := httpstore.Open(context.Background(), url, httpstore.ClientOptions{MaxAttempts: 1}); err == nil {
+		t.Error("server still answers after shutdown")
+	}
+}
