@@ -305,3 +305,28 @@ func TestServeGracefulShutdown(t *testing.T) {
 		t.Error("server still answers after shutdown")
 	}
 }
+
+// TestS3StartErrors: a missing bucket, bad credentials and an unreachable
+// endpoint each give exit 1 and one stderr line naming the problem.
+func TestS3StartErrors(t *testing.T) {
+	m := testsvc.SharedMinIO(t)
+	bucket := m.NewBucket(t)
+	src := "../../testdata/sample/README.txt"
+	for name, c := range map[string]struct {
+		env  []string
+		spec string
+		want string
+	}{
+		"missing bucket": {s3Env(m, m.Endpoint()), "s3://no-such-bucket-here/x", "bucket does not exist"},
+		"bad credentials": {append(s3Env(m, m.Endpoint()), "AWS_SECRET_ACCESS_KEY=wrong"), "s3://" + bucket + "/x", "credentials"},
+		"unreachable":     {s3Env(m, "http://127.0.0.1:1"), "s3://" + bucket + "/x", "unreachable"},
+	} {
+		cmd := exec.Command(blockfsBin, "import", "--s3-attempts", "1", "--store", c.spec, src)
+		cmd.Env = c.env
+		out, err := cmd.CombinedOutput()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), c.want) || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
+			t.Errorf("%s: exit %v, output %q; want exit 1 and one line with %q", name, err, out, c.want)
+		}
+	}
+}
