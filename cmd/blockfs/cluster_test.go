@@ -317,7 +317,7 @@ func TestS3StartErrors(t *testing.T) {
 		spec string
 		want string
 	}{
-		"missing bucket": {s3Env(m, m.Endpoint()), "s3://no-such-bucket-here/x", "bucket does not exist"},
+		"missing bucket":  {s3Env(m, m.Endpoint()), "s3://no-such-bucket-here/x", "bucket does not exist"},
 		"bad credentials": {append(s3Env(m, m.Endpoint()), "AWS_SECRET_ACCESS_KEY=wrong"), "s3://" + bucket + "/x", "credentials"},
 		"unreachable":     {s3Env(m, "http://127.0.0.1:1"), "s3://" + bucket + "/x", "unreachable"},
 	} {
