@@ -83,17 +83,9 @@ func (c *catalog) load(ctx context.Context) (Manifest, string, error) {
 }
 
 func (c *catalog) decode(ctx context.Context, raw []byte) (Manifest, error) {
-	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
-	if len(lines) < 1 || lines[0] != refHeader {
-		return Manifest{}, fmt.Errorf("%w: metadata ref does not start with %q", ErrBadNode, refHeader)
-	}
-	var locs []blockstore.Locator
-	for _, l := range lines[1:] {
-		loc, err := blockstore.ParseLocator(l)
-		if err != nil {
-			return Manifest{}, fmt.Errorf("metadata ref: %w", err)
-		}
-		locs = append(locs, loc)
+	locs, err := parseRef(raw)
+	if err != nil {
+		return Manifest{}, err
 	}
 	data, err := c.getBlob(ctx, locs)
 	if err != nil {
@@ -108,6 +100,35 @@ func (c *catalog) decode(ctx context.Context, raw []byte) (Manifest, error) {
 	}
 	return m, nil
 }
+
+// parseRef reads the value of the head ref: the header line, then the
+// manifest's block locators, one per line, adding up to at most maxManifest
+// bytes (the ref comes from the store, so it is checked like any input).
+func parseRef(raw []byte) ([]blockstore.Locator, error) {
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	if lines[0] != refHeader {
+		return nil, fmt.Errorf("%w: metadata ref does not start with %q", ErrBadNode, refHeader)
+	}
+	var locs []blockstore.Locator
+	var total int64
+	for _, l := range lines[1:] {
+		loc, err := blockstore.ParseLocator(l)
+		if err != nil {
+			return nil, fmt.Errorf("%w: metadata ref: %w", ErrBadNode, err)
+		}
+		if total += loc.Size; total > maxManifest {
+			return nil, fmt.Errorf("%w: metadata ref: manifest over %d bytes", ErrBadNode, maxManifest)
+		}
+		locs = append(locs, loc)
+	}
+	if len(locs) == 0 {
+		return nil, fmt.Errorf("%w: metadata ref names no blocks", ErrBadNode)
+	}
+	return locs, nil
+}
+
+// maxManifest bounds the manifest a ref may name (memory for getBlob).
+const maxManifest = 1 << 30
 
 // update applies fn to the current manifest and publishes the result with
 // compare-and-swap, retrying with jittered backoff while other publishers
