@@ -207,7 +207,7 @@ func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanStats, error) 
 					return
 				}
 				l.mu.RLock()
-				e, ok := l.prim[string(o.Key(0))]
+				e, ok := l.getBytes(o.Key(0))
 				l.mu.RUnlock()
 				if !ok || e.seg != s.id || int64(e.off) != off {
 					return // dead
@@ -282,11 +282,12 @@ func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanStats, error) 
 	}
 	var died []reloc
 	for _, r := range relocs {
-		e, ok := l.prim[r.key]
+		sh, h := l.shardOf(r.key)
+		e, ok := sh.find(r.key, h)
 		_, inflight := l.w.pending[r.key]
 		if ok && e.seg == r.oldSeg && e.off == r.oldOff && !inflight {
 			e.seg, e.off = r.newSeg, r.newOff
-			l.prim[r.key] = e
+			sh.set(h, e)
 			l.account(r.oldSeg, -int64(r.size))
 			l.account(r.newSeg, int64(r.size))
 			continue

@@ -446,7 +446,7 @@ func (l *Log) enqueueTombstonesLocked(died []reloc) (*batch, error) {
 func (l *Log) currentLocked(key string) (pending, bool) {
 	p, queued := l.w.pending[key]
 	l.mu.RLock()
-	e, ok := l.prim[key]
+	e, ok := l.get(key)
 	l.mu.RUnlock()
 	if queued && !(ok && e.ver > p.ver) {
 		return p, !p.del

@@ -1,6 +1,7 @@
 package objects
 
 import (
+	"hash/maphash"
 	"slices"
 	"sort"
 	"strings"
@@ -8,8 +9,12 @@ import (
 
 // The in-memory indexes.
 //
-//   - prim: primary key -> location and version of the live object. A Go map:
-//     point reads are the hot path of the filesystem (lookup by path).
+//   - prim: primary key -> location and version of the live object. Go maps,
+//     sharded by a seeded hash of the key (shards[h>>shardShift]): point reads
+//     are the hot path of the filesystem (lookup by path), and replay/Ingest
+//     build the shards in parallel, each from the records of its own keys,
+//     so that every insert lands in a small map that stays in cache (see
+//     applyBatch). The shard of a key also holds its tombstone.
 //   - slots[i]: an ordered set of (key i, primary key) pairs for every live
 //     object, for prefix scans (slot 0 holds the primary keys themselves). A
 //     secondary key may belong to several objects, hence the pair.
@@ -24,6 +29,7 @@ import (
 
 // pentry is a primary index entry: where the live version of an object is.
 type pentry struct {
+	key   string // the primary key (shards are keyed by its hash)
 	ver   uint64
 	seg   uint32
 	off   uint32 // frame offset in the segment file
@@ -151,6 +157,42 @@ func (o *ordered) remove(it item) {
 	o.leaves[li] = leaf
 }
 
+// insertMany inserts its (unique items, in any order). Many items at once
+// are merged in one pass (sort, then merge with the existing leaves and
+// bulk-load) instead of one binary search and memmove each.
+func (o *ordered) insertMany(its []item) {
+	if len(its) < 64 || len(its)*16 < o.n {
+		for _, it := range its {
+			o.insert(it)
+		}
+		return
+	}
+	if !slices.IsSortedFunc(its, cmpItem) {
+		slices.SortFunc(its, cmpItem)
+	}
+	its = slices.Compact(its)
+	if o.n == 0 {
+		*o = *buildOrdered(its)
+		return
+	}
+	out := make([]item, 0, o.n+len(its))
+	i := 0
+	for _, leaf := range o.leaves {
+		for _, it := range leaf {
+			for i < len(its) && cmpItem(its[i], it) < 0 {
+				out = append(out, its[i])
+				i++
+			}
+			if i < len(its) && its[i] == it {
+				i++ // already present
+			}
+			out = append(out, it)
+		}
+	}
+	out = append(out, its[i:]...)
+	*o = *buildOrdered(out)
+}
+
 // ascend calls fn for items >= from in order until fn returns false.
 func (o *ordered) ascend(from item, fn func(item) bool) {
 	if len(o.leaves) == 0 {
@@ -165,6 +207,157 @@ func (o *ordered) ascend(from item, fn func(item) bool) {
 			}
 		}
 	}
+}
+
+// --- the sharded primary index ---
+
+// shard holds the primary entries and the tombstones of the keys whose hash
+// falls in it. Protected by Log.mu (applyBatch's workers own disjoint shards
+// while the caller holds Log.mu for writing).
+//
+// prim is keyed by the key's 64-bit hash, not by the key: building it then
+// reads no key bytes (they are far away in memory, and reading them was
+// most of the cost of a large replay). Entries carry their key; a key whose
+// hash is taken by another key (never seen in practice, but possible) goes
+// to over, keyed by the key itself.
+type shard struct {
+	prim  map[uint64]pentry
+	over  map[string]pentry
+	tombs map[string]uint64 // killed versions (a writer keeps only those of keys with no live object)
+}
+
+func (sh *shard) find(key string, h uint64) (pentry, bool) {
+	if e, ok := sh.prim[h]; ok && e.key == key {
+		return e, true
+	}
+	if len(sh.over) > 0 {
+		e, ok := sh.over[key]
+		return e, ok
+	}
+	return pentry{}, false
+}
+
+// set stores e (e.key is key) as key's entry.
+func (sh *shard) set(h uint64, e pentry) {
+	if cur, ok := sh.prim[h]; !ok || cur.key == e.key {
+		if ok || len(sh.over) == 0 {
+			sh.prim[h] = e
+			return
+		}
+		if _, in := sh.over[e.key]; !in {
+			sh.prim[h] = e
+			return
+		}
+	}
+	if sh.over == nil {
+		sh.over = map[string]pentry{}
+	}
+	sh.over[e.key] = e
+}
+
+func (sh *shard) del(key string, h uint64) {
+	if e, ok := sh.prim[h]; ok && e.key == key {
+		delete(sh.prim, h)
+		return
+	}
+	delete(sh.over, key)
+}
+
+func (sh *shard) len() int { return len(sh.prim) + len(sh.over) }
+
+const (
+	minShardBits = 8  // 256 shards
+	maxShardBits = 16 // 65536 shards
+	shardTarget  = 2048
+)
+
+// shardBitsFor chooses the shard count for a log of n objects: shards of
+// about shardTarget entries (~150 KiB maps, which stay in a core's cache
+// while they are built).
+func shardBitsFor(n int) int {
+	b := minShardBits
+	for b < maxShardBits && n > shardTarget<<b {
+		b++
+	}
+	return b
+}
+
+// initShards (re)creates empty shards. Only before the log is in use.
+func (l *Log) initShards(bits int) {
+	if l.shards != nil && len(l.shards) == 1<<bits && l.objects() == 0 {
+		return
+	}
+	l.shards = make([]shard, 1<<bits)
+	l.shardShift = uint(64 - bits)
+	for i := range l.shards {
+		l.shards[i] = shard{prim: map[uint64]pentry{}, tombs: map[string]uint64{}}
+	}
+}
+
+func (l *Log) hash(key string) uint64 { return maphash.String(l.seed, key) }
+
+// shardOf returns key's shard and hash.
+func (l *Log) shardOf(key string) (*shard, uint64) {
+	h := l.hash(key)
+	return &l.shards[h>>l.shardShift], h
+}
+
+// get returns key's primary entry. Callers hold Log.mu.
+func (l *Log) get(key string) (pentry, bool) {
+	sh, h := l.shardOf(key)
+	return sh.find(key, h)
+}
+
+// getBytes is get without converting key to a string.
+func (l *Log) getBytes(key []byte) (pentry, bool) {
+	h := maphash.Bytes(l.seed, key)
+	return l.shards[h>>l.shardShift].find(string(key), h)
+}
+
+// objects is the number of live objects. Callers hold Log.mu.
+func (l *Log) objects() int {
+	n := 0
+	for i := range l.shards {
+		n += l.shards[i].len()
+	}
+	return n
+}
+
+// putObject makes e (an object record of key e.key, hash h) the live
+// version of its key unless a newer version, or a tombstone killing it, is
+// already known. It returns the entry it replaced (had: there was one) and
+// whether e went in.
+func (sh *shard) putObject(h uint64, e pentry, pruneTombs bool) (cur pentry, had, ok bool) {
+	key := e.key
+	if t, ok := sh.tombs[key]; ok {
+		if t >= e.ver {
+			return pentry{}, false, false
+		}
+		if pruneTombs {
+			// The new version hides every version the tombstone kills.
+			delete(sh.tombs, key)
+		}
+	}
+	cur, had = sh.find(key, h)
+	if had && !cur.losesTo(e.ver, e.crc, e.seg) {
+		return cur, had, false
+	}
+	sh.set(h, e)
+	return cur, had, true
+}
+
+// killObject records a tombstone for key and removes its live entry if that
+// is a version <= killed, returning the removed entry.
+func (sh *shard) killObject(key string, h uint64, killed uint64) (pentry, bool) {
+	if sh.tombs[key] < killed {
+		sh.tombs[key] = killed
+	}
+	cur, ok := sh.find(key, h)
+	if !ok || cur.ver > killed {
+		return pentry{}, false
+	}
+	sh.del(key, h)
+	return cur, true
 }
 
 // --- applying records to the indexes (callers hold Log.mu for writing) ---
@@ -195,29 +388,20 @@ func (l *Log) account(seg uint32, delta int64) {
 // the same object relocated by the cleaner (or ingested twice): the copy in
 // the higher segment id (the survivor) wins, so an old segment's references
 // drain away; see losesTo for equal versions of different objects.
+//
+// One record at a time (commits, Refresh); replay and Ingest apply whole
+// segments with applyBatch, to the same effect.
 func (l *Log) applyObject(key string, skeys []string, ver uint64, crc, seg, off, size uint32) {
-	if t, ok := l.tombs[key]; ok {
-		if t >= ver {
-			return
-		}
-		if l.pruneTombs {
-			// The new version hides every version the tombstone kills.
-			delete(l.tombs, key)
-		}
-	}
-	cur, ok := l.prim[key]
-	if ok && !cur.losesTo(ver, crc, seg) {
+	e := pentry{key: key, ver: ver, seg: seg, off: off, size: size, crc: crc, skeys: skeys}
+	sh, h := l.shardOf(key)
+	cur, ok, in := sh.putObject(h, e, l.pruneTombs)
+	if !in {
 		return
 	}
-	e := pentry{ver: ver, seg: seg, off: off, size: size, crc: crc, skeys: skeys}
-	l.prim[key] = e
 	if ok {
 		l.account(cur.seg, -int64(cur.size))
 	}
 	l.account(seg, int64(size))
-	if l.bulk {
-		return
-	}
 	if !ok {
 		l.slot(0).insert(item{key: key})
 	}
@@ -241,24 +425,24 @@ func (l *Log) applyObject(key string, skeys []string, ver uint64, crc, seg, off,
 	}
 }
 
-// applyTombstone removes key if its live version is <= killed. ReadOnly logs
-// (and replay) remember the tombstone, because a relocated older copy may
-// still turn up later.
+// applyTombstone removes key if its live version is <= killed. The
+// tombstone is remembered, because a relocated older copy (or an ingested
+// one) may still turn up later; writers drop it once a newer version of the
+// key is live (pruneTombs).
 func (l *Log) applyTombstone(key string, killed uint64) {
-	if l.tombs != nil && l.tombs[key] < killed {
-		l.tombs[key] = killed
-	}
-	cur, ok := l.prim[key]
-	if !ok || cur.ver > killed {
+	sh, h := l.shardOf(key)
+	cur, ok := sh.killObject(key, h, killed)
+	if !ok {
 		return
 	}
-	delete(l.prim, key)
 	l.account(cur.seg, -int64(cur.size))
-	if l.bulk {
-		return
-	}
+	l.removeItems(key, cur.skeys)
+}
+
+// removeItems removes a dead object's items from the ordered indexes.
+func (l *Log) removeItems(key string, skeys []string) {
 	l.slot(0).remove(item{key: key})
-	for i, sk := range cur.skeys {
+	for i, sk := range skeys {
 		if sk != "" {
 			l.slot(i + 1).remove(item{sk, key})
 		}

@@ -187,13 +187,8 @@ func (l *Log) Ingest(data []byte) (SegmentInfo, error) {
 		return SegmentInfo{}, ErrClosed
 	}
 	l.segs[id] = s
-	for i := range p.objs {
-		o := &p.objs[i]
-		l.applyObject(o.key, o.skeys, o.ver, o.crc, id, o.off, o.size)
-	}
-	for _, t := range p.tombs {
-		l.applyTombstone(t.key, t.killed)
-	}
+	p.s = s
+	l.applyBatch([]segParse{p}, false)
 	info := l.infoLocked(s)
 	l.mu.Unlock()
 	return info, nil

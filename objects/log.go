@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"os"
 	"path/filepath"
 	"sync"
@@ -62,15 +63,18 @@ type Log struct {
 	lock *os.File // flock holder (writer only)
 
 	// mu protects the indexes and the segment table.
-	mu     sync.RWMutex
-	prim   map[string]pentry
-	slots  []*ordered
-	tombs  map[string]uint64 // killed versions (a writer keeps only those of keys with no live object)
-	segs   map[uint32]*segment
-	head   *segment // segment appends go to (writer)
-	lastHd uint32   // ReadOnly: newest head segment id seen (may have a torn tail)
-	bulk   bool     // replaying: ordered indexes are built at the end
-	closed bool
+	mu sync.RWMutex
+	// shards: the primary index and the tombstones, by key hash (index.go).
+	// The slice and shardShift are fixed once Open returns.
+	shards     []shard
+	shardShift uint
+	seed       maphash.Seed
+	slots      []*ordered
+	segs       map[uint32]*segment
+	head       *segment // segment appends go to (writer)
+	lastHd     uint32   // ReadOnly: newest head segment id seen (may have a torn tail)
+	bulk       bool     // replaying: ordered indexes are built at the end
+	closed     bool
 	// pruneTombs (writers): drop a key's tombstone once a newer version of
 	// it is live. Writers keep tombstones for Ingest: a segment from another
 	// log may carry a version that some tombstone has already killed.
@@ -97,7 +101,8 @@ func Open(dir string, opts Options) (*Log, error) {
 	if opts.SegmentSize > maxSegmentSize {
 		return nil, fmt.Errorf("%w: SegmentSize %d > %d", ErrInvalid, opts.SegmentSize, maxSegmentSize)
 	}
-	l := &Log{dir: dir, opts: opts, segs: map[uint32]*segment{}}
+	l := &Log{dir: dir, opts: opts, segs: map[uint32]*segment{}, seed: maphash.MakeSeed()}
+	l.initShards(minShardBits)
 	if !opts.ReadOnly {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
@@ -163,7 +168,7 @@ func (l *Log) lookup(key []byte) (pentry, *segment, error) {
 	if l.closed {
 		return pentry{}, nil, ErrClosed
 	}
-	e, ok := l.prim[string(key)]
+	e, ok := l.getBytes(key)
 	if !ok {
 		return pentry{}, nil, ErrNotFound
 	}
@@ -287,7 +292,7 @@ func (l *Log) Scan(slot int, prefix []byte, fn func(Object) bool) error {
 					return false
 				}
 				pk := it.primary()
-				e, ok := l.prim[pk]
+				e, ok := l.get(pk)
 				if s := l.segs[e.seg]; ok && s != nil {
 					s.acquire()
 					hits = append(hits, hit{pk, e, s})
@@ -341,7 +346,7 @@ func (l *Log) Stats() LogStats {
 	l.w.mu.Unlock()
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	st.Objects = len(l.prim)
+	st.Objects = l.objects()
 	st.Slots = len(l.slots)
 	st.Replayed, st.ReplayTime = l.replayed, l.replayTime
 	for _, s := range l.segs {

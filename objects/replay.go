@@ -1,6 +1,7 @@
 package objects
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -50,6 +51,13 @@ type segParse struct {
 	minVer uint64 // of object and tombstone records (0 if none)
 	maxVer uint64
 	err    error
+
+	// applyBatch's partition by shard (see segParse.partition).
+	objAt           []uint32
+	sorted          []sobj
+	tombAt, tombIdx []uint32
+	tombH           []uint64
+	dead            []bool // objs[i] is not its key's live version
 }
 
 // arena hands out strings backed by large shared chunks: one allocation per
@@ -86,7 +94,7 @@ func (a *arena) strings(n int) []string {
 func parseSegment(s *segment, data []byte, base int64, tail bool) segParse {
 	p := segParse{s: s}
 	var a arena
-	p.objs = make([]robj, 0, len(data)/256)
+	p.objs = make([]robj, 0, countFrames(data))
 	p.end, p.err = scanFrames(data, base, tail, s.path, func(off int64, f frame) {
 		p.maxVer = max(p.maxVer, f.ver)
 		if p.minVer == 0 || f.ver < p.minVer {
@@ -116,6 +124,16 @@ func parseSegment(s *segment, data []byte, base int64, tail bool) segParse {
 	return p
 }
 
+// countFrames is the number of frames data seems to hold, judging by their
+// length fields alone (a capacity hint: damage makes it wrong, harmlessly).
+func countFrames(data []byte) int {
+	n := 0
+	for pos := 0; pos+frameHeaderSize <= len(data); n++ {
+		pos += frameHeaderSize + int(binary.LittleEndian.Uint32(data[pos+4:]))
+	}
+	return n
+}
+
 // listDir returns the segment ids in dir, sorted, and the names of
 // leftover cleaner temporaries.
 func listDir(dir string) ([]uint32, []string, error) {
@@ -139,8 +157,6 @@ func listDir(dir string) ([]uint32, []string, error) {
 // replay is Open's full load.
 func (l *Log) replay() error {
 	start := time.Now()
-	l.prim = map[string]pentry{}
-	l.tombs = map[string]uint64{}
 	l.bulk = true
 	n, err := l.load(true)
 	if err != nil {
@@ -152,9 +168,12 @@ func (l *Log) replay() error {
 		// bring old ones: keep the tombstones of keys that have no live
 		// object (a live version is newer than any tombstone of its key).
 		l.pruneTombs = true
-		for k := range l.tombs {
-			if _, live := l.prim[k]; live {
-				delete(l.tombs, k)
+		for i := range l.shards {
+			sh := &l.shards[i]
+			for k := range sh.tombs {
+				if _, live := sh.find(k, l.hash(k)); live {
+					delete(sh.tombs, k)
+				}
 			}
 		}
 	}
@@ -321,15 +340,18 @@ func (l *Log) load(initial bool) (int64, error) {
 
 	var count int64
 	var maxVer uint64
+	objs := 0
 	for _, r := range results {
 		if r.err != nil {
 			return 0, r.err
 		}
 		count += int64(len(r.objs) + len(r.tombs))
+		objs += len(r.objs)
 	}
 	l.mu.Lock()
 	if l.bulk {
-		l.bulkApply(results)
+		l.initShards(shardBitsFor(objs))
+		l.applyBatch(results, true)
 	} else {
 		for _, r := range results {
 			for i := range r.objs {
@@ -380,86 +402,6 @@ func (l *Log) load(initial bool) (int64, error) {
 		}
 	}
 	return count, nil
-}
-
-// bulkApply is the initial merge. Objects first (no tombstone is known yet,
-// so no tombstone lookups), then tombstones, then one pass in log order that
-// accounts live bytes and collects the ordered index items: records are
-// usually written in key order (an importer walks a tree), so items come out
-// nearly sorted and the sort at the end is cheap.
-func (l *Log) bulkApply(results []segParse) {
-	total := 0
-	for _, r := range results {
-		total += len(r.objs)
-	}
-	l.prim = make(map[string]pentry, total)
-	// dup: some key was seen twice or killed. If not (a freshly imported or
-	// freshly cleaned log), every record is live and the log-order pass
-	// below needs no map lookups.
-	dup := false
-	for _, r := range results {
-		id := r.s.id
-		for i := range r.objs {
-			o := &r.objs[i]
-			cur, ok := l.prim[o.key]
-			if ok {
-				dup = true
-				if !cur.losesTo(o.ver, o.crc, id) {
-					continue
-				}
-			}
-			l.prim[o.key] = pentry{ver: o.ver, seg: id, off: o.off, size: o.size, crc: o.crc, skeys: o.skeys}
-		}
-	}
-	for _, r := range results {
-		for _, t := range r.tombs {
-			if l.tombs[t.key] < t.killed {
-				l.tombs[t.key] = t.killed
-			}
-			if cur, ok := l.prim[t.key]; ok && cur.ver <= t.killed {
-				delete(l.prim, t.key)
-				dup = true
-			}
-		}
-	}
-	items := [][]item{make([]item, 0, len(l.prim))}
-	for _, r := range results {
-		id := r.s.id
-		var live int64
-		for i := range r.objs {
-			o := &r.objs[i]
-			if dup {
-				if e, ok := l.prim[o.key]; !ok || e.seg != id || e.off != o.off {
-					continue
-				}
-			}
-			live += int64(o.size)
-			items[0] = append(items[0], item{key: o.key})
-			for j, sk := range o.skeys {
-				if sk == "" {
-					continue
-				}
-				for len(items) <= j+1 {
-					items = append(items, make([]item, 0, len(l.prim)))
-				}
-				items[j+1] = append(items[j+1], item{sk, o.key})
-			}
-		}
-		r.s.live += live
-	}
-	l.slots = make([]*ordered, len(items))
-	var wg sync.WaitGroup
-	for i := range items {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if !slices.IsSortedFunc(items[i], cmpItem) {
-				slices.SortFunc(items[i], cmpItem)
-			}
-			l.slots[i] = buildOrdered(items[i])
-		}()
-	}
-	wg.Wait()
 }
 
 // openSegment opens segment id and reads its header. A bad header leaves

@@ -1,0 +1,285 @@
+package objects
+
+import (
+	"hash/maphash"
+	"maps"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// Applying whole parsed segments at once (replay, Ingest).
+//
+// One record at a time, a large log spends its time on cache and TLB misses:
+// every insert into a map of millions of entries touches a random place in
+// it. Instead, the records are partitioned by the shard of their key (a
+// counting sort per segment, in parallel), and the shards are built in
+// parallel, one at a time per core: each shard's map is small (see
+// shardBitsFor), so its inserts stay in cache. Per key, records are applied
+// in the same order as one at a time (objects in log order, then
+// tombstones), so the outcome is the same; and since a key's records all go
+// to one shard, shards need no locking.
+//
+// The ordered indexes are then updated from one pass in log order over the
+// winning records (nearly sorted when an importer wrote them), by bulk load
+// or merge rather than one insert per item.
+
+// sobj is an object record as partition lays it out for its shard.
+type sobj struct {
+	e pentry
+	h uint64 // hash of e.key
+	j uint32 // index in segParse.objs
+}
+
+// partition hashes the keys of p's records and groups the records by shard
+// (a stable counting sort): the objects of shard s are
+// p.sorted[p.objAt[s]:p.objAt[s+1]], copied so that the shard's worker reads
+// them sequentially; the tombstones are p.tombs[p.tombIdx[p.tombAt[s]:...]]
+// (few, so not copied).
+func (p *segParse) partition(seed maphash.Seed, shift uint, nsh int) {
+	p.dead = make([]bool, len(p.objs))
+	if len(p.objs) > 0 {
+		hs := make([]uint64, len(p.objs))
+		for i := range p.objs {
+			hs[i] = maphash.String(seed, p.objs[i].key)
+		}
+		var idx []uint32
+		p.objAt, idx = partitionBy(hs, shift, nsh)
+		p.sorted = make([]sobj, len(idx))
+		id := p.s.id
+		for k, i := range idx {
+			o := &p.objs[i]
+			p.sorted[k] = sobj{
+				e: pentry{key: o.key, ver: o.ver, seg: id, off: o.off, size: o.size, crc: o.crc, skeys: o.skeys},
+				h: hs[i], j: i,
+			}
+		}
+	}
+	if len(p.tombs) > 0 {
+		p.tombH = make([]uint64, len(p.tombs))
+		for i := range p.tombs {
+			p.tombH[i] = maphash.String(seed, p.tombs[i].key)
+		}
+		p.tombAt, p.tombIdx = partitionBy(p.tombH, shift, nsh)
+	}
+}
+
+// partitionBy returns the indexes of hs sorted (stably) by shard h>>shift,
+// and where each shard's run starts.
+func partitionBy(hs []uint64, shift uint, nsh int) ([]uint32, []uint32) {
+	at := make([]uint32, nsh+1)
+	for _, h := range hs {
+		at[h>>shift+1]++
+	}
+	for s := range nsh {
+		at[s+1] += at[s]
+	}
+	pos := slices.Clone(at[:nsh])
+	idx := make([]uint32, len(hs))
+	for i, h := range hs {
+		s := h >> shift
+		idx[pos[s]] = uint32(i)
+		pos[s]++
+	}
+	return at, idx
+}
+
+func (p *segParse) shardObjs(s int) []sobj {
+	if p.objAt == nil {
+		return nil
+	}
+	return p.sorted[p.objAt[s]:p.objAt[s+1]]
+}
+
+func (p *segParse) shardTombs(s int) []uint32 {
+	if p.tombAt == nil {
+		return nil
+	}
+	return p.tombIdx[p.tombAt[s]:p.tombAt[s+1]]
+}
+
+// preDel is an entry that was live before the batch and that the batch
+// replaced or killed: its ordered index items go, and its bytes stop being
+// live.
+type preDel struct {
+	key string
+	e   pentry
+}
+
+// parallel runs fn(0..n-1) on up to workers goroutines (inline if 1).
+func parallel(n, workers int, fn func(worker, i int)) {
+	workers = min(workers, n)
+	if workers <= 1 {
+		for i := range n {
+			fn(0, i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				fn(w, i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// applyBatch applies the records of results, as applyObject and
+// applyTombstone would one at a time (all objects in log order, then all
+// tombstones). replay: the indexes are empty (Open), and the ordered ones
+// are built from scratch; otherwise the segments of results are new to the
+// index (Ingest), so an entry pointing into another segment predates the
+// batch. Callers hold Log.mu for writing.
+func (l *Log) applyBatch(results []segParse, replay bool) {
+	total := 0
+	for i := range results {
+		total += len(results[i].objs) + len(results[i].tombs)
+	}
+	workers := runtime.GOMAXPROCS(0)
+	if total < 4096 {
+		workers = 1
+	}
+	nsh := len(l.shards)
+	parallel(len(results), workers, func(_, i int) {
+		results[i].partition(l.seed, l.shardShift, nsh)
+	})
+	batchSeg := func(seg uint32) bool {
+		for i := range results {
+			if results[i].s.id == seg {
+				return true
+			}
+		}
+		return false
+	}
+	pre := make([][]preDel, workers)
+	parallel(nsh, workers, func(w, s int) {
+		l.applyShard(s, results, replay, batchSeg, &pre[w])
+	})
+
+	// The winners, in log order: live bytes and ordered index items.
+	items := [][]item{make([]item, 0, total)}
+	for i := range results {
+		r := &results[i]
+		var live int64
+		for j := range r.objs {
+			o := &r.objs[j]
+			if r.dead[j] {
+				continue
+			}
+			live += int64(o.size)
+			items[0] = append(items[0], item{key: o.key})
+			for k, sk := range o.skeys {
+				if sk == "" {
+					continue
+				}
+				for len(items) <= k+1 {
+					items = append(items, make([]item, 0, total))
+				}
+				items[k+1] = append(items[k+1], item{sk, o.key})
+			}
+		}
+		if replay {
+			r.s.live += live
+		} else {
+			l.account(r.s.id, live)
+		}
+	}
+
+	if replay {
+		l.slots = make([]*ordered, len(items))
+		var wg sync.WaitGroup
+		for i := range items {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if !slices.IsSortedFunc(items[i], cmpItem) {
+					slices.SortFunc(items[i], cmpItem)
+				}
+				l.slots[i] = buildOrdered(items[i])
+			}()
+		}
+		wg.Wait()
+		return
+	}
+	// Entries from before the batch that it replaced or killed: their items
+	// go first (a replacement may put some of them back), then the winners'
+	// items come in.
+	for _, ps := range pre {
+		for _, p := range ps {
+			l.account(p.e.seg, -int64(p.e.size))
+			l.removeItems(p.key, p.e.skeys)
+		}
+	}
+	for i, its := range items {
+		if len(its) > 0 {
+			l.slot(i).insertMany(its)
+		}
+	}
+}
+
+// applyShard applies the records of shard s (worker-private while
+// applyBatch runs): objects in log order, then tombstones, marking each
+// object record that does not end up live (segParse.dead). Entries from
+// before the batch that are replaced or killed go to *pre.
+func (l *Log) applyShard(s int, results []segParse, replay bool, batchSeg func(uint32) bool, pre *[]preDel) {
+	sh := &l.shards[s]
+	n := 0
+	for i := range results {
+		n += len(results[i].shardObjs(s))
+	}
+	if n >= 64 && n > len(sh.prim)/2 {
+		// Size the map once instead of growing it step by step.
+		m := make(map[uint64]pentry, len(sh.prim)+n)
+		maps.Copy(m, sh.prim)
+		sh.prim = m
+	}
+	old := func(e pentry) bool { return !replay && !batchSeg(e.seg) }
+	// dup: a record of this shard lost, was replaced or killed, so which
+	// ones won must be looked up.
+	dup := false
+	for i := range results {
+		for k := range results[i].shardObjs(s) {
+			o := &results[i].shardObjs(s)[k]
+			cur, had, in := sh.putObject(o.h, o.e, l.pruneTombs)
+			if had || !in {
+				dup = true
+			}
+			if in && had && old(cur) {
+				*pre = append(*pre, preDel{cur.key, cur})
+			}
+		}
+	}
+	for i := range results {
+		r := &results[i]
+		for _, j := range r.shardTombs(s) {
+			t := &r.tombs[j]
+			if cur, ok := sh.killObject(t.key, r.tombH[j], t.killed); ok {
+				dup = true
+				if old(cur) {
+					*pre = append(*pre, preDel{t.key, cur})
+				}
+			}
+		}
+	}
+	if !dup {
+		return
+	}
+	for i := range results {
+		r := &results[i]
+		for k := range r.shardObjs(s) {
+			o := &r.shardObjs(s)[k]
+			e, ok := sh.find(o.e.key, o.h)
+			r.dead[o.j] = !ok || e.seg != o.e.seg || e.off != o.e.off
+		}
+	}
+}
