@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"path"
 	"sort"
 	"strings"
@@ -125,9 +126,11 @@ func (d *nodeDecoder) fail(what string) {
 	}
 }
 
+// uvarint and varint accept only minimal encodings, so that a node has
+// exactly one spelling (found by FuzzDecodeNode: "\x80\x00" is also 0).
 func (d *nodeDecoder) uvarint(what string) uint64 {
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
+	if n <= 0 || n != uvarintLen(v) {
 		d.fail("bad " + what)
 		return 0
 	}
@@ -137,12 +140,17 @@ func (d *nodeDecoder) uvarint(what string) uint64 {
 
 func (d *nodeDecoder) varint(what string) int64 {
 	v, n := binary.Varint(d.b)
-	if n <= 0 {
+	if n <= 0 || n != uvarintLen(uint64(v)<<1^uint64(v>>63)) {
 		d.fail("bad " + what)
 		return 0
 	}
 	d.b = d.b[n:]
 	return v
+}
+
+// uvarintLen is the length of the minimal uvarint encoding of v.
+func uvarintLen(v uint64) int {
+	return max(1, (bits.Len64(v)+6)/7)
 }
 
 // DecodeNode parses an encoded node. It never panics and never allocates more
@@ -168,6 +176,9 @@ func DecodeNode(b []byte) (*Node, error) {
 	n.Mode = uint32(mode)
 	switch n.Kind {
 	case KindDir:
+		if size != 0 { // directories are written with size 0
+			return nil, fmt.Errorf("%w: directory with size %d", ErrBadNode, size)
+		}
 	case KindFile:
 		count := d.uvarint("block count")
 		// Each block takes at least 33 bytes; refuse counts the record cannot hold.

@@ -116,3 +116,20 @@ func FuzzDecodeNode(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeNodeRejectsOverlongVarints(t *testing.T) {
+	for _, b := range [][]byte{
+		{1, 2, 0x80, 0x00, 0, 0, 0},       // mode 0 in two bytes
+		{1, 1, 0xed, 0x03, 0x80, 0x00, 0}, // mtime 0 in two bytes
+	} {
+		if _, err := DecodeNode(b); !errors.Is(err, ErrBadNode) {
+			t.Errorf("DecodeNode(%x) = %v, want ErrBadNode", b, err)
+		}
+	}
+	for _, v := range []int64{0, 1, -1, 63, -64, 64, 1 << 40, -(1 << 62)} {
+		n := &Node{Kind: KindDir, MtimeNs: v, Mode: 0o755}
+		if _, err := DecodeNode(n.AppendBinary(nil)); err != nil {
+			t.Errorf("mtime %d: %v", v, err)
+		}
+	}
+}
