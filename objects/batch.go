@@ -41,11 +41,14 @@ func (p *segParse) partition(seed maphash.Seed, shift uint, nsh int) {
 	p.dead = make([]bool, len(p.objs))
 	if len(p.objs) > 0 {
 		hs := make([]uint64, len(p.objs))
+		at := make([]uint32, nsh+1)
 		for i := range p.objs {
-			hs[i] = maphash.String(seed, p.objs[i].key)
+			h := maphash.String(seed, p.objs[i].key)
+			hs[i] = h
+			at[h>>shift+1]++
 		}
 		var idx []uint32
-		p.objAt, idx = partitionBy(hs, shift, nsh)
+		p.objAt, idx = partitionBy(hs, at, shift, nsh)
 		p.sorted = make([]sobj, len(idx))
 		id := p.s.id
 		for k, i := range idx {
@@ -61,17 +64,17 @@ func (p *segParse) partition(seed maphash.Seed, shift uint, nsh int) {
 		for i := range p.tombs {
 			p.tombH[i] = maphash.String(seed, p.tombs[i].key)
 		}
-		p.tombAt, p.tombIdx = partitionBy(p.tombH, shift, nsh)
+		at := make([]uint32, nsh+1)
+		for _, h := range p.tombH {
+			at[h>>shift+1]++
+		}
+		p.tombAt, p.tombIdx = partitionBy(p.tombH, at, shift, nsh)
 	}
 }
 
 // partitionBy returns the indexes of hs sorted (stably) by shard h>>shift,
-// and where each shard's run starts.
-func partitionBy(hs []uint64, shift uint, nsh int) ([]uint32, []uint32) {
-	at := make([]uint32, nsh+1)
-	for _, h := range hs {
-		at[h>>shift+1]++
-	}
+// and where each shard's run starts; at[s+1] holds shard s's count.
+func partitionBy(hs []uint64, at []uint32, shift uint, nsh int) ([]uint32, []uint32) {
 	for s := range nsh {
 		at[s+1] += at[s]
 	}
@@ -166,8 +169,9 @@ func (l *Log) applyBatch(results []segParse, replay bool) {
 		l.applyShard(s, results, replay, batchSeg, &pre[w])
 	})
 
-	// The winners, in log order: live bytes and ordered index items.
-	items := [][]item{make([]item, 0, total)}
+	// The winners, in log order: live bytes, and the ordered index items,
+	// one goroutine per slot.
+	nslots := 1
 	for i := range results {
 		r := &results[i]
 		var live int64
@@ -177,15 +181,13 @@ func (l *Log) applyBatch(results []segParse, replay bool) {
 				continue
 			}
 			live += int64(o.size)
-			items[0] = append(items[0], item{key: o.key})
-			for k, sk := range o.skeys {
-				if sk == "" {
-					continue
+			if len(o.skeys) >= nslots {
+				for k := len(o.skeys) - 1; k >= nslots-1; k-- {
+					if o.skeys[k] != "" {
+						nslots = max(nslots, k+2)
+						break
+					}
 				}
-				for len(items) <= k+1 {
-					items = append(items, make([]item, 0, total))
-				}
-				items[k+1] = append(items[k+1], item{sk, o.key})
 			}
 		}
 		if replay {
@@ -194,21 +196,38 @@ func (l *Log) applyBatch(results []segParse, replay bool) {
 			l.account(r.s.id, live)
 		}
 	}
-
-	if replay {
-		l.slots = make([]*ordered, len(items))
-		var wg sync.WaitGroup
-		for i := range items {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if !slices.IsSortedFunc(items[i], cmpItem) {
-					slices.SortFunc(items[i], cmpItem)
+	built := make([]*ordered, nslots)
+	items := make([][]item, nslots)
+	var wg sync.WaitGroup
+	for k := range nslots {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var b orderedBuilder
+			for i := range results {
+				r := &results[i]
+				for j := range r.objs {
+					if r.dead[j] {
+						continue
+					}
+					o := &r.objs[j]
+					if k == 0 {
+						b.add(item{key: o.key})
+					} else if k <= len(o.skeys) && o.skeys[k-1] != "" {
+						b.add(item{o.skeys[k-1], o.key})
+					}
 				}
-				l.slots[i] = buildOrdered(items[i])
-			}()
-		}
-		wg.Wait()
+			}
+			if replay {
+				built[k] = b.build()
+			} else {
+				items[k] = b.items()
+			}
+		}()
+	}
+	wg.Wait()
+	if replay {
+		l.slots = built
 		return
 	}
 	// Entries from before the batch that it replaced or killed: their items

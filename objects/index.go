@@ -99,6 +99,60 @@ func buildOrdered(items []item) *ordered {
 	return o
 }
 
+// orderedBuilder bulk-loads an ordered set from items added in any order
+// (unique): while they come sorted they go straight into leaves; the first
+// one out of order turns it into collect and sort.
+type orderedBuilder struct {
+	o      ordered
+	last   item
+	sorted []item // nil while items come in order
+	unord  bool
+}
+
+func (b *orderedBuilder) add(it item) {
+	if !b.unord && b.o.n > 0 && cmpItem(it, b.last) <= 0 {
+		b.unord = true
+		b.sorted = b.flatten()
+	}
+	if b.unord {
+		b.sorted = append(b.sorted, it)
+		return
+	}
+	n := len(b.o.leaves)
+	if n == 0 || len(b.o.leaves[n-1]) == leafFill {
+		b.o.leaves = append(b.o.leaves, make([]item, 0, leafMax+1))
+		n++
+	}
+	b.o.leaves[n-1] = append(b.o.leaves[n-1], it)
+	b.o.n++
+	b.last = it
+}
+
+func (b *orderedBuilder) flatten() []item {
+	out := make([]item, 0, 2*b.o.n+1024)
+	for _, l := range b.o.leaves {
+		out = append(out, l...)
+	}
+	return out
+}
+
+// items returns everything added, sorted.
+func (b *orderedBuilder) items() []item {
+	if !b.unord {
+		return b.flatten()
+	}
+	slices.SortFunc(b.sorted, cmpItem)
+	return slices.Compact(b.sorted)
+}
+
+func (b *orderedBuilder) build() *ordered {
+	if !b.unord {
+		o := b.o
+		return &o
+	}
+	return buildOrdered(b.items())
+}
+
 // leafFor returns the index of the first leaf whose last item is >= it
 // (clamped to the last leaf).
 func (o *ordered) leafFor(it item) int {
