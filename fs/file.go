@@ -3,7 +3,6 @@ package fs
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"syscall"
 
@@ -182,5 +181,3 @@ func (r *poolResult) Bytes(_ []byte) ([]byte, fuse.Status) { return r.data, fuse
 func (r *poolResult) Size() int                            { return len(r.data) }
 func (r *poolResult) Slices() ([][]byte, fuse.Status)      { return [][]byte{r.data}, fuse.OK }
 func (r *poolResult) Done()                                { r.once.Do(r.buf.Release) }
-
-func (r *poolResult) String() string { return fmt.Sprintf("poolResult(%d bytes)", len(r.data)) }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -338,10 +337,4 @@ func TestCheckMountpoint(t *testing.T) {
 	if _, err := CheckMountpoint(dir); err != nil {
 		t.Errorf("plain dir: %v", err)
 	}
-}
-
-func sortedLines(s string) []string {
-	l := strings.Split(strings.TrimSpace(s), "\n")
-	sort.Strings(l)
-	return l
 }

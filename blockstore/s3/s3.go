@@ -263,7 +263,7 @@ func (c *Config) credentials() (*credentials.Credentials, error) {
 		profile = os.Getenv("AWS_PROFILE")
 	}
 	file := credentials.NewFileAWSCredentials("", profile)
-	if _, err := file.Get(); err != nil {
+	if _, err := file.GetWithContext(nil); err != nil {
 		if profile != "" {
 			return nil, fmt.Errorf("profile %q: %v", profile, err)
 		}
@@ -363,20 +363,6 @@ func transient(err error) bool {
 	}
 	// Not an S3 answer: the request or the response got lost on the way.
 	return true
-}
-
-// isCode reports whether err is an S3 error response with one of codes.
-func isCode(err error, codes ...string) bool {
-	var er minio.ErrorResponse
-	if !errors.As(err, &er) {
-		return false
-	}
-	for _, c := range codes {
-		if er.Code == c {
-			return true
-		}
-	}
-	return false
 }
 
 func isNotFound(err error) bool {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,7 +25,10 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	blockfsBin = filepath.Join(dir, "blockfs")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		panic("building blockfs for the tests needs the go command on PATH: " + err.Error())
+	}
 	if out, err := exec.Command(gobin, "build", "-o", blockfsBin, ".").CombinedOutput(); err != nil {
 		os.Stderr.Write(out)
 		panic(err)
