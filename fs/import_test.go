@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -158,4 +159,47 @@ func TestImportFullDiskLosesNothing(t *testing.T) {
 		t.Errorf("%d of %d files visible: the disk did not fill part way", files, len(want))
 	}
 	t.Logf("%d of %d files committed before the disk filled", files, len(want))
+}
+
+// TestImportSkipsSpecialFiles: a FIFO and a socket in the tree are skipped
+// with a warning each; everything else is imported.
+func TestImportSkipsSpecialFiles(t *testing.T) {
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "data.txt"), []byte("data\n"), 0o644)
+	if err := syscall.Mkfifo(filepath.Join(src, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(src, "sock")
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: sock}); err != nil {
+		t.Fatal(err)
+	}
+	store := filepath.Join(t.TempDir(), "store")
+	vol, err := Open(context.Background(), store, OpenOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vol.Close()
+	var warnings []string
+	im, err := NewImporter(vol, ImportOptions{Warn: func(err error) { warnings = append(warnings, err.Error()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := im.Import(context.Background(), src, "/t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Skipped != 2 || st.Files != 1 || len(warnings) != 2 || !strings.Contains(strings.Join(warnings, "\n"), "fifo") {
+		t.Errorf("stats %+v, warnings %q", st, warnings)
+	}
+	if got := readBack(t, vol, "/t/data.txt"); string(got) != "data\n" {
+		t.Errorf("data.txt = %q", got)
+	}
+	if _, err := vol.Tree.Lookup("/t/fifo"); !errors.Is(err, ErrNotExist) {
+		t.Errorf("fifo imported: %v", err)
+	}
 }

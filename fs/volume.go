@@ -134,6 +134,27 @@ func Open(ctx context.Context, spec string, opts OpenOptions) (*Volume, error) {
 	return v, nil
 }
 
+// ClientTLS is the TLS configuration of a client of https:// stores: the
+// system roots, plus the PEM certificates in caFile if given (nil, nil
+// when it is "").
+func ClientTLS(caFile string) (*tls.Config, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no PEM certificates in %s", caFile)
+	}
+	return &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, nil
+}
+
 // Store is an opened block store: the backend the store string names and,
 // with a cache directory, the disk cache in front of it.
 type Store struct {
@@ -231,19 +252,11 @@ func openStore(ctx context.Context, spec string, opts OpenOptions) (blockstore.S
 		}
 		return st, nil
 	case "http", "https":
-		co := httpstore.ClientOptions{Token: opts.Token}
-		if opts.CAFile != "" {
-			pem, err := os.ReadFile(opts.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("store %s: %w", spec, err)
-			}
-			roots := x509.NewCertPool()
-			if !roots.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("store %s: no PEM certificates in %s", spec, opts.CAFile)
-			}
-			co.TLS = &tls.Config{RootCAs: roots}
+		tc, err := ClientTLS(opts.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("store %s: %w", spec, err)
 		}
-		c, err := httpstore.Open(ctx, spec, co)
+		c, err := httpstore.Open(ctx, spec, httpstore.ClientOptions{Token: opts.Token, TLS: tc})
 		if err != nil {
 			return nil, fmt.Errorf("store %s: %w", spec, err)
 		}

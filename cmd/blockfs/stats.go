@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +36,7 @@ interrupted.`,
 func setupStats(fl *pflag.FlagSet) func(context.Context, []string) error {
 	asJSON := fl.Bool("json", false, "print one JSON object (with --watch: one per line)")
 	watch := fl.Duration("watch", 0, "print rates every DURATION (e.g. 1s) until interrupted")
+	caFile := fl.String("ca-file", "", "PEM roots to trust for an https:// server, besides the system's")
 	return func(ctx context.Context, args []string) error {
 		if len(args) != 1 {
 			return usagef("want MOUNTPOINT or a server URL, got %d arguments", len(args))
@@ -42,7 +44,11 @@ func setupStats(fl *pflag.FlagSet) func(context.Context, []string) error {
 		if *watch < 0 {
 			return usagef("--watch must be positive")
 		}
-		prev, err := readStats(ctx, args[0])
+		tc, err := fs.ClientTLS(*caFile)
+		if err != nil {
+			return err
+		}
+		prev, err := readStats(ctx, args[0], tc)
 		if err != nil {
 			return err
 		}
@@ -62,7 +68,7 @@ func setupStats(fl *pflag.FlagSet) func(context.Context, []string) error {
 				return nil
 			case <-t.C:
 			}
-			cur, err := readStats(ctx, args[0])
+			cur, err := readStats(ctx, args[0], tc)
 			if err != nil {
 				return err
 			}
@@ -85,10 +91,10 @@ type statsView struct {
 	HTTP *httpstore.ServerStats `json:"http,omitempty"`
 }
 
-func readStats(ctx context.Context, target string) (statsView, error) {
+func readStats(ctx context.Context, target string, tc *tls.Config) (statsView, error) {
 	var st statsView
 	if strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://") {
-		c, err := httpstore.Open(ctx, target, httpstore.ClientOptions{Token: os.Getenv("BLOCKFS_TOKEN"), MaxAttempts: 2})
+		c, err := httpstore.Open(ctx, target, httpstore.ClientOptions{Token: os.Getenv("BLOCKFS_TOKEN"), TLS: tc, MaxAttempts: 2})
 		if err != nil {
 			return st, err
 		}

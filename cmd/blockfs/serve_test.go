@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestStatsWithoutRoot: a user who can read the mount (--allow-other) reads
+// its stats with `blockfs stats`, no privileges needed.
+func TestStatsWithoutRoot(t *testing.T) {
+	requireFUSE(t)
+	store := filepath.Join(t.TempDir(), "store")
+	if code, _, stderr := blockfs("import", "--store", store, "../../testdata/sample/README.txt"); code != 0 {
+		t.Fatal(stderr)
+	}
+	// Paths the unprivileged user must reach: the binary and the mountpoint.
+	os.Chmod(filepath.Dir(blockfsBin), 0o755)
+	mnt, err := os.MkdirTemp("", "blockfs-nonroot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(mnt)
+	os.Chmod(mnt, 0o755)
+	startMount(t, store, mnt, "--allow-other")
+	cmd := exec.Command(blockfsBin, "stats", "--json", mnt)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte(`"pool"`)) {
+		t.Fatalf("stats as nobody: %v %s", err, out)
+	}
+}
+
+// TestImportThroughServe: writes through a server need its token; with it,
+// an import lands and a mount of the server reads it.
+func TestImportThroughServe(t *testing.T) {
+	requireFUSE(t)
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	if code, _, stderr := blockfs("import", "--store", store, "../../testdata/sample/README.txt"); code != 0 {
+		t.Fatal(stderr)
+	}
+	tok := filepath.Join(dir, "token")
+	os.WriteFile(tok, []byte("sekrit\n"), 0o600)
+	_, url := startServe(t, os.Environ(), "--store", store, "--token-file", tok)
+
+	src := "../../testdata/sample/models/config.json"
+	t.Setenv("BLOCKFS_TOKEN", "")
+	code, _, stderr := blockfs("import", "--store", url, src, "/via-serve/config.json")
+	if code != 1 || !strings.Contains(stderr, "401") {
+		t.Errorf("import without token: exit %d, %q", code, stderr)
+	}
+	t.Setenv("BLOCKFS_TOKEN", "wrong")
+	if code, _, _ := blockfs("import", "--store", url, src, "/via-serve/config.json"); code != 1 {
+		t.Errorf("import with a wrong token: exit %d", code)
+	}
+	if code, _, stderr := blockfs("import", "--store", url, "--store-token-file", tok, src, "/via-serve/config.json"); code != 0 {
+		t.Fatalf("import with the token: %s", stderr)
+	}
+	t.Setenv("BLOCKFS_TOKEN", "") // reads on loopback are public; a wrong token is refused
+	mnt := t.TempDir()
+	startMount(t, url, mnt)
+	want, _ := os.ReadFile(src)
+	got, err := os.ReadFile(filepath.Join(mnt, "via-serve/config.json"))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Errorf("reading the imported file through the server: %v", err)
+	}
+}
+
+// TestServeTLS: serve over https with a certificate from a private CA;
+// stats and a mount that trust that CA work, a client that does not is
+// refused with a clear error.
+func TestServeTLS(t *testing.T) {
+	requireFUSE(t)
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	if code, _, stderr := blockfs("import", "--store", store, "../../testdata/sample/README.txt"); code != 0 {
+		t.Fatal(stderr)
+	}
+	cert, key := selfSigned(t, dir)
+	_, url := startServe(t, os.Environ(), "--store", store, "--tls-cert", cert, "--tls-key", key)
+	if !strings.HasPrefix(url, "https://") {
+		t.Fatalf("serve URL %s", url)
+	}
+	if code, out, stderr := blockfs("stats", "--ca-file", cert, url); code != 0 || !strings.Contains(out, "pool") {
+		t.Errorf("stats over https: exit %d %s %s", code, out, stderr)
+	}
+	if code, _, stderr := blockfs("stats", url); code != 1 || !strings.Contains(strings.ToLower(stderr), "certificate") {
+		t.Errorf("stats without the CA: exit %d, %q", code, stderr)
+	}
+	mnt := t.TempDir()
+	startMount(t, url, mnt, "--store-ca-file", cert)
+	want, _ := os.ReadFile("../../testdata/sample/README.txt")
+	if got, err := os.ReadFile(filepath.Join(mnt, "README.txt")); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("reading through an https mount: %v", err)
+	}
+}
+
+func TestServeRefusesOpenReadsOffLoopback(t *testing.T) {
+	code, _, stderr := blockfs("serve", "--store", t.TempDir(), "--listen", "0.0.0.0:0")
+	if code != 2 || !strings.Contains(stderr, "--token-file") {
+		t.Errorf("serve on 0.0.0.0 without a token: exit %d, %q", code, stderr)
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 (its own CA) and its key.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "blockfs test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	return certFile, keyFile
+}
