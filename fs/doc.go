@@ -4,9 +4,12 @@
 //
 // The pieces, in the order data flows:
 //
-//   - Volume (volume.go) opens a store string ("/path/to/store" for now) into a
-//     block Store and a metadata Log. It is the one place that parses store
-//     strings, so new kinds of store plug in there.
+//   - OpenStore (store.go) is the one place that parses store strings
+//     (a directory, s3://BUCKET/PREFIX, http(s)://HOST:PORT) into a block
+//     store, behind an optional disk cache.
+//   - Volume (volume.go) is an opened store with its metadata: a private
+//     objects.Log kept in step with the store's catalog (catalog.go), by
+//     Refresh (ingest what others published) and Publish (an import's).
 //   - Node (node.go) is one file, directory or symlink as stored in the log:
 //     mode, size, mtime and, for files, the list of block locators.
 //   - Tree (tree.go) reads Nodes by path and lists directories with a prefix
