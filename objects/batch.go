@@ -1,7 +1,6 @@
 package objects
 
 import (
-	"hash/maphash"
 	"maps"
 	"runtime"
 	"slices"
@@ -32,18 +31,18 @@ type sobj struct {
 	j uint32 // index in segParse.objs
 }
 
-// partition hashes the keys of p's records and groups the records by shard
+// partition groups the records by shard
 // (a stable counting sort): the objects of shard s are
 // p.sorted[p.objAt[s]:p.objAt[s+1]], copied so that the shard's worker reads
 // them sequentially; the tombstones are p.tombs[p.tombIdx[p.tombAt[s]:...]]
 // (few, so not copied).
-func (p *segParse) partition(seed maphash.Seed, shift uint, nsh int) {
+func (p *segParse) partition(shift uint, nsh int) {
 	p.dead = make([]bool, len(p.objs))
 	if len(p.objs) > 0 {
 		hs := make([]uint64, len(p.objs))
 		at := make([]uint32, nsh+1)
 		for i := range p.objs {
-			h := maphash.String(seed, p.objs[i].key)
+			h := p.objs[i].h
 			hs[i] = h
 			at[h>>shift+1]++
 		}
@@ -62,7 +61,7 @@ func (p *segParse) partition(seed maphash.Seed, shift uint, nsh int) {
 	if len(p.tombs) > 0 {
 		p.tombH = make([]uint64, len(p.tombs))
 		for i := range p.tombs {
-			p.tombH[i] = maphash.String(seed, p.tombs[i].key)
+			p.tombH[i] = p.tombs[i].h
 		}
 		at := make([]uint32, nsh+1)
 		for _, h := range p.tombH {
@@ -154,7 +153,7 @@ func (l *Log) applyBatch(results []segParse, replay bool) {
 	}
 	nsh := len(l.shards)
 	parallel(len(results), workers, func(_, i int) {
-		results[i].partition(l.seed, l.shardShift, nsh)
+		results[i].partition(l.shardShift, nsh)
 	})
 	batchSeg := func(seg uint32) bool {
 		for i := range results {

@@ -1,6 +1,7 @@
 package objects
 
 import (
+	"hash/maphash"
 	"math"
 	"os"
 	"path/filepath"
@@ -94,6 +95,11 @@ func (l *Log) MaxVersion() uint64 {
 // parseIngest checks a whole segment from another log. Nothing may be
 // missing: unlike a local head, a torn tail is damage here.
 func parseIngest(data []byte) (segHeader, segParse, error) {
+	return parseIngestSeed(data, maphash.MakeSeed())
+}
+
+// parseIngestSeed is parseIngest hashing keys with seed (the log's).
+func parseIngestSeed(data []byte, seed maphash.Seed) (segHeader, segParse, error) {
 	corrupt := func(off int64, reason string) error {
 		return &CorruptError{Segment: ingestName, Offset: off, Reason: reason}
 	}
@@ -105,7 +111,7 @@ func parseIngest(data []byte) (segHeader, segParse, error) {
 		// Index entries hold 32-bit offsets.
 		return hdr, segParse{}, corrupt(0, "segment larger than 4 GiB")
 	}
-	p := parseSegment(&segment{path: ingestName}, data[segHeaderSize:], segHeaderSize, false)
+	p := parseSegment(&segment{path: ingestName}, data[segHeaderSize:], segHeaderSize, false, seed)
 	if p.err != nil {
 		return hdr, p, p.err
 	}
@@ -143,7 +149,7 @@ func (l *Log) Ingest(data []byte) (SegmentInfo, error) {
 	if l.opts.ReadOnly {
 		return SegmentInfo{}, ErrReadOnly
 	}
-	fhdr, p, err := parseIngest(data)
+	fhdr, p, err := parseIngestSeed(data, l.seed)
 	if err != nil {
 		return SegmentInfo{}, err
 	}

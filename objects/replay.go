@@ -4,13 +4,16 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 )
@@ -34,6 +37,7 @@ type robj struct {
 	key       string
 	skeys     []string
 	ver       uint64
+	h         uint64 // hash of key (Log.seed), computed while its bytes are in cache
 	off, size uint32
 	crc       uint32
 }
@@ -41,6 +45,7 @@ type robj struct {
 type rtomb struct {
 	key    string
 	killed uint64
+	h      uint64 // hash of key
 }
 
 type segParse struct {
@@ -90,8 +95,10 @@ func (a *arena) strings(n int) []string {
 	return a.strs[m : m+n : m+n]
 }
 
-// parseSegment decodes data (segment bytes from file offset base).
-func parseSegment(s *segment, data []byte, base int64, tail bool) segParse {
+// parseSegment decodes data (segment bytes from file offset base), hashing
+// the primary keys with seed. Nothing it returns refers to data (keys are
+// copied into arenas), so data may be unmapped once it returns.
+func parseSegment(s *segment, data []byte, base int64, tail bool, seed maphash.Seed) segParse {
 	p := segParse{s: s}
 	var a arena
 	p.objs = make([]robj, 0, countFrames(data))
@@ -109,7 +116,8 @@ func parseSegment(s *segment, data []byte, base int64, tail bool) segParse {
 				}
 				return
 			}
-			r := robj{key: a.str(o.Key(0)), ver: f.ver, off: uint32(off), size: uint32(f.size), crc: f.crc}
+			k0 := o.Key(0)
+			r := robj{key: a.str(k0), h: maphash.Bytes(seed, k0), ver: f.ver, off: uint32(off), size: uint32(f.size), crc: f.crc}
 			if n := o.NumKeys(); n > 1 {
 				r.skeys = a.strings(n - 1)
 				for i := 1; i < n; i++ {
@@ -118,7 +126,8 @@ func parseSegment(s *segment, data []byte, base int64, tail bool) segParse {
 			}
 			p.objs = append(p.objs, r)
 		case recTombstone:
-			p.tombs = append(p.tombs, rtomb{key: a.str(f.payload[4:]), killed: f.ver})
+			k := f.payload[4:]
+			p.tombs = append(p.tombs, rtomb{key: a.str(k), killed: f.ver, h: maphash.Bytes(seed, k)})
 		}
 	})
 	return p
@@ -320,7 +329,9 @@ func (l *Log) load(initial bool) (int64, error) {
 	}
 
 	// Parse the new bytes of every segment, in parallel.
-	results := make([]segParse, len(good))
+	parts := make([][]segParse, len(good))
+	// A log of few segments (often one big one) also splits each segment.
+	chunks := max(1, runtime.GOMAXPROCS(0)/max(1, len(good)))
 	var wg sync.WaitGroup
 	next := make(chan int)
 	for range min(runtime.GOMAXPROCS(0), max(1, len(good))) {
@@ -328,7 +339,7 @@ func (l *Log) load(initial bool) (int64, error) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				results[i] = l.parseNew(good[i], good[i].id == lastHead)
+				parts[i] = l.parseNew(good[i], good[i].id == lastHead, chunks)
 			}
 		}()
 	}
@@ -337,6 +348,10 @@ func (l *Log) load(initial bool) (int64, error) {
 	}
 	close(next)
 	wg.Wait()
+	var results []segParse
+	for _, ps := range parts {
+		results = append(results, ps...)
+	}
 
 	var count int64
 	var maxVer uint64
@@ -422,20 +437,102 @@ func (l *Log) openSegment(id uint32) (*segment, error) {
 	return newSegment(l.dir, id, f, hdr), nil
 }
 
-// parseNew reads and parses s from its known end to the current file size.
-func (l *Log) parseNew(s *segment, tail bool) segParse {
+// parseNew reads and parses s from its known end to the current file size,
+// in up to chunks pieces parsed in parallel (see parseChunks).
+//
+// A sealed segment (tail false: complete and immutable, never truncated or
+// appended to) is mmapped read-only rather than read into the heap: a large
+// replay would otherwise allocate the whole log's bytes, and the garbage
+// collector runs (making every pointer write of the index build pay a write
+// barrier) in proportion to allocation. parseSegment copies what it keeps
+// (keys go to arenas), so no slice into the mapping outlives parseNew,
+// whatever happens to the file later (cleaned, unlinked). The newest head
+// is read with pread: a writer's Open may truncate its torn tail (a
+// ReadOnly log shares it with a writer), and touching a mapped page past a
+// shrunk end of file would fault, whereas a read is a private snapshot.
+func (l *Log) parseNew(s *segment, tail bool, chunks int) []segParse {
 	fi, err := s.f.Stat()
 	if err != nil {
-		return segParse{s: s, err: err}
+		return []segParse{{s: s, err: err}}
 	}
 	from := s.end
-	if fi.Size() <= from {
-		return segParse{s: s, end: from}
+	size := fi.Size()
+	if size <= from {
+		return []segParse{{s: s, end: from}}
 	}
-	data := make([]byte, fi.Size()-from)
+	if !tail && size-from >= mmapMin && size <= math.MaxInt32 {
+		m, err := syscall.Mmap(int(s.f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED|syscall.MAP_POPULATE)
+		if err == nil {
+			ps := parseChunks(s, m[from:], from, false, l.seed, chunks)
+			syscall.Munmap(m)
+			return ps
+		}
+		// Fall back to reading (a filesystem without mmap).
+	}
+	data := make([]byte, size-from)
 	n, err := s.f.ReadAt(data, from)
 	if n < len(data) && !tail {
-		return segParse{s: s, err: fmt.Errorf("objects: read %s: %w", s.path, err)}
+		return []segParse{{s: s, err: fmt.Errorf("objects: read %s: %w", s.path, err)}}
 	}
-	return parseSegment(s, data[:n], from, tail)
+	return parseChunks(s, data[:n], from, tail, l.seed, chunks)
+}
+
+// mmapMin: below this many new bytes, parseNew reads (a mapping costs
+// system calls that a small read does not).
+const mmapMin = 256 << 10
+
+// chunkMin is the least number of bytes worth a parse goroutine.
+const chunkMin = 4 << 20
+
+// parseChunks parses data (segment bytes from file offset base) as
+// parseSegment does, but split into up to n pieces parsed in parallel: a
+// log that is one big segment would otherwise be parsed by one core. The
+// cut points are found by walking the frames' length fields, outside
+// batches (by the type bytes); that walk trusts unchecked bytes, so the
+// pieces are only a guess: every piece but the last must parse cleanly and
+// end exactly at the next cut, and the last one must parse without error.
+// Then the pieces are exactly what one parse of the whole would have
+// emitted, in order (a valid frame's length leads to the next frame, so
+// one parse walks the same frames). If any piece fails, data is parsed
+// again in one piece, so damage is reported (or a torn tail cut) exactly
+// as before. The pieces are separate segParse values of the same segment,
+// in log order.
+func parseChunks(s *segment, data []byte, base int64, tail bool, seed maphash.Seed, n int) []segParse {
+	n = min(n, len(data)/chunkMin)
+	if n <= 1 {
+		return []segParse{parseSegment(s, data, base, tail, seed)}
+	}
+	cuts := []int{0}
+	inBatch := false
+	for pos := 0; pos+frameHeaderSize <= len(data) && len(cuts) < n; {
+		plen := binary.LittleEndian.Uint32(data[pos+4:])
+		if plen > maxPayload {
+			break
+		}
+		switch data[pos+8] {
+		case recBatchBegin:
+			inBatch = true
+		case recBatchCommit:
+			inBatch = false
+		}
+		pos += frameHeaderSize + int(plen)
+		if !inBatch && pos < len(data) && pos >= len(data)*len(cuts)/n {
+			cuts = append(cuts, pos)
+		}
+	}
+	if len(cuts) == 1 {
+		return []segParse{parseSegment(s, data, base, tail, seed)}
+	}
+	cuts = append(cuts, len(data))
+	ps := make([]segParse, len(cuts)-1)
+	parallel(len(ps), len(ps), func(_, i int) {
+		last := i == len(ps)-1
+		ps[i] = parseSegment(s, data[cuts[i]:cuts[i+1]], base+int64(cuts[i]), tail && last, seed)
+	})
+	for i := range ps {
+		if ps[i].err != nil || i < len(ps)-1 && ps[i].end != base+int64(cuts[i+1]) {
+			return []segParse{parseSegment(s, data, base, tail, seed)}
+		}
+	}
+	return ps
 }
