@@ -1,0 +1,164 @@
+package httpstore
+
+import (
+	"blockfs/blockstore"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// serveRef handles /v1/refs/<name>.
+func (h *Handler) serveRef(w *respWriter, r *http.Request, name string) {
+	h.c.kinds[h.kindOf(r)].Add(1)
+	if !h.allowMethods(w, r, http.MethodGet, http.MethodHead, http.MethodPut) {
+		return
+	}
+	if err := blockstore.CheckRefName(name); err != nil {
+		h.bad(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	if r.Method == http.MethodPut {
+		if h.authWrite(w, r) {
+			h.putRef(w, r, name)
+		}
+		return
+	}
+	if !h.authRead(w, r) {
+		return
+	}
+	if h.refs == nil {
+		h.fail(w, http.StatusNotImplemented, "this store keeps no refs")
+		return
+	}
+	data, version, err := h.refs.GetRef(r.Context(), name)
+	if err != nil {
+		h.storeError(w, r, err, "get ref %s", name)
+		return
+	}
+	if !validVersion(version) {
+		h.fail(w, http.StatusBadGateway, "get ref %s: store gave unusable version %q", name, clip(version))
+		return
+	}
+	hd := w.Header()
+	hd.Set("ETag", `"`+version+`"`)
+	hd.Set("Cache-Control", "no-cache")
+	hd.Set("Content-Type", "application/octet-stream")
+	hd.Set("Content-Length", strconv.Itoa(len(data)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(data)
+	}
+}
+
+func (h *Handler) putRef(w *respWriter, r *http.Request, name string) {
+	if h.refs == nil {
+		h.fail(w, http.StatusNotImplemented, "this store keeps no refs")
+		return
+	}
+	inm, im := r.Header.Get("If-None-Match"), r.Header.Get("If-Match")
+	var ifVersion string
+	switch {
+	case inm != "" && im != "":
+		h.bad(w, http.StatusBadRequest, "put ref %s: both If-Match and If-None-Match", name)
+		return
+	case inm == "*":
+	case inm != "":
+		h.bad(w, http.StatusBadRequest, "put ref %s: If-None-Match must be *", name)
+		return
+	case im != "":
+		v, ok := unquoteETag(im)
+		if !ok {
+			h.bad(w, http.StatusBadRequest, "put ref %s: If-Match must be one strong ETag \"<version>\"", name)
+			return
+		}
+		ifVersion = v
+	default:
+		h.bad(w, http.StatusPreconditionRequired, "put ref %s: If-None-Match: * or If-Match: \"<version>\" required", name)
+		return
+	}
+	if r.ContentLength > blockstore.MaxRefSize {
+		w.Header().Set("Connection", "close")
+		h.bad(w, http.StatusRequestEntityTooLarge, "put ref %s: %d bytes, above MaxRefSize %d", name, r.ContentLength, blockstore.MaxRefSize)
+		return
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, blockstore.MaxRefSize+1))
+	h.c.bytesIn.Add(int64(len(data)))
+	switch {
+	case err != nil || r.ContentLength >= 0 && int64(len(data)) != r.ContentLength:
+		h.bad(w, http.StatusBadRequest, "put ref %s: body truncated after %d bytes", name, len(data))
+		return
+	case len(data) > blockstore.MaxRefSize:
+		w.Header().Set("Connection", "close")
+		h.bad(w, http.StatusRequestEntityTooLarge, "put ref %s: above MaxRefSize %d", name, blockstore.MaxRefSize)
+		return
+	}
+	writer := r.Header.Get(writerHeader)
+	if len(writer) > 64 {
+		writer = ""
+	}
+	version, err := h.refs.PutRef(r.Context(), name, data, ifVersion)
+	if errors.Is(err, blockstore.ErrConflict) && writer != "" {
+		if prev, ok := h.rememberedWrite(writer); ok && prev.name == name {
+			version, err = prev.version, nil // our own earlier attempt won
+		}
+	}
+	if err != nil {
+		h.storeError(w, r, err, "put ref %s", name)
+		return
+	}
+	if !validVersion(version) {
+		h.fail(w, http.StatusBadGateway, "put ref %s: store gave unusable version %q", name, clip(version))
+		return
+	}
+	if writer != "" {
+		h.rememberWrite(writer, refWrite{name: name, version: version})
+	}
+	w.Header().Set("ETag", `"`+version+`"`)
+	w.WriteHeader(http.StatusOK)
+}
+
+func (h *Handler) rememberWrite(writer string, rw refWrite) {
+	h.writersMu.Lock()
+	defer h.writersMu.Unlock()
+	if _, ok := h.writers[writer]; !ok {
+		h.writerQ = append(h.writerQ, writer)
+		if len(h.writerQ) > maxRememberedWriters {
+			delete(h.writers, h.writerQ[0])
+			h.writerQ = h.writerQ[1:]
+		}
+	}
+	h.writers[writer] = rw
+}
+
+func (h *Handler) rememberedWrite(writer string) (refWrite, bool) {
+	h.writersMu.Lock()
+	defer h.writersMu.Unlock()
+	rw, ok := h.writers[writer]
+	return rw, ok
+}
+
+// validVersion reports whether v can travel as a strong ETag: non-empty
+// ETag characters (visible ASCII but '"').
+func validVersion(v string) bool {
+	if v == "" || len(v) > 256 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c <= ' ' || c >= 0x7f || c == '"' {
+			return false
+		}
+	}
+	return true
+}
+
+// unquoteETag returns the version inside one strong ETag "<version>".
+func unquoteETag(s string) (string, bool) {
+	s = strings.TrimSpace(s)
+	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
+		return "", false
+	}
+	v := s[1 : len(s)-1]
+	return v, validVersion(v)
+}
