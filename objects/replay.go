@@ -481,8 +481,9 @@ func (l *Log) parseNew(s *segment, tail bool, chunks int) []segParse {
 // system calls that a small read does not).
 const mmapMin = 256 << 10
 
-// chunkMin is the least number of bytes worth a parse goroutine.
-const chunkMin = 4 << 20
+// chunkMin is the least number of bytes worth a parse goroutine (a
+// variable for tests).
+var chunkMin = 4 << 20
 
 // parseChunks parses data (segment bytes from file offset base) as
 // parseSegment does, but split into up to n pieces parsed in parallel: a
