@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 )
 
@@ -95,33 +96,54 @@ func (l *Log) MaxVersion() uint64 {
 // parseIngest checks a whole segment from another log. Nothing may be
 // missing: unlike a local head, a torn tail is damage here.
 func parseIngest(data []byte) (segHeader, segParse, error) {
-	return parseIngestSeed(data, maphash.MakeSeed())
+	hdr, ps, err := parseIngestSeed(data, maphash.MakeSeed(), 1)
+	if len(ps) == 0 {
+		return hdr, segParse{}, err
+	}
+	return hdr, ps[0], err
 }
 
-// parseIngestSeed is parseIngest hashing keys with seed (the log's).
-func parseIngestSeed(data []byte, seed maphash.Seed) (segHeader, segParse, error) {
+// parseIngestSeed is parseIngest hashing keys with seed (the log's), in up
+// to chunks pieces parsed in parallel (see parseChunks). The pieces are in
+// log order; the first carries the segment's version range.
+func parseIngestSeed(data []byte, seed maphash.Seed, chunks int) (segHeader, []segParse, error) {
 	corrupt := func(off int64, reason string) error {
 		return &CorruptError{Segment: ingestName, Offset: off, Reason: reason}
 	}
 	hdr, reason := decodeSegHeaderAnyID(data)
 	if reason != "" {
-		return hdr, segParse{}, corrupt(0, reason)
+		return hdr, nil, corrupt(0, reason)
 	}
 	if int64(len(data)) > math.MaxUint32 {
 		// Index entries hold 32-bit offsets.
-		return hdr, segParse{}, corrupt(0, "segment larger than 4 GiB")
+		return hdr, nil, corrupt(0, "segment larger than 4 GiB")
 	}
-	p := parseSegment(&segment{path: ingestName}, data[segHeaderSize:], segHeaderSize, false, seed)
-	if p.err != nil {
-		return hdr, p, p.err
+	ps := parseChunks(&segment{path: ingestName}, data[segHeaderSize:], segHeaderSize, false, seed, chunks)
+	last := &ps[len(ps)-1]
+	if last.err != nil {
+		return hdr, ps, last.err
 	}
-	if p.end != int64(len(data)) {
-		return hdr, p, corrupt(p.end, "bytes after the last record")
+	for i := range ps[1:] {
+		ps[0].noteVersions(ps[i+1].minVer, ps[i+1].maxVer)
 	}
-	if p.maxVer == math.MaxUint64 {
-		return hdr, p, corrupt(segHeaderSize, "version out of range")
+	if last.end != int64(len(data)) {
+		return hdr, ps, corrupt(last.end, "bytes after the last record")
 	}
-	return hdr, p, nil
+	if ps[0].maxVer == math.MaxUint64 {
+		return hdr, ps, corrupt(segHeaderSize, "version out of range")
+	}
+	return hdr, ps, nil
+}
+
+// noteVersions widens p's version range by [lo, hi] (0, 0: no records).
+func (p *segParse) noteVersions(lo, hi uint64) {
+	if hi == 0 {
+		return
+	}
+	if p.minVer == 0 || lo < p.minVer {
+		p.minVer = lo
+	}
+	p.maxVer = max(p.maxVer, hi)
 }
 
 // Ingest adds a complete segment produced by another Log: data is the whole
@@ -149,7 +171,7 @@ func (l *Log) Ingest(data []byte) (SegmentInfo, error) {
 	if l.opts.ReadOnly {
 		return SegmentInfo{}, ErrReadOnly
 	}
-	fhdr, p, err := parseIngestSeed(data, l.seed)
+	fhdr, ps, err := parseIngestSeed(data, l.seed, runtime.GOMAXPROCS(0))
 	if err != nil {
 		return SegmentInfo{}, err
 	}
@@ -173,7 +195,7 @@ func (l *Log) Ingest(data []byte) (SegmentInfo, error) {
 	w.nextSeg++
 	// Raised before the records are visible: a write that can observe them
 	// gets a higher version.
-	w.nextVer = max(w.nextVer, p.maxVer+1)
+	w.nextVer = max(w.nextVer, ps[0].maxVer+1)
 	hdr := segHeader{kind: kindIngested, id: id, verBase: w.nextVer, dataTime: fhdr.dataTime}
 	w.mu.Unlock()
 
@@ -183,7 +205,7 @@ func (l *Log) Ingest(data []byte) (SegmentInfo, error) {
 	}
 	s.end = int64(len(data))
 	s.sealed = true
-	s.noteVersions(p.minVer, p.maxVer)
+	s.noteVersions(ps[0].minVer, ps[0].maxVer)
 
 	l.mu.Lock()
 	if l.closed {
@@ -193,8 +215,10 @@ func (l *Log) Ingest(data []byte) (SegmentInfo, error) {
 		return SegmentInfo{}, ErrClosed
 	}
 	l.segs[id] = s
-	p.s = s
-	l.applyBatch([]segParse{p}, false)
+	for i := range ps {
+		ps[i].s = s
+	}
+	l.applyBatch(ps, false)
 	info := l.infoLocked(s)
 	l.mu.Unlock()
 	return info, nil

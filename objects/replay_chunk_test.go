@@ -66,8 +66,28 @@ func TestReplayChunks(t *testing.T) {
 		}
 	}
 	check("clean", true, false)
+	ingest := func(name string, b []byte, wantErr bool) {
+		t.Helper()
+		dst := openT(t, t.TempDir(), Options{Sync: SyncNone})
+		defer dst.Close()
+		_, err := dst.Ingest(b)
+		if wantErr {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("ingest %s: got %v, want ErrCorrupt", name, err)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("ingest %s: %v", name, err)
+		}
+		if got := fullState(t, dst); got != want {
+			t.Fatalf("ingest %s: state differs", name)
+		}
+	}
+	ingest("clean", data, false)
 	// Torn tail: a partial record after the last one.
 	torn := append(append([]byte(nil), data...), data[segHeaderSize:segHeaderSize+30]...)
+	ingest("torn", torn, true)
 	os.WriteFile(path, torn, 0o644)
 	check("torn ro", true, false)
 	check("torn", false, false)
@@ -75,6 +95,7 @@ func TestReplayChunks(t *testing.T) {
 	for _, at := range []int{len(data) / 4, len(data) / 2, len(data) * 3 / 4} {
 		bad := append([]byte(nil), data...)
 		bad[at] ^= 0x55
+		ingest(fmt.Sprint("damage at ", at), bad, true)
 		os.WriteFile(path, bad, 0o644)
 		check(fmt.Sprint("damage at ", at), true, true)
 	}
