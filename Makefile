@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := $(CURDIR)/bin
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build demo test check vet fmt-check unit bench fuzz clean minio
+.PHONY: all build demo test check vet fmt-check staticcheck unit bench fuzz clean minio
 
 # The pinned MinIO server the S3 tests run against (internal/testsvc finds
 # it here, or wherever BLOCKFS_MINIO_BIN points). Built once from source by
@@ -25,7 +25,12 @@ demo: build
 # The whole test suite: static checks, then every test with the race detector.
 test: check minio unit
 
-check: vet fmt-check
+check: vet fmt-check staticcheck
+
+# staticcheck at a pinned version, fetched and built by the go command.
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+staticcheck:
+	$(GO) run $(STATICCHECK) ./...
 
 vet:
 	$(GO) vet ./...

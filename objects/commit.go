@@ -261,7 +261,9 @@ func createSegment(dir string, id uint32, hdr segHeader, tmpName string) (*segme
 	if err != nil {
 		return nil, err
 	}
-	if _, err := f.WriteAt(hdr.encode(), 0); err == nil {
+	// One err throughout: a failed header write or fsync must not be lost
+	// (staticcheck found an inner err shadowing this one).
+	if _, err = f.WriteAt(hdr.encode(), 0); err == nil {
 		err = f.Sync()
 	}
 	if err == nil {

@@ -85,9 +85,8 @@ type Log struct {
 	cleanMu   sync.Mutex // one Clean at a time
 	refreshMu sync.Mutex // one Refresh at a time
 
-	replayed     int64
-	replayTime   time.Duration
-	replayErrSeg string
+	replayed   int64
+	replayTime time.Duration
 }
 
 // Open opens (creating unless ReadOnly) the log in dir, replays its segments
