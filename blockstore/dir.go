@@ -125,11 +125,8 @@ func (d *DirStore) Put(ctx context.Context, h Hash, data []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if len(data) > MaxBlockSize {
-		return fmt.Errorf("%w: put %v: %d bytes", ErrTooLarge, h, len(data))
-	}
-	if got := Sum(data); got != h {
-		return fmt.Errorf("%w: put %v: data hashes to %v", ErrCorrupt, h, got)
+	if err := CheckPut(h, data); err != nil {
+		return err
 	}
 	return d.PutHashed(ctx, h, data)
 }

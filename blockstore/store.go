@@ -1,6 +1,9 @@
 package blockstore
 
-import "context"
+import (
+	"context"
+	"fmt"
+)
 
 // Store is the one small interface every backend implements (a directory
 // now; HTTP and S3 later). It is deliberately dumb: no caching, no sharing,
@@ -45,4 +48,17 @@ func PutHashed(ctx context.Context, s Store, h Hash, data []byte) error {
 		return hp.PutHashed(ctx, h, data)
 	}
 	return s.Put(ctx, h, data)
+}
+
+// CheckPut is what every Store.Put checks before writing anything: the
+// block fits in MaxBlockSize and data hashes to h. Writes are where
+// corruption would become permanent.
+func CheckPut(h Hash, data []byte) error {
+	if len(data) > MaxBlockSize {
+		return fmt.Errorf("%w: put %v: %d bytes", ErrTooLarge, h, len(data))
+	}
+	if got := Sum(data); got != h {
+		return fmt.Errorf("%w: put %v: data hashes to %v", ErrCorrupt, h, got)
+	}
+	return nil
 }

@@ -390,11 +390,8 @@ func (c *Client) Get(ctx context.Context, loc blockstore.Locator, dst []byte) (i
 // Put implements blockstore.Store: it verifies the hash, then one PUT with
 // Content-Length (the server checks the hash again before storing).
 func (c *Client) Put(ctx context.Context, h blockstore.Hash, data []byte) error {
-	if len(data) > blockstore.MaxBlockSize {
-		return fmt.Errorf("%w: httpstore put %v: %d bytes", blockstore.ErrTooLarge, h, len(data))
-	}
-	if got := blockstore.Sum(data); got != h {
-		return fmt.Errorf("%w: httpstore put %v: data hashes to %v", blockstore.ErrCorrupt, h, got)
+	if err := blockstore.CheckPut(h, data); err != nil {
+		return fmt.Errorf("httpstore: %w", err)
 	}
 	return c.PutHashed(ctx, h, data)
 }

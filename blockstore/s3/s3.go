@@ -421,11 +421,8 @@ func (s *Store) Get(ctx context.Context, loc blockstore.Locator, dst []byte) (in
 // one PUT with Content-Length and x-amz-content-sha256 set to h, so the
 // server too checks the bytes it receives.
 func (s *Store) Put(ctx context.Context, h blockstore.Hash, data []byte) error {
-	if len(data) > blockstore.MaxBlockSize {
-		return fmt.Errorf("%w: s3 put %v: %d bytes", blockstore.ErrTooLarge, h, len(data))
-	}
-	if got := blockstore.Sum(data); got != h {
-		return fmt.Errorf("%w: s3 put %v: data hashes to %v", blockstore.ErrCorrupt, h, got)
+	if err := blockstore.CheckPut(h, data); err != nil {
+		return fmt.Errorf("s3: %w", err)
 	}
 	return s.PutHashed(ctx, h, data)
 }
