@@ -137,20 +137,26 @@ func (h *fileHandle) readahead(off, end int64) {
 	if started && off >= h.next-seqBack && off <= h.next+seqAhead {
 		h.runStart, h.next = min(h.runStart, off), max(h.next, end)
 	} else {
-		h.runStart, h.next = off, end // a new run
+		// A new run (a seek): what was prefetched for the old one says
+		// nothing about this one.
+		h.runStart, h.next, h.prefetched = off, end, 0
 	}
 	if h.next-h.runStart < seqRun {
 		h.mu.Unlock()
 		return
 	}
+	// The window: up to Readahead blocks after the one holding end-1, and
+	// never more than a quarter of the pool, counted over the whole window
+	// (blocks prefetched earlier included) so large blocks cannot overrun it.
+	blocks := h.node.Blocks
 	last, _, _ := h.node.Block(end - 1)
-	from := max(h.prefetched, last+1)
 	budget := m.opts.PoolSize / 4
-	to := from
-	for to < len(h.node.Blocks) && to <= last+m.opts.Readahead && budget >= h.node.Blocks[to].Size {
-		budget -= h.node.Blocks[to].Size
+	to := last + 1
+	for to < len(blocks) && to <= last+m.opts.Readahead && budget >= blocks[to].Size {
+		budget -= blocks[to].Size
 		to++
 	}
+	from := max(h.prefetched, last+1)
 	h.prefetched = max(h.prefetched, to)
 	h.mu.Unlock()
 	for i := from; i < to; i++ {

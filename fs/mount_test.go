@@ -338,3 +338,53 @@ func TestCheckMountpoint(t *testing.T) {
 		t.Errorf("plain dir: %v", err)
 	}
 }
+
+// TestReadaheadAfterSeek: a handle that reads a file sequentially, seeks
+// back and reads it again gets readahead on the second pass too, and the
+// prefetch window never exceeds a quarter of the pool.
+func TestReadaheadAfterSeek(t *testing.T) {
+	requireFUSE(t)
+	src := t.TempDir()
+	data := randomBytes(71, 24<<20)
+	writeFile(t, filepath.Join(src, "f"), data, 0o644)
+	store := filepath.Join(t.TempDir(), "store")
+	importInto(t, store, src, "/s", chunker.Config{})
+	// A pool of 16 MiB: a quarter is 4 MiB, about 3 blocks of 1 MiB average.
+	tm := mountStore(t, store, MountOptions{PoolSize: 16 << 20})
+	f, err := os.Open(tm.path("s/f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	readAll := func() {
+		if _, err := f.Seek(0, 0); err != nil {
+			t.Fatal(err)
+		}
+		var got []byte
+		for {
+			n, err := f.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatal("wrong bytes")
+		}
+	}
+	readAll()
+	first := tm.Stats().Fuse.Prefetches
+	// Drop the kernel's cached pages so the second pass reaches the mount.
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("1"), 0); err != nil {
+		t.Skipf("cannot drop the page cache: %v", err)
+	}
+	readAll()
+	second := tm.Stats().Fuse.Prefetches - first
+	if first == 0 || second == 0 {
+		t.Errorf("prefetches: first pass %d, second pass %d", first, second)
+	}
+	if st := tm.Pool().Stats(); st.BytesHeld > st.MaxBytes {
+		t.Errorf("pool holds %d of %d bytes", st.BytesHeld, st.MaxBytes)
+	}
+}
