@@ -24,10 +24,10 @@ import (
 // winning records (nearly sorted when an importer wrote them), by bulk load
 // or merge rather than one insert per item.
 
-// sobj is an object record as partition lays it out for its shard.
+// sobj is an object record as partition lays it out for its shard (no
+// pointers, like robj).
 type sobj struct {
-	e pentry
-	h uint64 // hash of e.key
+	robj
 	j uint32 // index in segParse.objs
 }
 
@@ -39,35 +39,31 @@ type sobj struct {
 func (p *segParse) partition(shift uint, nsh int) {
 	p.dead = make([]bool, len(p.objs))
 	if len(p.objs) > 0 {
-		hs := make([]uint64, len(p.objs))
 		at := make([]uint32, nsh+1)
 		for i := range p.objs {
-			h := p.objs[i].h
-			hs[i] = h
-			at[h>>shift+1]++
+			at[p.objs[i].h>>shift+1]++
 		}
-		var idx []uint32
-		p.objAt, idx = partitionBy(hs, at, shift, nsh)
-		p.sorted = make([]sobj, len(idx))
-		id := p.s.id
-		for k, i := range idx {
+		for s := range nsh {
+			at[s+1] += at[s]
+		}
+		pos := slices.Clone(at[:nsh])
+		p.sorted = make([]sobj, len(p.objs))
+		for i := range p.objs {
 			o := &p.objs[i]
-			p.sorted[k] = sobj{
-				e: pentry{key: o.key, ver: o.ver, seg: id, off: o.off, size: o.size, crc: o.crc, skeys: o.skeys},
-				h: hs[i], j: i,
-			}
+			s := o.h >> shift
+			p.sorted[pos[s]] = sobj{*o, uint32(i)}
+			pos[s]++
 		}
+		p.objAt = at
 	}
 	if len(p.tombs) > 0 {
-		p.tombH = make([]uint64, len(p.tombs))
-		for i := range p.tombs {
-			p.tombH[i] = p.tombs[i].h
-		}
+		hs := make([]uint64, len(p.tombs))
 		at := make([]uint32, nsh+1)
-		for _, h := range p.tombH {
-			at[h>>shift+1]++
+		for i := range p.tombs {
+			hs[i] = p.tombs[i].h
+			at[hs[i]>>shift+1]++
 		}
-		p.tombAt, p.tombIdx = partitionBy(p.tombH, at, shift, nsh)
+		p.tombAt, p.tombIdx = partitionBy(hs, at, shift, nsh)
 	}
 }
 
@@ -180,9 +176,10 @@ func (l *Log) applyBatch(results []segParse, replay bool) {
 				continue
 			}
 			live += int64(o.size)
-			if len(o.skeys) >= nslots {
-				for k := len(o.skeys) - 1; k >= nslots-1; k-- {
-					if o.skeys[k] != "" {
+			if int(o.nsk) >= nslots {
+				sk := r.skeys(o)
+				for k := len(sk) - 1; k >= nslots-1; k-- {
+					if sk[k] != "" {
 						nslots = max(nslots, k+2)
 						break
 					}
@@ -211,9 +208,11 @@ func (l *Log) applyBatch(results []segParse, replay bool) {
 					}
 					o := &r.objs[j]
 					if k == 0 {
-						b.add(item{key: o.key})
-					} else if k <= len(o.skeys) && o.skeys[k-1] != "" {
-						b.add(item{o.skeys[k-1], o.key})
+						b.add(item{key: r.key(o.key)})
+					} else if k <= int(o.nsk) {
+						if sk := r.skeys(o)[k-1]; sk != "" {
+							b.add(item{sk, r.key(o.key)})
+						}
 					}
 				}
 			}
@@ -266,9 +265,12 @@ func (l *Log) applyShard(s int, results []segParse, replay bool, batchSeg func(u
 	// ones won must be looked up.
 	dup := false
 	for i := range results {
-		for k := range results[i].shardObjs(s) {
-			o := &results[i].shardObjs(s)[k]
-			cur, had, in := sh.putObject(o.h, o.e, l.pruneTombs)
+		r := &results[i]
+		id := r.s.id
+		for k := range r.shardObjs(s) {
+			o := &r.shardObjs(s)[k]
+			e := pentry{key: r.key(o.key), ver: o.ver, seg: id, off: o.off, size: o.size, crc: o.crc, skeys: r.skeys(&o.robj)}
+			cur, had, in := sh.putObject(o.h, e, l.pruneTombs)
 			if had || !in {
 				dup = true
 			}
@@ -281,10 +283,11 @@ func (l *Log) applyShard(s int, results []segParse, replay bool, batchSeg func(u
 		r := &results[i]
 		for _, j := range r.shardTombs(s) {
 			t := &r.tombs[j]
-			if cur, ok := sh.killObject(t.key, r.tombH[j], t.killed); ok {
+			key := r.key(t.key)
+			if cur, ok := sh.killObject(key, t.h, t.killed); ok {
 				dup = true
 				if old(cur) {
-					*pre = append(*pre, preDel{t.key, cur})
+					*pre = append(*pre, preDel{key, cur})
 				}
 			}
 		}
@@ -296,8 +299,8 @@ func (l *Log) applyShard(s int, results []segParse, replay bool, batchSeg func(u
 		r := &results[i]
 		for k := range r.shardObjs(s) {
 			o := &r.shardObjs(s)[k]
-			e, ok := sh.find(o.e.key, o.h)
-			r.dead[o.j] = !ok || e.seg != o.e.seg || e.off != o.e.off
+			e, ok := sh.find(r.key(o.key), o.h)
+			r.dead[o.j] = !ok || e.seg != r.s.id || e.off != o.off
 		}
 	}
 }

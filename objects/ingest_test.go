@@ -515,13 +515,14 @@ func TestSealKeepsBatches(t *testing.T) {
 		}
 		groups := map[string]int{}
 		for _, o := range p.objs {
-			if k := o.key; strings.HasSuffix(k, "/c") { // c is never overwritten or deleted
+			if k := p.key(o.key); strings.HasSuffix(k, "/c") { // c is never overwritten or deleted
 				groups[strings.TrimSuffix(k, "c")]++
 			}
 		}
 		for _, o := range p.objs {
-			if g := o.key[:strings.LastIndexByte(o.key, '/')+1]; strings.HasSuffix(o.key, "/b") && groups[g] == 0 {
-				t.Fatalf("segment %d: %s without the rest of its batch", i, o.key)
+			k := p.key(o.key)
+			if g := k[:strings.LastIndexByte(k, '/')+1]; strings.HasSuffix(k, "/b") && groups[g] == 0 {
+				t.Fatalf("segment %d: %s without the rest of its batch", i, k)
 			}
 		}
 		ingestAll(t, dst, [][]byte{b})

@@ -33,25 +33,31 @@ import (
 // it was parsed, and only the new bytes are read and applied (incrementally,
 // as the ordered indexes then already exist).
 
+// robj and rtomb are parsed records. They hold no pointers (keys are
+// references into the segParse's arena), so the garbage collector never scans
+// the big arrays of them that replay builds, and storing them needs no write
+// barriers.
 type robj struct {
-	key       string
-	skeys     []string
+	h         uint64 // hash of the key (Log.seed), computed while its bytes are in cache
 	ver       uint64
-	h         uint64 // hash of key (Log.seed), computed while its bytes are in cache
 	off, size uint32
 	crc       uint32
+	key       kref
+	sk        uint32 // secondary keys: arena.skeys(sk, nsk)
+	nsk       uint8
 }
 
 type rtomb struct {
-	key    string
-	killed uint64
 	h      uint64 // hash of key
+	killed uint64
+	key    kref
 }
 
 type segParse struct {
 	s      *segment
 	objs   []robj
 	tombs  []rtomb
+	keys   arena // what objs and tombs refer to
 	end    int64
 	minVer uint64 // of object and tombstone records (0 if none)
 	maxVer uint64
@@ -61,38 +67,78 @@ type segParse struct {
 	objAt           []uint32
 	sorted          []sobj
 	tombAt, tombIdx []uint32
-	tombH           []uint64
 	dead            []bool // objs[i] is not its key's live version
 }
 
-// arena hands out strings backed by large shared chunks: one allocation per
-// 64 KiB of keys instead of one per key, which dominates replay otherwise.
-// A chunk stays alive while any key in it is in the index; that wastes at
-// most the bytes of dead keys sharing chunks with live ones.
-type arena struct {
-	buf  []byte
-	strs []string
+func (p *segParse) key(k kref) string { return p.keys.str(k) }
+
+func (p *segParse) skeys(o *robj) []string { return p.keys.skeys(o.sk, o.nsk) }
+
+// kref locates a key in an arena: chunk c, bytes [o, o+n).
+type kref struct {
+	c    uint32
+	o, n uint16
 }
 
-func (a *arena) str(b []byte) string {
+// arena holds the keys of parsed records in large shared chunks: one
+// allocation per 64 KiB of keys instead of one per key, which dominates
+// replay otherwise. Records refer to keys by kref (no pointers); the index
+// gets strings backed by the chunks. A chunk stays alive while any key in it
+// is in the index; that wastes at most the bytes of dead keys sharing chunks
+// with live ones. Secondary keys become strings at once, in chunks of
+// string headers (what index entries keep).
+type arena struct {
+	chunks [][]byte
+	strs   [][]string
+}
+
+const (
+	arenaChunk = 64 << 10 // bytes; a key is at most MaxKeysLen < arenaChunk
+	strsChunk  = 1 << 12  // strings; an object has at most MaxKeys-1 secondary keys
+)
+
+func (a *arena) add(b []byte) kref {
 	if len(b) == 0 {
+		return kref{}
+	}
+	n := len(a.chunks)
+	if n == 0 || len(a.chunks[n-1])+len(b) > arenaChunk {
+		a.chunks = append(a.chunks, make([]byte, 0, arenaChunk))
+		n++
+	}
+	c := a.chunks[n-1]
+	k := kref{c: uint32(n - 1), o: uint16(len(c)), n: uint16(len(b))}
+	a.chunks[n-1] = append(c, b...)
+	return k
+}
+
+func (a *arena) str(k kref) string {
+	if k.n == 0 {
 		return ""
 	}
-	if len(a.buf)+len(b) > cap(a.buf) {
-		a.buf = make([]byte, 0, max(64<<10, len(b)))
-	}
-	n := len(a.buf)
-	a.buf = append(a.buf, b...)
-	return unsafe.String(&a.buf[n], len(b))
+	return unsafe.String(&a.chunks[k.c][k.o], int(k.n))
 }
 
-func (a *arena) strings(n int) []string {
-	if len(a.strs)+n > cap(a.strs) {
-		a.strs = make([]string, 0, max(4096, n))
-	}
+// newSkeys returns room for n (<= strsChunk) strings and its index.
+func (a *arena) newSkeys(n int) ([]string, uint32) {
 	m := len(a.strs)
-	a.strs = a.strs[:m+n]
-	return a.strs[m : m+n : m+n]
+	if m == 0 || len(a.strs[m-1])+n > strsChunk {
+		a.strs = append(a.strs, make([]string, 0, strsChunk))
+		m++
+	}
+	c := a.strs[m-1]
+	i := len(c)
+	a.strs[m-1] = c[:i+n]
+	return c[i : i+n : i+n], uint32(m-1)*strsChunk + uint32(i)
+}
+
+func (a *arena) skeys(i uint32, n uint8) []string {
+	if n == 0 {
+		return nil
+	}
+	c := a.strs[i/strsChunk]
+	j := i % strsChunk
+	return c[j : j+uint32(n) : j+uint32(n)]
 }
 
 // parseSegment decodes data (segment bytes from file offset base), hashing
@@ -100,7 +146,7 @@ func (a *arena) strings(n int) []string {
 // copied into arenas), so data may be unmapped once it returns.
 func parseSegment(s *segment, data []byte, base int64, tail bool, seed maphash.Seed) segParse {
 	p := segParse{s: s}
-	var a arena
+	a := &p.keys
 	p.objs = make([]robj, 0, countFrames(data))
 	p.end, p.err = scanFrames(data, base, tail, s.path, func(off int64, f frame) {
 		p.maxVer = max(p.maxVer, f.ver)
@@ -117,17 +163,19 @@ func parseSegment(s *segment, data []byte, base int64, tail bool, seed maphash.S
 				return
 			}
 			k0 := o.Key(0)
-			r := robj{key: a.str(k0), h: maphash.Bytes(seed, k0), ver: f.ver, off: uint32(off), size: uint32(f.size), crc: f.crc}
+			r := robj{key: a.add(k0), h: maphash.Bytes(seed, k0), ver: f.ver, off: uint32(off), size: uint32(f.size), crc: f.crc}
 			if n := o.NumKeys(); n > 1 {
-				r.skeys = a.strings(n - 1)
+				var sk []string
+				sk, r.sk = a.newSkeys(n - 1)
+				r.nsk = uint8(n - 1)
 				for i := 1; i < n; i++ {
-					r.skeys[i-1] = a.str(o.Key(i))
+					sk[i-1] = a.str(a.add(o.Key(i)))
 				}
 			}
 			p.objs = append(p.objs, r)
 		case recTombstone:
 			k := f.payload[4:]
-			p.tombs = append(p.tombs, rtomb{key: a.str(k), killed: f.ver, h: maphash.Bytes(seed, k)})
+			p.tombs = append(p.tombs, rtomb{key: a.add(k), killed: f.ver, h: maphash.Bytes(seed, k)})
 		}
 	})
 	return p
@@ -371,10 +419,10 @@ func (l *Log) load(initial bool) (int64, error) {
 		for _, r := range results {
 			for i := range r.objs {
 				o := &r.objs[i]
-				l.applyObject(o.key, o.skeys, o.ver, o.crc, r.s.id, o.off, o.size)
+				l.applyObject(r.key(o.key), r.skeys(o), o.ver, o.crc, r.s.id, o.off, o.size)
 			}
 			for _, t := range r.tombs {
-				l.applyTombstone(t.key, t.killed)
+				l.applyTombstone(r.key(t.key), t.killed)
 			}
 		}
 	}
