@@ -15,7 +15,7 @@ import (
 // it. Instead, the records are partitioned by the shard of their key (a
 // counting sort per segment, in parallel), and the shards are built in
 // parallel, one at a time per core: each shard's map is small (see
-// shardBitsFor), so its inserts stay in cache. Per key, records are applied
+// shardsFor), so its inserts stay in cache. Per key, records are applied
 // in the same order as one at a time (objects in log order, then
 // tombstones), so the outcome is the same; and since a key's records all go
 // to one shard, shards need no locking.
@@ -36,12 +36,12 @@ type sobj struct {
 // p.sorted[p.objAt[s]:p.objAt[s+1]], copied so that the shard's worker reads
 // them sequentially; the tombstones are p.tombs[p.tombIdx[p.tombAt[s]:...]]
 // (few, so not copied).
-func (p *segParse) partition(shift uint, nsh int) {
+func (p *segParse) partition(nsh int) {
 	p.dead = make([]bool, len(p.objs))
 	if len(p.objs) > 0 {
 		at := make([]uint32, nsh+1)
 		for i := range p.objs {
-			at[p.objs[i].h>>shift+1]++
+			at[shardIndex(p.objs[i].h, nsh)+1]++
 		}
 		for s := range nsh {
 			at[s+1] += at[s]
@@ -50,7 +50,7 @@ func (p *segParse) partition(shift uint, nsh int) {
 		p.sorted = make([]sobj, len(p.objs))
 		for i := range p.objs {
 			o := &p.objs[i]
-			s := o.h >> shift
+			s := shardIndex(o.h, nsh)
 			p.sorted[pos[s]] = sobj{*o, uint32(i)}
 			pos[s]++
 		}
@@ -61,22 +61,22 @@ func (p *segParse) partition(shift uint, nsh int) {
 		at := make([]uint32, nsh+1)
 		for i := range p.tombs {
 			hs[i] = p.tombs[i].h
-			at[hs[i]>>shift+1]++
+			at[shardIndex(hs[i], nsh)+1]++
 		}
-		p.tombAt, p.tombIdx = partitionBy(hs, at, shift, nsh)
+		p.tombAt, p.tombIdx = partitionBy(hs, at, nsh)
 	}
 }
 
-// partitionBy returns the indexes of hs sorted (stably) by shard h>>shift,
-// and where each shard's run starts; at[s+1] holds shard s's count.
-func partitionBy(hs []uint64, at []uint32, shift uint, nsh int) ([]uint32, []uint32) {
+// partitionBy returns the indexes of hs sorted (stably) by shard, and where
+// each shard's run starts; at[s+1] holds shard s's count.
+func partitionBy(hs []uint64, at []uint32, nsh int) ([]uint32, []uint32) {
 	for s := range nsh {
 		at[s+1] += at[s]
 	}
 	pos := slices.Clone(at[:nsh])
 	idx := make([]uint32, len(hs))
 	for i, h := range hs {
-		s := h >> shift
+		s := shardIndex(h, nsh)
 		idx[pos[s]] = uint32(i)
 		pos[s]++
 	}
@@ -149,7 +149,7 @@ func (l *Log) applyBatch(results []segParse, replay bool) {
 	}
 	nsh := len(l.shards)
 	parallel(len(results), workers, func(_, i int) {
-		results[i].partition(l.shardShift, nsh)
+		results[i].partition(nsh)
 	})
 	batchSeg := func(seg uint32) bool {
 		for i := range results {

@@ -10,7 +10,7 @@ import (
 // The in-memory indexes.
 //
 //   - prim: primary key -> location and version of the live object. Go maps,
-//     sharded by a seeded hash of the key (shards[h>>shardShift]): point reads
+//     sharded by a seeded hash of the key (shards[shardIndex(h, len(shards))]): point reads
 //     are the hot path of the filesystem (lookup by path), and replay/Ingest
 //     build the shards in parallel, each from the records of its own keys,
 //     so that every insert lands in a small map that stays in cache (see
@@ -320,29 +320,32 @@ func (sh *shard) del(key string, h uint64) {
 func (sh *shard) len() int { return len(sh.prim) + len(sh.over) }
 
 const (
-	minShardBits = 8  // 256 shards
-	maxShardBits = 16 // 65536 shards
-	shardTarget  = 2048
+	minShards   = 256
+	maxShards   = 65536
+	shardTarget = 1600
 )
 
-// shardBitsFor chooses the shard count for a log of n objects: shards of
-// about shardTarget entries (~150 KiB maps, which stay in a core's cache
-// while they are built).
-func shardBitsFor(n int) int {
-	b := minShardBits
-	for b < maxShardBits && n > shardTarget<<b {
-		b++
-	}
-	return b
+// shardsFor chooses the shard count for a log of n objects: shards of about
+// shardTarget entries (maps of ~160 KiB, which stay in a core's cache while
+// they are built). Not a power of two (see shardIndex): a Go map's capacity
+// is, and grows at 7/8 full, so shards of 1600 fill maps of 2048 slots to
+// 78% (power-of-two shard counts gave shards anywhere from 1024 to 2048
+// entries, and maps of 4096 slots half full: twice the memory for the
+// garbage collector to scan).
+func shardsFor(n int) int {
+	return min(maxShards, max(minShards, (n+shardTarget-1)/shardTarget))
 }
 
-// initShards (re)creates empty shards. Only before the log is in use.
-func (l *Log) initShards(bits int) {
-	if l.shards != nil && len(l.shards) == 1<<bits && l.objects() == 0 {
+// shardIndex maps hash h to one of n shards (by its top 32 bits: fast
+// range reduction, no division).
+func shardIndex(h uint64, n int) int { return int((h >> 32) * uint64(n) >> 32) }
+
+// initShards (re)creates n empty shards. Only before the log is in use.
+func (l *Log) initShards(n int) {
+	if l.shards != nil && len(l.shards) == n && l.objects() == 0 {
 		return
 	}
-	l.shards = make([]shard, 1<<bits)
-	l.shardShift = uint(64 - bits)
+	l.shards = make([]shard, n)
 	for i := range l.shards {
 		l.shards[i] = shard{prim: map[uint64]pentry{}, tombs: map[string]uint64{}}
 	}
@@ -353,7 +356,7 @@ func (l *Log) hash(key string) uint64 { return maphash.String(l.seed, key) }
 // shardOf returns key's shard and hash.
 func (l *Log) shardOf(key string) (*shard, uint64) {
 	h := l.hash(key)
-	return &l.shards[h>>l.shardShift], h
+	return &l.shards[shardIndex(h, len(l.shards))], h
 }
 
 // get returns key's primary entry. Callers hold Log.mu.
@@ -365,7 +368,7 @@ func (l *Log) get(key string) (pentry, bool) {
 // getBytes is get without converting key to a string.
 func (l *Log) getBytes(key []byte) (pentry, bool) {
 	h := maphash.Bytes(l.seed, key)
-	return l.shards[h>>l.shardShift].find(string(key), h)
+	return l.shards[shardIndex(h, len(l.shards))].find(string(key), h)
 }
 
 // objects is the number of live objects. Callers hold Log.mu.

@@ -65,16 +65,15 @@ type Log struct {
 	// mu protects the indexes and the segment table.
 	mu sync.RWMutex
 	// shards: the primary index and the tombstones, by key hash (index.go).
-	// The slice and shardShift are fixed once Open returns.
-	shards     []shard
-	shardShift uint
-	seed       maphash.Seed
-	slots      []*ordered
-	segs       map[uint32]*segment
-	head       *segment // segment appends go to (writer)
-	lastHd     uint32   // ReadOnly: newest head segment id seen (may have a torn tail)
-	bulk       bool     // replaying: ordered indexes are built at the end
-	closed     bool
+	// The slice is fixed once Open returns.
+	shards []shard
+	seed   maphash.Seed
+	slots  []*ordered
+	segs   map[uint32]*segment
+	head   *segment // segment appends go to (writer)
+	lastHd uint32   // ReadOnly: newest head segment id seen (may have a torn tail)
+	bulk   bool     // replaying: ordered indexes are built at the end
+	closed bool
 	// pruneTombs (writers): drop a key's tombstone once a newer version of
 	// it is live. Writers keep tombstones for Ingest: a segment from another
 	// log may carry a version that some tombstone has already killed.
@@ -101,7 +100,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("%w: SegmentSize %d > %d", ErrInvalid, opts.SegmentSize, maxSegmentSize)
 	}
 	l := &Log{dir: dir, opts: opts, segs: map[uint32]*segment{}, seed: maphash.MakeSeed()}
-	l.initShards(minShardBits)
+	l.initShards(minShards)
 	if !opts.ReadOnly {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err

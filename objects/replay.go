@@ -413,7 +413,7 @@ func (l *Log) load(initial bool) (int64, error) {
 	}
 	l.mu.Lock()
 	if l.bulk {
-		l.initShards(shardBitsFor(objs))
+		l.initShards(shardsFor(objs))
 		l.applyBatch(results, true)
 	} else {
 		for _, r := range results {
