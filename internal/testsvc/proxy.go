@@ -60,6 +60,14 @@ func (p *Proxy) Latency(d time.Duration) {
 	p.add("latency", "downstream", 1, map[string]any{"latency": d.Milliseconds()})
 }
 
+// Bandwidth limits data flowing back from upstream to bytesPerSec on each
+// connection (Toxiproxy's bandwidth toxic), like a store whose per-request
+// throughput is bounded.
+func (p *Proxy) Bandwidth(bytesPerSec int64) {
+	p.t.Helper()
+	p.add("bandwidth", "downstream", 1, map[string]any{"rate": bytesPerSec / 1000})
+}
+
 // ResetPeer resets (TCP RST) every connection as soon as upstream starts
 // answering on it: each request fails, having reached the server.
 func (p *Proxy) ResetPeer() { p.t.Helper(); p.ResetPeerSome(1) }
