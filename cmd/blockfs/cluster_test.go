@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -50,30 +49,18 @@ func stderrOf(err error) string {
 }
 
 // startServe runs `blockfs serve` on a free loopback port and returns the
-// process and its URL, read from its first line.
+// process and its URL, read from its "serving" line.
 func startServe(t *testing.T, env []string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
 	cmd := exec.Command(blockfsBin, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
 	cmd.Env = env
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(stderr)
-	line, err := r.ReadString('\n')
+	lines := startUntil(t, cmd, "serving")
+	line := lines[len(lines)-1]
 	i := strings.Index(line, " at http")
-	if err != nil || i < 0 {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("serve did not start: %q %v", line, err)
+	if i < 0 {
+		t.Fatalf("serve: no URL in %q", line)
 	}
-	url := strings.Fields(line[i+4:])[0]
-	go func() { _, _ = r.WriteTo(os.Stderr) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
-	return cmd, url
+	return cmd, strings.Fields(line[i+4:])[0]
 }
 
 // serverStats asks a server for its stats the way `blockfs stats --json` does.

@@ -162,6 +162,15 @@ func requireFUSE(t *testing.T) {
 func startMount(t *testing.T, store, mnt string, extra ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(blockfsBin, append([]string{"mount", "--store", store, mnt}, extra...)...)
+	startUntil(t, cmd, "serving")
+	return cmd
+}
+
+// startUntil starts cmd and returns its stderr lines up to and including
+// the first one containing ready (the rest is copied to the test's
+// stderr). The process is stopped with SIGTERM when the test ends.
+func startUntil(t *testing.T, cmd *exec.Cmd, ready string) []string {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -170,11 +179,18 @@ func startMount(t *testing.T, store, mnt string, extra ...string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	r := bufio.NewReader(stderr)
-	line, err := r.ReadString('\n')
-	if err != nil || !strings.Contains(line, "serving") {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("mount did not start: %q %v", line, err)
+	var lines []string
+	for {
+		line, err := r.ReadString('\n')
+		lines = append(lines, line)
+		if err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("%s did not start: %q %v", cmd.Args[1], lines, err)
+		}
+		if strings.Contains(line, ready) {
+			break
+		}
 	}
 	go func() { _, _ = r.WriteTo(os.Stderr) }()
 	t.Cleanup(func() {
@@ -183,7 +199,7 @@ func startMount(t *testing.T, store, mnt string, extra ...string) *exec.Cmd {
 			cmd.Wait()
 		}
 	})
-	return cmd
+	return lines
 }
 
 func mounted(t *testing.T, dir string) bool {

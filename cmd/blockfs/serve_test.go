@@ -8,8 +8,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -141,4 +143,67 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
 	return certFile, keyFile
+}
+
+// TestMetricsEndpoints scrapes a real mount's and a real server's
+// /metrics: pool counters, FUSE operation latencies, store request
+// latencies and HTTP counters are all there and moving.
+func TestMetricsEndpoints(t *testing.T) {
+	requireFUSE(t)
+	store := filepath.Join(t.TempDir(), "store")
+	if code, _, stderr := blockfs("import", "--store", store, "../../testdata/sample"); code != 0 {
+		t.Fatal(stderr)
+	}
+	metricsAddr := func(lines []string) string {
+		for _, l := range lines {
+			if i := strings.Index(l, "metrics at http://"); i >= 0 {
+				return strings.Fields(l[i+len("metrics at "):])[0]
+			}
+		}
+		t.Fatalf("no metrics address in %q", lines)
+		return ""
+	}
+	scrape := func(url string) string {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+
+	// A server on the store, with metrics.
+	serve := exec.Command(blockfsBin, "serve", "--listen", "127.0.0.1:0", "--store", store, "--metrics", "127.0.0.1:0")
+	serveLines := startUntil(t, serve, "serving")
+	last := serveLines[len(serveLines)-1]
+	url := strings.Fields(last[strings.Index(last, " at http")+4:])[0]
+
+	// A mount of the server, with metrics.
+	mnt := t.TempDir()
+	mount := exec.Command(blockfsBin, "mount", "--store", url, "--metrics", "127.0.0.1:0", mnt)
+	mountMetrics := metricsAddr(startUntil(t, mount, "serving"))
+	if _, err := os.ReadFile(filepath.Join(mnt, "sample/reference/genome.fa")); err != nil {
+		t.Fatal(err)
+	}
+
+	m := scrape(mountMetrics)
+	for _, want := range []string{`blockfs_fuse_operation_seconds_count{op="read"}`, `blockfs_fuse_operation_seconds_count{op="lookup"}`,
+		"blockfs_pool_fetches_total", "blockfs_fuse_reads_total", `blockfs_store_request_seconds_count{op="get"}`, "blockfs_meta_generation"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("mount /metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(m, "blockfs_pool_fetches_total 0\n") {
+		t.Error("mount metrics show no fetches after a read")
+	}
+	s := scrape(metricsAddr(serveLines))
+	for _, want := range []string{"blockfs_http_block_gets_total", "blockfs_pool_fetches_total", `blockfs_store_request_seconds_count{op="get"}`} {
+		if !strings.Contains(s, want) {
+			t.Errorf("serve /metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(s, "blockfs_http_block_gets_total 0\n") {
+		t.Error("serve metrics show no block GETs after a mount read through it")
+	}
 }
