@@ -31,6 +31,10 @@ type ImportOptions struct {
 	// committed visible in the store (default 10s; negative: after every
 	// batch). Everything is published when the import ends.
 	PublishInterval time.Duration
+	// Delete removes, after a successful import, every path under the
+	// destination that the source no longer has (like rsync --delete), so
+	// that re-importing a tree mirrors it. Off by default: import adds.
+	Delete bool
 	// Warn receives non-fatal problems (skipped devices, sockets, ...).
 	Warn func(error)
 }
@@ -42,6 +46,7 @@ type ImportStats struct {
 	Dirs      int64 `json:"dirs"`
 	Symlinks  int64 `json:"symlinks"`
 	Skipped   int64 `json:"skipped"`
+	Deleted   int64 `json:"deleted"` // paths removed by ImportOptions.Delete
 	Bytes     int64 `json:"bytes"`
 	Blocks    int64 `json:"blocks"`
 	NewBlocks int64 `json:"new_blocks"`
@@ -52,15 +57,13 @@ type ImportStats struct {
 	Duration   time.Duration `json:"duration_ns"`
 }
 
-// DedupRatio is bytes imported per byte newly stored.
-func (s ImportStats) DedupRatio() float64 {
+// DedupRatio is bytes imported per byte newly stored; ok is false when
+// nothing new was stored (the ratio is then undefined, not large).
+func (s ImportStats) DedupRatio() (ratio float64, ok bool) {
 	if s.NewBytes == 0 {
-		if s.Bytes == 0 {
-			return 1
-		}
-		return float64(s.Bytes)
+		return 0, false
 	}
-	return float64(s.Bytes) / float64(s.NewBytes)
+	return float64(s.Bytes) / float64(s.NewBytes), true
 }
 
 // Importer copies local trees into a Volume. Progress may be called from
@@ -69,9 +72,9 @@ type Importer struct {
 	vol  *Volume
 	opts ImportOptions
 
-	files, dirs, symlinks, skipped atomic.Int64
-	bytes, blocks                  atomic.Int64
-	newBlocks, newBytes, totalSize atomic.Int64
+	files, dirs, symlinks, skipped, deleted atomic.Int64
+	bytes, blocks                           atomic.Int64
+	newBlocks, newBytes, totalSize          atomic.Int64
 }
 
 // NewImporter returns an Importer writing into vol, which must be writable.
@@ -101,7 +104,7 @@ func NewImporter(vol *Volume, opts ImportOptions) (*Importer, error) {
 func (im *Importer) Progress() ImportStats {
 	return ImportStats{
 		Files: im.files.Load(), Dirs: im.dirs.Load(), Symlinks: im.symlinks.Load(),
-		Skipped: im.skipped.Load(), Bytes: im.bytes.Load(), Blocks: im.blocks.Load(),
+		Skipped: im.skipped.Load(), Deleted: im.deleted.Load(), Bytes: im.bytes.Load(), Blocks: im.blocks.Load(),
 		NewBlocks: im.newBlocks.Load(), NewBytes: im.newBytes.Load(), TotalSize: im.totalSize.Load(),
 	}
 }
@@ -179,6 +182,11 @@ func (im *Importer) Import(ctx context.Context, src, dest string) (ImportStats, 
 	}
 	close(jobs)
 	workers.Wait()
+	if im.opts.Delete && context.Cause(ctx) == nil {
+		if err := im.deleteMissing(dest, items, c); err != nil {
+			cancel(err)
+		}
+	}
 	err = c.close(context.Cause(ctx))
 	st := im.Progress()
 	st.Duration = time.Since(start)
@@ -225,6 +233,34 @@ func (im *Importer) walk(src, dest string) ([]item, error) {
 		return nil
 	})
 	return items, err
+}
+
+// deleteMissing queues a tombstone for every path under dest that the
+// walk did not find: children before their directories, so that no
+// listing ever shows a child of a deleted directory.
+func (im *Importer) deleteMissing(dest string, items []item, c *committer) error {
+	keep := make(map[string]bool, len(items))
+	for _, it := range items {
+		keep[it.dest] = true
+	}
+	var gone []string
+	err := im.vol.Tree.Walk(dest, func(p string, n *Node) error {
+		if !keep[p] {
+			gone = append(gone, p)
+		}
+		return nil
+	})
+	if errors.Is(err, ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("import --delete: %w", err)
+	}
+	for i := len(gone) - 1; i >= 0; i-- { // Walk lists parents first
+		im.deleted.Add(1)
+		c.add(objects.Entry{Keys: [][]byte{pathKey(gone[i])}, Delete: true})
+	}
+	return nil
 }
 
 // parents makes sure every ancestor of dest exists as a directory.

@@ -203,3 +203,52 @@ func TestImportSkipsSpecialFiles(t *testing.T) {
 		t.Errorf("fifo imported: %v", err)
 	}
 }
+
+// TestImportDelete: re-importing a tree with Delete removes what the
+// source lost (files, symlinks, whole directories) and keeps the rest;
+// without Delete an import only adds.
+func TestImportDelete(t *testing.T) {
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "keep.txt"), []byte("keep"), 0o644)
+	writeFile(t, filepath.Join(src, "gone.txt"), []byte("gone"), 0o644)
+	writeFile(t, filepath.Join(src, "olddir/deep/x"), []byte("x"), 0o644)
+	if err := os.Symlink("keep.txt", filepath.Join(src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	store := filepath.Join(t.TempDir(), "store")
+	importInto(t, store, src, "/t", chunker.Config{})
+	importInto(t, store, src, "/other", chunker.Config{}) // a sibling tree, untouched by the delete
+
+	os.Remove(filepath.Join(src, "gone.txt"))
+	os.Remove(filepath.Join(src, "link"))
+	os.RemoveAll(filepath.Join(src, "olddir"))
+	writeFile(t, filepath.Join(src, "new.txt"), []byte("new"), 0o644)
+
+	importWith(t, store, OpenOptions{}, src, "/t", ImportOptions{}) // adds only
+	vol, err := Open(context.Background(), store, OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vol.Tree.Lookup("/t/gone.txt"); err != nil {
+		t.Errorf("an import without Delete removed a file: %v", err)
+	}
+	vol.Close()
+
+	st := importWith(t, store, OpenOptions{}, src, "/t", ImportOptions{Delete: true})
+	if st.Deleted != 5 { // gone.txt, link, olddir, olddir/deep, olddir/deep/x
+		t.Errorf("deleted %d paths, want 5", st.Deleted)
+	}
+	vol, err = Open(context.Background(), store, OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vol.Close()
+	var paths []string
+	if err := vol.Tree.Walk("/", func(p string, n *Node) error { paths = append(paths, p); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	want := "/ /other /other/gone.txt /other/keep.txt /other/link /other/olddir /other/olddir/deep /other/olddir/deep/x /t /t/keep.txt /t/new.txt"
+	if got := strings.Join(paths, " "); got != want {
+		t.Errorf("tree after --delete:\n got %s\nwant %s", got, want)
+	}
+}

@@ -39,6 +39,7 @@ func setupImport(fl *pflag.FlagSet) func(context.Context, []string) error {
 	workers := fl.Int("workers", 0, "goroutines hashing and storing blocks (default: one per core, at least 2)")
 	asJSON := fl.Bool("json", false, "print the summary as JSON")
 	quiet := fl.BoolP("quiet", "q", false, "no progress bar")
+	del := fl.Bool("delete", false, "remove paths under DEST that SRC no longer has (mirror SRC)")
 	return func(ctx context.Context, args []string) error {
 		if len(args) < 1 || len(args) > 2 {
 			return usagef("want SRC [DEST], got %d arguments", len(args))
@@ -64,6 +65,7 @@ func setupImport(fl *pflag.FlagSet) func(context.Context, []string) error {
 		im, err := fs.NewImporter(vol, fs.ImportOptions{
 			Chunking: cfg,
 			Workers:  *workers,
+			Delete:   *del,
 			Warn:     func(err error) { fmt.Fprintf(stderr(ctx), "blockfs import: warning: %v\n", err) },
 		})
 		if err != nil {
@@ -82,11 +84,15 @@ func setupImport(fl *pflag.FlagSet) func(context.Context, []string) error {
 			return err
 		}
 		if *asJSON {
+			var ratio *float64 // null when nothing new was stored
+			if r, ok := st.DedupRatio(); ok {
+				ratio = &r
+			}
 			return json.NewEncoder(stdout(ctx)).Encode(struct {
 				fs.ImportStats
-				Dest       string  `json:"dest"`
-				DedupRatio float64 `json:"dedup_ratio"`
-			}{st, fs.CleanPath(dest), st.DedupRatio()})
+				Dest       string   `json:"dest"`
+				DedupRatio *float64 `json:"dedup_ratio"`
+			}{st, fs.CleanPath(dest), ratio})
 		}
 		fmt.Fprintln(stdout(ctx), importSummary(fs.CleanPath(dest), st))
 		return nil
@@ -95,8 +101,16 @@ func setupImport(fl *pflag.FlagSet) func(context.Context, []string) error {
 
 func importSummary(dest string, st fs.ImportStats) string {
 	rate := float64(st.Bytes) / max(st.Duration.Seconds(), 1e-9)
-	return fmt.Sprintf("imported %s: %d files, %d dirs, %d symlinks, %s in %d blocks; new: %d blocks, %s; dedup %.2fx; %s (%s/s)",
-		dest, st.Files, st.Dirs, st.Symlinks, humanize.IBytes(uint64(st.Bytes)), st.Blocks,
-		st.NewBlocks, humanize.IBytes(uint64(st.NewBytes)), st.DedupRatio(),
+	deleted := ""
+	if st.Deleted > 0 {
+		deleted = fmt.Sprintf(", %d deleted", st.Deleted)
+	}
+	dedup := "nothing new to store"
+	if r, ok := st.DedupRatio(); ok {
+		dedup = fmt.Sprintf("dedup %.2fx", r)
+	}
+	return fmt.Sprintf("imported %s: %d files, %d dirs, %d symlinks%s, %s in %d blocks; new: %d blocks, %s; %s; %s (%s/s)",
+		dest, st.Files, st.Dirs, st.Symlinks, deleted, humanize.IBytes(uint64(st.Bytes)), st.Blocks,
+		st.NewBlocks, humanize.IBytes(uint64(st.NewBytes)), dedup,
 		st.Duration.Round(time.Millisecond), humanize.IBytes(uint64(rate)))
 }

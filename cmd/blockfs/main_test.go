@@ -105,16 +105,27 @@ func TestImportAndReimport(t *testing.T) {
 		t.Fatalf("re-import: %d %s", code, stderr)
 	}
 	var st struct {
-		Files     int64 `json:"files"`
-		Bytes     int64 `json:"bytes"`
-		NewBlocks int64 `json:"new_blocks"`
-		NewBytes  int64 `json:"new_bytes"`
+		Files      int64    `json:"files"`
+		Bytes      int64    `json:"bytes"`
+		NewBlocks  int64    `json:"new_blocks"`
+		NewBytes   int64    `json:"new_bytes"`
+		DedupRatio *float64 `json:"dedup_ratio"`
 	}
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("%v: %q", err, out)
 	}
-	if st.Files != 6 || st.Bytes == 0 || st.NewBlocks != 0 || st.NewBytes != 0 {
-		t.Errorf("re-import stored new data: %+v", st)
+	if st.Files != 6 || st.Bytes == 0 || st.NewBlocks != 0 || st.NewBytes != 0 || st.DedupRatio != nil {
+		t.Errorf("re-import stored new data, or claims a ratio: %+v", st)
+	}
+	if _, out, _ = blockfs("import", "../../testdata/sample", "/sample"); !strings.Contains(out, "nothing new to store") {
+		t.Errorf("summary of a re-import: %q", out)
+	}
+	// --delete mirrors the source: a path the source lacks goes.
+	if code, _, stderr := blockfs("import", "../../testdata/sample/README.txt", "/sample/extra.txt"); code != 0 {
+		t.Fatal(stderr)
+	}
+	if code, out, stderr := blockfs("import", "--delete", "../../testdata/sample", "/sample"); code != 0 || !strings.Contains(out, "1 deleted") {
+		t.Errorf("import --delete: exit %d, %q %q", code, out, stderr)
 	}
 }
 
