@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"blockfs/blockstore"
 	"blockfs/internal/testsvc"
 )
 
@@ -353,5 +354,34 @@ func TestMountCacheDir(t *testing.T) {
 	code, _, stderr := blockfs("mount", "--store", store, "--cache-dir", cache, t.TempDir())
 	if code != 1 || !strings.Contains(stderr, "in use") {
 		t.Errorf("second owner of a cache dir: exit %d, %q", code, stderr)
+	}
+}
+
+func TestVerifyCommand(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	if code, _, stderr := blockfs("import", "--store", store, "../../testdata/sample"); code != 0 {
+		t.Fatal(stderr)
+	}
+	code, out, stderr := blockfs("verify", "--deep", "--store", store)
+	if code != 0 || !strings.Contains(out, "verified /: 6 files") || !strings.Contains(out, "present and intact") {
+		t.Fatalf("verify of a healthy store: exit %d, %q %q", code, out, stderr)
+	}
+	// Remove the one block of a small file: exit 1, the block and its file named.
+	data, _ := os.ReadFile("../../testdata/sample/models/config.json")
+	h := blockstore.Sum(data).String()
+	if err := os.Remove(filepath.Join(store, "blocks", h[:2], h)); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr = blockfs("verify", "--json", "--store", store)
+	var rep struct {
+		Missing []struct {
+			Paths []string `json:"paths"`
+		} `json:"missing"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v: %q", err, out)
+	}
+	if code != 1 || len(rep.Missing) != 1 || len(rep.Missing[0].Paths) != 1 || rep.Missing[0].Paths[0] != "/sample/models/config.json" || !strings.Contains(stderr, "1 missing") {
+		t.Errorf("verify with a block gone: exit %d, %s, %q", code, out, stderr)
 	}
 }
