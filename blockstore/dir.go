@@ -128,18 +128,19 @@ func (d *DirStore) Put(ctx context.Context, h Hash, data []byte) error {
 	if err := CheckPut(h, data); err != nil {
 		return err
 	}
+	if fi, err := os.Stat(d.path(h)); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(data)) {
+		return nil
+	}
 	return d.PutHashed(ctx, h, data)
 }
 
-// PutHashed implements HashedPutter: Put without re-hashing data.
+// PutHashed implements HashedPutter: Put without re-hashing data or
+// checking that the block exists.
 func (d *DirStore) PutHashed(ctx context.Context, h Hash, data []byte) error {
 	if len(data) > MaxBlockSize {
 		return fmt.Errorf("%w: put %v: %d bytes", ErrTooLarge, h, len(data))
 	}
 	final := d.path(h)
-	if fi, err := os.Stat(final); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(data)) {
-		return nil
-	}
 	if d.deferred {
 		return d.putDeferred(h, data)
 	}

@@ -33,16 +33,20 @@ type Store interface {
 }
 
 // HashedPutter is implemented by stores whose Put verifies the hash by
-// hashing the data again. PutHashed is Put without that check, for a caller
-// that has itself just computed h from these very bytes in this process (the
-// importer): hashing every new block twice would cost a third of an
-// import's speed. Every other caller uses Put.
+// hashing the data again and first asks whether the block exists. PutHashed
+// is Put without either, for a caller that has itself just computed h from
+// these very bytes and found the block missing with Has (the importer):
+// hashing every new block twice cost a third of an import's speed, and the
+// second existence check is another round trip per block on S3. Writing a
+// block that appeared meanwhile is harmless (same bytes). Every other
+// caller uses Put.
 type HashedPutter interface {
 	PutHashed(ctx context.Context, h Hash, data []byte) error
 }
 
 // PutHashed stores data under h, which the caller computed from data
-// itself: through s's PutHashed if it has one, else through Put.
+// itself after Has said the block is missing: through s's PutHashed if it
+// has one, else through Put.
 func PutHashed(ctx context.Context, s Store, h Hash, data []byte) error {
 	if hp, ok := s.(HashedPutter); ok {
 		return hp.PutHashed(ctx, h, data)

@@ -303,7 +303,8 @@ func (im *Importer) storeBlock(ctx context.Context, seen *sync.Map, j blockJob) 
 		return loc, fmt.Errorf("import: %w", err)
 	}
 	if !has {
-		// The hash was computed from these bytes just above.
+		// The hash was computed from these bytes just above, and Has said
+		// the store lacks the block: no second hash, no second existence check.
 		if err := blockstore.PutHashed(ctx, im.vol.Blocks, loc.Hash, data); err != nil {
 			return loc, fmt.Errorf("import: storing a block of %s: %w", j.file.item.src, err)
 		}

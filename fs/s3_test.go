@@ -273,3 +273,20 @@ func TestS3Faults(t *testing.T) {
 		}
 	}
 }
+
+// TestS3ImportOneHeadPerBlock: importing asks S3 whether each new block
+// exists once (Has), not again inside the upload: MinIO's own count of
+// HEAD requests is exactly the data blocks plus the metadata blobs (whose
+// Put checks for itself).
+func TestS3ImportOneHeadPerBlock(t *testing.T) {
+	m := testsvc.SharedMinIO(t)
+	spec := "s3://" + m.NewBucket(t) + "/heads"
+	src := filepath.Join(t.TempDir(), "f")
+	writeFile(t, src, randomBytes(95, 6<<20), 0o644)
+	before := m.Requests(t, "headobject")
+	st := importWith(t, spec, s3Opts(m, m.Endpoint()), src, "/f", ImportOptions{Chunking: chunker.Config{Fixed: true, Avg: 1 << 20}})
+	want := before + st.NewBlocks + st.MetaBlocks
+	if got := m.WaitRequests(t, "headobject", want); got != want {
+		t.Errorf("%d HEAD requests for %d new blocks and %d metadata blobs", got-before, st.NewBlocks, st.MetaBlocks)
+	}
+}

@@ -424,15 +424,6 @@ func (s *Store) Put(ctx context.Context, h blockstore.Hash, data []byte) error {
 	if err := blockstore.CheckPut(h, data); err != nil {
 		return fmt.Errorf("s3: %w", err)
 	}
-	return s.PutHashed(ctx, h, data)
-}
-
-// PutHashed implements blockstore.HashedPutter: Put without re-hashing data
-// here (the server still checks it against x-amz-content-sha256).
-func (s *Store) PutHashed(ctx context.Context, h blockstore.Hash, data []byte) error {
-	if len(data) > blockstore.MaxBlockSize {
-		return fmt.Errorf("%w: s3 put %v: %d bytes", blockstore.ErrTooLarge, h, len(data))
-	}
 	size, err := s.stat(ctx, s.blockKey(h))
 	if err == nil && size == int64(len(data)) {
 		return nil
@@ -440,7 +431,17 @@ func (s *Store) PutHashed(ctx context.Context, h blockstore.Hash, data []byte) e
 	if err != nil && !isNotFound(err) {
 		return s.fail(fmt.Sprintf("put %v", h), err)
 	}
-	err = s.do(ctx, &s.c.puts, func(ctx context.Context) error {
+	return s.PutHashed(ctx, h, data)
+}
+
+// PutHashed implements blockstore.HashedPutter: Put without re-hashing data
+// here (the server still checks it against x-amz-content-sha256) and
+// without the HEAD that asks whether it exists.
+func (s *Store) PutHashed(ctx context.Context, h blockstore.Hash, data []byte) error {
+	if len(data) > blockstore.MaxBlockSize {
+		return fmt.Errorf("%w: s3 put %v: %d bytes", blockstore.ErrTooLarge, h, len(data))
+	}
+	err := s.do(ctx, &s.c.puts, func(ctx context.Context) error {
 		_, err := s.core.PutObject(ctx, s.bucket, s.blockKey(h), bytes.NewReader(data), int64(len(data)),
 			"", h.String(), minio.PutObjectOptions{ContentType: "application/octet-stream"})
 		if err == nil {
