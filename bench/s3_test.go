@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"blockfs/bench/cpustat"
 	"blockfs/blockstore"
 	"blockfs/blockstore/s3"
 	"blockfs/fs"
@@ -201,12 +202,17 @@ func BenchmarkS3ColdRead(b *testing.B) {
 	cfg := s3Config(m, proxy.Endpoint())
 
 	var mountRate, getRate, verifiedRate, rcloneRate float64
+	var mountCPU, getCPU cpustat.Usage
 	var blocks int
 	for b.Loop() {
 		dir, unmount := mountBlockfs(b, spec, cfg, fs.MountOptions{Refresh: -1})
+		c := cpustat.Take()
 		mountRate = timeRead(b, filepath.Join(dir, "data.bin"), size)
+		mountCPU = c.Since()
 		unmount()
+		c = cpustat.Take()
 		blocks, getRate = parallelGets(b, spec, cfg, false)
+		getCPU = c.Since()
 		_, verifiedRate = parallelGets(b, spec, cfg, true)
 		rcloneRate = rcloneRead(b, m, proxy.Endpoint(), bucket, size)
 	}
@@ -220,6 +226,8 @@ func BenchmarkS3ColdRead(b *testing.B) {
 	fmt.Printf("  16 plain GETs               %8.1f MB/s  (blockfs %.2fx; target >= 0.8)\n", getRate, mountRate/getRate)
 	fmt.Printf("  16 GETs + SHA-256 verify    %8.1f MB/s  (blockfs %.2fx)\n", verifiedRate, mountRate/verifiedRate)
 	fmt.Printf("  rclone mount (vfs full)     %8.1f MB/s  (blockfs %.2fx)\n", rcloneRate, mountRate/rcloneRate)
+	fmt.Printf("  whole-machine CPU (MinIO, toxiproxy and reader together): mount %s; plain GETs %s\n",
+		mountCPU.PerMiB(size), getCPU.PerMiB(size))
 
 	// A store-bound variant: each connection also limited to 8 MB/s, as a
 	// remote store's per-request throughput is. On this 2-core machine the

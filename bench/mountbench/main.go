@@ -26,6 +26,7 @@ import (
 	"sort"
 	"time"
 
+	"blockfs/bench/cpustat"
 	"blockfs/fs"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -92,7 +93,7 @@ func run(size, runs int) error {
 		return rate(size, time.Since(start))
 	})
 
-	memCold, memWarm, err := measureMount(runs, size, func(mnt string) (func(), error) {
+	memCold, memWarm, memCPU, err := measureMount(runs, size, func(mnt string) (func(), error) {
 		root := &gofs.Inode{}
 		file := &gofs.MemRegularFile{Data: data, Attr: fuse.Attr{Mode: 0o444}}
 		server, err := gofs.Mount(mnt, root, &gofs.Options{
@@ -110,7 +111,7 @@ func run(size, runs int) error {
 	if err != nil {
 		return err
 	}
-	bfCold, bfWarm, err := measureMount(runs, size, func(mnt string) (func(), error) {
+	bfCold, bfWarm, bfCPU, err := measureMount(runs, size, func(mnt string) (func(), error) {
 		vol, err := fs.Open(context.Background(), store, fs.OpenOptions{})
 		if err != nil {
 			return nil, err
@@ -131,6 +132,9 @@ func run(size, runs int) error {
 	fmt.Printf("  %-42s %8.2f\n", "go-fuse in-memory file, warm (ceiling)", memWarm)
 	fmt.Printf("  %-42s %8.2f   %.2fx ceiling (target >= 0.70)\n", "blockfs cold (empty pool)", bfCold, bfCold/memCold)
 	fmt.Printf("  %-42s %8.2f   %.2fx ceiling (target >= 0.90)\n", "blockfs warm (page cache)", bfWarm, bfWarm/memWarm)
+	fmt.Printf("whole-machine CPU during a cold read (/proc/stat)\n")
+	fmt.Printf("  %-42s %s\n", "go-fuse in-memory file", memCPU.PerMiB(size))
+	fmt.Printf("  %-42s %s\n", "blockfs (verifies every block: SHA-256)", bfCPU.PerMiB(size))
 	fmt.Printf("import of the same file (GB/s)\n")
 	fmt.Printf("  %-42s %8.2f\n", "SHA-256, one core", shaRate)
 	fmt.Printf("  %-42s %8.2f\n", "dd conv=fsync copy (disk's durable writes)", diskWrite)
@@ -158,23 +162,25 @@ func importOnce(store, src string, size int) float64 {
 
 // measureMount mounts a fresh file system per run; the first read of each
 // mount is cold, the second warm.
-func measureMount(runs, size int, mount func(string) (func(), error), name string) (cold, warm float64, err error) {
+func measureMount(runs, size int, mount func(string) (func(), error), name string) (cold, warm float64, cpu cpustat.Usage, err error) {
 	var colds, warms []float64
 	for range runs {
 		mnt, err := os.MkdirTemp("", "mountbench-mnt")
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, cpu, err
 		}
 		unmount, err := mount(mnt)
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, cpu, err
 		}
+		c := cpustat.Take()
 		colds = append(colds, ddRate(filepath.Join(mnt, name), size))
+		cpu = c.Since() // the last run's: every run is alike
 		warms = append(warms, ddRate(filepath.Join(mnt, name), size))
 		unmount()
 		os.Remove(mnt)
 	}
-	return mid(colds), mid(warms), nil
+	return mid(colds), mid(warms), cpu, nil
 }
 
 func ddRate(file string, size int) float64 {
