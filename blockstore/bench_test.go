@@ -125,14 +125,7 @@ func (s *gatedStore) Get(ctx context.Context, loc Locator, dst []byte) (int, err
 func BenchmarkDirStoreGet(b *testing.B) {
 	d := newDir(b)
 	ctx := context.Background()
-	blocks := testBlocks(8, 1<<20)
-	locs := make([]Locator, len(blocks))
-	for i, data := range blocks {
-		locs[i] = LocatorOf(data)
-		if err := d.Put(ctx, locs[i].Hash, data); err != nil {
-			b.Fatal(err)
-		}
-	}
+	locs := storeBlocks(b, d, 8, 1<<20)
 	dst := make([]byte, 1<<20)
 	b.SetBytes(1 << 20)
 	b.ReportAllocs()
@@ -151,14 +144,7 @@ func BenchmarkDirStoreGet(b *testing.B) {
 func BenchmarkPoolMissDir(b *testing.B) {
 	d := newDir(b)
 	ctx := context.Background()
-	blocks := testBlocks(8, 1<<20)
-	locs := make([]Locator, len(blocks))
-	for i, data := range blocks {
-		locs[i] = LocatorOf(data)
-		if err := d.Put(ctx, locs[i].Hash, data); err != nil {
-			b.Fatal(err)
-		}
-	}
+	locs := storeBlocks(b, d, 8, 1<<20)
 	p := NewPool(d, PoolConfig{MaxBytes: 1 << 20}) // one buffer: every Get misses
 	b.SetBytes(1 << 20)
 	b.ReportAllocs()
@@ -172,4 +158,18 @@ func BenchmarkPoolMissDir(b *testing.B) {
 		buf.Release()
 		i++
 	}
+}
+
+// storeBlocks puts n test blocks of size bytes into d and returns them.
+func storeBlocks(b *testing.B, d *DirStore, n, size int) []Locator {
+	b.Helper()
+	var locs []Locator
+	for _, data := range testBlocks(n, size) {
+		l := LocatorOf(data)
+		if err := d.Put(context.Background(), l.Hash, data); err != nil {
+			b.Fatal(err)
+		}
+		locs = append(locs, l)
+	}
+	return locs
 }

@@ -249,3 +249,24 @@ func (tm *testMount) blocksOf(t *testing.T, p string) []blockstore.Locator {
 }
 
 func discardLogger() *log.Logger { return log.New(io.Discard, "", 0) }
+
+// cmpTrees compares every regular file and the file list of src with dir,
+// using separate processes.
+func cmpTrees(t *testing.T, src, dir string) {
+	t.Helper()
+	want := sh(t, "sh", "-c", "cd "+src+" && find . | sort")
+	if got := sh(t, "sh", "-c", "cd "+dir+" && find . | sort"); got != want {
+		t.Fatalf("find differs:\n got %q\nwant %q", got, want)
+	}
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		sh(t, "cmp", p, filepath.Join(dir, rel))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -28,27 +28,6 @@ func s3Opts(m *testsvc.MinIO, endpoint string) OpenOptions {
 	}}
 }
 
-// cmpTrees compares every regular file and the file list of src with dir,
-// using separate processes.
-func cmpTrees(t *testing.T, src, dir string) {
-	t.Helper()
-	want := sh(t, "sh", "-c", "cd "+src+" && find . | sort")
-	if got := sh(t, "sh", "-c", "cd "+dir+" && find . | sort"); got != want {
-		t.Fatalf("find differs:\n got %q\nwant %q", got, want)
-	}
-	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		sh(t, "cmp", p, filepath.Join(dir, rel))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestS3FreshNodeMount: data imported to S3 by one "machine" is listed and
 // read by a mount on another that has nothing but the store string.
 func TestS3FreshNodeMount(t *testing.T) {

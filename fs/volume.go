@@ -193,6 +193,9 @@ func (v *Volume) Publish(ctx context.Context) error {
 	return nil
 }
 
+// Store is the block store the volume reads through (its disk cache, if any).
+func (v *Volume) Store() *Store { return v.store }
+
 // MetaStats snapshots the metadata counters.
 func (v *Volume) MetaStats() MetaStats {
 	return MetaStats{

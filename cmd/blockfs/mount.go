@@ -108,12 +108,7 @@ func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 			reg.Snapshot("fuse", nil, func() map[string]int64 { return metrics.Fields(m.Stats().Fuse) })
 			reg.Snapshot("meta", map[string]bool{"generation": true, "segments": true, "last_refresh_unix_ns": true},
 				func() map[string]int64 { return metrics.Fields(vol.MetaStats()) })
-			reg.Snapshot("cache", map[string]bool{"bytes": true, "entries": true, "max_bytes": true}, func() map[string]int64 {
-				if c := m.Stats().Cache; c != nil {
-					return metrics.Fields(c)
-				}
-				return nil
-			})
+			watchCache(reg, vol.Store())
 			addr, err := reg.Serve(ctx, *metricsAddr)
 			if err != nil {
 				m.Unmount()

@@ -181,7 +181,7 @@ func TestMetricsEndpoints(t *testing.T) {
 
 	// A mount of the server, with metrics.
 	mnt := t.TempDir()
-	mount := exec.Command(blockfsBin, "mount", "--store", url, "--metrics", "127.0.0.1:0", mnt)
+	mount := exec.Command(blockfsBin, "mount", "--store", url, "--metrics", "127.0.0.1:0", "--cache-dir", t.TempDir(), "--cache-size", "64MiB", mnt)
 	mountMetrics := metricsAddr(startUntil(t, mount, "serving"))
 	if _, err := os.ReadFile(filepath.Join(mnt, "sample/reference/genome.fa")); err != nil {
 		t.Fatal(err)
@@ -189,7 +189,8 @@ func TestMetricsEndpoints(t *testing.T) {
 
 	m := scrape(mountMetrics)
 	for _, want := range []string{`blockfs_fuse_operation_seconds_count{op="read"}`, `blockfs_fuse_operation_seconds_count{op="lookup"}`,
-		"blockfs_pool_fetches_total", "blockfs_fuse_reads_total", `blockfs_store_request_seconds_count{op="get"}`, "blockfs_meta_generation"} {
+		"blockfs_pool_fetches_total", "blockfs_fuse_reads_total", `blockfs_store_request_seconds_count{op="get"}`, "blockfs_meta_generation",
+		"blockfs_cache_misses_total", "blockfs_cache_max_bytes 6.7108864e+07"} {
 		if !strings.Contains(m, want) {
 			t.Errorf("mount /metrics lacks %s", want)
 		}
