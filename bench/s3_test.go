@@ -119,14 +119,25 @@ func parallelGets(b *testing.B, spec string, cfg *s3.Config, verify bool) (int, 
 	if err != nil {
 		b.Fatal(err)
 	}
+	// Each reader's buffer fits the largest block and is touched before the
+	// clock starts, so the baseline pays no page faults: it is the store's
+	// best, not a handicapped reader.
+	var largest int64
+	for _, l := range n.Blocks {
+		largest = max(largest, l.Size)
+	}
+	bufs := make([][]byte, 16)
+	for i := range bufs {
+		bufs[i] = make([]byte, largest)
+		fill(bufs[i])
+	}
 	work := make(chan blockstore.Locator)
 	var wg sync.WaitGroup
 	start := time.Now()
-	for range 16 {
+	for _, buf := range bufs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := make([]byte, blockstore.MaxBlockSize)
 			for l := range work {
 				if _, err := vol.Blocks.Get(context.Background(), l, buf[:l.Size]); err != nil {
 					b.Error(err)
