@@ -19,6 +19,9 @@ type Buffer struct {
 	mem  []byte
 	data []byte
 	held int64 // bytes accounted in pool.bytesHeld for this buffer
+	// unmap, if set, undoes the mapping that data is (see Mapper); mem is
+	// then nil, so the memory is never handed to another block.
+	unmap func() error
 
 	// done is closed when the fetch has finished; err is its outcome
 	// (set before done is closed, so readable after <-done).

@@ -2,11 +2,13 @@ package blockstore
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 )
 
-// CountingStore wraps a Store and counts Get calls and bytes read, in total
+// CountingStore wraps a Store and counts Get (and Map) calls and bytes read, in total
 // and per hash. It exists so tests (here and end to end) can assert what
 // the Pool promises: the backend saw exactly one read per unique block.
 // The other methods pass straight through.
@@ -35,6 +37,25 @@ func (c *CountingStore) Get(ctx context.Context, loc Locator, dst []byte) (int, 
 	n, err := c.Store.Get(ctx, loc, dst)
 	c.getBytes.Add(int64(n))
 	return n, err
+}
+
+// Map counts like Get, since a mapping is a read of the block, then
+// delegates if the wrapped store is a Mapper.
+func (c *CountingStore) Map(ctx context.Context, loc Locator) ([]byte, func() error, error) {
+	m, ok := c.Store.(Mapper)
+	if !ok {
+		return nil, nil, fmt.Errorf("blockstore: map %v: %w", loc, errNoMap)
+	}
+	data, unmap, err := m.Map(ctx, loc)
+	if errors.Is(err, errNoMap) {
+		return nil, nil, err // not a read: the caller falls back to Get
+	}
+	c.gets.Add(1)
+	c.mu.Lock()
+	c.byHash[loc.Hash]++
+	c.mu.Unlock()
+	c.getBytes.Add(int64(len(data)))
+	return data, unmap, err
 }
 
 // Gets returns the number of Get calls so far.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -43,6 +44,11 @@ type DirStore struct {
 	deferred bool
 	pmu      sync.Mutex
 	pending  map[Hash]string // hash -> temp file
+
+	// noMap is set once locking a mapping failed for lack of permission or
+	// of RLIMIT_MEMLOCK: from then on Map says ErrUnsupported at once and
+	// the Pool copies with Get, rather than paying a failed mlock per block.
+	noMap atomic.Bool
 }
 
 var _ Store = (*DirStore)(nil)

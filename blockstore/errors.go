@@ -21,6 +21,10 @@ var (
 	// HTTP 503 (or EAGAIN): the caller should back off, not queue forever.
 	ErrBusy = errors.New("blockstore: pool busy")
 
+	// ErrWouldWait is returned by Pool.TryGet when the block could only be
+	// had by waiting for a buffer to be released.
+	ErrWouldWait = errors.New("blockstore: no buffer free without waiting")
+
 	// ErrTooLarge reports a block bigger than MaxBlockSize or than a Pool's
 	// whole memory budget, which could therefore never be held.
 	ErrTooLarge = errors.New("blockstore: block too large")

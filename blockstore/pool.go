@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -73,6 +74,7 @@ type Pool struct {
 	prefetching int                 // prefetches in flight
 	closed      bool
 	wg          sync.WaitGroup // prefetches in flight, for Close
+	unmaps      []func() error // mappings dropped under mu, undone by unlock
 }
 
 // NewPool returns a Pool reading from s.
@@ -116,6 +118,19 @@ func NewPool(s Store, cfg PoolConfig) *Pool {
 // the store's, e.g. ErrNotFound, or ErrCorrupt when verification failed),
 // shared by every caller that waited for that fetch.
 func (p *Pool) Get(ctx context.Context, loc Locator) (*Buffer, error) {
+	return p.get(ctx, loc, true)
+}
+
+// TryGet is Get for a caller that already holds a buffer: it never waits
+// for memory, and returns ErrWouldWait instead. A caller that waited for
+// memory while holding a buffer could wait forever, if every holder did
+// the same. TryGet does wait for a fetch already in flight (it has its
+// memory); it fails like Get otherwise.
+func (p *Pool) TryGet(ctx context.Context, loc Locator) (*Buffer, error) {
+	return p.get(ctx, loc, false)
+}
+
+func (p *Pool) get(ctx context.Context, loc Locator, mayWait bool) (*Buffer, error) {
 	p.c.gets.Add(1)
 	if err := p.check(loc); err != nil {
 		return nil, err
@@ -139,11 +154,16 @@ func (p *Pool) Get(ctx context.Context, loc Locator) (*Buffer, error) {
 		if b := p.reserveLocked(loc); b != nil {
 			b.refs = 2 // this caller and the fetch
 			p.c.inUse.Add(1)
-			p.mu.Unlock()
+			p.unlock()
 			go p.fetch(context.WithoutCancel(ctx), b, false)
 			return p.wait(ctx, b)
 		}
 		// No memory to be had without waiting.
+		if !mayWait {
+			p.mu.Unlock()
+			p.c.gets.Add(-1) // not a Get after all: the caller asks again
+			return nil, fmt.Errorf("%w: get %v", ErrWouldWait, loc)
+		}
 		if p.nwait >= p.maxWaiters {
 			n := p.nwait
 			p.mu.Unlock()
@@ -186,7 +206,7 @@ func (p *Pool) Prefetch(loc Locator) bool {
 		return false
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	if p.closed {
 		return false
 	}
@@ -214,13 +234,31 @@ func (p *Pool) Prefetch(loc Locator) bool {
 	return true
 }
 
-// Close stops new prefetches and waits for those in flight. Buffers stay
-// valid and Get keeps working; Close only ends background work.
+// Close stops new prefetches, waits for those in flight and lets go of
+// every idle buffer (unmapping mapped ones). Buffers still held stay valid
+// until released, and Get keeps working.
 func (p *Pool) Close() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
 	p.wg.Wait()
+	p.mu.Lock()
+	for v := p.lru.back(); v != nil && v != &p.lru.root; v = p.lru.back() {
+		p.evictLocked(v)
+		p.dropLocked(v)
+	}
+	p.unlock()
+}
+
+// unlock releases p.mu, then unmaps the mappings dropped while it was
+// held: a munmap (a TLB shootdown) is too slow for the pool's mutex.
+func (p *Pool) unlock() {
+	u := p.unmaps
+	p.unmaps = nil
+	p.mu.Unlock()
+	for _, unmap := range u {
+		unmap()
+	}
 }
 
 // check rejects locators the pool can never serve.
@@ -259,14 +297,8 @@ func (p *Pool) fetch(ctx context.Context, b *Buffer, prefetch bool) {
 		ctx, cancel = context.WithTimeout(ctx, p.fetchTimeout)
 		defer cancel()
 	}
-	size := b.loc.Size
-	if b.mem == nil {
-		// Allocated here, not under the mutex: zeroing 64 MiB takes a while.
-		b.mem = make([]byte, size)
-	}
-	b.data = b.mem[:size:size]
 	p.c.fetches.Add(1)
-	n, err := p.store.Get(ctx, b.loc, b.data)
+	n, err := p.read(ctx, b)
 	if n > 0 {
 		p.c.fetchBytes.Add(int64(n))
 	}
@@ -279,9 +311,20 @@ func (p *Pool) fetch(ctx context.Context, b *Buffer, prefetch bool) {
 		if errors.Is(err, ErrCorrupt) {
 			p.c.verifyFailures.Add(1)
 		}
+		if b.unmap != nil { // nobody saw these bytes
+			b.unmap()
+			b.unmap, b.data = nil, nil
+		}
 	}
 
 	p.mu.Lock()
+	if b.unmap != nil && b.held > b.loc.Size {
+		// Mapped into memory reused from an evicted buffer: that memory
+		// went unused, so account for the block alone.
+		p.bytesHeld -= b.held - b.loc.Size
+		p.c.bytesHeld.Store(p.bytesHeld)
+		b.held = b.loc.Size
+	}
 	if err != nil {
 		// Forget the block at once (the next Get fetches afresh) and free
 		// its memory; waiters only look at b.err.
@@ -302,6 +345,31 @@ func (p *Pool) fetch(ctx context.Context, b *Buffer, prefetch bool) {
 	if prefetch {
 		p.wg.Done()
 	}
+}
+
+// read fills b with its block: mapped in place if the store can (see
+// Mapper), else copied into b's memory with Get.
+func (p *Pool) read(ctx context.Context, b *Buffer) (int, error) {
+	if m, ok := p.store.(Mapper); ok {
+		data, unmap, err := m.Map(ctx, b.loc)
+		if err == nil {
+			// Should the pool itself be dropped unclosed, its mappings
+			// go with it rather than stay locked for the process's life.
+			runtime.AddCleanup(b, func(unmap func() error) { unmap() }, unmap)
+			b.mem, b.data, b.unmap = nil, data, unmap
+			return len(data), nil
+		}
+		if !errors.Is(err, errNoMap) {
+			return 0, err
+		}
+	}
+	size := b.loc.Size
+	if b.mem == nil {
+		// Allocated here, not under the mutex: zeroing 64 MiB takes a while.
+		b.mem = make([]byte, size)
+	}
+	b.data = b.mem[:size:size]
+	return p.store.Get(ctx, b.loc, b.data)
 }
 
 // verify checks that the n bytes read are exactly the block loc names.
@@ -333,7 +401,7 @@ func (p *Pool) reserveLocked(loc Locator) *Buffer {
 		for {
 			v := p.lru.back()
 			p.evictLocked(v)
-			if c := int64(cap(v.mem)); c >= need && c <= 2*need {
+			if c := int64(cap(v.mem)); v.unmap == nil && c >= need && c <= 2*need {
 				p.moveMemLocked(v, b)
 				break
 			}
@@ -348,7 +416,7 @@ func (p *Pool) reserveLocked(loc Locator) *Buffer {
 		// Even evicting every idle buffer would not free enough, but
 		// one of them may be big enough to reuse: take the oldest.
 		v := p.lru.back()
-		for v != nil && v != &p.lru.root && int64(cap(v.mem)) < need {
+		for v != nil && v != &p.lru.root && (v.unmap != nil || int64(cap(v.mem)) < need) {
 			v = v.prev
 		}
 		if v == nil || v == &p.lru.root {
@@ -379,11 +447,15 @@ func (p *Pool) moveMemLocked(v, b *Buffer) {
 	v.mem, v.data, v.held = nil, nil, 0
 }
 
-// dropLocked lets the garbage collector have b's memory.
+// dropLocked lets the garbage collector have b's memory, or queues its
+// mapping for unlock to undo.
 func (p *Pool) dropLocked(b *Buffer) {
 	p.bytesHeld -= b.held
 	p.c.bytesHeld.Store(p.bytesHeld)
-	b.mem, b.data, b.held = nil, nil, 0
+	if b.unmap != nil {
+		p.unmaps = append(p.unmaps, b.unmap)
+	}
+	b.mem, b.data, b.held, b.unmap = nil, nil, 0, nil
 }
 
 // acquireLocked takes a reference to b, taking it off the LRU if idle.

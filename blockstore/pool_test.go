@@ -266,6 +266,43 @@ func TestPoolWaitForBuffer(t *testing.T) {
 	b.Release()
 }
 
+// TryGet never waits for memory, but takes hits and joins fetches in
+// flight like Get.
+func TestPoolTryGet(t *testing.T) {
+	blocks := testBlocks(3, 1024)
+	A, B, C := LocatorOf(blocks[0]), LocatorOf(blocks[1]), LocatorOf(blocks[2])
+	gate := newGateStore(newMemStore(blocks...))
+	p := NewPool(gate, PoolConfig{MaxBytes: 2048})
+	ctx := context.Background()
+	inflight := getAsync(ctx, p, B) // B's fetch holds its memory, gated
+	<-gate.entered
+	gate.open()
+	a, err := p.Get(ctx, A)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.TryGet(ctx, B) // in flight or done: joined, not refused
+	if err != nil || !bytes.Equal(b.Bytes(), blocks[1]) {
+		t.Fatal("TryGet of a block in the pool:", err)
+	}
+	// Every byte is held: C could only be had by waiting.
+	if _, err := p.TryGet(ctx, C); !errors.Is(err, ErrWouldWait) {
+		t.Fatalf("TryGet with no free memory: %v, want ErrWouldWait", err)
+	}
+	if s := p.Stats(); s.Waiters != 0 || s.Busy != 0 || s.Gets != 3 {
+		t.Fatalf("a refused TryGet left a trace: %+v", s)
+	}
+	b.Release()
+	(<-inflight).b.Release()
+	c, err := p.TryGet(ctx, C) // B is idle now: evicted for C
+	if err != nil || !bytes.Equal(c.Bytes(), blocks[2]) {
+		t.Fatal("TryGet with an evictable buffer:", err)
+	}
+	c.Release()
+	a.Release()
+	assertIdle(t, p)
+}
+
 func TestPoolCancelMemoryWaiter(t *testing.T) {
 	blocks := testBlocks(2, 100)
 	p := NewPool(newMemStore(blocks...), PoolConfig{MaxBytes: 100})
@@ -479,13 +516,17 @@ func TestPoolPrefetch(t *testing.T) {
 		t.Fatal("Prefetch(B) = false")
 	}
 	<-gate.entered
-	p.Close() // waits for the prefetch of B
-	// Prefetch never blocks: with every buffer held it fails; with one
-	// idle it may evict it.
+	p.Close() // waits for the prefetch of B, then lets go of it (idle)
+	if s := p.Stats(); s.Buffers != 1 || s.BytesHeld != 100 {
+		t.Fatalf("after Close, A (held) alone should remain: %+v", s)
+	}
+	// Get still works after Close: B is read again.
 	b, err := p.Get(context.Background(), B)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Prefetch never blocks: with every buffer held it fails; with one
+	// idle it may evict it.
 	p2 := NewPool(cs, PoolConfig{MaxBytes: 200})
 	h1, _ := p2.Get(context.Background(), A)
 	h2, _ := p2.Get(context.Background(), B)
@@ -503,7 +544,7 @@ func TestPoolPrefetch(t *testing.T) {
 	}
 	b.Release()
 	res.b.Release()
-	if s := p.Stats(); s.Prefetches != 2 || cs.GetsOf(A.Hash) != 2 || cs.GetsOf(B.Hash) != 2 {
+	if s := p.Stats(); s.Prefetches != 2 || cs.GetsOf(A.Hash) != 2 || cs.GetsOf(B.Hash) != 3 {
 		t.Fatalf("stats %+v, reads of A %d, B %d", s, cs.GetsOf(A.Hash), cs.GetsOf(B.Hash))
 	}
 	assertIdle(t, p)

@@ -32,6 +32,19 @@ func (c chaosStore) Get(ctx context.Context, loc Locator, dst []byte) (int, erro
 	return c.Store.Get(ctx, loc, dst)
 }
 
+// Map, for a chaosStore over a Mapper, maps, fails, or declines (so the
+// pool copies with Get instead) at random.
+func (c chaosStore) Map(ctx context.Context, loc Locator) ([]byte, func() error, error) {
+	m, ok := c.Store.(Mapper)
+	switch x := rand.IntN(100); {
+	case !ok || x < 25:
+		return nil, nil, errNoMap
+	case x < 33:
+		return nil, nil, errBoom
+	}
+	return m.Map(ctx, loc)
+}
+
 // checkInvariants inspects the pool's internals with the mutex held.
 func checkInvariants(t *testing.T, p *Pool) {
 	t.Helper()
@@ -45,6 +58,9 @@ func checkInvariants(t *testing.T, p *Pool) {
 		held += b.held
 		if b.refs < 0 {
 			t.Errorf("negative refs on %v", loc)
+		}
+		if b.unmap != nil && b.mem != nil {
+			t.Errorf("buffer %v is both mapped and in memory", loc)
 		}
 		if b.refs == 0 && !b.inList() {
 			t.Errorf("idle buffer %v not on the LRU list", loc)
@@ -67,15 +83,7 @@ func checkInvariants(t *testing.T, p *Pool) {
 }
 
 func TestPoolStress(t *testing.T) {
-	runFor := 2 * time.Second
-	if testing.Short() {
-		runFor = 300 * time.Millisecond
-	}
-	const (
-		nBlocks  = 48
-		workers  = 16
-		maxBytes = 64 << 10
-	)
+	const nBlocks = 48
 	r := rand.New(rand.NewPCG(7, 7))
 	blocks := make([][]byte, nBlocks)
 	locs := make([]Locator, nBlocks)
@@ -83,7 +91,32 @@ func TestPoolStress(t *testing.T) {
 		blocks[i] = randBlock(r, 1+r.IntN(16<<10))
 		locs[i] = LocatorOf(blocks[i])
 	}
-	p := NewPool(chaosStore{newMemStore(blocks...)}, PoolConfig{MaxBytes: maxBytes, MaxWaiters: 8, MaxPrefetch: 2})
+	t.Run("copied", func(t *testing.T) {
+		stressPool(t, chaosStore{newMemStore(blocks...)}, blocks, locs)
+	})
+	t.Run("mapped", func(t *testing.T) {
+		d := newDir(t)
+		putBlocks(t, d, blocks)
+		stressPool(t, chaosStore{d}, blocks, locs)
+		if n := storeMappings(t, d); n != 0 {
+			t.Errorf("%d store files still mapped after Close", n)
+		}
+	})
+}
+
+// stressPool runs 16 workers against a small pool over store for a while
+// and checks every result and the pool's bookkeeping.
+func stressPool(t *testing.T, store Store, blocks [][]byte, locs []Locator) {
+	runFor := time.Second
+	if testing.Short() {
+		runFor = 200 * time.Millisecond
+	}
+	const (
+		workers  = 16
+		maxBytes = 64 << 10
+	)
+	nBlocks := len(blocks)
+	p := NewPool(store, PoolConfig{MaxBytes: maxBytes, MaxWaiters: 8, MaxPrefetch: 2})
 
 	var (
 		wg       sync.WaitGroup
