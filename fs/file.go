@@ -68,10 +68,12 @@ type fileHandle struct {
 
 var _ gofs.FileReader = (*fileHandle)(nil)
 
-// Read serves one kernel read through the pool. A read within one block is
-// handed to the kernel straight from the pool's buffer, released once the
-// kernel has it; a read across blocks is copied block by block, holding one
-// buffer at a time.
+// Read serves one kernel read through the pool. The bytes go to the kernel
+// straight from the pool's buffers in one writev, which are released once
+// the kernel has them. A 1 MiB read over ~1 MiB blocks usually spans two
+// blocks; only the first is waited for memory (see Pool.TryGet). If a
+// later one would have to wait, the read copies its blocks one at a time,
+// holding one buffer at a time, instead.
 func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.ReadResult, errno syscall.Errno) {
 	m := h.mount
 	defer m.timer()("read", &errno)
@@ -84,28 +86,48 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.R
 	first, start, _ := n.Block(off)
 	h.readahead(off, end)
 
-	if end <= start+n.Blocks[first].Size {
-		buf, err := m.pool.Get(ctx, n.Blocks[first])
-		if err != nil {
-			return nil, h.fail(off, n.Blocks[first], err)
+	res := &poolResult{}
+	for i, pos := first, start; pos < end; i++ {
+		loc := n.Blocks[i]
+		get := m.pool.TryGet
+		if len(res.bufs) == 0 {
+			get = m.pool.Get
 		}
-		m.counters.readBytes.Add(end - off)
-		return &poolResult{buf: buf, data: buf.Bytes()[off-start : end-start]}, 0
+		buf, err := get(ctx, loc)
+		if errors.Is(err, blockstore.ErrWouldWait) {
+			res.Done()
+			m.counters.copiedReads.Add(1)
+			return h.copyRead(ctx, dest, off, end)
+		}
+		if err != nil {
+			res.Done()
+			return nil, h.fail(off, loc, err)
+		}
+		res.bufs = append(res.bufs, buf)
+		res.data = append(res.data, buf.Bytes()[max(off, pos)-pos:min(end, pos+loc.Size)-pos])
+		pos += loc.Size
 	}
+	m.counters.readBytes.Add(end - off)
+	return res, 0
+}
+
+// copyRead serves [off, end) by copying block after block into dest,
+// holding one buffer at a time.
+func (h *fileHandle) copyRead(ctx context.Context, dest []byte, off, end int64) (fuse.ReadResult, syscall.Errno) {
+	n := h.node
+	first, start, _ := n.Block(off)
 	done := 0
 	for i, pos := first, start; pos < end; i++ {
 		loc := n.Blocks[i]
-		buf, err := m.pool.Get(ctx, loc)
+		buf, err := h.mount.pool.Get(ctx, loc)
 		if err != nil {
 			return nil, h.fail(off, loc, err)
 		}
-		from := max(off, pos) - pos
-		to := min(end, pos+loc.Size) - pos
-		done += copy(dest[done:], buf.Bytes()[from:to])
+		done += copy(dest[done:], buf.Bytes()[max(off, pos)-pos:min(end, pos+loc.Size)-pos])
 		buf.Release()
 		pos += loc.Size
 	}
-	m.counters.readBytes.Add(int64(done))
+	h.mount.counters.readBytes.Add(int64(done))
 	return fuse.ReadResultData(dest[:done]), 0
 }
 
@@ -174,16 +196,40 @@ const (
 	seqRun   = 2 * maxRead
 )
 
-// poolResult hands a pool buffer to go-fuse and releases it once the kernel
-// has the bytes. Slices makes go-fuse write it with writev(2) straight from
-// the buffer (no copy, no splice attempt).
+// poolResult hands pool buffers to go-fuse and releases them once the
+// kernel has the bytes. Slices makes go-fuse write them with one writev(2)
+// straight from the buffers (no copy, no splice attempt).
 type poolResult struct {
-	buf  *blockstore.Buffer
-	data []byte
+	bufs []*blockstore.Buffer
+	data [][]byte // the read's part of each buffer
 	once sync.Once
 }
 
-func (r *poolResult) Bytes(_ []byte) ([]byte, fuse.Status) { return r.data, fuse.OK }
-func (r *poolResult) Size() int                            { return len(r.data) }
-func (r *poolResult) Slices() ([][]byte, fuse.Status)      { return [][]byte{r.data}, fuse.OK }
-func (r *poolResult) Done()                                { r.once.Do(r.buf.Release) }
+func (r *poolResult) Bytes(buf []byte) ([]byte, fuse.Status) {
+	if len(r.data) == 1 {
+		return r.data[0], fuse.OK
+	}
+	buf = buf[:0]
+	for _, d := range r.data {
+		buf = append(buf, d...)
+	}
+	return buf, fuse.OK
+}
+
+func (r *poolResult) Size() int {
+	n := 0
+	for _, d := range r.data {
+		n += len(d)
+	}
+	return n
+}
+
+func (r *poolResult) Slices() ([][]byte, fuse.Status) { return r.data, fuse.OK }
+
+func (r *poolResult) Done() {
+	r.once.Do(func() {
+		for _, b := range r.bufs {
+			b.Release()
+		}
+	})
+}

@@ -374,3 +374,32 @@ func TestReadaheadAfterSeek(t *testing.T) {
 		t.Errorf("pool holds %d of %d bytes", st.BytesHeld, st.MaxBytes)
 	}
 }
+
+// TestReadsSpanningBlocksInASmallPool: with a pool that holds one block,
+// a read across two blocks cannot hold both; it is copied block by block
+// (counted), never waits for itself, and returns the right bytes.
+func TestReadsSpanningBlocksInASmallPool(t *testing.T) {
+	requireFUSE(t)
+	src := t.TempDir()
+	data := randomBytes(6, 3<<20)
+	writeFile(t, filepath.Join(src, "f"), data, 0o644)
+	store := filepath.Join(t.TempDir(), "store")
+	// 768 KiB blocks, so 1 MiB reads span two of them.
+	importInto(t, store, src, "/s", chunker.Config{Fixed: true, Avg: 768 << 10})
+	tm := mountStore(t, store, MountOptions{PoolSize: 768 << 10, Readahead: -1})
+	sh(t, "cmp", filepath.Join(src, "f"), tm.path("s/f"))
+	st := tm.Stats()
+	if st.Fuse.CopiedReads == 0 {
+		t.Errorf("no read was copied in a one-block pool: %+v", st.Fuse)
+	}
+	if st.Pool.BuffersInUse != 0 || st.Pool.Waiters != 0 {
+		t.Errorf("pool not idle after the reads: %+v", st.Pool)
+	}
+
+	// With room for both, the same reads hand over both buffers.
+	tm = mountStore(t, store, MountOptions{PoolSize: 4 << 20, Readahead: -1})
+	sh(t, "cmp", filepath.Join(src, "f"), tm.path("s/f"))
+	if st := tm.Stats(); st.Fuse.CopiedReads != 0 {
+		t.Errorf("%d reads copied with room for all their blocks", st.Fuse.CopiedReads)
+	}
+}

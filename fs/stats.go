@@ -38,12 +38,16 @@ type FuseStats struct {
 	Readlinks  int64 `json:"readlinks"`
 	Prefetches int64 `json:"prefetches"` // blocks queued for readahead
 	Errors     int64 `json:"errors"`     // requests answered with EIO
+	// CopiedReads are reads over several blocks that were copied block by
+	// block because the pool had no memory free to hold them all at once:
+	// many of them mean the pool is small for the load.
+	CopiedReads int64 `json:"copied_reads"`
 }
 
 // fuseCounters are the live, lock-free counters behind FuseStats.
 type fuseCounters struct {
 	lookups, getattrs, readdirs, opens, reads, readBytes atomic.Int64
-	readlinks, prefetches, errors                        atomic.Int64
+	readlinks, prefetches, errors, copiedReads           atomic.Int64
 }
 
 func (c *fuseCounters) snapshot() FuseStats {
@@ -51,5 +55,6 @@ func (c *fuseCounters) snapshot() FuseStats {
 		Lookups: c.lookups.Load(), Getattrs: c.getattrs.Load(), Readdirs: c.readdirs.Load(),
 		Opens: c.opens.Load(), Reads: c.reads.Load(), ReadBytes: c.readBytes.Load(),
 		Readlinks: c.readlinks.Load(), Prefetches: c.prefetches.Load(), Errors: c.errors.Load(),
+		CopiedReads: c.copiedReads.Load(),
 	}
 }

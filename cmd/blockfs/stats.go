@@ -150,8 +150,8 @@ func printStats(w io.Writer, s statsView) {
 	if s.Kind != "mount" {
 		return
 	}
-	fmt.Fprintf(w, "fuse   reads %d (%s), opens %d, lookups %d, getattrs %d, readdirs %d, readlinks %d, errors %d\n",
-		f.Reads, ibytes(f.ReadBytes), f.Opens, f.Lookups, f.Getattrs, f.Readdirs, f.Readlinks, f.Errors)
+	fmt.Fprintf(w, "fuse   reads %d (%s, %d copied for want of pool memory), opens %d, lookups %d, getattrs %d, readdirs %d, readlinks %d, errors %d\n",
+		f.Reads, ibytes(f.ReadBytes), f.CopiedReads, f.Opens, f.Lookups, f.Getattrs, f.Readdirs, f.Readlinks, f.Errors)
 	m := s.Meta
 	last := "never"
 	if m.LastRefreshNs > 0 {
