@@ -274,6 +274,15 @@ func (m *MinIO) Endpoint() string { return m.endpoint }
 // Host returns host:port of the S3 API.
 func (m *MinIO) Host() string { return m.host }
 
+// PID is the MinIO server's process id (0 if it is not running), for
+// benchmarks that account for its CPU.
+func (m *MinIO) PID() int {
+	if m.cmd == nil || m.cmd.Process == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
+
 // AccessKey returns the root user.
 func (m *MinIO) AccessKey() string { return m.accessKey }
 
