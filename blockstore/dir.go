@@ -103,26 +103,39 @@ func (d *DirStore) Get(ctx context.Context, loc Locator, dst []byte) (int, error
 	if int64(len(dst)) < loc.Size {
 		return 0, fmt.Errorf("blockstore: get %v: %w: buffer of %d bytes", loc, io.ErrShortBuffer, len(dst))
 	}
-	f, err := os.Open(d.path(loc.Hash))
-	if tmp, ok := d.pendingFile(loc.Hash); ok && errors.Is(err, fs.ErrNotExist) {
-		f, err = os.Open(tmp)
-	}
+	f, err := d.openBlock("get", loc)
 	if err != nil {
-		return 0, d.wrapMissing("get", loc.Hash, err)
+		return 0, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, fmt.Errorf("blockstore: get %v: %w", loc, err)
-	}
-	if fi.Size() != loc.Size {
-		return 0, fmt.Errorf("%w: get %v: file has %d bytes", ErrCorrupt, loc, fi.Size())
-	}
 	n, err := io.ReadFull(f, dst[:loc.Size])
 	if err != nil {
 		return n, fmt.Errorf("blockstore: get %v: %w", loc, err)
 	}
 	return n, nil
+}
+
+// openBlock opens block loc's file (or, in deferred mode, its temp file not
+// yet renamed into place) and checks its size: a file whose size differs
+// from loc.Size yields an error wrapping ErrCorrupt.
+func (d *DirStore) openBlock(op string, loc Locator) (*os.File, error) {
+	f, err := os.Open(d.path(loc.Hash))
+	if tmp, ok := d.pendingFile(loc.Hash); ok && errors.Is(err, fs.ErrNotExist) {
+		f, err = os.Open(tmp)
+	}
+	if err != nil {
+		return nil, d.wrapMissing(op, loc.Hash, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("blockstore: %s %v: %w", op, loc, err)
+	}
+	if fi.Size() != loc.Size {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s %v: file has %d bytes", ErrCorrupt, op, loc, fi.Size())
+	}
+	return f, nil
 }
 
 // Put implements Store. If the block exists with the right size, Put only

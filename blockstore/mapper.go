@@ -3,6 +3,11 @@ package blockstore
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
 )
 
 // Mapper is implemented by stores that keep blocks in local files and can
@@ -35,3 +40,30 @@ type Mapper interface {
 
 // errNoMap is what a store returns from Map when it cannot map.
 var errNoMap = errors.ErrUnsupported
+
+// MapFile maps the first size bytes of f shared and read-only and locks
+// them in memory, for a Mapper. The returned unmap is idempotent (a second
+// munmap could hit whatever was mapped there since). Errors wrap
+// errors.ErrUnsupported, so the caller's reader falls back to copying; if
+// locking was refused for want of permission or RLIMIT_MEMLOCK, *disable is
+// set so that the store stops trying (check it before calling).
+func MapFile(f *os.File, size int64, disable *atomic.Bool) ([]byte, func() error, error) {
+	if size <= 0 || size > MaxBlockSize+4096 {
+		return nil, nil, fmt.Errorf("%w: cannot map %d bytes", errNoMap, size)
+	}
+	data, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", errNoMap, err)
+	}
+	// mlock also faults the pages in, from the page cache when they are
+	// there, so the hash that follows does not take a fault per page.
+	if err := syscall.Mlock(data); err != nil {
+		syscall.Munmap(data)
+		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.ENOMEM) {
+			disable.Store(true)
+		}
+		return nil, nil, fmt.Errorf("locking: %w: %w", errNoMap, err)
+	}
+	unmap := sync.OnceValue(func() error { return syscall.Munmap(data) })
+	return data[:size:size], unmap, nil
+}

@@ -73,7 +73,7 @@ type Pool struct {
 	wake        chan struct{}       // closed (and reset) to wake them; nil when nobody waits
 	prefetching int                 // prefetches in flight
 	closed      bool
-	wg          sync.WaitGroup // prefetches in flight, for Close
+	wg          sync.WaitGroup // fetches in flight, for Close
 	unmaps      []func() error // mappings dropped under mu, undone by unlock
 }
 
@@ -154,8 +154,14 @@ func (p *Pool) get(ctx context.Context, loc Locator, mayWait bool) (*Buffer, err
 		if b := p.reserveLocked(loc); b != nil {
 			b.refs = 2 // this caller and the fetch
 			p.c.inUse.Add(1)
+			// Close waits for fetches it has not yet started waiting for
+			// (a WaitGroup must not grow under a Wait).
+			tracked := !p.closed
+			if tracked {
+				p.wg.Add(1)
+			}
 			p.unlock()
-			go p.fetch(context.WithoutCancel(ctx), b, false)
+			go p.fetch(context.WithoutCancel(ctx), b, false, tracked)
 			return p.wait(ctx, b)
 		}
 		// No memory to be had without waiting.
@@ -230,12 +236,13 @@ func (p *Pool) Prefetch(loc Locator) bool {
 	p.prefetching++
 	p.c.prefetches.Add(1)
 	p.wg.Add(1)
-	go p.fetch(context.Background(), b, true)
+	go p.fetch(context.Background(), b, true, true)
 	return true
 }
 
-// Close stops new prefetches, waits for those in flight and lets go of
-// every idle buffer (unmapping mapped ones). Buffers still held stay valid
+// Close stops new prefetches, waits for every fetch in flight (and for a
+// Keeper store to have kept what they read) and lets go of every idle
+// buffer (unmapping mapped ones). Buffers still held stay valid
 // until released, and Get keeps working.
 func (p *Pool) Close() {
 	p.mu.Lock()
@@ -289,9 +296,10 @@ func (p *Pool) wait(ctx context.Context, b *Buffer) (*Buffer, error) {
 }
 
 // fetch reads b's block from the store into b, verifies it and publishes
-// the outcome to every waiter. It owns one reference to b while it runs, so
-// b cannot be evicted underneath it.
-func (p *Pool) fetch(ctx context.Context, b *Buffer, prefetch bool) {
+// the outcome to every waiter, then lets a Keeper store keep the verified
+// bytes. It owns one reference to b while it runs, so b cannot be evicted
+// underneath it. tracked says it counts in p.wg, for Close.
+func (p *Pool) fetch(ctx context.Context, b *Buffer, prefetch, tracked bool) {
 	if p.fetchTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.fetchTimeout)
@@ -337,12 +345,19 @@ func (p *Pool) fetch(ctx context.Context, b *Buffer, prefetch bool) {
 		b.ready = true
 	}
 	close(b.done)
+	if k, ok := p.store.(Keeper); ok && err == nil {
+		// Waiters have the bytes; the fetch's reference keeps them
+		// valid while a cache writes its copy.
+		p.mu.Unlock()
+		k.Keep(b.loc, b.data)
+		p.mu.Lock()
+	}
 	if prefetch {
 		p.prefetching--
 	}
 	p.releaseLocked(b)
 	p.mu.Unlock()
-	if prefetch {
+	if tracked {
 		p.wg.Done()
 	}
 }

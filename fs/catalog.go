@@ -199,13 +199,8 @@ func (c *catalog) getBlob(ctx context.Context, locs []blockstore.Locator) ([]byt
 	out := make([]byte, total)
 	off := int64(0)
 	for _, l := range locs {
-		dst := out[off : off+l.Size]
-		n, err := c.blocks.Get(ctx, l, dst)
-		if err != nil {
-			return nil, err
-		}
-		if int64(n) != l.Size || blockstore.Sum(dst) != l.Hash {
-			return nil, fmt.Errorf("%w: metadata block %s", blockstore.ErrCorrupt, l)
+		if err := blockstore.ReadVerified(ctx, c.blocks, l, out[off:off+l.Size]); err != nil {
+			return nil, fmt.Errorf("metadata block: %w", err)
 		}
 		off += l.Size
 	}

@@ -121,13 +121,5 @@ func (v *Volume) checkBlock(ctx context.Context, l blockstore.Locator, deep bool
 	if int64(cap(*buf)) < l.Size {
 		*buf = make([]byte, l.Size)
 	}
-	data := (*buf)[:l.Size]
-	n, err := v.Blocks.Get(ctx, l, data)
-	if err != nil {
-		return err
-	}
-	if int64(n) != l.Size || blockstore.Sum(data) != l.Hash {
-		return fmt.Errorf("%w: %s does not hash to its name", blockstore.ErrCorrupt, l)
-	}
-	return nil
+	return blockstore.ReadVerified(ctx, v.Blocks, l, (*buf)[:l.Size])
 }

@@ -4,8 +4,11 @@
 //
 // A Cache is itself a blockstore.Store. Get serves a block from its cache
 // file when the file is present and intact, and otherwise reads it from the
-// backend and, if the bytes are the block the locator names (size and
-// SHA-256), keeps a copy. Put, Has and List pass straight through; Delete
+// backend. It keeps a copy only once the block has verified: the reader
+// (the Pool, or blockstore.ReadVerified) checks size and SHA-256 and hands
+// the bytes back with Keep (blockstore.Keeper), so a cold block is hashed
+// once, not once here and once more in the Pool. Map serves a hit in place
+// (blockstore.Mapper). Put, Has and List pass straight through; Delete
 // drops the cached copy and then deletes from the backend. Put deliberately
 // does not populate the cache: the writer is an import, a long one-pass
 // stream whose blocks nobody has asked to read yet.
@@ -74,6 +77,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"blockfs/blockstore"
@@ -119,6 +123,7 @@ type Cache struct {
 	max     int64
 	noSync  bool
 	lock    *os.File
+	noMap   atomic.Bool // mlock refused: Map says ErrUnsupported (see blockstore.MapFile)
 
 	mu       sync.Mutex
 	entries  map[blockstore.Hash]*entry // resident blocks
@@ -336,14 +341,66 @@ func (c *Cache) Get(ctx context.Context, loc blockstore.Locator, dst []byte) (in
 	n, err := c.backend.Get(ctx, loc, dst)
 	if err != nil {
 		c.c.backendErrors.Add(1)
-		return n, err
 	}
-	if int64(n) != loc.Size || blockstore.Sum(dst[:n]) != loc.Hash {
-		c.c.backendCorrupt.Add(1)
-		return n, nil
+	return n, err
+}
+
+// Keep implements blockstore.Keeper: data has verified as loc, so the
+// cache may keep a copy (if it has no copy yet and can make room).
+func (c *Cache) Keep(loc blockstore.Locator, data []byte) {
+	if loc.Size < 0 || loc.Size > blockstore.MaxBlockSize || int64(len(data)) != loc.Size {
+		return
 	}
-	c.insert(loc, dst[:n])
-	return n, nil
+	c.insert(loc, data)
+}
+
+var (
+	_ blockstore.Keeper = (*Cache)(nil)
+	_ blockstore.Mapper = (*Cache)(nil)
+)
+
+// Map implements blockstore.Mapper for a hit: the cache file is mapped and
+// locked in memory, its trailer checked, and the block's bytes served in
+// place. A miss, or a file that fails its check (dropped, as in Get), says
+// ErrUnsupported, and the reader falls back to Get, which goes to the
+// backend.
+func (c *Cache) Map(ctx context.Context, loc blockstore.Locator) ([]byte, func() error, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	if c.noMap.Load() || loc.Size <= 0 || loc.Size > blockstore.MaxBlockSize {
+		return nil, nil, fmt.Errorf("diskcache: map %v: %w", loc, errors.ErrUnsupported)
+	}
+	e := c.lookup(loc)
+	if e == nil {
+		return nil, nil, fmt.Errorf("diskcache: map %v: not cached: %w", loc, errors.ErrUnsupported)
+	}
+	data, unmap, err := c.mapFile(loc)
+	if err != nil {
+		c.failed(e, err)
+		return nil, nil, fmt.Errorf("diskcache: map %v: %w: %w", loc, errors.ErrUnsupported, err)
+	}
+	c.c.hits.Add(1)
+	c.c.hitBytes.Add(loc.Size)
+	return data, unmap, nil
+}
+
+// mapFile maps loc's cache file and checks it like readFile does.
+func (c *Cache) mapFile(loc blockstore.Locator) ([]byte, func() error, error) {
+	f, err := c.openFile(loc)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	m, unmap, err := blockstore.MapFile(f, loc.Size+trailerLen, &c.noMap)
+	if err != nil {
+		return nil, nil, err
+	}
+	if [trailerLen]byte(m[loc.Size:]) != makeTrailer(loc.Hash, m[:loc.Size]) {
+		unmap()
+		return nil, nil, fmt.Errorf("%w: trailer mismatch", errDamaged)
+	}
+	return m[:loc.Size:loc.Size], unmap, nil
 }
 
 // lookup returns the resident entry for loc, recording the hit, or nil.
@@ -367,18 +424,11 @@ func (c *Cache) lookup(loc blockstore.Locator) *entry {
 // without the mutex: eviction may unlink the file meanwhile, which either
 // leaves the open file readable or makes Open fail with ErrNotExist.
 func (c *Cache) readFile(loc blockstore.Locator, dst []byte) error {
-	f, err := os.Open(c.path(loc.Hash))
+	f, err := c.openFile(loc)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if fi.Size() != loc.Size+trailerLen {
-		return fmt.Errorf("%w: %d bytes, want %d", errDamaged, fi.Size(), loc.Size+trailerLen)
-	}
 	data := dst[:loc.Size]
 	var tr [trailerLen]byte
 	if _, err := io.ReadFull(f, data); err != nil {
@@ -391,6 +441,24 @@ func (c *Cache) readFile(loc blockstore.Locator, dst []byte) error {
 		return fmt.Errorf("%w: trailer mismatch", errDamaged)
 	}
 	return nil
+}
+
+// openFile opens loc's cache file and checks its size.
+func (c *Cache) openFile(loc blockstore.Locator) (*os.File, error) {
+	f, err := os.Open(c.path(loc.Hash))
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if fi.Size() != loc.Size+trailerLen {
+		f.Close()
+		return nil, fmt.Errorf("%w: %d bytes, want %d", errDamaged, fi.Size(), loc.Size+trailerLen)
+	}
+	return f, nil
 }
 
 // readErr classifies a read error: a short file or an I/O error is damage.

@@ -36,7 +36,7 @@ func FuzzCacheFiles(f *testing.F) {
 			t.Fatal(err)
 		}
 		buf := make([]byte, loc.Size)
-		if _, err := c.Get(ctx, loc, buf); err != nil {
+		if err := blockstore.ReadVerified(ctx, c, loc, buf); err != nil {
 			t.Fatal(err)
 		}
 		c.Close()

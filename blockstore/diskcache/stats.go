@@ -12,7 +12,6 @@ type Stats struct {
 	Evictions      int64 `json:"evictions"`       // blocks dropped to make room
 	CorruptDropped int64 `json:"corrupt_dropped"` // cache files dropped as damaged (truncated, bad CRC, vanished)
 	BackendErrors  int64 `json:"backend_errors"`  // backend Gets that failed (returned as is, nothing cached)
-	BackendCorrupt int64 `json:"backend_corrupt"` // backend Gets whose bytes failed size/SHA-256 checks (returned as is, not cached)
 	Skipped        int64 `json:"skipped"`         // verified blocks not cached: larger than the room that could be made
 	WriteErrors    int64 `json:"write_errors"`    // cache file writes that failed (the Get still succeeds)
 	ReadErrors     int64 `json:"read_errors"`     // cache file reads failing for other reasons than damage (served from the backend)
@@ -25,9 +24,9 @@ type Stats struct {
 }
 
 type counters struct {
-	hits, hitBytes, misses, inserts, evictions, corruptDropped      atomic.Int64
-	backendErrors, backendCorrupt, skipped, writeErrors, readErrors atomic.Int64
-	removeErrors, ghostHits, promotions, bytes, entries, maxBytes   atomic.Int64
+	hits, hitBytes, misses, inserts, evictions, corruptDropped    atomic.Int64
+	backendErrors, skipped, writeErrors, readErrors               atomic.Int64
+	removeErrors, ghostHits, promotions, bytes, entries, maxBytes atomic.Int64
 }
 
 // Stats returns the cache's counters without taking its mutex. Each field
@@ -42,7 +41,6 @@ func (c *Cache) Stats() Stats {
 		Evictions:      k.evictions.Load(),
 		CorruptDropped: k.corruptDropped.Load(),
 		BackendErrors:  k.backendErrors.Load(),
-		BackendCorrupt: k.backendCorrupt.Load(),
 		Skipped:        k.skipped.Load(),
 		WriteErrors:    k.writeErrors.Load(),
 		ReadErrors:     k.readErrors.Load(),
