@@ -81,9 +81,13 @@ func timeRead(b *testing.B, file string, size int) float64 {
 }
 
 // mountBlockfs mounts spec with a fresh, empty local metadata directory.
-func mountBlockfs(b *testing.B, spec string, cfg *s3.Config, opts fs.MountOptions) (string, func()) {
+func mountBlockfs(b *testing.B, spec string, cfg *s3.Config, opts fs.MountOptions, cacheDir ...string) (string, func()) {
 	b.Helper()
-	vol, err := fs.Open(context.Background(), spec, fs.OpenOptions{S3: cfg})
+	oo := fs.OpenOptions{S3: cfg}
+	if len(cacheDir) > 0 {
+		oo.CacheDir, oo.CacheSize = cacheDir[0], 1<<30
+	}
+	vol, err := fs.Open(context.Background(), spec, oo)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -212,7 +216,7 @@ func BenchmarkS3ColdRead(b *testing.B) {
 	proxy.Latency(20 * time.Millisecond)
 	cfg := s3Config(m, proxy.Endpoint())
 
-	var mountRate, getRate, verifiedRate, rcloneRate float64
+	var mountRate, getRate, verifiedRate, rcloneRate, cacheColdRate, cacheWarmRate float64
 	var mountCPU, getCPU cpustat.Usage
 	var blocks int
 	for b.Loop() {
@@ -225,6 +229,15 @@ func BenchmarkS3ColdRead(b *testing.B) {
 		blocks, getRate = parallelGets(b, spec, cfg, false)
 		getCPU = c.Since()
 		_, verifiedRate = parallelGets(b, spec, cfg, true)
+		// With --cache-dir, as a node on S3 would run: first with the
+		// cache empty (every block fetched and kept), then remounted with
+		// the cache full and the pool empty (every block a cache hit).
+		cache := b.TempDir()
+		for _, r := range []*float64{&cacheColdRate, &cacheWarmRate} {
+			dir, unmount := mountBlockfs(b, spec, cfg, fs.MountOptions{Refresh: -1}, cache)
+			*r = timeRead(b, filepath.Join(dir, "data.bin"), size)
+			unmount()
+		}
 		rcloneRate = rcloneRead(b, m, proxy.Endpoint(), bucket, size)
 	}
 	b.ReportMetric(mountRate, "blockfs-MB/s")
@@ -232,11 +245,15 @@ func BenchmarkS3ColdRead(b *testing.B) {
 	b.ReportMetric(verifiedRate, "verified-GETs-MB/s")
 	b.ReportMetric(rcloneRate, "rclone-MB/s")
 	b.ReportMetric(mountRate/getRate, "blockfs/GETs")
+	b.ReportMetric(cacheColdRate, "cache-empty-MB/s")
+	b.ReportMetric(cacheWarmRate, "cache-full-MB/s")
 	fmt.Printf("cold sequential read, %d MiB in %d blocks, MinIO + 20 ms latency:\n", size>>20, blocks)
 	fmt.Printf("  blockfs mount               %8.1f MB/s\n", mountRate)
 	fmt.Printf("  16 plain GETs               %8.1f MB/s  (blockfs %.2fx; target >= 0.8)\n", getRate, mountRate/getRate)
 	fmt.Printf("  16 GETs + SHA-256 verify    %8.1f MB/s  (blockfs %.2fx)\n", verifiedRate, mountRate/verifiedRate)
 	fmt.Printf("  rclone mount (vfs full)     %8.1f MB/s  (blockfs %.2fx)\n", rcloneRate, mountRate/rcloneRate)
+	fmt.Printf("  blockfs --cache-dir, empty  %8.1f MB/s  (%.2fx plain GETs)\n", cacheColdRate, cacheColdRate/getRate)
+	fmt.Printf("  blockfs --cache-dir, full   %8.1f MB/s  (remounted: pool empty, every block on local disk)\n", cacheWarmRate)
 	fmt.Printf("  whole-machine CPU (MinIO, toxiproxy and reader together): mount %s; plain GETs %s\n",
 		mountCPU.PerMiB(size), getCPU.PerMiB(size))
 	// Where it went, in ms/MiB: MinIO; this process (the mount or the
