@@ -53,7 +53,7 @@ type PoolConfig struct {
 //
 // The fetch does not run on a caller's context: a caller that gives up
 // returns ctx.Err() at once while the fetch carries on for the others
-// (bounded by FetchTimeout). The store read never runs under the pool
+// (bounded by FetchTimeout, and ended by Close). The store read never runs under the pool
 // mutex, whose critical sections are a map lookup and a few pointer moves.
 type Pool struct {
 	store        Store
@@ -75,6 +75,11 @@ type Pool struct {
 	closed      bool
 	wg          sync.WaitGroup // fetches in flight, for Close
 	unmaps      []func() error // mappings dropped under mu, undone by unlock
+
+	// stop is the context of every fetch, cancelled by Close: a fetch
+	// outlives the callers that started it, but not the pool.
+	stop   context.Context
+	cancel context.CancelFunc
 }
 
 // NewPool returns a Pool reading from s.
@@ -106,6 +111,7 @@ func NewPool(s Store, cfg PoolConfig) *Pool {
 		p.maxPrefetch = 0
 	}
 	p.lru.init()
+	p.stop, p.cancel = context.WithCancel(context.Background())
 	return p
 }
 
@@ -161,7 +167,7 @@ func (p *Pool) get(ctx context.Context, loc Locator, mayWait bool) (*Buffer, err
 				p.wg.Add(1)
 			}
 			p.unlock()
-			go p.fetch(context.WithoutCancel(ctx), b, false, tracked)
+			go p.fetch(p.stop, b, false, tracked)
 			return p.wait(ctx, b)
 		}
 		// No memory to be had without waiting.
@@ -236,18 +242,21 @@ func (p *Pool) Prefetch(loc Locator) bool {
 	p.prefetching++
 	p.c.prefetches.Add(1)
 	p.wg.Add(1)
-	go p.fetch(context.Background(), b, true, true)
+	go p.fetch(p.stop, b, true, true)
 	return true
 }
 
-// Close stops new prefetches, waits for every fetch in flight (and for a
-// Keeper store to have kept what they read) and lets go of every idle
-// buffer (unmapping mapped ones). Buffers still held stay valid
-// until released, and Get keeps working.
+// Close ends the pool's work: it stops new prefetches, cancels the fetches
+// in flight (a store that hangs cannot hold up a shutdown) and waits for
+// them (and for a Keeper store to have kept what they read), then lets go
+// of every idle buffer (unmapping mapped ones). Buffers still held stay
+// valid until released. A Get after Close finds only those; any other
+// fails with context.Canceled.
 func (p *Pool) Close() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
+	p.cancel()
 	p.wg.Wait()
 	p.mu.Lock()
 	for v := p.lru.back(); v != nil && v != &p.lru.root; v = p.lru.back() {
@@ -365,6 +374,9 @@ func (p *Pool) fetch(ctx context.Context, b *Buffer, prefetch, tracked bool) {
 // read fills b with its block: mapped in place if the store can (see
 // Mapper), else copied into b's memory with Get.
 func (p *Pool) read(ctx context.Context, b *Buffer) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err // the pool is closed
+	}
 	if m, ok := p.store.(Mapper); ok {
 		data, unmap, err := m.Map(ctx, b.loc)
 		if err == nil {

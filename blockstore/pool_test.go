@@ -520,8 +520,11 @@ func TestPoolPrefetch(t *testing.T) {
 	if s := p.Stats(); s.Buffers != 1 || s.BytesHeld != 100 {
 		t.Fatalf("after Close, A (held) alone should remain: %+v", s)
 	}
-	// Get still works after Close: B is read again.
-	b, err := p.Get(context.Background(), B)
+	// After Close, a Get that would need a fetch fails; held A is found.
+	if _, err := p.Get(context.Background(), B); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Get of a dropped block after Close: %v, want context.Canceled", err)
+	}
+	b, err := p.Get(context.Background(), A)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -544,7 +547,7 @@ func TestPoolPrefetch(t *testing.T) {
 	}
 	b.Release()
 	res.b.Release()
-	if s := p.Stats(); s.Prefetches != 2 || cs.GetsOf(A.Hash) != 2 || cs.GetsOf(B.Hash) != 3 {
+	if s := p.Stats(); s.Prefetches != 2 || cs.GetsOf(A.Hash) != 2 || cs.GetsOf(B.Hash) != 2 {
 		t.Fatalf("stats %+v, reads of A %d, B %d", s, cs.GetsOf(A.Hash), cs.GetsOf(B.Hash))
 	}
 	assertIdle(t, p)
@@ -575,4 +578,22 @@ func TestPoolCancelledContext(t *testing.T) {
 	if _, err := p.Get(ctx, LocatorOf(data)); !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
 	}
+}
+
+// Close cancels a fetch hung in the store rather than wait for it: a
+// shutdown cannot be held up by a store that never answers.
+func TestPoolCloseCancelsFetches(t *testing.T) {
+	data := testBlocks(1, 100)[0]
+	gate := newGateStore(newMemStore(data)) // never opened
+	p := NewPool(gate, PoolConfig{})
+	r := getAsync(context.Background(), p, LocatorOf(data))
+	<-gate.entered
+	p.Close() // returns: the fetch was cancelled
+	if res := <-r; !errors.Is(res.err, context.Canceled) {
+		t.Fatalf("Get of a fetch cancelled by Close: %v, want context.Canceled", res.err)
+	}
+	if gate.ctxErrs.Load() != 1 {
+		t.Fatalf("the store saw %d cancellations, want 1", gate.ctxErrs.Load())
+	}
+	assertIdle(t, p)
 }
