@@ -36,7 +36,7 @@ func setupImport(fl *pflag.FlagSet) func(context.Context, []string) error {
 	avgSize := sizeFlag(fl, "chunk-avg", int64(def.Avg), "average block (the block size with --fixed)")
 	maxSize := sizeFlag(fl, "chunk-max", int64(def.Max), "largest block")
 	fixed := fl.Bool("fixed", false, "fixed-size blocks of --chunk-avg instead of content-defined ones")
-	workers := fl.Int("workers", 0, "goroutines hashing and storing blocks (default: one per core, at least 2)")
+	workers := fl.Int("workers", 0, "goroutines hashing and storing blocks (default: four per core, so stores overlap their latency)")
 	asJSON := fl.Bool("json", false, "print the summary as JSON")
 	quiet := fl.BoolP("quiet", "q", false, "no progress bar")
 	del := fl.Bool("delete", false, "remove paths under DEST that SRC no longer has (mirror SRC)")
