@@ -24,7 +24,12 @@ import (
 	"github.com/minio/minio-go/v7"
 )
 
-func TestMain(m *testing.M) { os.Exit(testsvc.RunShared(m)) }
+// TestMain doubles GOMAXPROCS as blockfs mount does (fs.MoreProcs): the
+// mounts here run in this process, and so do the baselines, alike.
+func TestMain(m *testing.M) {
+	fs.MoreProcs()
+	os.Exit(testsvc.RunShared(m))
+}
 
 // benchMiB is the file size: BLOCKFS_BENCH_MIB, default 256.
 func benchMiB() int {

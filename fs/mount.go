@@ -8,6 +8,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -251,6 +252,21 @@ func (m *Mount) ino(p string, n *Node) uint64 {
 		m.inos[key] = ino
 	}
 	return ino
+}
+
+// MoreProcs doubles GOMAXPROCS, unless the GOMAXPROCS environment variable
+// sets it, for a process that serves a mount. Its request path blocks in
+// read(2) on /dev/fuse while verification keeps every CPU busy; with one P
+// per CPU, a request back from the kernel waits for a hashing goroutine to
+// be preempted (Go's scheduler does that every 10 ms), while with spare Ps
+// the kernel's scheduler runs its thread at once. Measured (a cold 256 MiB
+// dd through `blockfs mount`, 10 runs each, 2 cores): median 1335 MB/s
+// with 2 Ps, 1445 with 4. Hashing in smaller pieces with a Gosched between
+// them helped less and cost SHA-256 17 % of its speed.
+func MoreProcs() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(2 * runtime.GOMAXPROCS(0))
+	}
 }
 
 // TuneReadahead lets the kernel read ahead by maxRead on the FUSE mount at

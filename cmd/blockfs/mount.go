@@ -77,6 +77,7 @@ func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 			}
 			defer pprof.StopCPUProfile()
 		}
+		fs.MoreProcs()
 		reg := metrics.New()
 		if *metricsAddr != "" {
 			openOpts.WrapBackend = reg.WrapStore
