@@ -57,6 +57,7 @@ func setupImport(fl *pflag.FlagSet) func(context.Context, []string) error {
 		if err := cfg.Validate(); err != nil {
 			return usagef("%v", err)
 		}
+		fs.MoreProcs()
 		vol, err := fs.Open(ctx, spec, openOpts)
 		if err != nil {
 			return err
