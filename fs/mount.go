@@ -265,11 +265,14 @@ func (m *Mount) ino(p string, n *Node) uint64 {
 // 1445 MB/s; `blockfs import` of 512 MiB into a store in RAM, median of 6,
 // 408 against 349 ms. Hashing in smaller pieces with a Gosched between
 // them helped the mount less and cost SHA-256 17 % of its speed.
-func MoreProcs() {
+// It acts once per process, however often it is called.
+func MoreProcs() { moreProcs() }
+
+var moreProcs = sync.OnceFunc(func() {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(2 * runtime.GOMAXPROCS(0))
 	}
-}
+})
 
 // TuneReadahead lets the kernel read ahead by maxRead on the FUSE mount at
 // mountpoint rather than its default 128 KiB, so that a sequential reader

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -401,5 +402,21 @@ func TestReadsSpanningBlocksInASmallPool(t *testing.T) {
 	sh(t, "cmp", filepath.Join(src, "f"), tm.path("s/f"))
 	if st := tm.Stats(); st.Fuse.CopiedReads != 0 {
 		t.Errorf("%d reads copied with room for all their blocks", st.Fuse.CopiedReads)
+	}
+}
+
+// TestMoreProcsOnce: however often commands call it (the CLI's tests run
+// many in one process), GOMAXPROCS is doubled once.
+func TestMoreProcsOnce(t *testing.T) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		t.Skip("GOMAXPROCS is set in the environment: MoreProcs leaves it alone")
+	}
+	before := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(before)
+	MoreProcs()
+	MoreProcs()
+	MoreProcs()
+	if got := runtime.GOMAXPROCS(0); got != 2*before {
+		t.Fatalf("GOMAXPROCS %d after three calls, want %d", got, 2*before)
 	}
 }
