@@ -221,6 +221,11 @@ func createDir(dir, marker string) error {
 		return err
 	}
 	_, werr := f.WriteString(markerContent)
+	if werr == nil {
+		// CreateTemp makes it 0600; a store is read by other users too
+		// (an unprivileged serve or mount of a store root imported into).
+		werr = f.Chmod(0o444)
+	}
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
