@@ -384,6 +384,7 @@ func (p *Pool) read(ctx context.Context, b *Buffer) (int, error) {
 			// go with it rather than stay locked for the process's life.
 			runtime.AddCleanup(b, func(unmap func() error) { unmap() }, unmap)
 			b.mem, b.data, b.unmap = nil, data, unmap
+			p.c.mapped.Add(1)
 			return len(data), nil
 		}
 		if !errors.Is(err, errNoMap) {
