@@ -5,12 +5,18 @@
 // buffer before the first byte arrives.
 //
 // Backends implement the small Store interface (DirStore keeps blocks as
-// files; network backends come later). Readers do not call a Store directly:
-// they go through a Pool, which bounds the memory spent on block buffers,
-// verifies every byte it hands out, lets overlapping reads of one block share
-// a single fetch, and keeps recently released blocks around so that the many
-// readers that tend to want the same block at the same moment (a fleet of
-// jobs starting together) cost one backend read instead of hundreds.
+// files; s3 and httpstore are network backends). Readers do not call a Store
+// directly: they go through a Pool, which bounds the memory spent on block
+// buffers, verifies every byte it hands out, lets overlapping reads of one
+// block share a single fetch, and keeps recently released blocks around so
+// that the many readers that tend to want the same block at the same moment
+// (a fleet of jobs starting together) cost one backend read instead of
+// hundreds.
+//
+// Two optional interfaces let a store do better than copy into a buffer: a
+// Mapper (DirStore, the disk cache) hands out a block's file mapped and
+// locked in memory, and a Keeper (the disk cache) is given the bytes the
+// Pool has verified, so that it need not hash them again.
 //
 // Everything here is safe for concurrent use.
 package blockstore
