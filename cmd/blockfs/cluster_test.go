@@ -52,15 +52,26 @@ func stderrOf(err error) string {
 // process and its URL, read from its "serving" line.
 func startServe(t *testing.T, env []string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
-	cmd := exec.Command(blockfsBin, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+	cmd := serveCmd(args...)
 	cmd.Env = env
+	return cmd, startServeCmd(t, cmd)
+}
+
+// serveCmd is `blockfs serve` on a free loopback port with args.
+func serveCmd(args ...string) *exec.Cmd {
+	return exec.Command(blockfsBin, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+}
+
+// startServeCmd starts a serveCmd and returns the URL it serves at.
+func startServeCmd(t *testing.T, cmd *exec.Cmd) string {
+	t.Helper()
 	lines := startUntil(t, cmd, "serving")
 	line := lines[len(lines)-1]
 	i := strings.Index(line, " at http")
 	if i < 0 {
 		t.Fatalf("serve: no URL in %q", line)
 	}
-	return cmd, strings.Fields(line[i+4:])[0]
+	return strings.Fields(line[i+4:])[0]
 }
 
 // serverStats asks a server for its stats the way `blockfs stats --json` does.

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -46,14 +45,12 @@ func TestServeWithoutMemlock(t *testing.T) {
 	if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &unix.Rlimit{Cur: 2 << 20, Max: old.Max}); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(blockfsBin, "serve", "--listen", "127.0.0.1:0", "--store", store)
+	cmd := serveCmd("--store", store)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	lines := startUntil(t, cmd, "serving")
-	if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &old); err != nil {
-		t.Fatal(err)
-	}
-	line := lines[len(lines)-1]
-	url := strings.Fields(line[strings.Index(line, " at http")+4:])[0]
+	url := func() string {
+		defer unix.Setrlimit(unix.RLIMIT_MEMLOCK, &old) // once the server has forked
+		return startServeCmd(t, cmd)
+	}()
 
 	mnt := t.TempDir()
 	startMount(t, url, mnt)
