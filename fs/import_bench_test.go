@@ -1,7 +1,6 @@
 package fs
 
 import (
-	"context"
 	"crypto/sha256"
 	"os"
 	"path/filepath"
@@ -56,7 +55,6 @@ func BenchmarkReimport(b *testing.B) {
 	}
 }
 
-var _ = context.Background
 
 // BenchmarkReimportAfterInsertions: a 256 MiB file, 10 scattered
 // insertions, re-imported. Reports the share of the file stored anew
