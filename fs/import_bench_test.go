@@ -55,7 +55,6 @@ func BenchmarkReimport(b *testing.B) {
 	}
 }
 
-
 // BenchmarkReimportAfterInsertions: a 256 MiB file, 10 scattered
 // insertions, re-imported. Reports the share of the file stored anew
 // (content-defined chunking keeps it to the blocks around each edit).
