@@ -53,8 +53,9 @@ type PoolConfig struct {
 //
 // The fetch does not run on a caller's context: a caller that gives up
 // returns ctx.Err() at once while the fetch carries on for the others
-// (bounded by FetchTimeout, and ended by Close). The store read never runs under the pool
-// mutex, whose critical sections are a map lookup and a few pointer moves.
+// (bounded by FetchTimeout, and ended by Close). The store read never runs
+// under the pool mutex, whose critical sections are a map lookup and a few
+// pointer moves.
 type Pool struct {
 	store        Store
 	maxBytes     int64
@@ -160,8 +161,9 @@ func (p *Pool) get(ctx context.Context, loc Locator, mayWait bool) (*Buffer, err
 		if b := p.reserveLocked(loc); b != nil {
 			b.refs = 2 // this caller and the fetch
 			p.c.inUse.Add(1)
-			// Close waits for fetches it has not yet started waiting for
-			// (a WaitGroup must not grow under a Wait).
+			// Close waits for the fetches started before it; none is
+			// added once it has begun (a WaitGroup must not grow under
+			// a Wait).
 			tracked := !p.closed
 			if tracked {
 				p.wg.Add(1)
