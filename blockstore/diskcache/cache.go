@@ -377,7 +377,9 @@ func (c *Cache) Map(ctx context.Context, loc blockstore.Locator) ([]byte, func()
 	}
 	data, unmap, err := c.mapFile(loc)
 	if err != nil {
-		c.failed(e, err)
+		if !errors.Is(err, errors.ErrUnsupported) { // not just "cannot map": Get would fail too
+			c.failed(e, err)
+		}
 		return nil, nil, fmt.Errorf("diskcache: map %v: %w: %w", loc, errors.ErrUnsupported, err)
 	}
 	c.c.hits.Add(1)
