@@ -179,7 +179,7 @@ func (d *DirStore) PutHashed(ctx context.Context, h Hash, data []byte) error {
 // filesystem, so the rename is atomic) and syncs the file and final's
 // directory, so the block survives a crash once Put returns.
 func writeAtomic(tmpDir, dir, final string, data []byte) error {
-	tmp, err := writeTemp(tmpDir, data, true)
+	tmp, err := WriteTemp(tmpDir, true, data)
 	if err != nil {
 		return err
 	}
@@ -190,9 +190,14 @@ func writeAtomic(tmpDir, dir, final string, data []byte) error {
 	return syncDir(dir)
 }
 
-// writeTemp writes data to a new read-only temp file in tmpDir (fsynced if
-// sync) and returns its path; on error nothing is left behind.
-func writeTemp(tmpDir string, data []byte, sync bool) (tmp string, err error) {
+// WriteTemp writes parts, one after the other, to a new read-only temp file
+// in tmpDir and returns its path; on error nothing is left behind. With
+// sync the file is fsynced before WriteTemp returns. Without, writeback
+// starts at once (sync_file_range), so the disk works while the caller
+// goes on instead of all at once at a later sync; that is advisory, and
+// whoever needs durability syncs later (DirStore.Flush), or can tell a
+// torn file from a whole one (the disk cache's trailer).
+func WriteTemp(tmpDir string, sync bool, parts ...[]byte) (tmp string, err error) {
 	f, err := os.CreateTemp(tmpDir, tempPrefix+"*")
 	if err != nil {
 		return "", err
@@ -203,23 +208,22 @@ func writeTemp(tmpDir string, data []byte, sync bool) (tmp string, err error) {
 			os.Remove(f.Name())
 		}
 	}()
-	if _, err = f.Write(data); err != nil {
-		return "", err
+	for _, p := range parts {
+		if _, err = f.Write(p); err != nil {
+			return "", err
+		}
 	}
 	// Blocks are immutable: make the file read-only to say so.
 	if err = f.Chmod(0o444); err != nil {
 		return "", err
 	}
 	if sync {
-		if err = f.Sync(); err != nil {
-			return "", err
-		}
+		err = f.Sync()
 	} else {
-		// Deferred: the Flush (syncfs) comes later, but start writing
-		// back now, so the disk works while the import hashes the next
-		// blocks instead of all at once at the end. Advisory: an error
-		// here only means the Flush will do the work.
 		_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+	}
+	if err != nil {
+		return "", err
 	}
 	return f.Name(), f.Close()
 }

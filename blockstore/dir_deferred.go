@@ -37,7 +37,7 @@ func (d *DirStore) putDeferred(h Hash, data []byte) error {
 	if _, ok := d.pendingFile(h); ok {
 		return nil
 	}
-	tmp, err := writeTemp(filepath.Join(d.root, tempDir), data, false)
+	tmp, err := WriteTemp(filepath.Join(d.root, tempDir), false, data)
 	if err != nil {
 		return fmt.Errorf("blockstore: put %v: %w", h, err)
 	}

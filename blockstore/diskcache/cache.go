@@ -31,9 +31,11 @@
 // SHA-256 anyway; the trailer is what keeps the cache from serving it a
 // damaged block over and over.)
 //
-// A file is written to DIR/tmp, fsynced and renamed into place, so no crash
-// leaves a partial file under a block's name. Directories are not fsynced:
-// losing a just-cached block in a power cut costs one refetch.
+// A file is written to DIR/tmp and renamed into place, not fsynced: the
+// cache is not the data's home, and a file torn by a power cut fails its
+// size or trailer check at its first hit, is dropped and is fetched again,
+// like any damaged file. (An fsync per block cost the cold path of every
+// read through the cache.) Writeback starts as each file is written.
 //
 // # Size bound
 //
@@ -93,9 +95,8 @@ type Options struct {
 	MaxBytes int64
 
 	// Tests only: plainLRU selects a plain LRU instead of S3-FIFO (to
-	// show what S3-FIFO buys); noSync skips the fsync before rename
-	// (which only matters for a power cut).
-	plainLRU, noSync bool
+	// show what S3-FIFO buys).
+	plainLRU bool
 }
 
 const (
@@ -121,7 +122,6 @@ type Cache struct {
 	tmp     string
 	backend blockstore.Store
 	max     int64
-	noSync  bool
 	lock    *os.File
 	noMap   atomic.Bool // mlock refused: Map says ErrUnsupported (see blockstore.MapFile)
 
@@ -158,7 +158,6 @@ func Open(dir string, backend blockstore.Store, opts Options) (*Cache, error) {
 		tmp:     filepath.Join(abs, tmpName),
 		backend: backend,
 		max:     opts.MaxBytes,
-		noSync:  opts.noSync,
 		entries: make(map[blockstore.Hash]*entry),
 	}
 	if opts.plainLRU {
@@ -515,7 +514,8 @@ func (c *Cache) insert(loc blockstore.Locator, data []byte) {
 	err := os.MkdirAll(filepath.Dir(final), 0o755)
 	var tmp string
 	if err == nil {
-		tmp, err = c.writeTemp(loc.Hash, data)
+		tr := makeTrailer(loc.Hash, data)
+		tmp, err = blockstore.WriteTemp(c.tmp, false, data, tr[:])
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -602,37 +602,6 @@ func (c *Cache) removeLocked(e *entry) {
 	if err := os.Remove(c.path(e.hash)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		c.c.removeErrors.Add(1)
 	}
-}
-
-// writeTemp writes data and its trailer to a synced temp file and returns
-// its name.
-func (c *Cache) writeTemp(h blockstore.Hash, data []byte) (name string, err error) {
-	f, err := os.CreateTemp(c.tmp, tempPrefix+"*")
-	if err != nil {
-		return "", err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	tr := makeTrailer(h, data)
-	if _, err = f.Write(data); err != nil {
-		return "", err
-	}
-	if _, err = f.Write(tr[:]); err != nil {
-		return "", err
-	}
-	if !c.noSync {
-		if err = f.Sync(); err != nil {
-			return "", err
-		}
-	}
-	if err = f.Close(); err != nil {
-		return "", err
-	}
-	return f.Name(), nil
 }
 
 // Put implements blockstore.Store by writing to the backend only.

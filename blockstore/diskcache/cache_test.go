@@ -152,7 +152,7 @@ func TestSizeBoundNeverExceeded(t *testing.T) {
 	big := putBlocks(t, back, 1, 30000, 3, false)[0] // larger than the whole cache
 	const max = 20000
 	dir := t.TempDir()
-	c := openCache(t, dir, back, Options{MaxBytes: max, noSync: true})
+	c := openCache(t, dir, back, Options{MaxBytes: max})
 	r := rand.New(rand.NewPCG(7, 7))
 	for i := range 200 {
 		// Skewed: low indexes are hot.
@@ -185,7 +185,6 @@ func scanScenario(t *testing.T, opts Options, restart bool) (wsGets int64, st St
 	ws := putBlocks(t, back, wsN, size, 10, false)
 	scan := putBlocks(t, back, scanN, size, 11, false)
 	opts.MaxBytes = cacheBlocks * (size + trailerLen)
-	opts.noSync = true // some 200 inserts
 	dir := t.TempDir()
 	c := openCache(t, dir, back, opts)
 	for range 3 {
@@ -485,7 +484,7 @@ func TestConcurrentGets(t *testing.T) {
 	locs := putBlocks(t, back, 40, 2000, 9, true)
 	const max = 15 * 2000
 	dir := t.TempDir()
-	c := openCache(t, dir, back, Options{MaxBytes: max, noSync: true})
+	c := openCache(t, dir, back, Options{MaxBytes: max})
 	p := blockstore.NewPool(c, blockstore.PoolConfig{MaxBytes: 8 << 10})
 	var wg sync.WaitGroup
 	for w := range 8 {
