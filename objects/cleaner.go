@@ -220,7 +220,7 @@ func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanStats, error) 
 				relocs = append(relocs, reloc{key: string(o.Key(0)), ver: f.ver, oldSeg: s.id, oldOff: uint32(off),
 					newSeg: cur.id, newOff: uint32(curOff + int64(len(buf))), size: uint32(f.size)})
 				buf = append(buf, rec...)
-				cur.noteVersions(f.ver, f.ver)
+				cur.widen(f.ver, f.ver)
 				st.ObjectsRelocated++
 			case recTombstone:
 				dead := uint32(f.payload[0]) | uint32(f.payload[1])<<8 | uint32(f.payload[2])<<16 | uint32(f.payload[3])<<24
@@ -241,7 +241,7 @@ func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanStats, error) 
 					}
 				}
 				buf = append(buf, rec...)
-				cur.noteVersions(f.ver, f.ver)
+				cur.widen(f.ver, f.ver)
 				st.TombstonesRelocated++
 			}
 		})

@@ -55,18 +55,11 @@ type pending struct {
 }
 
 type chunk struct {
-	seg            uint32
-	create         bool // the committer must create this segment first
-	off            int64
-	data           []byte
-	minVer, maxVer uint64 // of the records in data (0, 0: none)
-}
-
-func (c *chunk) note(ver uint64) {
-	if c.minVer == 0 || ver < c.minVer {
-		c.minVer = ver
-	}
-	c.maxVer = max(c.maxVer, ver)
+	seg      uint32
+	create   bool // the committer must create this segment first
+	off      int64
+	data     []byte
+	verRange // of the records in data
 }
 
 type update struct {
@@ -173,7 +166,7 @@ func (l *Log) commit(b *batch) {
 		for _, c := range b.chunks {
 			if s := l.segs[c.seg]; s != nil {
 				s.end = max(s.end, c.off+int64(len(c.data)))
-				s.noteVersions(c.minVer, c.maxVer)
+				s.widen(c.minVer, c.maxVer)
 			}
 		}
 		for _, u := range b.ups {
@@ -332,7 +325,7 @@ func (l *Log) enqueue(entries []Entry, atomic bool) (*batch, error) {
 			// until that segment is cleaned: otherwise cleaning the newer
 			// version or the delete could resurrect this one on replay.
 			buf = appendTombstone(buf, key, old.ver, old.seg)
-			c.note(old.ver)
+			c.widen(old.ver, old.ver)
 			count++
 		}
 		if e.Delete {
@@ -348,7 +341,7 @@ func (l *Log) enqueue(entries []Entry, atomic bool) (*batch, error) {
 		buf, fs = beginFrame(buf)
 		buf = AppendObject(buf, e.Keys, e.Value)
 		finishFrame(buf, fs, recObject, ver)
-		c.note(ver)
+		c.widen(ver, ver)
 		count++
 		var skeys []string
 		if len(e.Keys) > 1 {
@@ -432,7 +425,7 @@ func (l *Log) enqueueTombstonesLocked(died []reloc) (*batch, error) {
 	n := len(c.data)
 	for _, r := range died {
 		c.data = appendTombstone(c.data, r.key, r.ver, r.newSeg)
-		c.note(r.ver)
+		c.widen(r.ver, r.ver)
 	}
 	w.tailOff += int64(len(c.data) - n)
 	w.kickLocked()

@@ -124,7 +124,7 @@ func parseIngestSeed(data []byte, seed maphash.Seed, chunks int) (segHeader, []s
 		return hdr, ps, last.err
 	}
 	for i := range ps[1:] {
-		ps[0].noteVersions(ps[i+1].minVer, ps[i+1].maxVer)
+		ps[0].widen(ps[i+1].minVer, ps[i+1].maxVer)
 	}
 	if last.end != int64(len(data)) {
 		return hdr, ps, corrupt(last.end, "bytes after the last record")
@@ -133,17 +133,6 @@ func parseIngestSeed(data []byte, seed maphash.Seed, chunks int) (segHeader, []s
 		return hdr, ps, corrupt(segHeaderSize, "version out of range")
 	}
 	return hdr, ps, nil
-}
-
-// noteVersions widens p's version range by [lo, hi] (0, 0: no records).
-func (p *segParse) noteVersions(lo, hi uint64) {
-	if hi == 0 {
-		return
-	}
-	if p.minVer == 0 || lo < p.minVer {
-		p.minVer = lo
-	}
-	p.maxVer = max(p.maxVer, hi)
 }
 
 // Ingest adds a complete segment produced by another Log: data is the whole
@@ -205,7 +194,7 @@ func (l *Log) Ingest(data []byte) (SegmentInfo, error) {
 	}
 	s.end = int64(len(data))
 	s.sealed = true
-	s.noteVersions(ps[0].minVer, ps[0].maxVer)
+	s.widen(ps[0].minVer, ps[0].maxVer)
 
 	l.mu.Lock()
 	if l.closed {

@@ -54,14 +54,13 @@ type rtomb struct {
 }
 
 type segParse struct {
-	s      *segment
-	objs   []robj
-	tombs  []rtomb
-	keys   arena // what objs and tombs refer to
-	end    int64
-	minVer uint64 // of object and tombstone records (0 if none)
-	maxVer uint64
-	err    error
+	s        *segment
+	objs     []robj
+	tombs    []rtomb
+	keys     arena // what objs and tombs refer to
+	end      int64
+	verRange // of object and tombstone records
+	err      error
 
 	// applyBatch's partition by shard (see segParse.partition).
 	objAt           []uint32
@@ -149,10 +148,7 @@ func parseSegment(s *segment, data []byte, base int64, tail bool, seed maphash.S
 	a := &p.keys
 	p.objs = make([]robj, 0, countFrames(data))
 	p.end, p.err = scanFrames(data, base, tail, s.path, func(off int64, f frame) {
-		p.maxVer = max(p.maxVer, f.ver)
-		if p.minVer == 0 || f.ver < p.minVer {
-			p.minVer = f.ver
-		}
+		p.widen(f.ver, f.ver)
 		switch f.typ {
 		case recObject:
 			o, err := ParseObject(f.payload)
@@ -429,7 +425,7 @@ func (l *Log) load(initial bool) (int64, error) {
 	for _, r := range results {
 		maxVer = max(maxVer, r.maxVer)
 		r.s.end = r.end
-		r.s.noteVersions(r.minVer, r.maxVer)
+		r.s.widen(r.minVer, r.maxVer)
 		r.s.sealed = r.s.id != lastHead || ro
 	}
 	if ro {

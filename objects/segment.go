@@ -134,20 +134,23 @@ type segment struct {
 	// last records are applied only when that whole batch is; until then it
 	// is not sealed.
 	sealed bool
-	// Versions of the object and tombstone records known (0, 0: none).
-	minVer, maxVer uint64
+	// Versions of the object and tombstone records known.
+	verRange
 }
 
-// noteVersions widens the segment's version range by [lo, hi] (0, 0: no
-// records). Callers hold Log.mu or own s exclusively.
-func (s *segment) noteVersions(lo, hi uint64) {
+// verRange is the range of record versions in a segment or part of one
+// (0, 0: no records).
+type verRange struct{ minVer, maxVer uint64 }
+
+// widen widens r by [lo, hi] (0, 0: nothing).
+func (r *verRange) widen(lo, hi uint64) {
 	if hi == 0 {
 		return
 	}
-	if s.minVer == 0 || lo < s.minVer {
-		s.minVer = lo
+	if r.minVer == 0 || lo < r.minVer {
+		r.minVer = lo
 	}
-	s.maxVer = max(s.maxVer, hi)
+	r.maxVer = max(r.maxVer, hi)
 }
 
 func newSegment(dir string, id uint32, f *os.File, hdr segHeader) *segment {
