@@ -372,6 +372,16 @@ func (l *Log) enqueue(entries []Entry, atomic bool) (*batch, error) {
 	return b, nil
 }
 
+// queueLocked returns the batch that the next commit will write, starting
+// one if none is queued.
+func (w *writer) queueLocked() *batch {
+	if w.q == nil {
+		w.gen++
+		w.q = &batch{gen: w.gen, done: make(chan struct{})}
+	}
+	return w.q
+}
+
 func (w *writer) kickLocked() {
 	select {
 	case w.kick <- struct{}{}:
@@ -384,11 +394,7 @@ func (w *writer) kickLocked() {
 // Callers hold w.mu.
 func (l *Log) chunkLocked(est int) (*batch, *chunk) {
 	w := &l.w
-	if w.q == nil {
-		w.gen++
-		w.q = &batch{gen: w.gen, done: make(chan struct{})}
-	}
-	b := w.q
+	b := w.queueLocked()
 	if w.tailOff+int64(est) > l.opts.SegmentSize && w.tailOff > segHeaderSize {
 		w.headID = w.nextSeg
 		w.nextSeg++
@@ -523,11 +529,7 @@ func (l *Log) Seal() error {
 		defer w.mu.Unlock()
 		return w.err
 	}
-	if w.q == nil {
-		w.gen++
-		w.q = &batch{gen: w.gen, done: make(chan struct{})}
-	}
-	b := w.q
+	b := w.queueLocked()
 	// The committer writes chunks in order: everything queued so far goes
 	// to the old head, then rollHead fsyncs it and creates the new one.
 	w.headID = w.nextSeg
@@ -553,11 +555,7 @@ func (l *Log) Sync() error {
 		w.mu.Unlock()
 		return ErrClosed
 	}
-	if w.q == nil {
-		w.gen++
-		w.q = &batch{gen: w.gen, done: make(chan struct{})}
-	}
-	b := w.q
+	b := w.queueLocked()
 	b.sync = true
 	w.kickLocked()
 	w.mu.Unlock()
