@@ -1,7 +1,6 @@
 package blockstore
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 )
@@ -12,31 +11,6 @@ import (
 // It is a value type (an array, not a slice) so that it can be a map key and
 // be passed around without allocating.
 type Hash [32]byte
-
-// Sum returns the Hash of p.
-//
-// It feeds the hash sumPiece bytes at a time. The SHA-256 assembly cannot be
-// preempted, and one call over a 4 MiB block runs for milliseconds: with
-// many blocks being verified at once, every garbage collection then spins
-// trying to stop those goroutines (measured: half the CPU of a cold read
-// over S3 went to runtime.suspendG). Between pieces the scheduler can.
-func Sum(p []byte) Hash {
-	if len(p) <= sumPiece {
-		return sha256.Sum256(p)
-	}
-	d := sha256.New()
-	for len(p) > 0 {
-		n := min(len(p), sumPiece)
-		d.Write(p[:n])
-		p = p[n:]
-	}
-	var h Hash
-	d.Sum(h[:0])
-	return h
-}
-
-// sumPiece is how much Sum hashes between preemption points (~35 µs).
-const sumPiece = 64 << 10
 
 // ParseHash parses exactly 64 lowercase hex characters. Uppercase is
 // rejected on purpose: one block, one spelling, so that String round-trips

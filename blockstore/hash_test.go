@@ -1,7 +1,6 @@
 package blockstore
 
 import (
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -141,32 +140,4 @@ func FuzzParseLocator(f *testing.F) {
 			t.Fatalf("ParseLocator(%q) size %d out of range", s, l.Size)
 		}
 	})
-}
-
-func TestSumPieces(t *testing.T) {
-	for _, n := range []int{0, 1, sumPiece - 1, sumPiece, sumPiece + 1, 3*sumPiece + 17} {
-		p := make([]byte, n)
-		for i := range p {
-			p[i] = byte(i * 31)
-		}
-		if Sum(p) != sha256.Sum256(p) {
-			t.Errorf("Sum of %d bytes differs from sha256.Sum256", n)
-		}
-	}
-}
-
-func BenchmarkSum4MiB(b *testing.B) {
-	p := make([]byte, 4<<20)
-	b.SetBytes(int64(len(p)))
-	for b.Loop() {
-		Sum(p)
-	}
-}
-
-func BenchmarkSHA256Sum256_4MiB(b *testing.B) {
-	p := make([]byte, 4<<20)
-	b.SetBytes(int64(len(p)))
-	for b.Loop() {
-		sha256.Sum256(p)
-	}
 }

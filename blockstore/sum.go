@@ -1,0 +1,203 @@
+package blockstore
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"sync"
+	"sync/atomic"
+)
+
+// Sum returns the Hash of p.
+//
+// Verifying blocks is most of the CPU a cold read costs, so Sum pairs up:
+// with the SHA extensions, one core hashes two messages in about the time
+// it hashes one (see internal/sumgen), so a Sum that starts while another
+// is running hands its block to that one and sleeps, and the two are
+// hashed together. Over a cold read, where the pool verifies several
+// blocks at once, that halves the CPU verification takes and frees a core
+// for the rest of the work.
+//
+// It hashes at most sumPiece bytes per lane between preemption points: the
+// assembly cannot be preempted, and one call over a 4 MiB block would run
+// for milliseconds; with many blocks being verified at once, every garbage
+// collection then spins trying to stop those goroutines (measured: half
+// the CPU of a cold read over S3 went to runtime.suspendG).
+func Sum(p []byte) Hash {
+	if !haveSum2 || len(p) < pairMin {
+		return sum1(p)
+	}
+	return hasher.sum(p)
+}
+
+const (
+	// sumPiece is how much Sum hashes per lane between preemption points
+	// (~35 µs).
+	sumPiece = 64 << 10
+	// pairMin is the smallest message worth pairing: below it, handing
+	// over costs more than it saves.
+	pairMin = 64 << 10
+)
+
+// sum1 hashes p on its own, sumPiece bytes at a time.
+func sum1(p []byte) Hash {
+	if len(p) <= sumPiece {
+		return sha256.Sum256(p)
+	}
+	d := sha256.New()
+	for len(p) > 0 {
+		n := min(len(p), sumPiece)
+		d.Write(p[:n])
+		p = p[n:]
+	}
+	var h Hash
+	d.Sum(h[:0])
+	return h
+}
+
+// sumJob is one message being hashed: its state so far and what is left.
+// Whoever holds it (its owner, or the goroutine that adopted it) is the
+// only one touching it; it changes hands under pairs.mu or through done.
+type sumJob struct {
+	h    [8]uint32
+	rest []byte // not yet hashed
+	size uint64 // whole message length
+	sum  Hash   // set when finished
+	fin  bool
+	// done is closed when an adopter gives the job back, finished or not.
+	done chan struct{}
+}
+
+func newSumJob(p []byte) *sumJob {
+	return &sumJob{
+		h:    [8]uint32{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19},
+		rest: p, size: uint64(len(p)),
+	}
+}
+
+// blocks is how many whole 64-byte blocks are left.
+func (j *sumJob) blocks() int { return len(j.rest) / 64 }
+
+// finish hashes the last partial block and the padding.
+func (j *sumJob) finish() {
+	var tail [128]byte
+	r := copy(tail[:], j.rest)
+	tail[r] = 0x80
+	n := 64
+	if r >= 56 {
+		n = 128
+	}
+	binary.BigEndian.PutUint64(tail[n-8:], j.size*8)
+	step(j, j, tail[:n])
+	for i, v := range j.h {
+		binary.BigEndian.PutUint32(j.sum[4*i:], v)
+	}
+	j.rest, j.fin = nil, true
+}
+
+// step runs the block function over the whole blocks of pa (for a) and
+// the same number of pb (for b); a and b may be the same job.
+func step(a, b *sumJob, pa []byte) {
+	var st [16]uint32
+	copy(st[:8], a.h[:])
+	copy(st[8:], b.h[:])
+	pb := pa
+	if b != a {
+		pb = b.rest
+	}
+	blocks2(&st, &pa[0], &pb[0], len(pa)/64)
+	copy(a.h[:], st[:8])
+	if b != a {
+		copy(b.h[:], st[8:])
+	}
+}
+
+// pairer matches concurrent Sums. A hasher is a goroutine hashing its own
+// job; while it has no partner it is "solo", and a Sum arriving then
+// leaves its job in pending and sleeps until a solo hasher adopts it,
+// hashes it alongside its own and gives it back. A hasher hashes for
+// others only while its own job lasts: when its job is done it returns at
+// once, and gives back a partner's unfinished job, whose owner wakes and
+// carries on from where it was.
+type pairer struct {
+	mu      sync.Mutex
+	solo    int          // hashers that could adopt a job
+	pending *sumJob      // a job waiting for one
+	paired  atomic.Int64 // bytes hashed two at a time, for tests
+}
+
+var hasher pairer
+
+func (e *pairer) sum(p []byte) Hash {
+	j := newSumJob(p)
+	for {
+		e.mu.Lock()
+		if e.solo == 0 || e.pending != nil {
+			e.solo++
+			e.mu.Unlock()
+			e.run(j)
+			return j.sum
+		}
+		j.done = make(chan struct{})
+		e.pending = j
+		e.mu.Unlock()
+		<-j.done
+		if j.fin {
+			return j.sum
+		}
+		// Given back unfinished: hash the rest as a hasher ourselves.
+	}
+}
+
+// run hashes own to the end, adopting one pending job at a time while it
+// does. The caller has counted it solo.
+func (e *pairer) run(own *sumJob) {
+	var mate *sumJob
+	for {
+		if mate == nil {
+			e.mu.Lock()
+			if mate = e.pending; mate != nil {
+				e.pending = nil
+				e.solo--
+			}
+			e.mu.Unlock()
+		}
+		switch {
+		case own.blocks() == 0:
+			own.finish()
+			e.mu.Lock()
+			if mate == nil {
+				e.solo--
+			}
+			// Nobody left to adopt a pending job: wake its owner to
+			// hash it.
+			var orphan *sumJob
+			if e.solo == 0 && e.pending != nil {
+				orphan, e.pending = e.pending, nil
+			}
+			e.mu.Unlock()
+			if orphan != nil {
+				close(orphan.done)
+			}
+			if mate != nil {
+				close(mate.done) // finished or not, it is its owner's again
+			}
+			return
+		case mate != nil && mate.blocks() == 0:
+			mate.finish()
+			close(mate.done)
+			mate = nil
+			e.mu.Lock()
+			e.solo++
+			e.mu.Unlock()
+		case mate != nil:
+			n := min(own.blocks(), mate.blocks(), sumPiece/64) * 64
+			step(own, mate, own.rest[:n])
+			own.rest, mate.rest = own.rest[n:], mate.rest[n:]
+			e.paired.Add(2 * int64(n))
+		default:
+			n := min(own.blocks(), sumPiece/64) * 64
+			step(own, own, own.rest[:n])
+			own.rest = own.rest[n:]
+		}
+	}
+}
