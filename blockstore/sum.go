@@ -113,8 +113,9 @@ func step(a, b *sumJob, pa []byte) {
 
 // pairer matches concurrent Sums. A hasher is a goroutine hashing its own
 // job; while it has no partner it is "solo", and a Sum arriving then
-// leaves its job in pending and sleeps until a solo hasher adopts it,
-// hashes it alongside its own and gives it back. A hasher hashes for
+// leaves its job in pending and sleeps until a hasher adopts it (a solo
+// one, or the next Sum to arrive), hashes it alongside its own and gives
+// it back. A hasher hashes for
 // others only while its own job lasts: when its job is done it returns at
 // once, and gives back a partner's unfinished job, whose owner wakes and
 // carries on from where it was.
@@ -129,29 +130,36 @@ var hasher pairer
 
 func (e *pairer) sum(p []byte) Hash {
 	j := newSumJob(p)
-	for {
+	for !j.fin {
 		e.mu.Lock()
-		if e.solo == 0 || e.pending != nil {
+		if mate := e.pending; mate != nil {
+			// Someone is waiting for a partner: be it.
+			e.pending = nil
+			e.mu.Unlock()
+			e.run(j, mate)
+			continue
+		}
+		if e.solo == 0 {
 			e.solo++
 			e.mu.Unlock()
-			e.run(j)
-			return j.sum
+			e.run(j, nil)
+			continue
 		}
+		// A solo hasher adopts it, hashes it to the end or gives it
+		// back unfinished, to be carried on from where it was.
 		j.done = make(chan struct{})
 		e.pending = j
 		e.mu.Unlock()
 		<-j.done
-		if j.fin {
-			return j.sum
-		}
-		// Given back unfinished: hash the rest as a hasher ourselves.
 	}
+	return j.sum
 }
 
-// run hashes own to the end, adopting one pending job at a time while it
-// does. The caller has counted it solo.
-func (e *pairer) run(own *sumJob) {
-	var mate *sumJob
+// run hashes own, with mate alongside if given, until own is finished or
+// mate is (then the caller pairs own up afresh, rather than hash it alone
+// while another hasher may be alone too). Without a mate the caller has
+// counted it solo, and it adopts the first pending job.
+func (e *pairer) run(own, mate *sumJob) {
 	for {
 		if mate == nil {
 			e.mu.Lock()
@@ -185,10 +193,7 @@ func (e *pairer) run(own *sumJob) {
 		case mate != nil && mate.blocks() == 0:
 			mate.finish()
 			close(mate.done)
-			mate = nil
-			e.mu.Lock()
-			e.solo++
-			e.mu.Unlock()
+			return
 		case mate != nil:
 			n := min(own.blocks(), mate.blocks(), sumPiece/64) * 64
 			step(own, mate, own.rest[:n])

@@ -64,7 +64,7 @@ func TestSumPairs(t *testing.T) {
 		runtime.Gosched()
 	}
 	own := newSumJob(short)
-	e.run(own)
+	e.run(own, nil)
 	if own.sum != Hash(sha256.Sum256(short)) {
 		t.Errorf("adopter's own sum wrong")
 	}
