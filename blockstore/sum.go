@@ -3,6 +3,7 @@ package blockstore
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 )
@@ -63,6 +64,9 @@ type sumJob struct {
 	size uint64 // whole message length
 	sum  Hash   // set when finished
 	fin  bool
+	// alone says its owner must hash the rest itself: it was being
+	// hashed when a fault struck (see run).
+	alone bool
 	// done is closed when an adopter gives the job back, finished or not.
 	done chan struct{}
 }
@@ -72,6 +76,17 @@ func newSumJob(p []byte) *sumJob {
 		h:    [8]uint32{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19},
 		rest: p, size: uint64(len(p)),
 	}
+}
+
+// stepAlone hashes up to sumPiece more bytes of j alone, or finishes it.
+func (j *sumJob) stepAlone() {
+	if j.blocks() == 0 {
+		j.finish()
+		return
+	}
+	n := min(j.blocks(), sumPiece/64) * 64
+	step(j, j, j.rest[:n])
+	j.rest = j.rest[n:]
 }
 
 // blocks is how many whole 64-byte blocks are left.
@@ -130,19 +145,19 @@ var hasher pairer
 
 func (e *pairer) sum(p []byte) Hash {
 	j := newSumJob(p)
-	for !j.fin {
+	for !j.fin && !j.alone {
 		e.mu.Lock()
 		if mate := e.pending; mate != nil {
 			// Someone is waiting for a partner: be it.
 			e.pending = nil
 			e.mu.Unlock()
-			e.run(j, mate)
+			e.run(j, mate, false)
 			continue
 		}
 		if e.solo == 0 {
 			e.solo++
 			e.mu.Unlock()
-			e.run(j, nil)
+			e.run(j, nil, true)
 			continue
 		}
 		// A solo hasher adopts it, hashes it to the end or gives it
@@ -152,19 +167,44 @@ func (e *pairer) sum(p []byte) Hash {
 		e.mu.Unlock()
 		<-j.done
 	}
+	for !j.fin {
+		j.stepAlone()
+	}
 	return j.sum
 }
 
 // run hashes own, with mate alongside if given, until own is finished or
 // mate is (then the caller pairs own up afresh, rather than hash it alone
-// while another hasher may be alone too). Without a mate the caller has
-// counted it solo, and it adopts the first pending job.
-func (e *pairer) run(own, mate *sumJob) {
+// while another hasher may be alone too). solo says the caller counted it
+// solo (it has no mate); it then adopts the first pending job.
+//
+// Messages may be mapped files, and a file cut short underneath faults
+// when read. Its owner expects that fault in its own goroutine (the
+// importer turns it into an error), not in whichever goroutine hashed its
+// bytes, where it would crash the process or be blamed on the wrong file.
+// So run turns faults into panics while it hashes, and on one gives both
+// jobs back marked alone, unchanged since their last whole step: each
+// owner then hashes its own, where a fault that was its own recurs.
+func (e *pairer) run(own, mate *sumJob, solo bool) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			if solo {
+				e.leaveSolo()
+			}
+			own.alone = true
+			if mate != nil {
+				mate.alone = true
+				close(mate.done)
+			}
+		}
+	}()
 	for {
-		if mate == nil {
+		if solo {
 			e.mu.Lock()
 			if mate = e.pending; mate != nil {
-				e.pending = nil
+				e.pending, solo = nil, false
 				e.solo--
 			}
 			e.mu.Unlock()
@@ -172,19 +212,9 @@ func (e *pairer) run(own, mate *sumJob) {
 		switch {
 		case own.blocks() == 0:
 			own.finish()
-			e.mu.Lock()
-			if mate == nil {
-				e.solo--
-			}
-			// Nobody left to adopt a pending job: wake its owner to
-			// hash it.
-			var orphan *sumJob
-			if e.solo == 0 && e.pending != nil {
-				orphan, e.pending = e.pending, nil
-			}
-			e.mu.Unlock()
-			if orphan != nil {
-				close(orphan.done)
+			if solo {
+				solo = false
+				e.leaveSolo()
 			}
 			if mate != nil {
 				close(mate.done) // finished or not, it is its owner's again
@@ -200,9 +230,22 @@ func (e *pairer) run(own, mate *sumJob) {
 			own.rest, mate.rest = own.rest[n:], mate.rest[n:]
 			e.paired.Add(2 * int64(n))
 		default:
-			n := min(own.blocks(), sumPiece/64) * 64
-			step(own, own, own.rest[:n])
-			own.rest = own.rest[n:]
+			own.stepAlone()
 		}
+	}
+}
+
+// leaveSolo uncounts a solo hasher. If it was the last, a pending job has
+// nobody left to adopt it: its owner is woken to hash it.
+func (e *pairer) leaveSolo() {
+	e.mu.Lock()
+	e.solo--
+	var orphan *sumJob
+	if e.solo == 0 && e.pending != nil {
+		orphan, e.pending = e.pending, nil
+	}
+	e.mu.Unlock()
+	if orphan != nil {
+		close(orphan.done)
 	}
 }

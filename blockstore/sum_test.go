@@ -3,7 +3,10 @@ package blockstore
 import (
 	"crypto/sha256"
 	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"testing"
@@ -64,7 +67,7 @@ func TestSumPairs(t *testing.T) {
 		runtime.Gosched()
 	}
 	own := newSumJob(short)
-	e.run(own, nil)
+	e.run(own, nil, true)
 	if own.sum != Hash(sha256.Sum256(short)) {
 		t.Errorf("adopter's own sum wrong")
 	}
@@ -167,4 +170,71 @@ func processCPU() int64 {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// TestSumFaultStaysWithItsOwner pairs a good block with a mapped file cut
+// short underneath (reading it raises SIGBUS). The hasher that adopted the
+// bad one must still return its own correct sum, and the fault must reach
+// the bad block's owner, in its goroutine, as the importer expects.
+func TestSumFaultStaysWithItsOwner(t *testing.T) {
+	if !haveSum2 {
+		t.Skip("no SHA extensions on this CPU: Sum does not pair")
+	}
+	f, err := os.Create(filepath.Join(t.TempDir(), "cut"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const size = 1 << 20
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	mapped, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Munmap(mapped)
+	if err := f.Truncate(0); err != nil {
+		t.Fatal(err)
+	}
+
+	var e pairer
+	e.mu.Lock()
+	e.solo = 1 // the hasher below
+	e.mu.Unlock()
+	fault := make(chan any)
+	go func() {
+		debug.SetPanicOnFault(true)
+		defer func() { fault <- recover() }()
+		e.sum(mapped)
+	}()
+	for {
+		e.mu.Lock()
+		posted := e.pending != nil
+		e.mu.Unlock()
+		if posted {
+			break
+		}
+		runtime.Gosched() // not a sleep: the other goroutine needs only the mutex
+	}
+	good := randomBytes(3, 2<<20)
+	own := newSumJob(good)
+	e.run(own, nil, true) // adopts the cut file, faults, gives both back
+	if !own.alone {
+		t.Fatal("the hasher's own job was not handed back to be hashed alone after the fault")
+	}
+	for !own.fin {
+		own.stepAlone()
+	}
+	if own.sum != Hash(sha256.Sum256(good)) {
+		t.Error("the hasher's own sum is wrong after its partner faulted")
+	}
+	r := <-fault
+	re, ok := r.(runtime.Error)
+	if _, hasAddr := re.(interface{ Addr() uintptr }); !ok || !hasAddr {
+		t.Errorf("the cut file's owner got %v, want a memory fault", r)
+	}
+	if e.solo != 0 || e.pending != nil {
+		t.Errorf("pairer left with solo %d, pending %v", e.solo, e.pending != nil)
+	}
 }
