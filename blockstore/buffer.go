@@ -29,7 +29,10 @@ type Buffer struct {
 	err  error
 
 	// Guarded by pool.mu.
-	refs       int  // callers holding it, plus one while a fetch runs
+	refs int // callers holding it, plus one while a fetch runs
+	// hurry, for a prefetch, is closed (and set to nil) by the first Get
+	// that waits for it: its hashing may wait for a partner until then.
+	hurry      chan struct{}
 	ready      bool // fetched and verified
 	prev, next *Buffer
 }

@@ -31,7 +31,7 @@ func ReadVerified(ctx context.Context, s Store, loc Locator, dst []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := verify(loc, data, n); err != nil {
+	if err := verify(loc, data, n, nil, nil); err != nil {
 		return fmt.Errorf("blockstore: read %v: %w", loc, err)
 	}
 	if k, ok := s.(Keeper); ok {

@@ -150,6 +150,10 @@ func (p *Pool) get(ctx context.Context, loc Locator, mayWait bool) (*Buffer, err
 		if b := p.table[loc]; b != nil {
 			p.acquireLocked(b)
 			ready := b.ready
+			if !ready && b.hurry != nil {
+				close(b.hurry) // a prefetch's bytes are wanted now
+				b.hurry = nil
+			}
 			p.mu.Unlock()
 			if ready {
 				p.c.hits.Add(1)
@@ -169,7 +173,7 @@ func (p *Pool) get(ctx context.Context, loc Locator, mayWait bool) (*Buffer, err
 				p.wg.Add(1)
 			}
 			p.unlock()
-			go p.fetch(p.stop, b, false, tracked)
+			go p.fetch(p.stop, b, nil, tracked)
 			return p.wait(ctx, b)
 		}
 		// No memory to be had without waiting.
@@ -240,11 +244,12 @@ func (p *Pool) Prefetch(loc Locator) bool {
 		return false
 	}
 	b.refs = 1 // the fetch
+	b.hurry = make(chan struct{})
 	p.c.inUse.Add(1)
 	p.prefetching++
 	p.c.prefetches.Add(1)
 	p.wg.Add(1)
-	go p.fetch(p.stop, b, true, true)
+	go p.fetch(p.stop, b, b.hurry, true)
 	return true
 }
 
@@ -309,8 +314,10 @@ func (p *Pool) wait(ctx context.Context, b *Buffer) (*Buffer, error) {
 // fetch reads b's block from the store into b, verifies it and publishes
 // the outcome to every waiter, then lets a Keeper store keep the verified
 // bytes. It owns one reference to b while it runs, so b cannot be evicted
-// underneath it. tracked says it counts in p.wg, for Close.
-func (p *Pool) fetch(ctx context.Context, b *Buffer, prefetch, tracked bool) {
+// underneath it. A prefetch has a hurry channel (see Buffer.hurry).
+// tracked says it counts in p.wg, for Close.
+func (p *Pool) fetch(ctx context.Context, b *Buffer, hurry chan struct{}, tracked bool) {
+	prefetch := hurry != nil
 	if p.fetchTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.fetchTimeout)
@@ -322,7 +329,9 @@ func (p *Pool) fetch(ctx context.Context, b *Buffer, prefetch, tracked bool) {
 		p.c.fetchBytes.Add(int64(n))
 	}
 	if err == nil {
-		err = verify(b.loc, b.data, n)
+		// A prefetch's bytes are hashed when they can be paired, or
+		// when someone waits for them (see sumPatient).
+		err = verify(b.loc, b.data, n, hurry, ctx.Done())
 	}
 	if err != nil {
 		err = fmt.Errorf("blockstore: fetch %v: %w", b.loc, err)
@@ -403,11 +412,13 @@ func (p *Pool) read(ctx context.Context, b *Buffer) (int, error) {
 }
 
 // verify checks that the n bytes read are exactly the block loc names.
-func verify(loc Locator, data []byte, n int) error {
+// With hurry set, hashing may wait for a partner until hurry or stop is
+// closed (see sumPatient).
+func verify(loc Locator, data []byte, n int, hurry, stop <-chan struct{}) error {
 	if int64(n) != loc.Size {
 		return fmt.Errorf("%w: store returned %d bytes, locator says %d", ErrCorrupt, n, loc.Size)
 	}
-	if got := Sum(data); got != loc.Hash {
+	if got := sumPatient(data, hurry, stop); got != loc.Hash {
 		return fmt.Errorf("%w: data hashes to %v", ErrCorrupt, got)
 	}
 	return nil

@@ -1,11 +1,13 @@
 package blockstore
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Sum returns the Hash of p.
@@ -27,7 +29,21 @@ func Sum(p []byte) Hash {
 	if !haveSum2 || len(p) < pairMin {
 		return sum1(p)
 	}
-	return hasher.sum(p)
+	return hasher.sum(p, nil, nil)
+}
+
+// sumPatient is Sum for a block nobody waits for yet (a prefetch): if no
+// other Sum is running to pair it with, it waits for the next one rather
+// than hash alone, until hurry or stop is closed (someone now waits for
+// it, or the work is called off), or for maxPatience at most. A cold
+// sequential read starts its prefetches one at a time, each as the reader
+// moves on by a block, so without patience most would be hashed alone.
+// Only one job waits at a time: the next patient one pairs with it.
+func sumPatient(p []byte, hurry, stop <-chan struct{}) Hash {
+	if !haveSum2 || len(p) < pairMin {
+		return sum1(p)
+	}
+	return hasher.sum(p, hurry, stop)
 }
 
 const (
@@ -37,6 +53,9 @@ const (
 	// pairMin is the smallest message worth pairing: below it, handing
 	// over costs more than it saves.
 	pairMin = 64 << 10
+	// maxPatience bounds how long a prefetch's hashing waits for a
+	// partner: a few blocks' worth of a sequential reader's progress.
+	maxPatience = 2 * time.Millisecond
 )
 
 // sum1 hashes p on its own, sumPiece bytes at a time.
@@ -139,12 +158,21 @@ type pairer struct {
 	solo    int          // hashers that could adopt a job
 	pending *sumJob      // a job waiting for one
 	paired  atomic.Int64 // bytes hashed two at a time, for tests
+	// patience overrides maxPatience (for tests, which cannot rely on
+	// the next Sum coming within it).
+	patience time.Duration
 }
 
 var hasher pairer
 
-func (e *pairer) sum(p []byte) Hash {
+func (e *pairer) sum(p []byte, hurry, stop <-chan struct{}) Hash {
 	j := newSumJob(p)
+	var patience <-chan time.Time
+	if hurry != nil {
+		t := time.NewTimer(cmp.Or(e.patience, maxPatience))
+		defer t.Stop()
+		patience = t.C
+	}
 	for !j.fin && !j.alone {
 		e.mu.Lock()
 		if mate := e.pending; mate != nil {
@@ -154,18 +182,36 @@ func (e *pairer) sum(p []byte) Hash {
 			e.run(j, mate, false)
 			continue
 		}
-		if e.solo == 0 {
+		if e.solo == 0 && hurry == nil {
 			e.solo++
 			e.mu.Unlock()
 			e.run(j, nil, true)
 			continue
 		}
-		// A solo hasher adopts it, hashes it to the end or gives it
-		// back unfinished, to be carried on from where it was.
+		// A hasher adopts it (a solo one, or the next Sum to arrive),
+		// hashes it to the end or gives it back unfinished, to be carried
+		// on from where it was.
 		j.done = make(chan struct{})
 		e.pending = j
 		e.mu.Unlock()
-		<-j.done
+		select {
+		case <-j.done:
+			continue
+		case <-hurry:
+		case <-stop:
+		case <-patience:
+		}
+		// A patient job's result is wanted now (or it has waited long
+		// enough): hash it, paired or not.
+		hurry, stop, patience = nil, nil, nil
+		e.mu.Lock()
+		if e.pending == j {
+			e.pending = nil
+			e.mu.Unlock()
+			continue
+		}
+		e.mu.Unlock()
+		<-j.done // adopted meanwhile
 	}
 	for !j.fin {
 		j.stepAlone()

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func randomBytes(seed uint64, n int) []byte {
@@ -54,18 +55,8 @@ func TestSumPairs(t *testing.T) {
 	e.solo = 1 // the hasher below, about to start
 	e.mu.Unlock()
 	got := make(chan Hash)
-	go func() { got <- e.sum(long) }()
-	// The Sum above finds a solo hasher and parks its job.
-	for {
-		e.mu.Lock()
-		posted := e.pending != nil
-		e.mu.Unlock()
-		if posted {
-			break
-		}
-		// Not a sleep: the other goroutine needs only the mutex.
-		runtime.Gosched()
-	}
+	go func() { got <- e.sum(long, nil, nil) }()
+	waitPending(&e) // the Sum above finds a solo hasher and parks its job
 	own := newSumJob(short)
 	e.run(own, nil, true)
 	if own.sum != Hash(sha256.Sum256(short)) {
@@ -206,17 +197,9 @@ func TestSumFaultStaysWithItsOwner(t *testing.T) {
 	go func() {
 		debug.SetPanicOnFault(true)
 		defer func() { fault <- recover() }()
-		e.sum(mapped)
+		e.sum(mapped, nil, nil)
 	}()
-	for {
-		e.mu.Lock()
-		posted := e.pending != nil
-		e.mu.Unlock()
-		if posted {
-			break
-		}
-		runtime.Gosched() // not a sleep: the other goroutine needs only the mutex
-	}
+	waitPending(&e)
 	good := randomBytes(3, 2<<20)
 	own := newSumJob(good)
 	e.run(own, nil, true) // adopts the cut file, faults, gives both back
@@ -237,4 +220,57 @@ func TestSumFaultStaysWithItsOwner(t *testing.T) {
 	if e.solo != 0 || e.pending != nil {
 		t.Errorf("pairer left with solo %d, pending %v", e.solo, e.pending != nil)
 	}
+}
+
+// waitPending spins until e has a job pending (not a sleep: the goroutine
+// posting it needs only the mutex).
+func waitPending(e *pairer) {
+	for {
+		e.mu.Lock()
+		posted := e.pending != nil
+		e.mu.Unlock()
+		if posted {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+// TestSumPatient: a patient job (a prefetch's) with nobody to pair with
+// waits, pairs with the next Sum that comes, and is hashed at once when
+// hurried instead.
+func TestSumPatient(t *testing.T) {
+	if !haveSum2 {
+		t.Skip("no SHA extensions on this CPU: Sum does not pair")
+	}
+	a, b := randomBytes(4, 1<<20), randomBytes(5, 1<<20+100)
+	t.Run("pairs with the next Sum", func(t *testing.T) {
+		e := pairer{patience: time.Hour}
+		got := make(chan Hash)
+		go func() { got <- e.sum(a, make(chan struct{}), nil) }()
+		waitPending(&e) // no hasher running: it waits rather than hash alone
+		if e.sum(b, nil, nil) != Hash(sha256.Sum256(b)) {
+			t.Error("the second Sum is wrong")
+		}
+		if <-got != Hash(sha256.Sum256(a)) {
+			t.Error("the patient Sum is wrong")
+		}
+		if n := e.paired.Load(); n != 2*int64(len(a)) {
+			t.Errorf("paired %d bytes, want %d: the patient job was not hashed alongside", n, 2*len(a))
+		}
+	})
+	t.Run("hurried", func(t *testing.T) {
+		var e pairer
+		hurry := make(chan struct{})
+		got := make(chan Hash)
+		go func() { got <- e.sum(a, hurry, nil) }()
+		waitPending(&e)
+		close(hurry)
+		if <-got != Hash(sha256.Sum256(a)) {
+			t.Error("the hurried Sum is wrong")
+		}
+		if e.paired.Load() != 0 || e.pending != nil || e.solo != 0 {
+			t.Errorf("pairer after a hurried Sum: paired %d, pending %v, solo %d", e.paired.Load(), e.pending != nil, e.solo)
+		}
+	})
 }
