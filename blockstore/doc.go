@@ -18,5 +18,11 @@
 // locked in memory, and a Keeper (the disk cache) is given the bytes the
 // Pool has verified, so that it need not hash them again.
 //
+// Verification is most of what a cold read costs, so Sum pairs blocks: with
+// the SHA extensions, one core hashes two blocks in about the time of one
+// (a generated two-lane SHA-NI block function, internal/sumgen), and
+// concurrent Sums are matched up in flight (sum.go). A prefetched block, whose
+// bytes nobody waits for yet, waits briefly for a partner.
+//
 // Everything here is safe for concurrent use.
 package blockstore
