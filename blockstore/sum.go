@@ -79,7 +79,7 @@ func sum1(p []byte) Hash {
 
 // sumJob is one message being hashed: its state so far and what is left.
 // Whoever holds it (its owner, or the goroutine that adopted it) is the
-// only one touching it; it changes hands under pairs.mu or through done.
+// only one touching it; it changes hands under pairer.mu or through done.
 type sumJob struct {
 	h    [8]uint32
 	rest []byte // not yet hashed
@@ -152,10 +152,11 @@ func step(a, b *sumJob, pa []byte) {
 // job; while it has no partner it is "solo", and a Sum arriving then
 // leaves its job in pending and sleeps until a hasher adopts it (a solo
 // one, or the next Sum to arrive), hashes it alongside its own and gives
-// it back. A hasher hashes for
-// others only while its own job lasts: when its job is done it returns at
-// once, and gives back a partner's unfinished job, whose owner wakes and
-// carries on from where it was.
+// it back. A hasher hashes for others only while its own job lasts: when
+// its job is done it returns at once, and gives back a partner's
+// unfinished job, whose owner wakes and carries on from where it was. So
+// no caller ever waits on a block that is not its own for longer than its
+// own takes.
 type pairer struct {
 	mu      sync.Mutex
 	solo    int          // hashers that could adopt a job
