@@ -597,3 +597,52 @@ func TestPoolCloseCancelsFetches(t *testing.T) {
 	}
 	assertIdle(t, p)
 }
+
+// TestPoolPatientPrefetch: a prefetched block large enough to pair waits
+// for a partner before it is hashed (see sumPatient); a Get that needs it
+// hurries it, and Close releases one that nobody wants.
+func TestPoolPatientPrefetch(t *testing.T) {
+	if !haveSum2 {
+		t.Skip("no SHA extensions on this CPU: Sum does not pair")
+	}
+	hasher.mu.Lock()
+	old := hasher.patience
+	hasher.patience = time.Hour // only hurry or Close may end the wait
+	hasher.mu.Unlock()
+	defer func() {
+		hasher.mu.Lock()
+		hasher.patience = old
+		hasher.mu.Unlock()
+	}()
+	parked := func() bool {
+		hasher.mu.Lock()
+		defer hasher.mu.Unlock()
+		return hasher.pending != nil
+	}
+	blocks := testBlocks(2, 1<<20)
+	A, B := LocatorOf(blocks[0]), LocatorOf(blocks[1])
+	p := NewPool(newMemStore(blocks...), PoolConfig{MaxBytes: 4 << 20})
+
+	if !p.Prefetch(A) {
+		t.Fatal("Prefetch(A) = false")
+	}
+	waitFor(t, "the prefetch of A to wait for a partner", parked)
+	b, err := p.Get(context.Background(), A)
+	if err != nil || !bytes.Equal(b.Bytes(), blocks[0]) {
+		t.Fatalf("Get of a waiting prefetch: %v", err)
+	}
+	b.Release()
+
+	if !p.Prefetch(B) {
+		t.Fatal("Prefetch(B) = false")
+	}
+	waitFor(t, "the prefetch of B to wait for a partner", parked)
+	p.Close() // must not wait an hour
+	if parked() {
+		t.Fatal("a prefetch still waits after Close")
+	}
+	if s := p.Stats(); s.Fetches != 2 || s.Errors != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+	assertIdle(t, p)
+}
