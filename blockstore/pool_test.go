@@ -614,11 +614,6 @@ func TestPoolPatientPrefetch(t *testing.T) {
 		hasher.patience = old
 		hasher.mu.Unlock()
 	}()
-	parked := func() bool {
-		hasher.mu.Lock()
-		defer hasher.mu.Unlock()
-		return hasher.pending != nil
-	}
 	blocks := testBlocks(2, 1<<20)
 	A, B := LocatorOf(blocks[0]), LocatorOf(blocks[1])
 	p := NewPool(newMemStore(blocks...), PoolConfig{MaxBytes: 4 << 20})
@@ -626,7 +621,7 @@ func TestPoolPatientPrefetch(t *testing.T) {
 	if !p.Prefetch(A) {
 		t.Fatal("Prefetch(A) = false")
 	}
-	waitFor(t, "the prefetch of A to wait for a partner", parked)
+	waitFor(t, "the prefetch of A to wait for a partner", hasher.hasPending)
 	b, err := p.Get(context.Background(), A)
 	if err != nil || !bytes.Equal(b.Bytes(), blocks[0]) {
 		t.Fatalf("Get of a waiting prefetch: %v", err)
@@ -636,9 +631,9 @@ func TestPoolPatientPrefetch(t *testing.T) {
 	if !p.Prefetch(B) {
 		t.Fatal("Prefetch(B) = false")
 	}
-	waitFor(t, "the prefetch of B to wait for a partner", parked)
+	waitFor(t, "the prefetch of B to wait for a partner", hasher.hasPending)
 	p.Close() // must not wait an hour
-	if parked() {
+	if hasher.hasPending() {
 		t.Fatal("a prefetch still waits after Close")
 	}
 	if s := p.Stats(); s.Fetches != 2 || s.Errors != 0 {

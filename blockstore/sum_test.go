@@ -56,7 +56,7 @@ func TestSumPairs(t *testing.T) {
 	e.mu.Unlock()
 	got := make(chan Hash)
 	go func() { got <- e.sum(long, nil, nil) }()
-	waitPending(&e) // the Sum above finds a solo hasher and parks its job
+	waitFor(t, "the Sum to find a solo hasher and park its job", e.hasPending)
 	own := newSumJob(short)
 	e.run(own, nil, true)
 	if own.sum != Hash(sha256.Sum256(short)) {
@@ -199,7 +199,7 @@ func TestSumFaultStaysWithItsOwner(t *testing.T) {
 		defer func() { fault <- recover() }()
 		e.sum(mapped, nil, nil)
 	}()
-	waitPending(&e)
+	waitFor(t, "the Sum to park its job", e.hasPending)
 	good := randomBytes(3, 2<<20)
 	own := newSumJob(good)
 	e.run(own, nil, true) // adopts the cut file, faults, gives both back
@@ -222,18 +222,12 @@ func TestSumFaultStaysWithItsOwner(t *testing.T) {
 	}
 }
 
-// waitPending spins until e has a job pending (not a sleep: the goroutine
-// posting it needs only the mutex).
-func waitPending(e *pairer) {
-	for {
-		e.mu.Lock()
-		posted := e.pending != nil
-		e.mu.Unlock()
-		if posted {
-			return
-		}
-		runtime.Gosched()
-	}
+// hasPending says whether a job waits in e for a partner (tests wait
+// for it with waitFor).
+func (e *pairer) hasPending() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.pending != nil
 }
 
 // TestSumPatient: a patient job (a prefetch's) with nobody to pair with
@@ -248,7 +242,7 @@ func TestSumPatient(t *testing.T) {
 		e := pairer{patience: time.Hour}
 		got := make(chan Hash)
 		go func() { got <- e.sum(a, make(chan struct{}), nil) }()
-		waitPending(&e) // no hasher running: it waits rather than hash alone
+		waitFor(t, "the patient Sum to wait rather than hash alone", e.hasPending)
 		if e.sum(b, nil, nil) != Hash(sha256.Sum256(b)) {
 			t.Error("the second Sum is wrong")
 		}
@@ -264,7 +258,7 @@ func TestSumPatient(t *testing.T) {
 		hurry := make(chan struct{})
 		got := make(chan Hash)
 		go func() { got <- e.sum(a, hurry, nil) }()
-		waitPending(&e)
+		waitFor(t, "the Sum to park its job", e.hasPending)
 		close(hurry)
 		if <-got != Hash(sha256.Sum256(a)) {
 			t.Error("the hurried Sum is wrong")
@@ -273,4 +267,21 @@ func TestSumPatient(t *testing.T) {
 			t.Errorf("pairer after a hurried Sum: paired %d, pending %v, solo %d", e.paired.Load(), e.pending != nil, e.solo)
 		}
 	})
+}
+
+// BenchmarkBlocks2 is the two-lane block function alone over two 4 MiB
+// messages (compare BenchmarkSHA256Sum256_4MiB, one message): what one
+// core gives when every block has a partner.
+func BenchmarkBlocks2(b *testing.B) {
+	if !haveSum2 {
+		b.Skip("no SHA extensions on this CPU")
+	}
+	x, y := make([]byte, 4<<20), make([]byte, 4<<20)
+	var h [16]uint32
+	b.SetBytes(int64(len(x) + len(y)))
+	for b.Loop() {
+		for off := 0; off < len(x); off += sumPiece {
+			blocks2(&h, &x[off], &y[off], sumPiece/64)
+		}
+	}
 }
