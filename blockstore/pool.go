@@ -172,8 +172,12 @@ func (p *Pool) get(ctx context.Context, loc Locator, mayWait bool) (*Buffer, err
 			if tracked {
 				p.wg.Add(1)
 			}
+			p.c.inFlight.Add(1)
 			p.unlock()
-			go p.fetch(p.stop, b, nil, tracked)
+			go func() {
+				p.fetch(p.stop, b, nil, tracked)
+				p.c.inFlight.Add(-1)
+			}()
 			return p.wait(ctx, b)
 		}
 		// No memory to be had without waiting.
@@ -220,37 +224,56 @@ func (p *Pool) get(ctx context.Context, loc Locator, mayWait bool) (*Buffer, err
 // for memory, MaxPrefetch fetches running, the locator unusable, or the
 // pool closed).
 func (p *Pool) Prefetch(loc Locator) bool {
+	ok, _ := p.StartPrefetch(loc, nil)
+	return ok
+}
+
+// StartPrefetch is Prefetch for a caller that keeps a number of fetches in
+// flight, such as a sequential reader's readahead: started says whether
+// this call started the fetch, and if it did, done (when not nil) is
+// called once that fetch has finished, well or not, from the fetch's
+// goroutine with no pool lock held. A readahead that tops itself up from
+// done keeps the store busy while its reader waits for one slow block.
+func (p *Pool) StartPrefetch(loc Locator, done func()) (ok, started bool) {
 	if p.check(loc) != nil {
-		return false
+		return false, false
 	}
 	p.mu.Lock()
 	defer p.unlock()
 	if p.closed {
-		return false
+		return false, false
 	}
 	if b := p.table[loc]; b != nil {
 		if b.refs == 0 { // idle in the LRU: someone wants it soon
 			p.lru.remove(b)
 			p.lru.pushFront(b)
 		}
-		return true
+		return true, false
 	}
 	// Never take memory that a waiting Get needs.
 	if p.prefetching >= p.maxPrefetch || p.nwait > 0 {
-		return false
+		return false, false
 	}
 	b := p.reserveLocked(loc)
 	if b == nil {
-		return false
+		return false, false
 	}
 	b.refs = 1 // the fetch
-	b.hurry = make(chan struct{})
+	hurry := make(chan struct{})
+	b.hurry = hurry
 	p.c.inUse.Add(1)
 	p.prefetching++
 	p.c.prefetches.Add(1)
 	p.wg.Add(1)
-	go p.fetch(p.stop, b, b.hurry, true)
-	return true
+	p.c.inFlight.Add(1)
+	go func() {
+		p.fetch(p.stop, b, hurry, true)
+		if done != nil {
+			done()
+		}
+		p.c.inFlight.Add(-1)
+	}()
+	return true, true
 }
 
 // Close ends the pool's work: it stops new prefetches, cancels the fetches

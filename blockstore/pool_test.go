@@ -5,24 +5,15 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"runtime"
 	"testing"
 	"time"
 	"unsafe"
+
+	"blockfs/internal/testsvc"
 )
 
-// waitFor spins (yielding) until cond holds. It observes state; it is not
-// a sleep standing in for synchronisation.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		runtime.Gosched()
-	}
-}
+// waitFor waits until cond holds (see testsvc.WaitFor).
+var waitFor = testsvc.WaitFor
 
 func randBlock(r *rand.Rand, n int) []byte {
 	b := make([]byte, n)
@@ -552,6 +543,78 @@ func TestPoolPrefetch(t *testing.T) {
 	}
 	assertIdle(t, p)
 	assertIdle(t, p2)
+}
+
+// TestPoolStartPrefetch: done is called once, after the fetch a call
+// started has finished (the block is then a hit), also when that fetch
+// failed; a call that started nothing never calls it. InFlight counts the
+// fetch until done has returned.
+func TestPoolStartPrefetch(t *testing.T) {
+	blocks := testBlocks(2, 100)
+	A, B := LocatorOf(blocks[0]), LocatorOf(blocks[1])
+	missing := LocatorOf([]byte("not in the store"))
+	gate := newGateStore(newMemStore(blocks...))
+	cs := NewCountingStore(gate)
+	p := NewPool(cs, PoolConfig{})
+	defer p.Close()
+
+	calls := make(chan Locator, 4)
+	doneFor := func(l Locator) func() {
+		return func() {
+			if p.Stats().InFlight != 1 {
+				t.Errorf("done for %v: InFlight %d, want 1 (its own fetch)", l, p.Stats().InFlight)
+			}
+			calls <- l
+		}
+	}
+	if ok, started := p.StartPrefetch(A, doneFor(A)); !ok || !started {
+		t.Fatalf("StartPrefetch(A) = %v, %v", ok, started)
+	}
+	<-gate.entered
+	if ok, started := p.StartPrefetch(A, doneFor(A)); !ok || started {
+		t.Fatalf("StartPrefetch of an in-flight block = %v, %v; want true, false", ok, started)
+	}
+	if n := p.Stats().InFlight; n != 1 {
+		t.Fatalf("InFlight %d during one fetch", n)
+	}
+	gate.open()
+	if l := <-calls; l != A {
+		t.Fatalf("done called for %v", l)
+	}
+	waitFor(t, "the fetch to end", func() bool { return p.Stats().InFlight == 0 })
+	b, err := p.Get(context.Background(), A)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Release()
+	if s := p.Stats(); s.Hits != 1 || cs.GetsOf(A.Hash) != 1 {
+		t.Fatalf("A after its prefetch: %+v, %d reads", s, cs.GetsOf(A.Hash))
+	}
+	if ok, started := p.StartPrefetch(A, doneFor(A)); !ok || started {
+		t.Fatalf("StartPrefetch of a cached block = %v, %v; want true, false", ok, started)
+	}
+	// A failed fetch calls done too, and leaves nothing behind.
+	if ok, started := p.StartPrefetch(missing, doneFor(missing)); !ok || !started {
+		t.Fatalf("StartPrefetch(missing) = %v, %v", ok, started)
+	}
+	<-gate.entered
+	if l := <-calls; l != missing {
+		t.Fatalf("done called for %v", l)
+	}
+	waitFor(t, "the failed fetch to end", func() bool { return p.Stats().InFlight == 0 })
+	if s := p.Stats(); s.Errors != 1 {
+		t.Fatalf("failed prefetch not counted: %+v", s)
+	}
+	// A nil done is allowed (that is Prefetch).
+	if !p.Prefetch(B) {
+		t.Fatal("Prefetch(B) = false")
+	}
+	<-gate.entered
+	waitFor(t, "the prefetch of B to end", func() bool { return p.Stats().InFlight == 0 })
+	if len(calls) != 0 {
+		t.Fatalf("done called %d more times", len(calls))
+	}
+	assertIdle(t, p)
 }
 
 func TestPoolDoubleRelease(t *testing.T) {

@@ -20,6 +20,7 @@ type PoolStats struct {
 	MaxBytes       int64 `json:"max_bytes"`       // configured bound
 	Waiters        int64 `json:"waiters"`         // gauge: Gets waiting for a buffer to become free
 	Prefetches     int64 `json:"prefetches"`      // prefetches started
+	InFlight       int64 `json:"in_flight"`       // gauge: fetches running (a prefetch until its done callback has returned)
 	Mapped         int64 `json:"mapped"`          // fetches served by mapping the store's file in place (see Mapper); the rest copied
 }
 
@@ -28,7 +29,7 @@ type PoolStats struct {
 // mutex (where the truth lives) but read without it.
 type poolCounters struct {
 	gets, hits, shared, fetches, fetchBytes, verifyFailures, errors, busy, evictions atomic.Int64
-	buffers, inUse, bytesHeld, waiters, prefetches, mapped                           atomic.Int64
+	buffers, inUse, bytesHeld, waiters, prefetches, mapped, inFlight                 atomic.Int64
 }
 
 // Stats returns the pool's counters. Each field is read atomically; the
@@ -51,6 +52,7 @@ func (p *Pool) Stats() PoolStats {
 		MaxBytes:       p.maxBytes,
 		Waiters:        c.waiters.Load(),
 		Prefetches:     c.prefetches.Load(),
+		InFlight:       c.inFlight.Load(),
 		Mapped:         c.mapped.Load(),
 	}
 }

@@ -134,8 +134,8 @@ func pct(part, whole int64) float64 {
 func printStats(w io.Writer, s statsView) {
 	p, f := s.Pool, s.Fuse
 	fmt.Fprintf(w, "blockfs %s %s  (store %s, up %s)\n", s.Kind, s.Mountpoint, s.Store, time.Duration(s.UptimeNs).Round(time.Second))
-	fmt.Fprintf(w, "pool   gets %d: hits %d (%.1f%%), shared %d (%.1f%%), fetches %d (%s, %d mapped in place), prefetches %d\n",
-		p.Gets, p.Hits, pct(p.Hits, p.Gets), p.Shared, pct(p.Shared, p.Gets), p.Fetches, ibytes(p.FetchBytes), p.Mapped, p.Prefetches)
+	fmt.Fprintf(w, "pool   gets %d: hits %d (%.1f%%), shared %d (%.1f%%), fetches %d (%s, %d mapped in place, %d in flight), prefetches %d\n",
+		p.Gets, p.Hits, pct(p.Hits, p.Gets), p.Shared, pct(p.Shared, p.Gets), p.Fetches, ibytes(p.FetchBytes), p.Mapped, p.InFlight, p.Prefetches)
 	fmt.Fprintf(w, "       buffers %d (%d in use), holding %s of %s, waiters %d, evictions %d\n",
 		p.Buffers, p.BuffersInUse, ibytes(p.BytesHeld), ibytes(p.MaxBytes), p.Waiters, p.Evictions)
 	fmt.Fprintf(w, "       errors %d, verify failures %d, busy %d\n", p.Errors, p.VerifyFailures, p.Busy)
