@@ -50,23 +50,34 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _
 		return nil, 0, syscall.EROFS
 	}
 	f.mount.counters.opens.Add(1)
-	return &fileHandle{mount: f.mount, path: f.path, node: f.node}, fuse.FOPEN_KEEP_CACHE, 0
+	h := &fileHandle{mount: f.mount, path: f.path, node: f.node}
+	h.done = h.prefetchDone
+	return h, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // fileHandle is one open file. It remembers where the last read ended to
-// tell a sequential reader (worth reading ahead for) from a random one.
+// tell a sequential reader (worth reading ahead for) from a random one, and
+// keeps that reader's readahead going.
 type fileHandle struct {
 	mount *Mount
 	path  string
 	node  *Node
+	done  func() // prefetchDone as a func value, made once
 
 	mu         sync.Mutex
 	runStart   int64 // where the current sequential run began
 	next       int64 // where the run ends, i.e. where a sequential reader reads next
+	reading    int   // the block holding the end of the latest read
 	prefetched int   // blocks below this index have been prefetched
+	inFlight   int   // prefetches this handle started that have not finished
+	window     int   // how many may run at once: 0 unless the run is sequential
+	released   bool
 }
 
-var _ gofs.FileReader = (*fileHandle)(nil)
+var (
+	_ gofs.FileReader   = (*fileHandle)(nil)
+	_ gofs.FileReleaser = (*fileHandle)(nil)
+)
 
 // Read serves one kernel read through the pool. The bytes go to the kernel
 // straight from the pool's buffers in one writev, which are released once
@@ -142,19 +153,26 @@ func (h *fileHandle) fail(off int64, loc blockstore.Locator, err error) syscall.
 }
 
 // readahead prefetches the blocks after [off, end) into the pool once the
-// handle reads sequentially, keeping Readahead blocks (and never more than a
-// quarter of the pool) ahead of the reader.
+// handle reads sequentially.
 //
 // A read continues a run if it starts near where the run ends (the kernel's
 // parallel readahead requests arrive slightly out of order). Prefetching
 // starts only once a run spans seqRun bytes: more than the kernel's own
 // readahead around one random read, so random access prefetches nothing.
+// A run from offset 0 is the exception: it gets a quarter of the window at
+// once.
+//
+// The window is a number of fetches in flight, not a distance from the
+// reader: each finished prefetch starts the next (see fill). Stores answer
+// some requests much later than others (S3's long tail), and a reader
+// waiting for one slow block must not leave the store idle meanwhile.
 func (h *fileHandle) readahead(off, end int64) {
 	m := h.mount
 	if m.opts.Readahead < 0 {
 		return
 	}
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	started := h.next != 0 || off == 0
 	if started && off >= h.next-seqBack && off <= h.next+seqAhead {
 		h.runStart, h.next = min(h.runStart, off), max(h.next, end)
@@ -163,29 +181,68 @@ func (h *fileHandle) readahead(off, end int64) {
 		// nothing about this one.
 		h.runStart, h.next, h.prefetched = off, end, 0
 	}
-	if h.next-h.runStart < seqRun {
-		h.mu.Unlock()
+	switch {
+	case h.next-h.runStart >= seqRun:
+		h.window = m.opts.Readahead
+	case h.runStart == 0:
+		// A run from the start of the file is most likely a whole-file
+		// read (the kernel's own readahead bets the same), and waiting
+		// for it to prove itself would cost a round trip to the store
+		// with nothing in flight.
+		h.window = max(1, m.opts.Readahead/4)
+	default:
+		h.window = 0
+	}
+	h.reading, _, _ = h.node.Block(end - 1)
+	h.prefetched = max(h.prefetched, h.reading+1)
+	h.fill()
+}
+
+// fill starts prefetches, in order after the reader's block, while fewer
+// than window run, the next block is at most 2*window blocks ahead of the
+// reader, and the bytes ahead of the reader stay within a quarter of the
+// pool (so large blocks cannot overrun it). A block the pool cannot take
+// now is tried again at the next read or finished prefetch. Called with
+// h.mu held.
+func (h *fileHandle) fill() {
+	m, n := h.mount, h.node
+	if h.released {
 		return
 	}
-	// The window: up to Readahead blocks after the one holding end-1, and
-	// never more than a quarter of the pool, counted over the whole window
-	// (blocks prefetched earlier included) so large blocks cannot overrun it.
-	blocks := h.node.Blocks
-	last, _, _ := h.node.Block(end - 1)
-	budget := m.opts.PoolSize / 4
-	to := last + 1
-	for to < len(blocks) && to <= last+m.opts.Readahead && budget >= blocks[to].Size {
-		budget -= blocks[to].Size
-		to++
-	}
-	from := max(h.prefetched, last+1)
-	h.prefetched = max(h.prefetched, to)
-	h.mu.Unlock()
-	for i := from; i < to; i++ {
-		if m.pool.Prefetch(h.node.Blocks[i]) {
-			m.counters.prefetches.Add(1)
+	readerEnd := n.starts[h.reading] + n.Blocks[h.reading].Size
+	for h.inFlight < h.window && h.prefetched < len(n.Blocks) && h.prefetched-h.reading <= 2*h.window {
+		loc := n.Blocks[h.prefetched]
+		if n.starts[h.prefetched]+loc.Size-readerEnd > m.opts.PoolSize/4 {
+			return
 		}
+		ok, started := m.pool.StartPrefetch(loc, h.done)
+		if !ok {
+			return
+		}
+		if started {
+			h.inFlight++
+		}
+		m.counters.prefetches.Add(1)
+		h.prefetched++
 	}
+}
+
+// prefetchDone is called by the pool when a prefetch this handle started
+// has finished: it makes room for the next.
+func (h *fileHandle) prefetchDone() {
+	h.mu.Lock()
+	h.inFlight--
+	h.fill()
+	h.mu.Unlock()
+}
+
+// Release ends the handle's readahead; prefetches in flight finish on their
+// own.
+func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
+	h.mu.Lock()
+	h.released = true
+	h.mu.Unlock()
+	return 0
 }
 
 // Bounds of a sequential run: how far out of order a read may land and still
