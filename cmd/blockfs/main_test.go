@@ -250,7 +250,7 @@ func TestMountStatsUnmount(t *testing.T) {
 	if err := json.Unmarshal(out, &st); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	for _, f := range []string{"gets", "hits", "shared", "fetches", "fetch_bytes", "verify_failures", "errors", "busy", "evictions", "buffers", "buffers_in_use", "bytes_held", "waiters"} {
+	for _, f := range []string{"gets", "hits", "shared", "fetches", "fetch_bytes", "verify_failures", "errors", "busy", "evictions", "buffers", "buffers_in_use", "bytes_held", "waiters", "in_flight"} {
 		if v, ok := st.Pool[f].(float64); !ok || v != float64(int64(v)) {
 			t.Errorf("pool.%s = %v", f, st.Pool[f])
 		}

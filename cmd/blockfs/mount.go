@@ -33,7 +33,7 @@ func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 	sf := addStoreFlags(fl)
 	cf := addCacheFlags(fl)
 	poolSize := sizeFlag(fl, "pool-size", 256<<20, "memory for shared block buffers")
-	readahead := fl.Int("readahead", 32, "blocks to prefetch ahead of a sequential reader (0 disables)")
+	readahead := fl.Int("readahead", 32, "block fetches a sequential reader keeps in flight (0 disables)")
 	allowOther := fl.Bool("allow-other", false, "let users other than the mounting one read the mount")
 	debug := fl.Bool("debug", false, "log every FUSE request")
 	fetchTimeout := fl.Duration("fetch-timeout", 2*time.Minute, "give a read EIO if its block cannot be fetched (retries included) within this")

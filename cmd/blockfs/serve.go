@@ -152,7 +152,7 @@ func setupServe(fl *pflag.FlagSet) func(context.Context, []string) error {
 }
 
 // poolGauges are the PoolStats fields that go up and down.
-var poolGauges = map[string]bool{"buffers": true, "buffers_in_use": true, "bytes_held": true, "max_bytes": true, "waiters": true}
+var poolGauges = map[string]bool{"buffers": true, "buffers_in_use": true, "bytes_held": true, "max_bytes": true, "waiters": true, "in_flight": true}
 
 // watchCache exports the disk cache's counters, if there is a cache.
 func watchCache(reg *metrics.Registry, store *fs.Store) {
