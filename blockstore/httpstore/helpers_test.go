@@ -9,26 +9,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"blockfs/blockstore"
+	"blockfs/internal/testsvc"
 )
 
-// waitFor spins (yielding) until cond holds. It observes state; it is not
-// a sleep standing in for synchronisation.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		runtime.Gosched()
-	}
-}
+// waitFor waits until cond holds (see testsvc.WaitFor).
+var waitFor = testsvc.WaitFor
 
 func randBlock(seed uint64, n int) []byte {
 	r := rand.New(rand.NewPCG(seed, uint64(n)))
