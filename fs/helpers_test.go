@@ -167,6 +167,17 @@ func importInto(t testing.TB, store, src, dest string, cfg chunker.Config) Impor
 }
 
 // importWith imports src into the store spec under dest.
+// storeWithFile imports data as the file dir/f (dir is absolute, e.g.
+// "/seq") into a new directory store and returns the store's path.
+func storeWithFile(t testing.TB, dir string, data []byte, cfg chunker.Config) string {
+	t.Helper()
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "f"), data, 0o644)
+	store := filepath.Join(t.TempDir(), "store")
+	importInto(t, store, src, dir, cfg)
+	return store
+}
+
 func importWith(t testing.TB, spec string, oo OpenOptions, src, dest string, iopts ImportOptions) ImportStats {
 	t.Helper()
 	oo.Create = true

@@ -228,10 +228,7 @@ func TestHerd(t *testing.T) {
 // are, reading a file once fetches each block exactly once.
 func TestSequentialReadOneFetchPerBlock(t *testing.T) {
 	requireFUSE(t)
-	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "f"), randomBytes(4, 64<<20), 0o644)
-	store := filepath.Join(t.TempDir(), "store")
-	importInto(t, store, src, "/seq", chunker.Config{})
+	store := storeWithFile(t, "/seq", randomBytes(4, 64<<20), chunker.Config{})
 	for _, bs := range []string{"4k", "128k", "1M", "3M"} {
 		t.Run("bs="+bs, func(t *testing.T) {
 			tm := mountStore(t, store, MountOptions{})
@@ -255,11 +252,8 @@ func TestSequentialReadOneFetchPerBlock(t *testing.T) {
 // TestRandomReadsDoNotPrefetch: reads far apart never start readahead.
 func TestRandomReadsDoNotPrefetch(t *testing.T) {
 	requireFUSE(t)
-	src := t.TempDir()
 	data := randomBytes(5, 64<<20)
-	writeFile(t, filepath.Join(src, "f"), data, 0o644)
-	store := filepath.Join(t.TempDir(), "store")
-	importInto(t, store, src, "/r", chunker.Config{})
+	store := storeWithFile(t, "/r", data, chunker.Config{})
 	tm := mountStore(t, store, MountOptions{})
 	// 4 MiB slots visited so that consecutive reads are >= 8 MiB apart.
 	var spec strings.Builder
@@ -329,11 +323,8 @@ func TestCheckMountpoint(t *testing.T) {
 // prefetch window never exceeds a quarter of the pool.
 func TestReadaheadAfterSeek(t *testing.T) {
 	requireFUSE(t)
-	src := t.TempDir()
 	data := randomBytes(71, 24<<20)
-	writeFile(t, filepath.Join(src, "f"), data, 0o644)
-	store := filepath.Join(t.TempDir(), "store")
-	importInto(t, store, src, "/s", chunker.Config{})
+	store := storeWithFile(t, "/s", data, chunker.Config{})
 	// A pool of 16 MiB: a quarter is 4 MiB, about 3 blocks of 1 MiB average.
 	tm := mountStore(t, store, MountOptions{PoolSize: 16 << 20})
 	f, err := os.Open(tm.path("s/f"))
@@ -384,12 +375,9 @@ func TestReadaheadAfterSeek(t *testing.T) {
 // starting the next, until it is 2*Readahead blocks ahead of the reader;
 // and a reader that stops reading does not make it go further.
 func TestReadaheadRunsAhead(t *testing.T) {
-	src := t.TempDir()
 	const bs = 256 << 10
 	data := randomBytes(72, 64*bs)
-	writeFile(t, filepath.Join(src, "f"), data, 0o644)
-	store := filepath.Join(t.TempDir(), "store")
-	importInto(t, store, src, "/ra", chunker.Config{Fixed: true, Avg: bs})
+	store := storeWithFile(t, "/ra", data, chunker.Config{Fixed: true, Avg: bs})
 	tm := mountStore(t, store, MountOptions{Readahead: 4})
 	blocks := tm.blocksOf(t, "/ra/f")
 	n, err := tm.vol.Tree.Lookup("/ra/f")
