@@ -1,6 +1,7 @@
 package testsvc
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,15 +14,42 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// Proxy is a Toxiproxy TCP proxy, run in process, between a client and an
-// upstream server. Toxics apply to connections already open as well as to
-// new ones.
+// Proxy is a Toxiproxy TCP proxy between a client and an upstream server,
+// run in process (StartProxy) or as a toxiproxy-server process of its own
+// (StartProxyProcess). Toxics apply to connections already open as well as
+// to new ones.
 type Proxy struct {
 	t      testing.TB
-	p      *toxiproxy.Proxy
+	ctl    control
 	addr   string
+	pid    int          // the toxiproxy-server process; 0 if in process
 	toxics atomic.Int64 // names toxics uniquely
 }
+
+// control is what a Proxy asks of the Toxiproxy behind it, whichever way
+// it runs.
+type control interface {
+	addToxic(body []byte) error // a toxic as the API's JSON
+	down()
+	up() error
+	clear() error
+}
+
+// inProcess controls a proxy run by this process's own Toxiproxy server.
+type inProcess struct{ p *toxiproxy.Proxy }
+
+func (c inProcess) addToxic(body []byte) error {
+	_, err := c.p.Toxics.AddToxicJson(bytes.NewReader(body))
+	return err
+}
+func (c inProcess) down() { c.p.Stop() }
+func (c inProcess) up() error {
+	if err := c.p.Start(); err != nil && err != toxiproxy.ErrProxyAlreadyStarted {
+		return err
+	}
+	return nil
+}
+func (c inProcess) clear() error { c.p.Toxics.ResetToxics(context.Background()); return nil }
 
 var proxySeq atomic.Int64
 
@@ -30,10 +58,7 @@ var proxySeq atomic.Int64
 // is stopped when the test ends.
 func StartProxy(t testing.TB, upstream string) *Proxy {
 	t.Helper()
-	if i := strings.Index(upstream, "://"); i >= 0 {
-		upstream = upstream[i+3:]
-	}
-	upstream = strings.TrimSuffix(upstream, "/")
+	upstream = hostPort(upstream)
 	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
 	name := fmt.Sprintf("proxy%d", proxySeq.Add(1))
 	p := toxiproxy.NewProxy(srv, name, "127.0.0.1:0", upstream)
@@ -44,7 +69,16 @@ func StartProxy(t testing.TB, upstream string) *Proxy {
 	addr := p.Listen // the bound address, once started
 	p.Unlock()
 	t.Cleanup(p.Stop)
-	return &Proxy{t: t, p: p, addr: addr}
+	return &Proxy{t: t, ctl: inProcess{p}, addr: addr}
+}
+
+// hostPort turns a URL such as MinIO.Endpoint() into host:port; host:port
+// stays as it is.
+func hostPort(upstream string) string {
+	if i := strings.Index(upstream, "://"); i >= 0 {
+		upstream = upstream[i+3:]
+	}
+	return strings.TrimSuffix(upstream, "/")
 }
 
 // Addr returns the proxy's host:port.
@@ -90,20 +124,25 @@ func (p *Proxy) Timeout() {
 
 // Down takes the link down: the listener closes and every open connection
 // is cut, so new connections are refused until Up.
-func (p *Proxy) Down() { p.p.Stop() }
+func (p *Proxy) Down() { p.ctl.down() }
 
 // Up brings the link back on the same address. (Down released the port;
 // only another process grabbing that very port in between can make this
 // fail.)
 func (p *Proxy) Up() {
 	p.t.Helper()
-	if err := p.p.Start(); err != nil && err != toxiproxy.ErrProxyAlreadyStarted {
+	if err := p.ctl.up(); err != nil {
 		p.t.Fatalf("toxiproxy up %s: %v", p.addr, err)
 	}
 }
 
 // Clear removes every toxic.
-func (p *Proxy) Clear() { p.p.Toxics.ResetToxics(context.Background()) }
+func (p *Proxy) Clear() {
+	p.t.Helper()
+	if err := p.ctl.clear(); err != nil {
+		p.t.Fatalf("toxiproxy: clear toxics: %v", err)
+	}
+}
 
 func (p *Proxy) add(typ, stream string, toxicity float32, attrs map[string]any) {
 	p.t.Helper()
@@ -117,7 +156,7 @@ func (p *Proxy) add(typ, stream string, toxicity float32, attrs map[string]any) 
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	if _, err := p.p.Toxics.AddToxicJson(strings.NewReader(string(body))); err != nil {
+	if err := p.ctl.addToxic(body); err != nil {
 		p.t.Fatalf("toxiproxy: add %s toxic: %v", typ, err)
 	}
 }

@@ -1,0 +1,132 @@
+package testsvc
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	toxiclient "github.com/Shopify/toxiproxy/v2/client"
+)
+
+// toxiproxyModule is the module whose cmd/server is toxiproxy-server; the
+// version is the one go.mod pins for the in-process proxies.
+const toxiproxyModule = "github.com/Shopify/toxiproxy/v2"
+
+// StartProxyProcess is StartProxy with Toxiproxy in a process of its own:
+// toxiproxy-server, built by the go command at the version go.mod pins and
+// driven over its HTTP API. Its CPU time can then be told apart from the
+// client's (PID), and it can be pinned to other cores than the client, as
+// a real network and store are not on the client's machine. The process
+// is stopped when the test ends.
+func StartProxyProcess(t testing.TB, upstream string) *Proxy {
+	t.Helper()
+	bin, err := toxiproxyBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports, err := freePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
+	log := &tailBuffer{max: 8 << 10}
+	cmd := exec.Command(bin, "-host", "127.0.0.1", "-port", strconv.Itoa(ports[0]))
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+
+	c := toxiclient.NewClient(api)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		if _, err = c.Version(); err == nil {
+			break
+		}
+		select {
+		case <-exited:
+			t.Fatalf("toxiproxy-server exited before answering (%s); output:\n%s", cmd.ProcessState, log.String())
+		case <-tick.C:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("toxiproxy-server at %s not ready after %v: %v", api, startTimeout, err)
+		}
+	}
+	p, err := c.CreateProxy("blockfs", "127.0.0.1:0", hostPort(upstream))
+	if err != nil {
+		t.Fatalf("toxiproxy-server: create proxy to %s: %v", upstream, err)
+	}
+	return &Proxy{t: t, ctl: process{p}, addr: p.Listen, pid: cmd.Process.Pid}
+}
+
+// PID is the toxiproxy-server process of a proxy from StartProxyProcess;
+// 0 for one run in process.
+func (p *Proxy) PID() int { return p.pid }
+
+// process controls a proxy in a toxiproxy-server process.
+type process struct{ p *toxiclient.Proxy }
+
+func (c process) addToxic(body []byte) error {
+	var t toxiclient.Toxic
+	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&t); err != nil {
+		return err
+	}
+	_, err := c.p.AddToxic(t.Name, t.Type, t.Stream, t.Toxicity, t.Attributes)
+	return err
+}
+func (c process) down()     { c.p.Disable() }
+func (c process) up() error { return c.p.Enable() }
+func (c process) clear() error {
+	toxics, err := c.p.Toxics()
+	for _, t := range toxics {
+		if err == nil {
+			err = c.p.RemoveToxic(t.Name)
+		}
+	}
+	return err
+}
+
+// toxiproxyBin returns the toxiproxy-server binary for the pinned version,
+// building it into $HOME/.cache/blockfs/bin the first time (a few seconds:
+// its packages are already in the module cache for the in-process proxy).
+func toxiproxyBin() (string, error) {
+	// Test binaries carry no module list, so ask the go command, from
+	// inside this module (tests run in their package's directory).
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", toxiproxyModule).Output()
+	version := strings.TrimSpace(string(out))
+	if err != nil || version == "" {
+		return "", fmt.Errorf("toxiproxy-server: which version does go.mod pin? go list: %v", err)
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("toxiproxy-server: %w", err)
+	}
+	bin := filepath.Join(home, ".cache", "blockfs", "bin", "toxiproxy-server-"+version)
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		return "", fmt.Errorf("toxiproxy-server: %w", err)
+	}
+	tmp := fmt.Sprintf("%s.%d.tmp", bin, os.Getpid())
+	// Built inside this module, so go.mod and go.sum pin and verify it.
+	out, err = exec.Command("go", "build", "-o", tmp, toxiproxyModule+"/cmd/server").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("building toxiproxy-server %s: %v\n%s", version, err, out)
+	}
+	return bin, os.Rename(tmp, bin)
+}
