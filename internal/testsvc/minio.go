@@ -1,7 +1,8 @@
 // Package testsvc starts real services for tests: a MinIO server (the S3
 // implementation tests run against; never a mock) and Toxiproxy proxies
-// (in process) that put latency, resets, black holes and outages between
-// a client and that server.
+// (in process, or as a toxiproxy-server process for benchmarks) that put
+// latency, resets, black holes and outages between a client and that
+// server.
 //
 // A package whose tests share one MinIO server does:
 //
@@ -32,7 +33,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -76,9 +76,7 @@ type MinIO struct {
 	accessKey string
 	secretKey string
 	dir       string
-	cmd       *exec.Cmd
-	exited    chan struct{} // closed when the process has exited
-	log       *tailBuffer
+	srv       *server // nil until started
 
 	stopOnce sync.Once
 	client   *minio.Client
@@ -162,8 +160,6 @@ func startMinIO() (*MinIO, error) {
 	return nil, lastErr
 }
 
-var errExited = errors.New("minio exited")
-
 func startMinIOOnce(bin string) (*MinIO, error) {
 	ports, err := freePorts(2)
 	if err != nil {
@@ -180,8 +176,6 @@ func startMinIOOnce(bin string) (*MinIO, error) {
 		accessKey: "blockfs-" + randHex(4),
 		secretKey: randHex(16),
 		dir:       dir,
-		exited:    make(chan struct{}),
-		log:       &tailBuffer{max: 8 << 10},
 	}
 	cmd := exec.Command(bin, "server", "--quiet",
 		"--address", host,
@@ -195,19 +189,12 @@ func startMinIOOnce(bin string) (*MinIO, error) {
 		"MINIO_UPDATE=off",
 		"MINIO_CALLHOME_ENABLE=off",
 	)
-	cmd.Stdout = m.log
-	cmd.Stderr = m.log
-	// Do not outlive the test binary, even if it is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	srv, err := startServer(cmd)
+	if err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("start minio %s: %w", bin, err)
+		return nil, fmt.Errorf("start minio: %w", err)
 	}
-	m.cmd = cmd
-	go func() {
-		cmd.Wait()
-		close(m.exited)
-	}()
+	m.srv = srv
 	if err := m.waitReady(); err != nil {
 		m.Stop()
 		return nil, err
@@ -227,42 +214,27 @@ func startMinIOOnce(bin string) (*MinIO, error) {
 // waitReady polls the health endpoint until MinIO answers 200, the process
 // exits, or startTimeout passes.
 func (m *MinIO) waitReady() error {
-	deadline := time.Now().Add(startTimeout)
 	hc := &http.Client{Timeout: time.Second}
 	url := m.endpoint + "/minio/health/ready"
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	return m.srv.waitReady("minio at "+m.endpoint, func() error {
 		resp, err := hc.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if err != nil {
+			return err
 		}
-		select {
-		case <-m.exited:
-			return fmt.Errorf("%w before becoming ready (%s); output:\n%s", errExited, m.cmd.ProcessState, m.log.String())
-		case <-tick.C:
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", url, resp.Status)
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("minio at %s not ready after %v (last error: %v); output:\n%s", m.endpoint, startTimeout, err, m.log.String())
-		}
-	}
+		return nil
+	})
 }
 
 // Stop stops the server (SIGTERM, then SIGKILL after 10 s) and removes its
 // data. It is idempotent.
 func (m *MinIO) Stop() {
 	m.stopOnce.Do(func() {
-		if m.cmd != nil && m.cmd.Process != nil {
-			m.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-m.exited:
-			case <-time.After(10 * time.Second):
-				m.cmd.Process.Kill()
-				<-m.exited
-			}
+		if m.srv != nil {
+			m.srv.stop(10 * time.Second)
 		}
 		os.RemoveAll(m.dir)
 	})
@@ -277,10 +249,10 @@ func (m *MinIO) Host() string { return m.host }
 // PID is the MinIO server's process id (0 if it is not running), for
 // benchmarks that account for its CPU.
 func (m *MinIO) PID() int {
-	if m.cmd == nil || m.cmd.Process == nil {
+	if m.srv == nil {
 		return 0
 	}
-	return m.cmd.Process.Pid
+	return m.srv.pid()
 }
 
 // AccessKey returns the root user.

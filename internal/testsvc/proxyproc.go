@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -38,49 +37,30 @@ func StartProxyProcess(t testing.TB, upstream string) *Proxy {
 		t.Fatal(err)
 	}
 	api := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
-	log := &tailBuffer{max: 8 << 10}
-	cmd := exec.Command(bin, "-host", "127.0.0.1", "-port", strconv.Itoa(ports[0]))
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
+	srv, err := startServer(exec.Command(bin, "-host", "127.0.0.1", "-port", strconv.Itoa(ports[0])))
+	if err != nil {
+		t.Fatal(err)
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
-
+	t.Cleanup(func() { srv.stop(time.Second) })
 	c := toxiclient.NewClient(api)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.Now().Add(startTimeout)
-	for {
-		if _, err = c.Version(); err == nil {
-			break
-		}
-		select {
-		case <-exited:
-			t.Fatalf("toxiproxy-server exited before answering (%s); output:\n%s", cmd.ProcessState, log.String())
-		case <-tick.C:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("toxiproxy-server at %s not ready after %v: %v", api, startTimeout, err)
-		}
+	if err := srv.waitReady("toxiproxy-server at "+api, func() error { _, err := c.Version(); return err }); err != nil {
+		t.Fatal(err)
 	}
 	p, err := c.CreateProxy("blockfs", "127.0.0.1:0", hostPort(upstream))
 	if err != nil {
 		t.Fatalf("toxiproxy-server: create proxy to %s: %v", upstream, err)
 	}
-	return &Proxy{t: t, ctl: process{p}, addr: p.Listen, pid: cmd.Process.Pid}
+	return &Proxy{t: t, ctl: remote{p}, addr: p.Listen, pid: srv.pid()}
 }
 
 // PID is the toxiproxy-server process of a proxy from StartProxyProcess;
 // 0 for one run in process.
 func (p *Proxy) PID() int { return p.pid }
 
-// process controls a proxy in a toxiproxy-server process.
-type process struct{ p *toxiclient.Proxy }
+// remote controls a proxy in a toxiproxy-server process.
+type remote struct{ p *toxiclient.Proxy }
 
-func (c process) addToxic(body []byte) error {
+func (c remote) addToxic(body []byte) error {
 	var t toxiclient.Toxic
 	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&t); err != nil {
 		return err
@@ -88,9 +68,9 @@ func (c process) addToxic(body []byte) error {
 	_, err := c.p.AddToxic(t.Name, t.Type, t.Stream, t.Toxicity, t.Attributes)
 	return err
 }
-func (c process) down()     { c.p.Disable() }
-func (c process) up() error { return c.p.Enable() }
-func (c process) clear() error {
+func (c remote) down()     { c.p.Disable() }
+func (c remote) up() error { return c.p.Enable() }
+func (c remote) clear() error {
 	toxics, err := c.p.Toxics()
 	for _, t := range toxics {
 		if err == nil {
