@@ -216,6 +216,9 @@ func mounted(dir string) bool {
 // with like.
 const readahead = 32
 
+// mountOpts mount the benchmark's file: no refresh, the default window.
+var mountOpts = fs.MountOptions{Refresh: -1, Readahead: readahead}
+
 // getsParallelism are the plain-GET baselines tried; the fastest is taken
 // as the practical limit.
 var getsParallelism = []int{16, readahead, 64}
@@ -250,7 +253,7 @@ func (e *s3Bench) coldReads(b *testing.B) coldReads {
 	c := coldReads{gets: map[int][]float64{}}
 	take := func() cpustat.Sample { return cpustat.Take(e.m.PID(), e.proxy.PID(), os.Getpid()) }
 	for range rounds {
-		dir, unmount := mountBlockfs(b, e.spec, e.cfg, fs.MountOptions{Refresh: -1, Readahead: readahead})
+		dir, unmount := mountBlockfs(b, e.spec, e.cfg, mountOpts)
 		s := take()
 		c.mount = append(c.mount, timeRead(b, filepath.Join(dir, "data.bin"), e.size))
 		c.mountCPU = append(c.mountCPU, s.Since())
@@ -348,7 +351,6 @@ func BenchmarkS3ColdRead(b *testing.B) {
 	e.proxy = testsvc.StartProxyProcess(b, m.Host())
 	e.proxy.Latency(20 * time.Millisecond)
 	e.cfg = s3Config(m, e.proxy.Endpoint())
-	mountOpts := fs.MountOptions{Refresh: -1, Readahead: readahead}
 
 	var shared, apart coldReads
 	var storeCPUs, readerCPUs []int
