@@ -11,6 +11,7 @@ import (
 	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	toxiclient "github.com/Shopify/toxiproxy/v2/client"
 	"github.com/rs/zerolog"
 )
 
@@ -29,7 +30,7 @@ type Proxy struct {
 // control is what a Proxy asks of the Toxiproxy behind it, whichever way
 // it runs.
 type control interface {
-	addToxic(body []byte) error // a toxic as the API's JSON
+	addToxic(toxiclient.Toxic) error
 	down()
 	up() error
 	clear() error
@@ -38,8 +39,12 @@ type control interface {
 // inProcess controls a proxy run by this process's own Toxiproxy server.
 type inProcess struct{ p *toxiproxy.Proxy }
 
-func (c inProcess) addToxic(body []byte) error {
-	_, err := c.p.Toxics.AddToxicJson(bytes.NewReader(body))
+func (c inProcess) addToxic(t toxiclient.Toxic) error {
+	body, err := json.Marshal(t) // the API's form, which the server takes
+	if err != nil {
+		return err
+	}
+	_, err = c.p.Toxics.AddToxicJson(bytes.NewReader(body))
 	return err
 }
 func (c inProcess) down() { c.p.Stop() }
@@ -146,17 +151,14 @@ func (p *Proxy) Clear() {
 
 func (p *Proxy) add(typ, stream string, toxicity float32, attrs map[string]any) {
 	p.t.Helper()
-	body, err := json.Marshal(map[string]any{
-		"name":       fmt.Sprintf("%s_%s_%d", typ, stream, p.toxics.Add(1)),
-		"type":       typ,
-		"stream":     stream,
-		"toxicity":   toxicity,
-		"attributes": attrs,
-	})
-	if err != nil {
-		p.t.Fatal(err)
+	t := toxiclient.Toxic{
+		Name:       fmt.Sprintf("%s_%s_%d", typ, stream, p.toxics.Add(1)),
+		Type:       typ,
+		Stream:     stream,
+		Toxicity:   toxicity,
+		Attributes: attrs,
 	}
-	if err := p.ctl.addToxic(body); err != nil {
+	if err := p.ctl.addToxic(t); err != nil {
 		p.t.Fatalf("toxiproxy: add %s toxic: %v", typ, err)
 	}
 }

@@ -1,8 +1,6 @@
 package testsvc
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -60,11 +58,7 @@ func (p *Proxy) PID() int { return p.pid }
 // remote controls a proxy in a toxiproxy-server process.
 type remote struct{ p *toxiclient.Proxy }
 
-func (c remote) addToxic(body []byte) error {
-	var t toxiclient.Toxic
-	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&t); err != nil {
-		return err
-	}
+func (c remote) addToxic(t toxiclient.Toxic) error {
 	_, err := c.p.AddToxic(t.Name, t.Type, t.Stream, t.Toxicity, t.Attributes)
 	return err
 }
