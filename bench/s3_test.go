@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -318,8 +319,8 @@ func (c coldReads) print(size int) {
 			}
 		}
 		rest := median(busy) - median(procs[0]) - median(procs[1]) - median(procs[2])
-		return fmt.Sprintf("%.2f ms CPU/MiB, %.0f%% idle of 2 cores; MinIO %.2f, toxiproxy %.2f, reader %.2f, rest %.2f",
-			median(busy), median(idle), median(procs[0]), median(procs[1]), median(procs[2]), max(0, rest))
+		return fmt.Sprintf("%.2f ms CPU/MiB, %.0f%% idle of %d cores; MinIO %.2f, toxiproxy %.2f, reader %.2f, rest %.2f",
+			median(busy), median(idle), runtime.NumCPU(), median(procs[0]), median(procs[1]), median(procs[2]), max(0, rest))
 	}
 	fmt.Printf("    whole-machine CPU, medians:\n")
 	fmt.Printf("      mount phase:           %s\n", split(c.mountCPU))

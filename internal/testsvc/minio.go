@@ -53,11 +53,11 @@ const startTimeout = 60 * time.Second
 func MinIOBin() (string, error) {
 	p := os.Getenv("BLOCKFS_MINIO_BIN")
 	if p == "" {
-		home, err := os.UserHomeDir()
+		dir, err := binDir()
 		if err != nil {
 			return "", fmt.Errorf("minio binary: %w (set BLOCKFS_MINIO_BIN)", err)
 		}
-		p = filepath.Join(home, ".cache", "blockfs", "bin", "minio-"+MinIOVersion)
+		p = filepath.Join(dir, "minio-"+MinIOVersion)
 	}
 	fi, err := os.Stat(p)
 	if err != nil {
@@ -67,6 +67,16 @@ func MinIOBin() (string, error) {
 		return "", fmt.Errorf("minio binary %s is not an executable file", p)
 	}
 	return p, nil
+}
+
+// binDir is where the pinned servers tests run are built once and kept:
+// $HOME/.cache/blockfs/bin (the Makefile builds MinIO there too).
+func binDir() (string, error) {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(home, ".cache", "blockfs", "bin"), nil
 }
 
 // MinIO is a running MinIO server on loopback, with its own data directory.

@@ -31,7 +31,7 @@ type Proxy struct {
 // it runs.
 type control interface {
 	addToxic(toxiclient.Toxic) error
-	down()
+	down() error
 	up() error
 	clear() error
 }
@@ -47,7 +47,7 @@ func (c inProcess) addToxic(t toxiclient.Toxic) error {
 	_, err = c.p.Toxics.AddToxicJson(bytes.NewReader(body))
 	return err
 }
-func (c inProcess) down() { c.p.Stop() }
+func (c inProcess) down() error { c.p.Stop(); return nil }
 func (c inProcess) up() error {
 	if err := c.p.Start(); err != nil && err != toxiproxy.ErrProxyAlreadyStarted {
 		return err
@@ -129,7 +129,12 @@ func (p *Proxy) Timeout() {
 
 // Down takes the link down: the listener closes and every open connection
 // is cut, so new connections are refused until Up.
-func (p *Proxy) Down() { p.ctl.down() }
+func (p *Proxy) Down() {
+	p.t.Helper()
+	if err := p.ctl.down(); err != nil {
+		p.t.Fatalf("toxiproxy down %s: %v", p.addr, err)
+	}
+}
 
 // Up brings the link back on the same address. (Down released the port;
 // only another process grabbing that very port in between can make this

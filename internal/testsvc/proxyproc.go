@@ -62,8 +62,8 @@ func (c remote) addToxic(t toxiclient.Toxic) error {
 	_, err := c.p.AddToxic(t.Name, t.Type, t.Stream, t.Toxicity, t.Attributes)
 	return err
 }
-func (c remote) down()     { c.p.Disable() }
-func (c remote) up() error { return c.p.Enable() }
+func (c remote) down() error { return c.p.Disable() }
+func (c remote) up() error   { return c.p.Enable() }
 func (c remote) clear() error {
 	toxics, err := c.p.Toxics()
 	for _, t := range toxics {
@@ -75,7 +75,7 @@ func (c remote) clear() error {
 }
 
 // toxiproxyBin returns the toxiproxy-server binary for the pinned version,
-// building it into $HOME/.cache/blockfs/bin the first time (a few seconds:
+// building it into binDir the first time (a few seconds:
 // its packages are already in the module cache for the in-process proxy).
 func toxiproxyBin() (string, error) {
 	// Test binaries carry no module list, so ask the go command, from
@@ -85,15 +85,15 @@ func toxiproxyBin() (string, error) {
 	if err != nil || version == "" {
 		return "", fmt.Errorf("toxiproxy-server: which version does go.mod pin? go list: %v", err)
 	}
-	home, err := os.UserHomeDir()
+	dir, err := binDir()
 	if err != nil {
 		return "", fmt.Errorf("toxiproxy-server: %w", err)
 	}
-	bin := filepath.Join(home, ".cache", "blockfs", "bin", "toxiproxy-server-"+version)
+	bin := filepath.Join(dir, "toxiproxy-server-"+version)
 	if _, err := os.Stat(bin); err == nil {
 		return bin, nil
 	}
-	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("toxiproxy-server: %w", err)
 	}
 	tmp := fmt.Sprintf("%s.%d.tmp", bin, os.Getpid())
