@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -73,4 +74,63 @@ func TestServeExposesEverything(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
+}
+
+// TestWrappedDirStoreStillMaps reads through a Pool over a timed DirStore,
+// as `mount --metrics` does: the pool must still map the block in place
+// (the wrapper once hid Mapper), and the read is timed as a map.
+func TestWrappedDirStoreStillMaps(t *testing.T) {
+	dir, err := blockstore.OpenDir(filepath.Join(t.TempDir(), "s"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	data := bytes.Repeat([]byte("mapped block "), 1000)
+	loc := blockstore.LocatorOf(data)
+	if err := dir.Put(ctx, loc.Hash, data); err != nil {
+		t.Fatal(err)
+	}
+	r := New()
+	pool := blockstore.NewPool(r.WrapStore(dir), blockstore.PoolConfig{MaxBytes: 1 << 20})
+	defer pool.Close()
+	b, err := pool.Get(ctx, loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := bytes.Equal(b.Bytes(), data)
+	b.Release()
+	if !got {
+		t.Fatal("pool returned the wrong bytes")
+	}
+	if st := pool.Stats(); st.Mapped != 1 {
+		t.Fatalf("pool over a timed DirStore mapped %d blocks, want 1 (stats %+v)", st.Mapped, st)
+	}
+	if n := storeCount(t, r, "map"); n != 1 {
+		t.Errorf("%d store requests timed as map, want 1", n)
+	}
+	if n := storeCount(t, r, "get"); n != 0 {
+		t.Errorf("%d store requests timed as get, want 0", n)
+	}
+}
+
+// storeCount returns how many store requests of op r has timed.
+func storeCount(t *testing.T, r *Registry, op string) uint64 {
+	t.Helper()
+	fams, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != "blockfs_store_request_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "op" && l.GetValue() == op {
+					return m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return 0
 }
