@@ -20,7 +20,8 @@ func newDir(t testing.TB) *DirStore {
 	return d
 }
 
-// TestDirLayout: a block is the file <root>/<2 hex>/<64 hex>. The Store
+// TestDirLayout: a block is the file <root>/<2 hex>/<64 hex>, and a
+// locator whose size is not the file's is ErrCorrupt. The Store
 // contract itself is storetest's (dir_contract_test.go).
 func TestDirLayout(t *testing.T) {
 	d := newDir(t)
@@ -32,6 +33,9 @@ func TestDirLayout(t *testing.T) {
 	want := filepath.Join(d.Root(), loc.Hash.String()[:2], loc.Hash.String())
 	if fi, err := os.Stat(want); err != nil || fi.Size() != loc.Size {
 		t.Fatalf("block file %s: %v", want, err)
+	}
+	if _, err := d.Get(context.Background(), Locator{loc.Hash, loc.Size - 1}, make([]byte, loc.Size)); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Get with wrong size: err = %v, want ErrCorrupt", err)
 	}
 }
 
