@@ -3,14 +3,17 @@ package metrics
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"blockfs/blockstore"
+	"blockfs/blockstore/storetest"
 )
 
 func TestFieldsFlattens(t *testing.T) {
@@ -133,4 +136,32 @@ func storeCount(t *testing.T, r *Registry, op string) uint64 {
 		}
 	}
 	return 0
+}
+
+// TestTimedStoreContract: the timed store keeps the Store and RefStore
+// contracts and every capability of the DirStore it wraps.
+func TestTimedStoreContract(t *testing.T) {
+	newStore := func(t *testing.T) blockstore.Store {
+		dir, err := blockstore.OpenDir(filepath.Join(t.TempDir(), "s"), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return New().WrapStore(dir)
+	}
+	storetest.Run(t, newStore)
+	storetest.RunRefs(t, newStore)
+	dir, err := blockstore.OpenDir(filepath.Join(t.TempDir(), "s"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := storetest.Capabilities(t, New().WrapStore(dir), dir)
+	if want := []string{"Mapper", "RefStore", "Flusher", "HashedPutter"}; !slices.Equal(got, want) {
+		t.Errorf("a DirStore's capabilities: %v, want %v", got, want)
+	}
+	// Over a store that cannot map, the timed store declines to map.
+	mem := New().WrapStore(storetest.NewMem())
+	m, _ := blockstore.As[blockstore.Mapper](mem)
+	if _, _, err := m.Map(context.Background(), blockstore.LocatorOf(nil)); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("Map over a Mem: %v, want ErrUnsupported", err)
+	}
 }
