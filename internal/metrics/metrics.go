@@ -170,8 +170,10 @@ func (t *timedStore) Has(ctx context.Context, h blockstore.Hash) (bool, error) {
 	return ok, err
 }
 
-// Map times a mapped read as op "map". A store that cannot map is not
-// timed: nothing was read, and the Get that follows is.
+// Map times a mapped read as op "get", like a copied one: both are one
+// read of a block from the store, and how many were mapped is the pool's
+// mapped counter. A store that cannot map is not timed: nothing was read,
+// and the Get that follows is.
 func (t *timedStore) Map(ctx context.Context, loc blockstore.Locator) ([]byte, func() error, error) {
 	m, ok := blockstore.As[blockstore.Mapper](t.Store)
 	if !ok {
@@ -182,7 +184,7 @@ func (t *timedStore) Map(ctx context.Context, loc blockstore.Locator) ([]byte, f
 	if errors.Is(err, errors.ErrUnsupported) {
 		return nil, nil, err
 	}
-	t.done("map", start, err)
+	t.done("get", start, err)
 	return data, unmap, err
 }
 
