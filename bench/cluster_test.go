@@ -79,12 +79,11 @@ func BenchmarkCluster(b *testing.B) {
 			b.Fatal(err)
 		}
 		pool := blockstore.NewPool(store.Blocks, blockstore.PoolConfig{})
-		refs, _ := store.Backend.(blockstore.RefStore)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			b.Fatal(err)
 		}
-		srv := &http.Server{Handler: httpstore.NewHandler(store.Blocks, pool, httpstore.ServerOptions{Refs: refs})}
+		srv := &http.Server{Handler: httpstore.NewHandler(store.Blocks, pool, httpstore.ServerOptions{})}
 		go srv.Serve(ln)
 		served = run("http://"+ln.Addr().String(), fs.OpenOptions{})
 		srv.Close()

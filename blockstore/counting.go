@@ -11,7 +11,12 @@ import (
 // CountingStore wraps a Store and counts Get (and Map) calls and bytes read, in total
 // and per hash. It exists so tests (here and end to end) can assert what
 // the Pool promises: the backend saw exactly one read per unique block.
-// The other methods pass straight through.
+// The other methods pass straight through, and Unwrap exposes the wrapped
+// store's other capabilities.
+//
+// Deprecated: test support, not API: use storetest.Counting
+// (blockfs/blockstore/storetest). This copy stays only until its last
+// users outside blockstore have moved.
 type CountingStore struct {
 	Store // the wrapped store
 
@@ -23,9 +28,14 @@ type CountingStore struct {
 }
 
 // NewCountingStore returns a CountingStore wrapping s.
+//
+// Deprecated: use storetest.NewCounting.
 func NewCountingStore(s Store) *CountingStore {
 	return &CountingStore{Store: s, byHash: make(map[Hash]int64)}
 }
+
+// Unwrap implements Unwrapper.
+func (c *CountingStore) Unwrap() Store { return c.Store }
 
 // Get counts the call (successful or not) and the bytes read, then
 // delegates.
@@ -42,7 +52,7 @@ func (c *CountingStore) Get(ctx context.Context, loc Locator, dst []byte) (int, 
 // Map counts like Get, since a mapping is a read of the block, then
 // delegates if the wrapped store is a Mapper.
 func (c *CountingStore) Map(ctx context.Context, loc Locator) ([]byte, func() error, error) {
-	m, ok := c.Store.(Mapper)
+	m, ok := As[Mapper](c.Store)
 	if !ok {
 		return nil, nil, fmt.Errorf("blockstore: map %v: %w", loc, errNoMap)
 	}

@@ -12,7 +12,8 @@ import (
 // Flusher is implemented by stores that may hold writes back for speed:
 // after Flush returns, every Put that returned before it is durable and
 // visible to other processes. Callers that publish references to blocks
-// (metadata) flush first.
+// (metadata) flush first. Callers find a Flusher with As: wrappers expose
+// Unwrap.
 type Flusher interface {
 	Flush(ctx context.Context) error
 }

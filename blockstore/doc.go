@@ -16,7 +16,11 @@
 // Two optional interfaces let a store do better than copy into a buffer: a
 // Mapper (DirStore, the disk cache) hands out a block's file mapped and
 // locked in memory, and a Keeper (the disk cache) is given the bytes the
-// Pool has verified, so that it need not hash them again.
+// Pool has verified, so that it need not hash them again. These and the
+// other optional capabilities (HashedPutter, Flusher, RefStore) are found
+// with As, which looks through wrappers (the disk cache, metrics) by their
+// Unwrap; the rule for wrappers is on Unwrapper's file, unwrap.go. The
+// contract every Store keeps is a test suite, blockstore/storetest.
 //
 // Verification is most of what a cold read costs, so Sum pairs blocks: with
 // the SHA extensions, one core hashes two blocks in about the time of one

@@ -28,6 +28,11 @@ import (
 // place. Such a writer could equally publish new metadata: the store's
 // writers are trusted, and verification guards against media, network and
 // bugs.
+//
+// Callers find a Mapper with As. A wrapper that observes or changes reads
+// (counting, timing, failing them) implements Map itself, forwarding to
+// As[Mapper] of the store it wraps, so that mapped reads are not a way
+// around it.
 type Mapper interface {
 	// Map returns block loc's bytes, mapped read-only and locked in memory,
 	// and a function that unmaps them, safe to call more than once; the

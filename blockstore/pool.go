@@ -388,7 +388,7 @@ func (p *Pool) fetch(ctx context.Context, b *Buffer, hurry chan struct{}, tracke
 		b.ready = true
 	}
 	close(b.done)
-	if k, ok := p.store.(Keeper); ok && err == nil {
+	if k, ok := As[Keeper](p.store); ok && err == nil {
 		// Waiters have the bytes; the fetch's reference keeps them
 		// valid while a cache writes its copy.
 		p.mu.Unlock()
@@ -411,7 +411,7 @@ func (p *Pool) read(ctx context.Context, b *Buffer) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err // the pool is closed
 	}
-	if m, ok := p.store.(Mapper); ok {
+	if m, ok := As[Mapper](p.store); ok {
 		data, unmap, err := m.Map(ctx, b.loc)
 		if err == nil {
 			// Should the pool itself be dropped unclosed, its mappings

@@ -14,7 +14,8 @@ var ErrConflict = errors.New("blockstore: ref changed concurrently")
 // a few small named values that change: the pointer to the current metadata
 // is one. Updates are compare-and-swap, so two writers on two machines
 // cannot silently overwrite each other (on S3, conditional writes; in a
-// directory, a lock file).
+// directory, a lock file). Callers find a RefStore with As: wrappers of
+// blocks (the disk cache, metrics) leave refs alone and expose Unwrap.
 type RefStore interface {
 	// GetRef returns the value of ref name and an opaque version token. A
 	// missing ref yields an error wrapping ErrNotFound.

@@ -39,16 +39,17 @@ type Store interface {
 // hashing every new block twice cost a third of an import's speed, and the
 // second existence check is another round trip per block on S3. Writing a
 // block that appeared meanwhile is harmless (same bytes). Every other
-// caller uses Put.
+// caller uses Put. A wrapper that observes Put implements PutHashed too;
+// others expose Unwrap (see As).
 type HashedPutter interface {
 	PutHashed(ctx context.Context, h Hash, data []byte) error
 }
 
 // PutHashed stores data under h, which the caller computed from data
-// itself after Has said the block is missing: through s's PutHashed if it
-// has one, else through Put.
+// itself after Has said the block is missing: through the PutHashed that
+// As finds in s if there is one, else through Put.
 func PutHashed(ctx context.Context, s Store, h Hash, data []byte) error {
-	if hp, ok := s.(HashedPutter); ok {
+	if hp, ok := As[HashedPutter](s); ok {
 		return hp.PutHashed(ctx, h, data)
 	}
 	return s.Put(ctx, h, data)

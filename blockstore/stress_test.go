@@ -35,7 +35,7 @@ func (c chaosStore) Get(ctx context.Context, loc Locator, dst []byte) (int, erro
 // Map, for a chaosStore over a Mapper, maps, fails, or declines (so the
 // pool copies with Get instead) at random.
 func (c chaosStore) Map(ctx context.Context, loc Locator) ([]byte, func() error, error) {
-	m, ok := c.Store.(Mapper)
+	m, ok := As[Mapper](c.Store)
 	switch x := rand.IntN(100); {
 	case !ok || x < 25:
 		return nil, nil, errNoMap

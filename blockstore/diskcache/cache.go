@@ -354,9 +354,16 @@ func (c *Cache) Keep(loc blockstore.Locator, data []byte) {
 }
 
 var (
-	_ blockstore.Keeper = (*Cache)(nil)
-	_ blockstore.Mapper = (*Cache)(nil)
+	_ blockstore.Keeper    = (*Cache)(nil)
+	_ blockstore.Mapper    = (*Cache)(nil)
+	_ blockstore.Unwrapper = (*Cache)(nil)
 )
+
+// Unwrap implements blockstore.Unwrapper. The cache is a Mapper and a
+// Keeper by itself (of its own files); every other capability, refs and
+// Flush and PutHashed, is the backend's, found through here by
+// blockstore.As (Put, too, goes straight to the backend).
+func (c *Cache) Unwrap() blockstore.Store { return c.backend }
 
 // Map implements blockstore.Mapper for a hit: the cache file is mapped and
 // locked in memory, its trailer checked, and the block's bytes served in

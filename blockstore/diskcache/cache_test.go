@@ -14,18 +14,19 @@ import (
 	"testing"
 
 	"blockfs/blockstore"
+	"blockfs/blockstore/storetest"
 )
 
 var ctx = context.Background()
 
 // newBackend returns a counting store over a fresh DirStore.
-func newBackend(t testing.TB) *blockstore.CountingStore {
+func newBackend(t testing.TB) *storetest.Counting {
 	t.Helper()
 	d, err := blockstore.OpenDir(t.TempDir(), true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return blockstore.NewCountingStore(d)
+	return storetest.NewCounting(d)
 }
 
 // putBlocks stores n distinct pseudo-random blocks of the given size (or of
@@ -55,10 +56,7 @@ func putBlocks(t testing.TB, s blockstore.Store, n, size int, seed uint64, vary 
 // keeps it (<root>/<2 hex>/<64 hex>) without DirStore.Put's two fsyncs per
 // block, which would dominate these tests' run time.
 func put(s blockstore.Store, h blockstore.Hash, b []byte) error {
-	if cs, ok := s.(*blockstore.CountingStore); ok {
-		s = cs.Store
-	}
-	d, ok := s.(*blockstore.DirStore)
+	d, ok := blockstore.As[*blockstore.DirStore](s)
 	if !ok {
 		return s.Put(ctx, h, b)
 	}
@@ -393,14 +391,6 @@ func TestOpenRejectsBadOptions(t *testing.T) {
 	}
 }
 
-// failStore fails every Get with err.
-type failStore struct {
-	blockstore.Store
-	err error
-}
-
-func (f failStore) Get(context.Context, blockstore.Locator, []byte) (int, error) { return 0, f.err }
-
 func TestBackendErrorsPassThroughUncached(t *testing.T) {
 	back := newBackend(t)
 	missing := blockstore.LocatorOf([]byte("not stored"))
@@ -417,7 +407,7 @@ func TestBackendErrorsPassThroughUncached(t *testing.T) {
 
 	boom := errors.New("boom")
 	locs := putBlocks(t, back, 1, 100, 6, false)
-	c2 := openCache(t, t.TempDir(), failStore{back, boom}, Options{MaxBytes: 1 << 20})
+	c2 := openCache(t, t.TempDir(), storetest.NewFail(back, boom), Options{MaxBytes: 1 << 20})
 	if _, err := c2.Get(ctx, locs[0], make([]byte, 100)); err != boom {
 		t.Fatalf("Get: %v, want the backend's error itself", err)
 	}
@@ -426,31 +416,13 @@ func TestBackendErrorsPassThroughUncached(t *testing.T) {
 	}
 }
 
-// badStore returns damaged bytes with no error: flipped, or one short.
-type badStore struct {
-	blockstore.Store
-	short bool
-}
-
-func (b badStore) Get(ctx context.Context, loc blockstore.Locator, dst []byte) (int, error) {
-	n, err := b.Store.Get(ctx, loc, dst)
-	if err != nil {
-		return n, err
-	}
-	if b.short {
-		return n - 1, nil
-	}
-	dst[0] ^= 1
-	return n, nil
-}
-
 func TestCorruptBackendBytesNotCached(t *testing.T) {
 	for _, short := range []bool{false, true} {
 		back := newBackend(t)
 		locs := putBlocks(t, back, 1, 500, 8, false)
 		loc := locs[0]
 		dir := t.TempDir()
-		c := openCache(t, dir, badStore{back, short}, Options{MaxBytes: 1 << 20})
+		c := openCache(t, dir, storetest.Corrupt{Store: back, Short: short}, Options{MaxBytes: 1 << 20})
 		// The cache hands over what the backend gave.
 		buf := make([]byte, loc.Size)
 		n, err := c.Get(ctx, loc, buf)

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,49 +13,22 @@ import (
 	"time"
 
 	"blockfs/blockstore"
+	"blockfs/blockstore/storetest"
 	"blockfs/internal/testsvc"
 )
 
 // waitFor waits until cond holds (see testsvc.WaitFor).
 var waitFor = testsvc.WaitFor
 
-func randBlock(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, uint64(n)))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
+// randBlock returns n deterministic pseudo-random bytes.
+var randBlock = storetest.Block
 
-// gateStore holds every Get until release is closed, announcing each on
-// entered: the blocking store the tests need to keep fetches in flight.
-type gateStore struct {
-	blockstore.Store
-	entered chan blockstore.Locator
-	release chan struct{}
-}
-
-func newGate(s blockstore.Store) *gateStore {
-	return &gateStore{Store: s, entered: make(chan blockstore.Locator, 1024), release: make(chan struct{})}
-}
-
-func (g *gateStore) Get(ctx context.Context, loc blockstore.Locator, dst []byte) (int, error) {
-	g.entered <- loc
-	select {
-	case <-g.release:
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-	return g.Store.Get(ctx, loc, dst)
-}
-
-// env is a real server: a DirStore, a CountingStore (optionally over a
-// gate) feeding the Pool, the Handler, and an httptest server on loopback.
+// env is a real server: a DirStore, a storetest.Counting (optionally over
+// a storetest.Gate) feeding the Pool, the Handler, and an httptest server on loopback.
 type env struct {
 	dir   *blockstore.DirStore
-	count *blockstore.CountingStore
-	gate  *gateStore // nil unless asked for
+	count *storetest.Counting
+	gate  *storetest.Gate // nil unless asked for
 	pool  *blockstore.Pool
 	h     *Handler
 	srv   *httptest.Server
@@ -71,20 +43,16 @@ func newEnv(t testing.TB, opts ServerOptions, gated bool) *env {
 	e := &env{dir: dir}
 	var src blockstore.Store = dir
 	if gated {
-		e.gate = newGate(dir)
+		e.gate = storetest.NewGate(dir)
 		src = e.gate
 	}
-	e.count = blockstore.NewCountingStore(src)
+	e.count = storetest.NewCounting(src)
 	e.pool = blockstore.NewPool(e.count, blockstore.PoolConfig{MaxBytes: 64 << 20})
 	e.h = NewHandler(dir, e.pool, opts)
 	e.srv = httptest.NewServer(e.h)
 	t.Cleanup(func() {
 		if e.gate != nil {
-			select {
-			case <-e.gate.release:
-			default:
-				close(e.gate.release)
-			}
+			e.gate.Open()
 		}
 		e.srv.Close()
 		e.pool.Close()

@@ -45,9 +45,6 @@ type ServerOptions struct {
 	// Extra, if set, adds members to the /v1/stats JSON (e.g. cache and
 	// store stats). It cannot replace kind, pool, http or uptime_ns.
 	Extra func() map[string]any
-	// Refs serves /v1/refs when the block store given to NewHandler is a
-	// wrapper (a disk cache, metrics) around the store that keeps them.
-	Refs blockstore.RefStore
 }
 
 // Handler serves the v1 protocol over a store and a pool reading from it.
@@ -55,7 +52,7 @@ type ServerOptions struct {
 // in the http.Server: a GET holds its pool buffer while the client reads.
 type Handler struct {
 	store   blockstore.Store
-	refs    blockstore.RefStore // nil if store keeps none
+	refs    blockstore.RefStore // as found by blockstore.As; nil if store keeps none
 	pool    *blockstore.Pool
 	opts    ServerOptions
 	token   [32]byte // SHA-256 of the token, compared in constant time
@@ -84,7 +81,8 @@ const maxRememberedWriters = 4096
 var _ http.Handler = (*Handler)(nil)
 
 // NewHandler returns a Handler serving store through pool (which must read
-// from store, or from a cache in front of it).
+// from store, or from a cache in front of it). /v1/refs serves the
+// RefStore that blockstore.As finds in store.
 func NewHandler(store blockstore.Store, pool *blockstore.Pool, opts ServerOptions) *Handler {
 	if store == nil || pool == nil {
 		panic("httpstore: NewHandler with nil store or pool")
@@ -108,10 +106,9 @@ func NewHandler(store blockstore.Store, pool *blockstore.Pool, opts ServerOption
 		started: time.Now(),
 		writers: make(map[string]refWrite),
 	}
-	h.refs, _ = store.(blockstore.RefStore)
-	if opts.Refs != nil {
-		h.refs = opts.Refs
-	}
+	// Through any wrappers (a disk cache, metrics) to the store that
+	// keeps refs, if one does.
+	h.refs, _ = blockstore.As[blockstore.RefStore](store)
 	return h
 }
 

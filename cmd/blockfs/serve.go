@@ -85,9 +85,7 @@ func setupServe(fl *pflag.FlagSet) func(context.Context, []string) error {
 		defer store.Close()
 		pool := blockstore.NewPool(store.Blocks, blockstore.PoolConfig{MaxBytes: *poolSize, MaxWaiters: *maxClients})
 		defer pool.Close()
-		refs, _ := store.Backend.(blockstore.RefStore)
 		handler := httpstore.NewHandler(store.Blocks, pool, httpstore.ServerOptions{
-			Refs:       refs,
 			Token:      token,
 			Public:     *public || loopback,
 			MaxClients: *maxClients,

@@ -117,7 +117,9 @@ func (r *Registry) Serve(ctx context.Context, addr string) (net.Addr, error) {
 	return ln.Addr(), nil
 }
 
-// WrapStore times every request to s.
+// WrapStore times every request to s. The store it returns keeps s's
+// optional capabilities (see blockstore.As): it times Map and PutHashed
+// itself and unwraps to s for the others.
 func (r *Registry) WrapStore(s blockstore.Store) blockstore.Store {
 	return &timedStore{Store: s, r: r}
 }
@@ -126,6 +128,19 @@ type timedStore struct {
 	blockstore.Store
 	r *Registry
 }
+
+var (
+	_ blockstore.Unwrapper    = (*timedStore)(nil)
+	_ blockstore.Mapper       = (*timedStore)(nil)
+	_ blockstore.HashedPutter = (*timedStore)(nil)
+)
+
+// errNoMap is Map's answer when the timed store cannot map: the reader
+// falls back to Get, which is timed.
+var errNoMap = fmt.Errorf("metrics: store cannot map: %w", errors.ErrUnsupported)
+
+// Unwrap implements blockstore.Unwrapper.
+func (t *timedStore) Unwrap() blockstore.Store { return t.Store }
 
 func (t *timedStore) done(op string, start time.Time, err error) {
 	t.r.storeLat.WithLabelValues(op).Observe(time.Since(start).Seconds())
@@ -153,4 +168,31 @@ func (t *timedStore) Has(ctx context.Context, h blockstore.Hash) (bool, error) {
 	ok, err := t.Store.Has(ctx, h)
 	t.done("has", start, err)
 	return ok, err
+}
+
+// Map times a mapped read as op "get", like a copied one: both are one
+// read of a block from the store, and how many were mapped is the pool's
+// mapped counter. A store that cannot map is not timed: nothing was read,
+// and the Get that follows is.
+func (t *timedStore) Map(ctx context.Context, loc blockstore.Locator) ([]byte, func() error, error) {
+	m, ok := blockstore.As[blockstore.Mapper](t.Store)
+	if !ok {
+		return nil, nil, errNoMap
+	}
+	start := time.Now()
+	data, unmap, err := m.Map(ctx, loc)
+	if errors.Is(err, errors.ErrUnsupported) {
+		return nil, nil, err
+	}
+	t.done("get", start, err)
+	return data, unmap, err
+}
+
+// PutHashed times like Put, so that an import's writes are seen whichever
+// way they reach the store.
+func (t *timedStore) PutHashed(ctx context.Context, h blockstore.Hash, data []byte) error {
+	start := time.Now()
+	err := blockstore.PutHashed(ctx, t.Store, h, data)
+	t.done("put", start, err)
+	return err
 }

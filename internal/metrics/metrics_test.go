@@ -1,15 +1,19 @@
 package metrics
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"blockfs/blockstore"
+	"blockfs/blockstore/storetest"
 )
 
 func TestFieldsFlattens(t *testing.T) {
@@ -72,5 +76,89 @@ func TestServeExposesEverything(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+// TestWrappedDirStoreStillMaps reads through a Pool over a timed DirStore,
+// as `mount --metrics` does: the pool must still map the block in place
+// (the wrapper once hid Mapper), and the read is timed once, as a get.
+func TestWrappedDirStoreStillMaps(t *testing.T) {
+	dir, err := blockstore.OpenDir(filepath.Join(t.TempDir(), "s"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	data := bytes.Repeat([]byte("mapped block "), 1000)
+	loc := blockstore.LocatorOf(data)
+	if err := dir.Put(ctx, loc.Hash, data); err != nil {
+		t.Fatal(err)
+	}
+	r := New()
+	pool := blockstore.NewPool(r.WrapStore(dir), blockstore.PoolConfig{MaxBytes: 1 << 20})
+	defer pool.Close()
+	b, err := pool.Get(ctx, loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := bytes.Equal(b.Bytes(), data)
+	b.Release()
+	if !got {
+		t.Fatal("pool returned the wrong bytes")
+	}
+	if st := pool.Stats(); st.Mapped != 1 {
+		t.Fatalf("pool over a timed DirStore mapped %d blocks, want 1 (stats %+v)", st.Mapped, st)
+	}
+	if n := storeCount(t, r, "get"); n != 1 {
+		t.Errorf("%d store reads timed, want 1", n)
+	}
+}
+
+// storeCount returns how many store requests of op r has timed.
+func storeCount(t *testing.T, r *Registry, op string) uint64 {
+	t.Helper()
+	fams, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != "blockfs_store_request_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "op" && l.GetValue() == op {
+					return m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// TestTimedStoreContract: the timed store keeps the Store and RefStore
+// contracts and every capability of the DirStore it wraps.
+func TestTimedStoreContract(t *testing.T) {
+	newStore := func(t *testing.T) blockstore.Store {
+		dir, err := blockstore.OpenDir(filepath.Join(t.TempDir(), "s"), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return New().WrapStore(dir)
+	}
+	storetest.Run(t, newStore)
+	storetest.RunRefs(t, newStore)
+	dir, err := blockstore.OpenDir(filepath.Join(t.TempDir(), "s"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := storetest.Capabilities(t, New().WrapStore(dir), dir)
+	if want := []string{"Mapper", "RefStore", "Flusher", "HashedPutter"}; !slices.Equal(got, want) {
+		t.Errorf("a DirStore's capabilities: %v, want %v", got, want)
+	}
+	// Over a store that cannot map, the timed store declines to map.
+	mem := New().WrapStore(storetest.NewMem())
+	m, _ := blockstore.As[blockstore.Mapper](mem)
+	if _, _, err := m.Map(context.Background(), blockstore.LocatorOf(nil)); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("Map over a Mem: %v, want ErrUnsupported", err)
 	}
 }
