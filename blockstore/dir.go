@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"blockfs/internal/fileutil"
 )
 
 // Blocks are written to a temp file in <root>/tmp and renamed into place.
@@ -169,72 +169,18 @@ func (d *DirStore) PutHashed(ctx context.Context, h Hash, data []byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("blockstore: put %v: %w", h, err)
 	}
-	if err := writeAtomic(filepath.Join(d.root, tempDir), dir, final, data); err != nil {
+	if err := writeAtomic(filepath.Join(d.root, tempDir), final, data); err != nil {
 		return fmt.Errorf("blockstore: put %v: %w", h, err)
 	}
 	return nil
 }
 
-// writeAtomic writes data to final via a temp file in tmpDir (same
-// filesystem, so the rename is atomic) and syncs the file and final's
-// directory, so the block survives a crash once Put returns.
-func writeAtomic(tmpDir, dir, final string, data []byte) error {
-	tmp, err := WriteTemp(tmpDir, true, data)
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
-}
-
-// WriteTemp writes parts, one after the other, to a new read-only temp file
-// in tmpDir and returns its path; on error nothing is left behind. With
-// sync the file is fsynced before WriteTemp returns. Without, writeback
-// starts at once (sync_file_range), so the disk works while the caller
-// goes on instead of all at once at a later sync; that is advisory, and
-// whoever needs durability syncs later (DirStore.Flush), or can tell a
-// torn file from a whole one (the disk cache's trailer).
-func WriteTemp(tmpDir string, sync bool, parts ...[]byte) (tmp string, err error) {
-	f, err := os.CreateTemp(tmpDir, tempPrefix+"*")
-	if err != nil {
-		return "", err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	for _, p := range parts {
-		if _, err = f.Write(p); err != nil {
-			return "", err
-		}
-	}
-	// Blocks are immutable: make the file read-only to say so.
-	if err = f.Chmod(0o444); err != nil {
-		return "", err
-	}
-	if sync {
-		err = f.Sync()
-	} else {
-		_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
-	}
-	if err != nil {
-		return "", err
-	}
-	return f.Name(), f.Close()
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
+// writeAtomic writes data to final via a synced temp file in tmpDir (same
+// filesystem, so the rename is atomic) and syncs final's directory, so the
+// block survives a crash once Put returns. Blocks are immutable: the file
+// is made read-only to say so.
+func writeAtomic(tmpDir, final string, data []byte) error {
+	return fileutil.WriteFileDurable(tmpDir, tempPrefix, 0o444, final, data)
 }
 
 // Has implements Store.
@@ -309,7 +255,7 @@ func (d *DirStore) Delete(ctx context.Context, h Hash) error {
 	if err := os.Remove(d.path(h)); err != nil {
 		return d.wrapMissing("delete", h, err)
 	}
-	if err := syncDir(d.dir(h)); err != nil {
+	if err := fileutil.SyncDir(d.dir(h)); err != nil {
 		return fmt.Errorf("blockstore: delete %v: %w", h, err)
 	}
 	return nil

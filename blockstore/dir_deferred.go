@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"blockfs/internal/fileutil"
 )
 
 // Flusher is implemented by stores that may hold writes back for speed:
@@ -37,7 +39,7 @@ func (d *DirStore) putDeferred(h Hash, data []byte) error {
 	if _, ok := d.pendingFile(h); ok {
 		return nil
 	}
-	tmp, err := WriteTemp(filepath.Join(d.root, tempDir), false, data)
+	tmp, err := fileutil.WriteTemp(filepath.Join(d.root, tempDir), tempPrefix, 0o444, false, data)
 	if err != nil {
 		return fmt.Errorf("blockstore: put %v: %w", h, err)
 	}

@@ -83,6 +83,7 @@ import (
 	"syscall"
 
 	"blockfs/blockstore"
+	"blockfs/internal/fileutil"
 )
 
 // ErrLocked reports that another Cache (in this or another process) owns the
@@ -180,20 +181,17 @@ func Open(dir string, backend blockstore.Store, opts Options) (*Cache, error) {
 }
 
 func (c *Cache) takeLock() error {
-	f, err := os.OpenFile(filepath.Join(c.dir, lockName), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return fmt.Errorf("diskcache: open %q: %w", c.dir, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	name := filepath.Join(c.dir, lockName)
+	f, err := fileutil.LockFile(name, true)
+	if errors.Is(err, fileutil.ErrLocked) {
 		var holder string
-		if b, rerr := io.ReadAll(io.LimitReader(f, 32)); rerr == nil && len(b) > 0 {
+		if b, rerr := os.ReadFile(name); rerr == nil && len(b) > 0 && len(b) <= 32 {
 			holder = " (held by pid " + strings.TrimSpace(string(b)) + ")"
 		}
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return fmt.Errorf("%w: %s%s", ErrLocked, c.dir, holder)
-		}
-		return fmt.Errorf("diskcache: open %q: lock: %w", c.dir, err)
+		return fmt.Errorf("%w: %s%s", ErrLocked, c.dir, holder)
+	}
+	if err != nil {
+		return fmt.Errorf("diskcache: open %q: %w", c.dir, err)
 	}
 	// The pid is for the error message above only; failing to write it
 	// is harmless.
@@ -515,7 +513,7 @@ func (c *Cache) insert(loc blockstore.Locator, data []byte) {
 	var tmp string
 	if err == nil {
 		tr := makeTrailer(loc.Hash, data)
-		tmp, err = blockstore.WriteTemp(c.tmp, false, data, tr[:])
+		tmp, err = fileutil.WriteTemp(c.tmp, tempPrefix, 0o444, false, data, tr[:])
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
