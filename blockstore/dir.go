@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"blockfs/internal/fileutil"
@@ -118,24 +119,34 @@ func (d *DirStore) Get(ctx context.Context, loc Locator, dst []byte) (int, error
 }
 
 // openBlock opens block loc's file (or, in deferred mode, its temp file not
-// yet renamed into place) and checks its size: a file whose size differs
-// from loc.Size yields an error wrapping ErrCorrupt.
+// yet renamed into place) and checks it: anything but a regular file of
+// loc.Size bytes yields an error wrapping ErrCorrupt.
+//
+// The open is non-blocking: opening a FIFO (or a device) planted where a
+// block should be would otherwise wait for a writer forever; with
+// O_NONBLOCK it returns at once, and the type check refuses it. O_NONBLOCK
+// changes nothing for a regular file's reads.
 func (d *DirStore) openBlock(op string, loc Locator) (*os.File, error) {
-	f, err := os.Open(d.path(loc.Hash))
+	const flags = os.O_RDONLY | syscall.O_NONBLOCK
+	f, err := os.OpenFile(d.path(loc.Hash), flags, 0)
 	if tmp, ok := d.pendingFile(loc.Hash); ok && errors.Is(err, fs.ErrNotExist) {
-		f, err = os.Open(tmp)
+		f, err = os.OpenFile(tmp, flags, 0)
 	}
 	if err != nil {
 		return nil, d.wrapMissing(op, loc.Hash, err)
 	}
 	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		err = fmt.Errorf("blockstore: %s %v: %w", op, loc, err)
+	case !fi.Mode().IsRegular():
+		err = fmt.Errorf("%w: %s %v: not a regular file (%v)", ErrCorrupt, op, loc, fi.Mode().Type())
+	case fi.Size() != loc.Size:
+		err = fmt.Errorf("%w: %s %v: file has %d bytes", ErrCorrupt, op, loc, fi.Size())
+	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("blockstore: %s %v: %w", op, loc, err)
-	}
-	if fi.Size() != loc.Size {
-		f.Close()
-		return nil, fmt.Errorf("%w: %s %v: file has %d bytes", ErrCorrupt, op, loc, fi.Size())
+		return nil, err
 	}
 	return f, nil
 }

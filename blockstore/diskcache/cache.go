@@ -361,45 +361,46 @@ var (
 // place. A miss, or a file that fails its check (dropped, as in Get), says
 // ErrUnsupported, and the reader falls back to Get, which goes to the
 // backend.
-func (c *Cache) Map(ctx context.Context, loc blockstore.Locator) ([]byte, func() error, error) {
+func (c *Cache) Map(ctx context.Context, loc blockstore.Locator) (*blockstore.Mapping, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if c.noMap.Load() || loc.Size <= 0 || loc.Size > blockstore.MaxBlockSize {
-		return nil, nil, fmt.Errorf("diskcache: map %v: %w", loc, errors.ErrUnsupported)
+		return nil, fmt.Errorf("diskcache: map %v: %w", loc, errors.ErrUnsupported)
 	}
 	e := c.lookup(loc)
 	if e == nil {
-		return nil, nil, fmt.Errorf("diskcache: map %v: not cached: %w", loc, errors.ErrUnsupported)
+		return nil, fmt.Errorf("diskcache: map %v: not cached: %w", loc, errors.ErrUnsupported)
 	}
-	data, unmap, err := c.mapFile(loc)
+	m, err := c.mapFile(loc)
 	if err != nil {
 		if !errors.Is(err, errors.ErrUnsupported) { // not just "cannot map": Get would fail too
 			c.failed(e, err)
 		}
-		return nil, nil, fmt.Errorf("diskcache: map %v: %w: %w", loc, errors.ErrUnsupported, err)
+		return nil, fmt.Errorf("diskcache: map %v: %w: %w", loc, errors.ErrUnsupported, err)
 	}
 	c.c.hits.Add(1)
 	c.c.hitBytes.Add(loc.Size)
-	return data, unmap, nil
+	return m, nil
 }
 
 // mapFile maps loc's cache file and checks it like readFile does.
-func (c *Cache) mapFile(loc blockstore.Locator) ([]byte, func() error, error) {
+func (c *Cache) mapFile(loc blockstore.Locator) (*blockstore.Mapping, error) {
 	f, err := c.openFile(loc)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer f.Close()
-	m, unmap, err := blockstore.MapFile(f, loc.Size+trailerLen, &c.noMap)
+	m, err := blockstore.MapFile(f, loc.Size+trailerLen, &c.noMap)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if [trailerLen]byte(m[loc.Size:]) != makeTrailer(loc.Hash, m[:loc.Size]) {
-		unmap()
-		return nil, nil, fmt.Errorf("%w: trailer mismatch", errDamaged)
+	if b := m.Bytes(); [trailerLen]byte(b[loc.Size:]) != makeTrailer(loc.Hash, b[:loc.Size]) {
+		m.Unmap()
+		return nil, fmt.Errorf("%w: trailer mismatch", errDamaged)
 	}
-	return m[:loc.Size:loc.Size], unmap, nil
+	m.Shorten(loc.Size)
+	return m, nil
 }
 
 // lookup returns the resident entry for loc, recording the hit, or nil.
