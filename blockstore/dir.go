@@ -39,7 +39,7 @@ const (
 // a reader or a crash sees either the whole block or no block.
 //
 // Several processes may use one root at once (imports and mounts): OpenDir
-// removes only temp files older than staleTemp.
+// removes only the temp files of dead writers (see RemoveStaleTemps).
 type DirStore struct {
 	root string
 
@@ -52,6 +52,11 @@ type DirStore struct {
 	// of RLIMIT_MEMLOCK: from then on Map says ErrUnsupported at once and
 	// the Pool copies with Get, rather than paying a failed mlock per block.
 	noMap atomic.Bool
+
+	// The session this store writes its temp files in (see tempDir).
+	smu         sync.Mutex
+	session     string
+	sessionLock *os.File
 }
 
 var _ Store = (*DirStore)(nil)
@@ -77,7 +82,7 @@ func OpenDir(root string, create bool) (*DirStore, error) {
 		return nil, fmt.Errorf("blockstore: open dir store %q: not a directory", root)
 	}
 	d := &DirStore{root: abs}
-	if err := d.removeTemps(); err != nil {
+	if err := d.RemoveStaleTemps(); err != nil {
 		return nil, fmt.Errorf("blockstore: open dir store %q: cleaning temp files: %w", root, err)
 	}
 	return d, nil
@@ -180,7 +185,11 @@ func (d *DirStore) PutHashed(ctx context.Context, h Hash, data []byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("blockstore: put %v: %w", h, err)
 	}
-	if err := writeAtomic(filepath.Join(d.root, tempDir), final, data); err != nil {
+	tmp, err := d.tempDir()
+	if err == nil {
+		err = writeAtomic(tmp, final, data)
+	}
+	if err != nil {
 		return fmt.Errorf("blockstore: put %v: %w", h, err)
 	}
 	return nil
@@ -279,30 +288,6 @@ func (d *DirStore) wrapMissing(op string, h Hash, err error) error {
 		return fmt.Errorf("%w: %s %v: %w", ErrNotFound, op, h, err)
 	}
 	return fmt.Errorf("blockstore: %s %v: %w", op, h, err)
-}
-
-// removeTemps deletes stale temp files that a crash left behind.
-func (d *DirStore) removeTemps() error {
-	dir := filepath.Join(d.root, tempDir)
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), tempPrefix) {
-			continue
-		}
-		if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < staleTemp {
-			continue
-		}
-		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-	}
-	return nil
 }
 
 // isFanout reports whether name is a two-lowercase-hex directory name.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"golang.org/x/sys/unix"
 
@@ -39,7 +38,11 @@ func (d *DirStore) putDeferred(h Hash, data []byte) error {
 	if _, ok := d.pendingFile(h); ok {
 		return nil
 	}
-	tmp, err := fileutil.WriteTemp(filepath.Join(d.root, tempDir), tempPrefix, 0o444, false, data)
+	dir, err := d.tempDir()
+	var tmp string
+	if err == nil {
+		tmp, err = fileutil.WriteTemp(dir, tempPrefix, 0o444, false, data)
+	}
 	if err != nil {
 		return fmt.Errorf("blockstore: put %v: %w", h, err)
 	}

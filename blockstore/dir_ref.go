@@ -88,10 +88,11 @@ func (d *DirStore) PutRef(ctx context.Context, name string, data []byte, ifVersi
 	case refVersion(cur) != ifVersion:
 		return "", fmt.Errorf("%w: ref %s: version %s, wanted %s", ErrConflict, name, refVersion(cur), ifVersion)
 	}
-	if err := os.MkdirAll(filepath.Join(d.root, tempDir), 0o755); err != nil {
-		return "", fmt.Errorf("blockstore: put ref %s: %w", name, err)
+	tmp, err := d.tempDir()
+	if err == nil {
+		err = writeAtomic(tmp, p, data)
 	}
-	if err := writeAtomic(filepath.Join(d.root, tempDir), p, data); err != nil {
+	if err != nil {
 		return "", fmt.Errorf("blockstore: put ref %s: %w", name, err)
 	}
 	return refVersion(data), nil
