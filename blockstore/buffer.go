@@ -22,6 +22,10 @@ type Buffer struct {
 	// unmap, if set, undoes the mapping that data is (see Mapper); mem is
 	// then nil, so the memory is never handed to another block.
 	unmap func() error
+	// check, for a mapped buffer, says whether the file under the mapping
+	// is still the one verified (see Mapping.Unchanged); the Pool calls it
+	// before every hand-out.
+	check func() error
 
 	// done is closed when the fetch has finished; err is its outcome
 	// (set before done is closed, so readable after <-done).
@@ -34,6 +38,7 @@ type Buffer struct {
 	// that waits for it: its hashing may wait for a partner until then.
 	hurry      chan struct{}
 	ready      bool // fetched and verified
+	stale      bool // mapped file changed: out of the table, dropped by its last release
 	prev, next *Buffer
 }
 

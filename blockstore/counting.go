@@ -51,21 +51,23 @@ func (c *CountingStore) Get(ctx context.Context, loc Locator, dst []byte) (int, 
 
 // Map counts like Get, since a mapping is a read of the block, then
 // delegates if the wrapped store is a Mapper.
-func (c *CountingStore) Map(ctx context.Context, loc Locator) ([]byte, func() error, error) {
+func (c *CountingStore) Map(ctx context.Context, loc Locator) (*Mapping, error) {
 	m, ok := As[Mapper](c.Store)
 	if !ok {
-		return nil, nil, fmt.Errorf("blockstore: map %v: %w", loc, errNoMap)
+		return nil, fmt.Errorf("blockstore: map %v: %w", loc, errNoMap)
 	}
-	data, unmap, err := m.Map(ctx, loc)
+	mp, err := m.Map(ctx, loc)
 	if errors.Is(err, errNoMap) {
-		return nil, nil, err // not a read: the caller falls back to Get
+		return nil, err // not a read: the caller falls back to Get
 	}
 	c.gets.Add(1)
 	c.mu.Lock()
 	c.byHash[loc.Hash]++
 	c.mu.Unlock()
-	c.getBytes.Add(int64(len(data)))
-	return data, unmap, err
+	if mp != nil {
+		c.getBytes.Add(int64(len(mp.Bytes())))
+	}
+	return mp, err
 }
 
 // Gets returns the number of Get calls so far.

@@ -11,9 +11,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"blockfs/internal/fileutil"
 )
 
 // Blocks are written to a temp file in <root>/tmp and renamed into place.
@@ -38,7 +39,7 @@ const (
 // a reader or a crash sees either the whole block or no block.
 //
 // Several processes may use one root at once (imports and mounts): OpenDir
-// removes only temp files older than staleTemp.
+// removes only the temp files of dead writers (see RemoveStaleTemps).
 type DirStore struct {
 	root string
 
@@ -51,6 +52,11 @@ type DirStore struct {
 	// of RLIMIT_MEMLOCK: from then on Map says ErrUnsupported at once and
 	// the Pool copies with Get, rather than paying a failed mlock per block.
 	noMap atomic.Bool
+
+	// The session this store writes its temp files in (see tempDir).
+	smu         sync.Mutex
+	session     string
+	sessionLock *os.File
 }
 
 var _ Store = (*DirStore)(nil)
@@ -76,7 +82,7 @@ func OpenDir(root string, create bool) (*DirStore, error) {
 		return nil, fmt.Errorf("blockstore: open dir store %q: not a directory", root)
 	}
 	d := &DirStore{root: abs}
-	if err := d.removeTemps(); err != nil {
+	if err := d.RemoveStaleTemps(); err != nil {
 		return nil, fmt.Errorf("blockstore: open dir store %q: cleaning temp files: %w", root, err)
 	}
 	return d, nil
@@ -118,24 +124,34 @@ func (d *DirStore) Get(ctx context.Context, loc Locator, dst []byte) (int, error
 }
 
 // openBlock opens block loc's file (or, in deferred mode, its temp file not
-// yet renamed into place) and checks its size: a file whose size differs
-// from loc.Size yields an error wrapping ErrCorrupt.
+// yet renamed into place) and checks it: anything but a regular file of
+// loc.Size bytes yields an error wrapping ErrCorrupt.
+//
+// The open is non-blocking: opening a FIFO (or a device) planted where a
+// block should be would otherwise wait for a writer forever; with
+// O_NONBLOCK it returns at once, and the type check refuses it. O_NONBLOCK
+// changes nothing for a regular file's reads.
 func (d *DirStore) openBlock(op string, loc Locator) (*os.File, error) {
-	f, err := os.Open(d.path(loc.Hash))
+	const flags = os.O_RDONLY | syscall.O_NONBLOCK
+	f, err := os.OpenFile(d.path(loc.Hash), flags, 0)
 	if tmp, ok := d.pendingFile(loc.Hash); ok && errors.Is(err, fs.ErrNotExist) {
-		f, err = os.Open(tmp)
+		f, err = os.OpenFile(tmp, flags, 0)
 	}
 	if err != nil {
 		return nil, d.wrapMissing(op, loc.Hash, err)
 	}
 	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		err = fmt.Errorf("blockstore: %s %v: %w", op, loc, err)
+	case !fi.Mode().IsRegular():
+		err = fmt.Errorf("%w: %s %v: not a regular file (%v)", ErrCorrupt, op, loc, fi.Mode().Type())
+	case fi.Size() != loc.Size:
+		err = fmt.Errorf("%w: %s %v: file has %d bytes", ErrCorrupt, op, loc, fi.Size())
+	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("blockstore: %s %v: %w", op, loc, err)
-	}
-	if fi.Size() != loc.Size {
-		f.Close()
-		return nil, fmt.Errorf("%w: %s %v: file has %d bytes", ErrCorrupt, op, loc, fi.Size())
+		return nil, err
 	}
 	return f, nil
 }
@@ -169,72 +185,22 @@ func (d *DirStore) PutHashed(ctx context.Context, h Hash, data []byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("blockstore: put %v: %w", h, err)
 	}
-	if err := writeAtomic(filepath.Join(d.root, tempDir), dir, final, data); err != nil {
+	tmp, err := d.tempDir()
+	if err == nil {
+		err = writeAtomic(tmp, final, data)
+	}
+	if err != nil {
 		return fmt.Errorf("blockstore: put %v: %w", h, err)
 	}
 	return nil
 }
 
-// writeAtomic writes data to final via a temp file in tmpDir (same
-// filesystem, so the rename is atomic) and syncs the file and final's
-// directory, so the block survives a crash once Put returns.
-func writeAtomic(tmpDir, dir, final string, data []byte) error {
-	tmp, err := WriteTemp(tmpDir, true, data)
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
-}
-
-// WriteTemp writes parts, one after the other, to a new read-only temp file
-// in tmpDir and returns its path; on error nothing is left behind. With
-// sync the file is fsynced before WriteTemp returns. Without, writeback
-// starts at once (sync_file_range), so the disk works while the caller
-// goes on instead of all at once at a later sync; that is advisory, and
-// whoever needs durability syncs later (DirStore.Flush), or can tell a
-// torn file from a whole one (the disk cache's trailer).
-func WriteTemp(tmpDir string, sync bool, parts ...[]byte) (tmp string, err error) {
-	f, err := os.CreateTemp(tmpDir, tempPrefix+"*")
-	if err != nil {
-		return "", err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	for _, p := range parts {
-		if _, err = f.Write(p); err != nil {
-			return "", err
-		}
-	}
-	// Blocks are immutable: make the file read-only to say so.
-	if err = f.Chmod(0o444); err != nil {
-		return "", err
-	}
-	if sync {
-		err = f.Sync()
-	} else {
-		_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
-	}
-	if err != nil {
-		return "", err
-	}
-	return f.Name(), f.Close()
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
+// writeAtomic writes data to final via a synced temp file in tmpDir (same
+// filesystem, so the rename is atomic) and syncs final's directory, so the
+// block survives a crash once Put returns. Blocks are immutable: the file
+// is made read-only to say so.
+func writeAtomic(tmpDir, final string, data []byte) error {
+	return fileutil.WriteFileDurable(tmpDir, tempPrefix, 0o444, final, data)
 }
 
 // Has implements Store.
@@ -309,7 +275,7 @@ func (d *DirStore) Delete(ctx context.Context, h Hash) error {
 	if err := os.Remove(d.path(h)); err != nil {
 		return d.wrapMissing("delete", h, err)
 	}
-	if err := syncDir(d.dir(h)); err != nil {
+	if err := fileutil.SyncDir(d.dir(h)); err != nil {
 		return fmt.Errorf("blockstore: delete %v: %w", h, err)
 	}
 	return nil
@@ -322,30 +288,6 @@ func (d *DirStore) wrapMissing(op string, h Hash, err error) error {
 		return fmt.Errorf("%w: %s %v: %w", ErrNotFound, op, h, err)
 	}
 	return fmt.Errorf("blockstore: %s %v: %w", op, h, err)
-}
-
-// removeTemps deletes stale temp files that a crash left behind.
-func (d *DirStore) removeTemps() error {
-	dir := filepath.Join(d.root, tempDir)
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), tempPrefix) {
-			continue
-		}
-		if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < staleTemp {
-			continue
-		}
-		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-	}
-	return nil
 }
 
 // isFanout reports whether name is a two-lowercase-hex directory name.

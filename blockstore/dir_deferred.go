@@ -4,9 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"blockfs/internal/fileutil"
 )
 
 // Flusher is implemented by stores that may hold writes back for speed:
@@ -38,7 +39,11 @@ func (d *DirStore) putDeferred(h Hash, data []byte) error {
 	if _, ok := d.pendingFile(h); ok {
 		return nil
 	}
-	tmp, err := WriteTemp(filepath.Join(d.root, tempDir), false, data)
+	dir, err := d.tempDir()
+	var tmp string
+	if err == nil {
+		tmp, err = fileutil.WriteTemp(dir, tempPrefix, 0o444, false, data)
+	}
 	if err != nil {
 		return fmt.Errorf("blockstore: put %v: %w", h, err)
 	}

@@ -3,7 +3,6 @@ package blockstore
 import (
 	"bytes"
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 )
@@ -42,7 +41,7 @@ func TestDirDeferredSync(t *testing.T) {
 		t.Error("another opener sees an unflushed block")
 	}
 	// A crash now: the block is only a temp file, never under its name.
-	crashed, _ := os.ReadDir(filepath.Join(root, tempDir))
+	crashed := tempFiles(t, root)
 	if len(crashed) != 1 {
 		t.Fatalf("%d temp files before flush, want 1", len(crashed))
 	}
@@ -55,7 +54,7 @@ func TestDirDeferredSync(t *testing.T) {
 	if _, err := other.Get(ctx, loc, buf); err != nil || !bytes.Equal(buf, data) {
 		t.Errorf("Get after flush: %v", err)
 	}
-	if left, _ := os.ReadDir(filepath.Join(root, tempDir)); len(left) != 0 {
+	if left := tempFiles(t, root); len(left) != 0 {
 		t.Errorf("%d temp files left after flush", len(left))
 	}
 	if err := w.Flush(ctx); err != nil { // nothing pending
@@ -69,7 +68,7 @@ func TestDirDeferredSync(t *testing.T) {
 	if err := w.Delete(ctx, Sum(gone)); err != nil {
 		t.Fatal(err)
 	}
-	if left, _ := os.ReadDir(filepath.Join(root, tempDir)); len(left) != 0 {
+	if left := tempFiles(t, root); len(left) != 0 {
 		t.Errorf("delete of a pending block left %d temp files", len(left))
 	}
 }

@@ -9,7 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
+
+	"blockfs/internal/fileutil"
 )
 
 // Refs of a DirStore are files under <root>/refs. A PutRef holds an
@@ -87,10 +88,11 @@ func (d *DirStore) PutRef(ctx context.Context, name string, data []byte, ifVersi
 	case refVersion(cur) != ifVersion:
 		return "", fmt.Errorf("%w: ref %s: version %s, wanted %s", ErrConflict, name, refVersion(cur), ifVersion)
 	}
-	if err := os.MkdirAll(filepath.Join(d.root, tempDir), 0o755); err != nil {
-		return "", fmt.Errorf("blockstore: put ref %s: %w", name, err)
+	tmp, err := d.tempDir()
+	if err == nil {
+		err = writeAtomic(tmp, p, data)
 	}
-	if err := writeAtomic(filepath.Join(d.root, tempDir), dir, p, data); err != nil {
+	if err != nil {
 		return "", fmt.Errorf("blockstore: put ref %s: %w", name, err)
 	}
 	return refVersion(data), nil
@@ -98,12 +100,8 @@ func (d *DirStore) PutRef(ctx context.Context, name string, data []byte, ifVersi
 
 // lockRefs takes the exclusive lock that serialises ref updates.
 func (d *DirStore) lockRefs() (func(), error) {
-	f, err := os.OpenFile(filepath.Join(d.root, refDir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := fileutil.LockFile(filepath.Join(d.root, refDir, ".lock"), false)
 	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
 		return nil, err
 	}
 	return func() { f.Close() }, nil // closing releases the lock

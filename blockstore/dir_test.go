@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -185,7 +186,7 @@ func TestDirContainment(t *testing.T) {
 			return err
 		}
 		rel, _ := filepath.Rel(root, p)
-		if rel != "." && rel != tempDir && !isFanout(rel) {
+		if rel != "." && rel != tempDir && !strings.HasPrefix(rel, tempDir+"/") && !isFanout(rel) {
 			t.Errorf("unexpected path %s", p)
 		}
 		return nil
@@ -218,4 +219,18 @@ func assertNoTemps(t *testing.T, d *DirStore) {
 		}
 		return nil
 	})
+}
+
+// tempFiles lists the temp files under root's tmp directory, in every
+// session.
+func tempFiles(t *testing.T, root string) []string {
+	t.Helper()
+	var names []string
+	filepath.WalkDir(filepath.Join(root, tempDir), func(p string, e fs.DirEntry, err error) error {
+		if err == nil && !e.IsDir() && strings.HasPrefix(e.Name(), tempPrefix) {
+			names = append(names, p)
+		}
+		return nil
+	})
+	return names
 }

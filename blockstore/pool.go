@@ -76,6 +76,8 @@ type Pool struct {
 	closed      bool
 	wg          sync.WaitGroup // fetches in flight, for Close
 	unmaps      []func() error // mappings dropped under mu, undone by unlock
+	hungBytes   int64          // part of bytesHeld owned by abandoned store reads (see abandon)
+	reaped      chan struct{}  // an abandoned read returned (for Close)
 
 	// stop is the context of every fetch, cancelled by Close: a fetch
 	// outlives the callers that started it, but not the pool.
@@ -95,6 +97,7 @@ func NewPool(s Store, cfg PoolConfig) *Pool {
 		maxPrefetch:  cfg.MaxPrefetch,
 		fetchTimeout: cfg.FetchTimeout,
 		table:        make(map[Locator]*Buffer),
+		reaped:       make(chan struct{}, 1),
 	}
 	if p.maxBytes <= 0 {
 		p.maxBytes = DefaultMaxBytes
@@ -137,7 +140,25 @@ func (p *Pool) TryGet(ctx context.Context, loc Locator) (*Buffer, error) {
 	return p.get(ctx, loc, false)
 }
 
+// errChanged says a mapped buffer's file changed after it was verified.
+var errChanged = errors.New("mapped block file changed since it was verified")
+
 func (p *Pool) get(ctx context.Context, loc Locator, mayWait bool) (*Buffer, error) {
+	b, err := p.getOnce(ctx, loc, mayWait)
+	if errors.Is(err, errChanged) {
+		// Map and verify the block afresh, once: a file whose metadata
+		// changed (a chmod, a hard link) still serves, and one whose bytes
+		// changed fails its hash. A file that changes again at once fails.
+		p.c.gets.Add(-1) // one Get, not two
+		b, err = p.getOnce(ctx, loc, mayWait)
+		if errors.Is(err, errChanged) {
+			err = fmt.Errorf("%w: get %v: block file keeps changing", ErrCorrupt, loc)
+		}
+	}
+	return b, err
+}
+
+func (p *Pool) getOnce(ctx context.Context, loc Locator, mayWait bool) (*Buffer, error) {
 	p.c.gets.Add(1)
 	if err := p.check(loc); err != nil {
 		return nil, err
@@ -157,7 +178,7 @@ func (p *Pool) get(ctx context.Context, loc Locator, mayWait bool) (*Buffer, err
 			p.mu.Unlock()
 			if ready {
 				p.c.hits.Add(1)
-				return b, nil
+				return p.handOut(b)
 			}
 			p.c.shared.Add(1)
 			return p.wait(ctx, b)
@@ -288,12 +309,32 @@ func (p *Pool) Close() {
 	p.mu.Unlock()
 	p.cancel()
 	p.wg.Wait()
+	p.waitHung()
 	p.mu.Lock()
 	for v := p.lru.back(); v != nil && v != &p.lru.root; v = p.lru.back() {
 		p.evictLocked(v)
 		p.dropLocked(v)
 	}
 	p.unlock()
+}
+
+// closeGrace is how long Close waits for abandoned store reads to return.
+// A store that honours its context returns at once when Close cancels it,
+// and Close then leaves nothing behind; one stuck in the kernel does not,
+// and must not hold up a shutdown.
+const closeGrace = time.Second
+
+// waitHung waits, up to closeGrace, for the abandoned reads to return.
+func (p *Pool) waitHung() {
+	grace := time.NewTimer(closeGrace)
+	defer grace.Stop()
+	for p.c.hung.Load() > 0 {
+		select {
+		case <-p.reaped:
+		case <-grace.C:
+			return
+		}
+	}
 }
 
 // unlock releases p.mu, then unmaps the mappings dropped while it was
@@ -327,11 +368,33 @@ func (p *Pool) wait(ctx context.Context, b *Buffer) (*Buffer, error) {
 			p.release(b)
 			return nil, b.err
 		}
-		return b, nil
+		return p.handOut(b)
 	case <-ctx.Done():
 		p.release(b)
 		return nil, ctx.Err()
 	}
+}
+
+// handOut gives a caller holding a reference to ready buffer b its bytes,
+// after checking, for a mapped buffer, that the file under the mapping has
+// not changed since it was verified: a shared mapping shows whatever is
+// later written into the file. A changed buffer leaves the table (no one
+// else gets it), is dropped by its last release, and the caller's
+// reference is given back with errChanged.
+func (p *Pool) handOut(b *Buffer) (*Buffer, error) {
+	if b.check == nil || b.check() == nil {
+		return b, nil
+	}
+	p.mu.Lock()
+	if p.table[b.loc] == b {
+		p.c.changed.Add(1)
+		delete(p.table, b.loc)
+		p.c.buffers.Add(-1)
+		b.ready, b.stale = false, true
+	}
+	p.releaseLocked(b)
+	p.unlock()
+	return nil, fmt.Errorf("blockstore: get %v: %w", b.loc, errChanged)
 }
 
 // fetch reads b's block from the store into b, verifies it and publishes
@@ -347,7 +410,7 @@ func (p *Pool) fetch(ctx context.Context, b *Buffer, hurry chan struct{}, tracke
 		defer cancel()
 	}
 	p.c.fetches.Add(1)
-	n, err := p.read(ctx, b)
+	n, err := p.readBounded(ctx, b)
 	if n > 0 {
 		p.c.fetchBytes.Add(int64(n))
 	}
@@ -364,7 +427,7 @@ func (p *Pool) fetch(ctx context.Context, b *Buffer, hurry chan struct{}, tracke
 		}
 		if b.unmap != nil { // nobody saw these bytes
 			b.unmap()
-			b.unmap, b.data = nil, nil
+			b.unmap, b.check, b.data = nil, nil, nil
 		}
 	}
 
@@ -399,39 +462,110 @@ func (p *Pool) fetch(ctx context.Context, b *Buffer, hurry chan struct{}, tracke
 		p.prefetching--
 	}
 	p.releaseLocked(b)
-	p.mu.Unlock()
+	p.unlock()
 	if tracked {
 		p.wg.Done()
 	}
 }
 
-// read fills b with its block: mapped in place if the store can (see
-// Mapper), else copied into b's memory with Get.
-func (p *Pool) read(ctx context.Context, b *Buffer) (int, error) {
+// maxHung bounds the store reads a pool abandons at their deadline that
+// have not returned yet. Each keeps its buffer's memory accounted until it
+// returns, so MaxBytes holds regardless; this bounds the goroutines. Past
+// it, a hung store fails new fetches at once with ErrBusy.
+const maxHung = 64
+
+// readResult is what one store read produced: a mapping, or n bytes read
+// into mem.
+type readResult struct {
+	n   int
+	mem []byte
+	m   *Mapping
+	err error
+}
+
+// readBounded fills b with its block (see read), but returns when ctx ends
+// even if the store does not: a read blocked in the kernel (a hung NFS
+// server, a FIFO, a dead disk) ignores ctx, and must hold neither the
+// callers waiting for it nor Close. The read runs in its own goroutine and
+// touches no pool state, so abandoning it is safe (see abandon).
+func (p *Pool) readBounded(ctx context.Context, b *Buffer) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err // the pool is closed
 	}
+	if n := p.c.hung.Load(); n >= maxHung {
+		return 0, fmt.Errorf("%w: %d store reads still blocked past their deadline", ErrBusy, n)
+	}
+	loc, mem := b.loc, b.mem
+	ch := make(chan readResult, 1)
+	go func() { ch <- p.read(ctx, loc, mem) }()
+	var r readResult
+	select {
+	case r = <-ch:
+	case <-ctx.Done():
+		p.abandon(b, ch)
+		return 0, fmt.Errorf("store read abandoned, still blocked: %w", ctx.Err())
+	}
+	if r.m != nil {
+		// Should the pool itself be dropped unclosed, its mappings
+		// go with it rather than stay locked for the process's life.
+		runtime.AddCleanup(b, func(unmap func() error) { unmap() }, r.m.Unmap)
+		b.mem, b.data, b.unmap, b.check = nil, r.m.Bytes(), r.m.Unmap, r.m.Unchanged
+		p.c.mapped.Add(1)
+		return len(b.data), nil
+	}
+	if r.mem != nil {
+		b.mem, b.data = r.mem, r.mem[:loc.Size:loc.Size]
+	}
+	return r.n, r.err
+}
+
+// read reads block loc: mapped in place if the store can (see Mapper), else
+// copied with Get into mem (allocated here when nil, not under the mutex:
+// zeroing 64 MiB takes a while).
+func (p *Pool) read(ctx context.Context, loc Locator, mem []byte) readResult {
 	if m, ok := As[Mapper](p.store); ok {
-		data, unmap, err := m.Map(ctx, b.loc)
+		mp, err := m.Map(ctx, loc)
 		if err == nil {
-			// Should the pool itself be dropped unclosed, its mappings
-			// go with it rather than stay locked for the process's life.
-			runtime.AddCleanup(b, func(unmap func() error) { unmap() }, unmap)
-			b.mem, b.data, b.unmap = nil, data, unmap
-			p.c.mapped.Add(1)
-			return len(data), nil
+			return readResult{n: len(mp.Bytes()), m: mp}
 		}
 		if !errors.Is(err, errNoMap) {
-			return 0, err
+			return readResult{mem: mem, err: err}
 		}
 	}
-	size := b.loc.Size
-	if b.mem == nil {
-		// Allocated here, not under the mutex: zeroing 64 MiB takes a while.
-		b.mem = make([]byte, size)
+	if mem == nil {
+		mem = make([]byte, loc.Size)
 	}
-	b.data = b.mem[:size:size]
-	return p.store.Get(ctx, b.loc, b.data)
+	n, err := p.store.Get(ctx, loc, mem[:loc.Size:loc.Size])
+	return readResult{n: n, mem: mem, err: err}
+}
+
+// abandon gives up on b's read, still running in the store: b loses its
+// memory to that read, which stays accounted for in bytesHeld (as hungBytes)
+// until the read returns and a reaper lets it go, undoing a late mapping.
+func (p *Pool) abandon(b *Buffer, ch <-chan readResult) {
+	p.mu.Lock()
+	held := b.held
+	b.held, b.mem, b.data = 0, nil, nil
+	p.hungBytes += held
+	p.mu.Unlock()
+	p.c.hung.Add(1)
+	go func() {
+		r := <-ch
+		if r.m != nil {
+			r.m.Unmap()
+		}
+		p.mu.Lock()
+		p.hungBytes -= held
+		p.bytesHeld -= held
+		p.c.bytesHeld.Store(p.bytesHeld)
+		p.wakeLocked()
+		p.mu.Unlock()
+		p.c.hung.Add(-1)
+		select {
+		case p.reaped <- struct{}{}:
+		default: // Close is not waiting, or has a wake-up pending
+		}
+	}()
 }
 
 // verify checks that the n bytes read are exactly the block loc names.
@@ -519,7 +653,7 @@ func (p *Pool) dropLocked(b *Buffer) {
 	if b.unmap != nil {
 		p.unmaps = append(p.unmaps, b.unmap)
 	}
-	b.mem, b.data, b.held, b.unmap = nil, nil, 0, nil
+	b.mem, b.data, b.held, b.unmap, b.check = nil, nil, 0, nil, nil
 }
 
 // acquireLocked takes a reference to b, taking it off the LRU if idle.
@@ -539,7 +673,7 @@ func (p *Pool) release(b *Buffer) {
 		panic("blockstore: Buffer released more often than acquired")
 	}
 	p.releaseLocked(b)
-	p.mu.Unlock()
+	p.unlock()
 }
 
 // releaseLocked drops a reference. The last one puts a verified buffer on
@@ -551,9 +685,13 @@ func (p *Pool) releaseLocked(b *Buffer) {
 		return
 	}
 	p.c.inUse.Add(-1)
-	if b.ready {
+	switch {
+	case b.ready:
 		p.lru.pushFront(b)
 		p.lruBytes += b.held
+		p.wakeLocked()
+	case b.stale:
+		p.dropLocked(b) // the caller's unlock unmaps it
 		p.wakeLocked()
 	}
 }

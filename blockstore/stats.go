@@ -22,6 +22,8 @@ type PoolStats struct {
 	Prefetches     int64 `json:"prefetches"`      // prefetches started
 	InFlight       int64 `json:"in_flight"`       // gauge: fetches running (a prefetch until its done callback has returned)
 	Mapped         int64 `json:"mapped"`          // fetches served by mapping the store's file in place (see Mapper); the rest copied
+	Changed        int64 `json:"changed"`         // mapped blocks whose file changed after they were verified (mapped and verified afresh)
+	Hung           int64 `json:"hung"`            // gauge: store reads abandoned at their deadline that have not returned yet
 }
 
 // poolCounters are updated with atomics so that Stats never takes the pool
@@ -29,7 +31,7 @@ type PoolStats struct {
 // mutex (where the truth lives) but read without it.
 type poolCounters struct {
 	gets, hits, shared, fetches, fetchBytes, verifyFailures, errors, busy, evictions atomic.Int64
-	buffers, inUse, bytesHeld, waiters, prefetches, mapped, inFlight                 atomic.Int64
+	buffers, inUse, bytesHeld, waiters, prefetches, mapped, changed, inFlight, hung  atomic.Int64
 }
 
 // Stats returns the pool's counters. Each field is read atomically; the
@@ -54,5 +56,7 @@ func (p *Pool) Stats() PoolStats {
 		Prefetches:     c.prefetches.Load(),
 		InFlight:       c.inFlight.Load(),
 		Mapped:         c.mapped.Load(),
+		Changed:        c.changed.Load(),
+		Hung:           c.hung.Load(),
 	}
 }

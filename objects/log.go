@@ -8,8 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
+
+	"blockfs/internal/fileutil"
 )
 
 // SyncPolicy says when appended records are fsynced.
@@ -105,15 +106,11 @@ func Open(dir string, opts Options) (*Log, error) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
-		f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o644)
-		if err != nil {
-			return nil, err
+		f, err := fileutil.LockFile(filepath.Join(dir, lockName), true)
+		if errors.Is(err, fileutil.ErrLocked) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
 		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			f.Close()
-			if errors.Is(err, syscall.EWOULDBLOCK) {
-				return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
-			}
+		if err != nil {
 			return nil, err
 		}
 		l.lock = f

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"blockfs/internal/fileutil"
 )
 
 // Segment files are named NNNNNN.seg (decimal id, ids never reused). Each
@@ -172,11 +174,4 @@ func (s *segment) age(now time.Time) time.Duration {
 }
 
 // syncDir makes creations, renames and removals in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+func syncDir(dir string) error { return fileutil.SyncDir(dir) }

@@ -83,6 +83,7 @@ import (
 	"syscall"
 
 	"blockfs/blockstore"
+	"blockfs/internal/fileutil"
 )
 
 // ErrLocked reports that another Cache (in this or another process) owns the
@@ -180,20 +181,17 @@ func Open(dir string, backend blockstore.Store, opts Options) (*Cache, error) {
 }
 
 func (c *Cache) takeLock() error {
-	f, err := os.OpenFile(filepath.Join(c.dir, lockName), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return fmt.Errorf("diskcache: open %q: %w", c.dir, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	name := filepath.Join(c.dir, lockName)
+	f, err := fileutil.LockFile(name, true)
+	if errors.Is(err, fileutil.ErrLocked) {
 		var holder string
-		if b, rerr := io.ReadAll(io.LimitReader(f, 32)); rerr == nil && len(b) > 0 {
+		if b, rerr := os.ReadFile(name); rerr == nil && len(b) > 0 && len(b) <= 32 {
 			holder = " (held by pid " + strings.TrimSpace(string(b)) + ")"
 		}
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return fmt.Errorf("%w: %s%s", ErrLocked, c.dir, holder)
-		}
-		return fmt.Errorf("diskcache: open %q: lock: %w", c.dir, err)
+		return fmt.Errorf("%w: %s%s", ErrLocked, c.dir, holder)
+	}
+	if err != nil {
+		return fmt.Errorf("diskcache: open %q: %w", c.dir, err)
 	}
 	// The pid is for the error message above only; failing to write it
 	// is harmless.
@@ -370,45 +368,46 @@ func (c *Cache) Unwrap() blockstore.Store { return c.backend }
 // place. A miss, or a file that fails its check (dropped, as in Get), says
 // ErrUnsupported, and the reader falls back to Get, which goes to the
 // backend.
-func (c *Cache) Map(ctx context.Context, loc blockstore.Locator) ([]byte, func() error, error) {
+func (c *Cache) Map(ctx context.Context, loc blockstore.Locator) (*blockstore.Mapping, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if c.noMap.Load() || loc.Size <= 0 || loc.Size > blockstore.MaxBlockSize {
-		return nil, nil, fmt.Errorf("diskcache: map %v: %w", loc, errors.ErrUnsupported)
+		return nil, fmt.Errorf("diskcache: map %v: %w", loc, errors.ErrUnsupported)
 	}
 	e := c.lookup(loc)
 	if e == nil {
-		return nil, nil, fmt.Errorf("diskcache: map %v: not cached: %w", loc, errors.ErrUnsupported)
+		return nil, fmt.Errorf("diskcache: map %v: not cached: %w", loc, errors.ErrUnsupported)
 	}
-	data, unmap, err := c.mapFile(loc)
+	m, err := c.mapFile(loc)
 	if err != nil {
 		if !errors.Is(err, errors.ErrUnsupported) { // not just "cannot map": Get would fail too
 			c.failed(e, err)
 		}
-		return nil, nil, fmt.Errorf("diskcache: map %v: %w: %w", loc, errors.ErrUnsupported, err)
+		return nil, fmt.Errorf("diskcache: map %v: %w: %w", loc, errors.ErrUnsupported, err)
 	}
 	c.c.hits.Add(1)
 	c.c.hitBytes.Add(loc.Size)
-	return data, unmap, nil
+	return m, nil
 }
 
 // mapFile maps loc's cache file and checks it like readFile does.
-func (c *Cache) mapFile(loc blockstore.Locator) ([]byte, func() error, error) {
+func (c *Cache) mapFile(loc blockstore.Locator) (*blockstore.Mapping, error) {
 	f, err := c.openFile(loc)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer f.Close()
-	m, unmap, err := blockstore.MapFile(f, loc.Size+trailerLen, &c.noMap)
+	m, err := blockstore.MapFile(f, loc.Size+trailerLen, &c.noMap)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if [trailerLen]byte(m[loc.Size:]) != makeTrailer(loc.Hash, m[:loc.Size]) {
-		unmap()
-		return nil, nil, fmt.Errorf("%w: trailer mismatch", errDamaged)
+	if b := m.Bytes(); [trailerLen]byte(b[loc.Size:]) != makeTrailer(loc.Hash, b[:loc.Size]) {
+		m.Unmap()
+		return nil, fmt.Errorf("%w: trailer mismatch", errDamaged)
 	}
-	return m[:loc.Size:loc.Size], unmap, nil
+	m.Shorten(loc.Size)
+	return m, nil
 }
 
 // lookup returns the resident entry for loc, recording the hit, or nil.
@@ -522,7 +521,7 @@ func (c *Cache) insert(loc blockstore.Locator, data []byte) {
 	var tmp string
 	if err == nil {
 		tr := makeTrailer(loc.Hash, data)
-		tmp, err = blockstore.WriteTemp(c.tmp, false, data, tr[:])
+		tmp, err = fileutil.WriteTemp(c.tmp, tempPrefix, 0o444, false, data, tr[:])
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

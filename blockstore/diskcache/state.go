@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"blockfs/blockstore"
+	"blockfs/internal/fileutil"
 )
 
 // The state file is a hint for ordering the index on Open, written by
@@ -41,21 +42,15 @@ func (c *Cache) saveStateLocked() error {
 		b.Write(rec[:])
 	})
 	b.Write(binary.LittleEndian.AppendUint32(nil, crc32.Checksum(b.Bytes(), castagnoli)))
-	f, err := os.CreateTemp(c.tmp, tempPrefix+"state-*")
+	tmp, err := fileutil.WriteTemp(c.tmp, tempPrefix+"state-", 0o600, false, b.Bytes())
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(b.Bytes())
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	if err := os.Rename(tmp, filepath.Join(c.dir, stateName)); err != nil {
+		os.Remove(tmp)
+		return err
 	}
-	if err == nil {
-		err = os.Rename(f.Name(), filepath.Join(c.dir, stateName))
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
+	return nil
 }
 
 // readState returns the records of a valid state file, or nil.

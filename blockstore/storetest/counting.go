@@ -58,17 +58,21 @@ func (c *Counting) Get(ctx context.Context, loc blockstore.Locator, dst []byte) 
 // delegates to the Mapper below if there is one. A store that cannot map
 // (errors.ErrUnsupported) has read nothing: that is not counted, and the
 // caller falls back to Get.
-func (c *Counting) Map(ctx context.Context, loc blockstore.Locator) ([]byte, func() error, error) {
+func (c *Counting) Map(ctx context.Context, loc blockstore.Locator) (*blockstore.Mapping, error) {
 	m, ok := blockstore.As[blockstore.Mapper](c.Store)
 	if !ok {
-		return nil, nil, fmt.Errorf("storetest: map %v: %w", loc, errors.ErrUnsupported)
+		return nil, fmt.Errorf("storetest: map %v: %w", loc, errors.ErrUnsupported)
 	}
-	data, unmap, err := m.Map(ctx, loc)
+	mp, err := m.Map(ctx, loc)
 	if errors.Is(err, errors.ErrUnsupported) {
-		return nil, nil, err
+		return nil, err
 	}
-	c.count(loc.Hash, len(data))
-	return data, unmap, err
+	n := 0
+	if mp != nil {
+		n = len(mp.Bytes())
+	}
+	c.count(loc.Hash, n)
+	return mp, err
 }
 
 // Gets returns the number of reads so far.

@@ -253,29 +253,32 @@ func testMap(t *testing.T, s blockstore.Store) {
 	ctx := context.Background()
 	b := Block(6, 10000)
 	loc := put(t, s, b)
-	data, unmap, err := m.Map(ctx, loc)
+	mp, err := m.Map(ctx, loc)
 	switch {
 	case errors.Is(err, errors.ErrUnsupported):
 		t.Logf("Map declined a stored block: %v", err)
 	case err != nil:
 		t.Fatalf("Map of a stored block: %v", err)
 	default:
-		if !bytes.Equal(data, b) {
-			t.Errorf("Map gave %d bytes, not the %d stored", len(data), len(b))
+		if !bytes.Equal(mp.Bytes(), b) {
+			t.Errorf("Map gave %d bytes, not the %d stored", len(mp.Bytes()), len(b))
 		}
-		if err := unmap(); err != nil {
+		if err := mp.Unchanged(); err != nil {
+			t.Errorf("a block file nobody touched: Unchanged says %v", err)
+		}
+		if err := mp.Unmap(); err != nil {
 			t.Errorf("unmap: %v", err)
 		}
-		if err := unmap(); err != nil {
+		if err := mp.Unmap(); err != nil {
 			t.Errorf("second unmap: %v", err)
 		}
 	}
 	missing := blockstore.LocatorOf([]byte("not stored, not mapped"))
-	if _, _, err := m.Map(ctx, missing); !errors.Is(err, blockstore.ErrNotFound) && !errors.Is(err, errors.ErrUnsupported) {
+	if _, err := m.Map(ctx, missing); !errors.Is(err, blockstore.ErrNotFound) && !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("Map of a missing block: %v, want ErrNotFound or ErrUnsupported", err)
 	}
 	wrong := blockstore.Locator{Hash: loc.Hash, Size: loc.Size + 1}
-	if _, _, err := m.Map(ctx, wrong); !errors.Is(err, blockstore.ErrCorrupt) && !errors.Is(err, errors.ErrUnsupported) {
+	if _, err := m.Map(ctx, wrong); !errors.Is(err, blockstore.ErrCorrupt) && !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("Map with the wrong size: %v, want ErrCorrupt or ErrUnsupported", err)
 	}
 }

@@ -57,11 +57,11 @@ func TestCounting(t *testing.T) {
 		t.Fatalf("counts = %d gets, %d bytes, %d of hash", c.Gets(), c.GetBytes(), c.GetsOf(loc.Hash))
 	}
 	// A mapping is a read too.
-	_, unmap, err := c.Map(ctx, loc)
+	mp, err := c.Map(ctx, loc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	unmap()
+	mp.Unmap()
 	if c.Gets() != 5 || c.GetsOf(loc.Hash) != 4 {
 		t.Fatalf("after Map: %d gets, %d of hash", c.Gets(), c.GetsOf(loc.Hash))
 	}
@@ -71,7 +71,7 @@ func TestCounting(t *testing.T) {
 	}
 	// Over a store that cannot map, Map declines and counts nothing.
 	m := storetest.NewCounting(storetest.NewMem(data))
-	if _, _, err := m.Map(ctx, loc); err == nil || m.Gets() != 0 {
+	if _, err := m.Map(ctx, loc); err == nil || m.Gets() != 0 {
 		t.Fatalf("Map over a Mem: %v, %d gets", err, m.Gets())
 	}
 }

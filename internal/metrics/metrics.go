@@ -174,18 +174,18 @@ func (t *timedStore) Has(ctx context.Context, h blockstore.Hash) (bool, error) {
 // read of a block from the store, and how many were mapped is the pool's
 // mapped counter. A store that cannot map is not timed: nothing was read,
 // and the Get that follows is.
-func (t *timedStore) Map(ctx context.Context, loc blockstore.Locator) ([]byte, func() error, error) {
+func (t *timedStore) Map(ctx context.Context, loc blockstore.Locator) (*blockstore.Mapping, error) {
 	m, ok := blockstore.As[blockstore.Mapper](t.Store)
 	if !ok {
-		return nil, nil, errNoMap
+		return nil, errNoMap
 	}
 	start := time.Now()
-	data, unmap, err := m.Map(ctx, loc)
+	mp, err := m.Map(ctx, loc)
 	if errors.Is(err, errors.ErrUnsupported) {
-		return nil, nil, err
+		return nil, err
 	}
 	t.done("get", start, err)
-	return data, unmap, err
+	return mp, err
 }
 
 // PutHashed times like Put, so that an import's writes are seen whichever

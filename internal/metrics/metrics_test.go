@@ -158,7 +158,7 @@ func TestTimedStoreContract(t *testing.T) {
 	// Over a store that cannot map, the timed store declines to map.
 	mem := New().WrapStore(storetest.NewMem())
 	m, _ := blockstore.As[blockstore.Mapper](mem)
-	if _, _, err := m.Map(context.Background(), blockstore.LocatorOf(nil)); !errors.Is(err, errors.ErrUnsupported) {
+	if _, err := m.Map(context.Background(), blockstore.LocatorOf(nil)); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("Map over a Mem: %v, want ErrUnsupported", err)
 	}
 }
