@@ -7,8 +7,11 @@ import (
 	"path/filepath"
 	"time"
 
-	"blockfs/fs"
 	"blockfs/fs/chunker"
+	"blockfs/fs/importer"
+	"blockfs/fs/tree"
+	"blockfs/fs/volume"
+	"blockfs/internal/procs"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
@@ -57,13 +60,13 @@ func setupImport(fl *pflag.FlagSet) func(context.Context, []string) error {
 		if err := cfg.Validate(); err != nil {
 			return usagef("%v", err)
 		}
-		fs.MoreProcs()
-		vol, err := fs.Open(ctx, spec, openOpts)
+		procs.More()
+		vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts})
 		if err != nil {
 			return err
 		}
 		defer vol.Close()
-		im, err := fs.NewImporter(vol, fs.ImportOptions{
+		im, err := importer.New(vol, importer.Options{
 			Chunking: cfg,
 			Workers:  *workers,
 			Delete:   *del,
@@ -90,17 +93,17 @@ func setupImport(fl *pflag.FlagSet) func(context.Context, []string) error {
 				ratio = &r
 			}
 			return json.NewEncoder(stdout(ctx)).Encode(struct {
-				fs.ImportStats
+				importer.Stats
 				Dest       string   `json:"dest"`
 				DedupRatio *float64 `json:"dedup_ratio"`
-			}{st, fs.CleanPath(dest), ratio})
+			}{st, tree.CleanPath(dest), ratio})
 		}
-		fmt.Fprintln(stdout(ctx), importSummary(fs.CleanPath(dest), st))
+		fmt.Fprintln(stdout(ctx), importSummary(tree.CleanPath(dest), st))
 		return nil
 	}
 }
 
-func importSummary(dest string, st fs.ImportStats) string {
+func importSummary(dest string, st importer.Stats) string {
 	rate := float64(st.Bytes) / max(st.Duration.Seconds(), 1e-9)
 	deleted := ""
 	if st.Deleted > 0 {

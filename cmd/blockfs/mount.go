@@ -7,10 +7,12 @@ import (
 	"os"
 	"runtime/pprof"
 	"syscall"
-	"time"
 
-	"blockfs/fs"
+	"blockfs/blockstore"
+	"blockfs/fs/mount"
+	"blockfs/fs/volume"
 	"blockfs/internal/metrics"
+	"blockfs/internal/procs"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
@@ -32,12 +34,12 @@ SIGTERM, umount or fusermount3 -u, then exits 0 with nothing left mounted.
 func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 	sf := addStoreFlags(fl)
 	cf := addCacheFlags(fl)
-	poolSize := sizeFlag(fl, "pool-size", 256<<20, "memory for shared block buffers")
-	readahead := fl.Int("readahead", 32, "block fetches a sequential reader keeps in flight (0 disables)")
+	poolSize := sizeFlag(fl, "pool-size", blockstore.DefaultMaxBytes, "memory for shared block buffers")
+	readahead := fl.Int("readahead", mount.DefaultReadahead, "block fetches a sequential reader keeps in flight (0 disables)")
 	allowOther := fl.Bool("allow-other", false, "let users other than the mounting one read the mount")
 	debug := fl.Bool("debug", false, "log every FUSE request")
-	fetchTimeout := fl.Duration("fetch-timeout", 2*time.Minute, "give a read EIO if its block cannot be fetched (retries included) within this")
-	refresh := fl.Duration("refresh", 30*time.Second, "how often to pick up newly imported data (0 disables)")
+	fetchTimeout := fl.Duration("fetch-timeout", mount.DefaultFetchTimeout, "give a read EIO if its block cannot be fetched (retries included) within this")
+	refresh := fl.Duration("refresh", mount.DefaultRefresh, "how often to pick up newly imported data (0 disables)")
 	cacheTimeout := fl.Duration("cache-timeout", 0, "how long the kernel may cache names and attributes (default: the refresh interval, or 1h)")
 	metricsAddr := fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics")
 	cpuprofile := fl.String("cpuprofile", "", "write a CPU profile of the mount's life to this file")
@@ -63,7 +65,7 @@ func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 			return usagef("--pool-size %s is too small (at least 1MiB)", humanize.IBytes(uint64(*poolSize)))
 		}
 		// Check the mountpoint before opening anything, so that a typo fails fast.
-		if _, err := fs.CheckMountpoint(args[0]); err != nil {
+		if _, err := mount.CheckMountpoint(args[0]); err != nil {
 			return err
 		}
 		if *cpuprofile != "" {
@@ -77,28 +79,24 @@ func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 			}
 			defer pprof.StopCPUProfile()
 		}
-		fs.MoreProcs()
+		procs.More()
 		reg := metrics.New()
 		if *metricsAddr != "" {
 			openOpts.WrapBackend = reg.WrapStore
 		}
-		vol, err := fs.Open(ctx, spec, openOpts)
+		vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts})
 		if err != nil {
 			return err
 		}
 		defer vol.Close()
-		ra := *readahead
-		if ra == 0 {
-			ra = -1
-		}
-		var observer fs.OpObserver
+		var observer mount.OpObserver
 		if *metricsAddr != "" {
 			observer = reg
 		}
-		m, err := fs.Serve(args[0], vol, fs.MountOptions{
+		m, err := mount.Start(args[0], vol, mount.Options{
 			Observer: observer,
-			PoolSize: *poolSize, Readahead: ra, AllowOther: *allowOther, Debug: *debug,
-			CacheTimeout: *cacheTimeout, Refresh: refreshOrOff(*refresh), FetchTimeout: *fetchTimeout,
+			PoolSize: *poolSize, Readahead: zeroMeansOff(*readahead), AllowOther: *allowOther, Debug: *debug,
+			CacheTimeout: *cacheTimeout, Refresh: zeroMeansOff(*refresh), FetchTimeout: *fetchTimeout,
 			Logger: log.New(stderr(ctx), "blockfs mount: ", log.LstdFlags),
 		})
 		if err != nil {
@@ -142,10 +140,13 @@ func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 	}
 }
 
-// refreshOrOff maps the flag's 0 ("never") to the option's "disabled".
-func refreshOrOff(d time.Duration) time.Duration {
-	if d == 0 {
+// zeroMeansOff is the one translation between mount's flags and
+// mount.Options: in --readahead and --refresh, 0 means off (as the help
+// and README say), while in Options 0 means the default and a negative
+// value means off.
+func zeroMeansOff[T ~int | ~int64](v T) T {
+	if v == 0 {
 		return -1
 	}
-	return d
+	return v
 }

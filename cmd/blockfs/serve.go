@@ -11,7 +11,7 @@ import (
 
 	"blockfs/blockstore"
 	"blockfs/blockstore/httpstore"
-	"blockfs/fs"
+	"blockfs/blockstore/storeurl"
 	"blockfs/internal/metrics"
 
 	"github.com/dustin/go-humanize"
@@ -37,7 +37,7 @@ func setupServe(fl *pflag.FlagSet) func(context.Context, []string) error {
 	sf := addStoreFlags(fl)
 	cf := addCacheFlags(fl)
 	listen := fl.String("listen", "127.0.0.1:8420", "address to listen on")
-	poolSize := sizeFlag(fl, "pool-size", 256<<20, "memory for shared block buffers")
+	poolSize := sizeFlag(fl, "pool-size", blockstore.DefaultMaxBytes, "memory for shared block buffers")
 	maxClients := fl.Int("max-clients", 256, "requests served at once; beyond that, 503 with Retry-After")
 	tokenFile := fl.String("token-file", "", "file holding the bearer token that writes (and non-public reads) need")
 	public := fl.Bool("public", false, "allow reads without the token on a non-loopback address")
@@ -78,7 +78,7 @@ func setupServe(fl *pflag.FlagSet) func(context.Context, []string) error {
 		if *metricsAddr != "" {
 			openOpts.WrapBackend = reg.WrapStore
 		}
-		store, err := fs.OpenStore(ctx, spec, openOpts)
+		store, err := storeurl.Open(ctx, spec, openOpts)
 		if err != nil {
 			return err
 		}
@@ -155,7 +155,7 @@ func setupServe(fl *pflag.FlagSet) func(context.Context, []string) error {
 var poolGauges = map[string]bool{"buffers": true, "buffers_in_use": true, "bytes_held": true, "max_bytes": true, "waiters": true, "in_flight": true}
 
 // watchCache exports the disk cache's counters, if there is a cache.
-func watchCache(reg *metrics.Registry, store *fs.Store) {
+func watchCache(reg *metrics.Registry, store *storeurl.Stack) {
 	if store.Cache == nil {
 		return
 	}

@@ -7,7 +7,8 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"blockfs/fs"
+	"blockfs/fs/tree"
+	"blockfs/fs/volume"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
@@ -46,7 +47,7 @@ func setupVerify(fl *pflag.FlagSet) func(context.Context, []string) error {
 		if err != nil {
 			return err
 		}
-		vol, err := fs.Open(ctx, spec, openOpts)
+		vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts})
 		if err != nil {
 			return err
 		}
@@ -76,17 +77,17 @@ func setupVerify(fl *pflag.FlagSet) func(context.Context, []string) error {
 	}
 }
 
-func printVerify(ctx context.Context, root string, rep *fs.VerifyReport) {
+func printVerify(ctx context.Context, root string, rep *volume.VerifyReport) {
 	w := stdout(ctx)
 	how := "present"
 	if rep.Deep {
 		how = "present and intact"
 	}
 	fmt.Fprintf(w, "verified %s: %d files, %d blocks (%s) checked %s\n",
-		fs.CleanPath(root), rep.Files, rep.Checked, humanize.IBytes(uint64(rep.Bytes)), how)
+		tree.CleanPath(root), rep.Files, rep.Checked, humanize.IBytes(uint64(rep.Bytes)), how)
 	for _, set := range []struct {
 		what string
-		ps   []fs.Problem
+		ps   []volume.Problem
 	}{{"missing", rep.Missing}, {"corrupt", rep.Corrupt}} {
 		for _, p := range set.ps {
 			paths := p.Paths
