@@ -32,7 +32,7 @@ warning. Each file appears in the store whole or not at all.`,
 	})
 }
 
-func setupImport(fl *pflag.FlagSet) func(context.Context, []string) error {
+func setupImport(fl *pflag.FlagSet) runFunc {
 	sf := addStoreFlags(fl)
 	def := chunker.DefaultConfig()
 	minSize := sizeFlag(fl, "chunk-min", int64(def.Min), "smallest block")
@@ -43,7 +43,7 @@ func setupImport(fl *pflag.FlagSet) func(context.Context, []string) error {
 	asJSON := fl.Bool("json", false, "print the summary as JSON")
 	quiet := fl.BoolP("quiet", "q", false, "no progress bar")
 	del := fl.Bool("delete", false, "remove paths under DEST that SRC no longer has (mirror SRC)")
-	return func(ctx context.Context, args []string) error {
+	return func(ctx context.Context, e env, args []string) error {
 		if len(args) < 1 || len(args) > 2 {
 			return usagef("want SRC [DEST], got %d arguments", len(args))
 		}
@@ -70,14 +70,14 @@ func setupImport(fl *pflag.FlagSet) func(context.Context, []string) error {
 			Chunking: cfg,
 			Workers:  *workers,
 			Delete:   *del,
-			Warn:     func(err error) { fmt.Fprintf(stderr(ctx), "blockfs import: warning: %v\n", err) },
+			Warn:     func(err error) { fmt.Fprintf(e.stderr, "blockfs import: warning: %v\n", err) },
 		})
 		if err != nil {
 			return usagef("%v", err)
 		}
 		var bar *progressBar
-		if !*quiet && !*asJSON && isTerminal(stdout(ctx)) {
-			bar = startProgress(stdout(ctx), func() (int64, int64) {
+		if !*quiet && !*asJSON && isTerminal(e.stdout) {
+			bar = startProgress(e.stdout, func() (int64, int64) {
 				p := im.Progress()
 				return p.Bytes, p.TotalSize
 			})
@@ -92,13 +92,13 @@ func setupImport(fl *pflag.FlagSet) func(context.Context, []string) error {
 			if r, ok := st.DedupRatio(); ok {
 				ratio = &r
 			}
-			return json.NewEncoder(stdout(ctx)).Encode(struct {
+			return json.NewEncoder(e.stdout).Encode(struct {
 				importer.Stats
 				Dest       string   `json:"dest"`
 				DedupRatio *float64 `json:"dedup_ratio"`
 			}{st, tree.CleanPath(dest), ratio})
 		}
-		fmt.Fprintln(stdout(ctx), importSummary(tree.CleanPath(dest), st))
+		fmt.Fprintln(e.stdout, importSummary(tree.CleanPath(dest), st))
 		return nil
 	}
 }

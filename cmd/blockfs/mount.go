@@ -31,7 +31,7 @@ SIGTERM, umount or fusermount3 -u, then exits 0 with nothing left mounted.
 	})
 }
 
-func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
+func setupMount(fl *pflag.FlagSet) runFunc {
 	sf := addStoreFlags(fl)
 	cf := addCacheFlags(fl)
 	poolSize := sizeFlag(fl, "pool-size", blockstore.DefaultMaxBytes, "memory for shared block buffers")
@@ -44,7 +44,7 @@ func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 	metricsAddr := fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics")
 	cpuprofile := fl.String("cpuprofile", "", "write a CPU profile of the mount's life to this file")
 	_ = fl.MarkHidden("cpuprofile")
-	return func(ctx context.Context, args []string) error {
+	return func(ctx context.Context, e env, args []string) error {
 		if len(args) != 1 {
 			return usagef("want MOUNTPOINT, got %d arguments", len(args))
 		}
@@ -97,7 +97,7 @@ func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 			Observer: observer,
 			PoolSize: *poolSize, Readahead: zeroMeansOff(*readahead), AllowOther: *allowOther, Debug: *debug,
 			CacheTimeout: *cacheTimeout, Refresh: zeroMeansOff(*refresh), FetchTimeout: *fetchTimeout,
-			Logger: log.New(stderr(ctx), "blockfs mount: ", log.LstdFlags),
+			Logger: log.New(e.stderr, "blockfs mount: ", log.LstdFlags),
 		})
 		if err != nil {
 			return err
@@ -114,9 +114,9 @@ func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 				m.Wait()
 				return err
 			}
-			fmt.Fprintf(stderr(ctx), "blockfs mount: metrics at http://%s/metrics\n", addr)
+			fmt.Fprintf(e.stderr, "blockfs mount: metrics at http://%s/metrics\n", addr)
 		}
-		fmt.Fprintf(stderr(ctx), "blockfs mount: serving %s at %s (pool %s); Ctrl-C or umount to stop\n",
+		fmt.Fprintf(e.stderr, "blockfs mount: serving %s at %s (pool %s); Ctrl-C or umount to stop\n",
 			vol.Spec, m.Mountpoint(), humanize.IBytes(uint64(*poolSize)))
 		done := make(chan struct{})
 		go func() {

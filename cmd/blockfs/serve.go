@@ -33,7 +33,7 @@ accepting and let requests in flight finish within --shutdown-timeout.`,
 	})
 }
 
-func setupServe(fl *pflag.FlagSet) func(context.Context, []string) error {
+func setupServe(fl *pflag.FlagSet) runFunc {
 	sf := addStoreFlags(fl)
 	cf := addCacheFlags(fl)
 	listen := fl.String("listen", "127.0.0.1:8420", "address to listen on")
@@ -45,7 +45,7 @@ func setupServe(fl *pflag.FlagSet) func(context.Context, []string) error {
 	tlsKey := fl.String("tls-key", "", "TLS private key (PEM)")
 	metricsAddr := fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics")
 	shutdown := fl.Duration("shutdown-timeout", 30*time.Second, "how long requests in flight may finish after SIGTERM")
-	return func(ctx context.Context, args []string) error {
+	return func(ctx context.Context, e env, args []string) error {
 		if len(args) != 0 {
 			return usagef("serve takes no arguments, got %d", len(args))
 		}
@@ -107,7 +107,7 @@ func setupServe(fl *pflag.FlagSet) func(context.Context, []string) error {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stderr(ctx), "blockfs serve: metrics at http://%s/metrics\n", addr)
+			fmt.Fprintf(e.stderr, "blockfs serve: metrics at http://%s/metrics\n", addr)
 		}
 
 		ln, err := net.Listen("tcp", *listen)
@@ -132,7 +132,7 @@ func setupServe(fl *pflag.FlagSet) func(context.Context, []string) error {
 			ln = tls.NewListener(ln, srv.TLSConfig)
 			scheme = "https"
 		}
-		fmt.Fprintf(stderr(ctx), "blockfs serve: serving %s at %s://%s (pool %s, max %d clients)\n",
+		fmt.Fprintf(e.stderr, "blockfs serve: serving %s at %s://%s (pool %s, max %d clients)\n",
 			spec, scheme, ln.Addr(), humanize.IBytes(uint64(*poolSize)), *maxClients)
 		errc := make(chan error, 1)
 		go func() { errc <- srv.Serve(ln) }()

@@ -34,11 +34,11 @@ interrupted.`,
 	})
 }
 
-func setupStats(fl *pflag.FlagSet) func(context.Context, []string) error {
+func setupStats(fl *pflag.FlagSet) runFunc {
 	asJSON := fl.Bool("json", false, "print one JSON object (with --watch: one per line)")
 	watch := fl.Duration("watch", 0, "print rates every DURATION (e.g. 1s) until interrupted")
 	caFile := fl.String("ca-file", "", "PEM roots to trust for an https:// server, besides the system's")
-	return func(ctx context.Context, args []string) error {
+	return func(ctx context.Context, e env, args []string) error {
 		if len(args) != 1 {
 			return usagef("want MOUNTPOINT or a server URL, got %d arguments", len(args))
 		}
@@ -53,7 +53,7 @@ func setupStats(fl *pflag.FlagSet) func(context.Context, []string) error {
 		if err != nil {
 			return err
 		}
-		out := stdout(ctx)
+		out := e.stdout
 		if *watch == 0 {
 			if *asJSON {
 				return json.NewEncoder(out).Encode(prev)
