@@ -103,11 +103,7 @@ func setupMount(fl *pflag.FlagSet) runFunc {
 			return err
 		}
 		if *metricsAddr != "" {
-			reg.Snapshot("pool", poolGauges, func() map[string]int64 { return metrics.Fields(m.Pool().Stats()) })
-			reg.Snapshot("fuse", nil, func() map[string]int64 { return metrics.Fields(m.Stats().Fuse) })
-			reg.Snapshot("meta", map[string]bool{"generation": true, "segments": true, "last_refresh_unix_ns": true},
-				func() map[string]int64 { return metrics.Fields(vol.MetaStats()) })
-			watchCache(reg, vol.Store())
+			exportMount(reg, m, vol)
 			addr, err := reg.Serve(ctx, *metricsAddr)
 			if err != nil {
 				m.Unmount()
@@ -118,26 +114,41 @@ func setupMount(fl *pflag.FlagSet) runFunc {
 		}
 		fmt.Fprintf(e.stderr, "blockfs mount: serving %s at %s (pool %s); Ctrl-C or umount to stop\n",
 			vol.Spec, m.Mountpoint(), humanize.IBytes(uint64(*poolSize)))
-		done := make(chan struct{})
-		go func() {
-			m.Wait()
-			close(done)
-		}()
-		select {
-		case <-done:
-			return nil
-		case <-ctx.Done():
-		}
-		if err := m.Unmount(); err != nil {
-			// Busy (a shell sits in it): detach now, the kernel finishes when
-			// the last user leaves, and we still exit cleanly.
-			if derr := syscall.Unmount(m.Mountpoint(), syscall.MNT_DETACH); derr != nil {
-				return fmt.Errorf("unmounting %s: %w", m.Mountpoint(), err)
-			}
-		}
-		<-done
-		return nil
+		return waitUnmounted(ctx, m)
 	}
+}
+
+// exportMount exports a mount's counters as Prometheus metrics.
+func exportMount(reg *metrics.Registry, m *mount.Mount, vol *volume.Volume) {
+	reg.Snapshot("pool", poolGauges, func() map[string]int64 { return metrics.Fields(m.Pool().Stats()) })
+	reg.Snapshot("fuse", nil, func() map[string]int64 { return metrics.Fields(m.Stats().Fuse) })
+	reg.Snapshot("meta", map[string]bool{"generation": true, "segments": true, "last_refresh_unix_ns": true},
+		func() map[string]int64 { return metrics.Fields(vol.MetaStats()) })
+	watchCache(reg, vol.Store())
+}
+
+// waitUnmounted returns when the mount is unmounted, by someone else or,
+// once ctx ends (a signal), by us.
+func waitUnmounted(ctx context.Context, m *mount.Mount) error {
+	done := make(chan struct{})
+	go func() {
+		m.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	if err := m.Unmount(); err != nil {
+		// Busy (a shell sits in it): detach now, the kernel finishes when
+		// the last user leaves, and we still exit cleanly.
+		if derr := syscall.Unmount(m.Mountpoint(), syscall.MNT_DETACH); derr != nil {
+			return fmt.Errorf("unmounting %s: %w", m.Mountpoint(), err)
+		}
+	}
+	<-done
+	return nil
 }
 
 // zeroMeansOff is the one translation between mount's flags and

@@ -74,6 +74,10 @@ func setupServe(fl *pflag.FlagSet) runFunc {
 			return usagef("listening on %s (not loopback) needs --token-file, or --public to serve reads to anyone", *listen)
 		}
 
+		// No procs.More here, unlike mount and import: its gain was
+		// measured for those two (docs/performance.md). A serve's pool
+		// verifies hashes beside its request handlers too, so it may help
+		// here as well, but that is for bench/cluster_test.go to show first.
 		reg := metrics.New()
 		if *metricsAddr != "" {
 			openOpts.WrapBackend = reg.WrapStore
@@ -91,13 +95,7 @@ func setupServe(fl *pflag.FlagSet) runFunc {
 			Token:      token,
 			Public:     *public || loopback,
 			MaxClients: *maxClients,
-			Extra: func() map[string]any {
-				extra := map[string]any{"store": spec, "backend": store.BackendStats()}
-				if store.Cache != nil {
-					extra["cache"] = store.Cache.Stats()
-				}
-				return extra
-			},
+			Extra:      storeStats(spec, store),
 		})
 		if *metricsAddr != "" {
 			reg.Snapshot("pool", poolGauges, func() map[string]int64 { return metrics.Fields(pool.Stats()) })
@@ -110,10 +108,6 @@ func setupServe(fl *pflag.FlagSet) runFunc {
 			fmt.Fprintf(e.stderr, "blockfs serve: metrics at http://%s/metrics\n", addr)
 		}
 
-		ln, err := net.Listen("tcp", *listen)
-		if err != nil {
-			return fmt.Errorf("listen %s: %w", *listen, err)
-		}
 		srv := &http.Server{
 			Handler:           handler,
 			ReadHeaderTimeout: 10 * time.Second,
@@ -121,34 +115,63 @@ func setupServe(fl *pflag.FlagSet) runFunc {
 			WriteTimeout: 5 * time.Minute,
 			IdleTimeout:  2 * time.Minute,
 		}
-		scheme := "http"
-		if *tlsCert != "" {
-			cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
-			if err != nil {
-				ln.Close()
-				return fmt.Errorf("tls: %w", err)
-			}
-			srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-			ln = tls.NewListener(ln, srv.TLSConfig)
-			scheme = "https"
+		ln, scheme, err := listenFor(srv, *listen, *tlsCert, *tlsKey)
+		if err != nil {
+			return err
 		}
 		fmt.Fprintf(e.stderr, "blockfs serve: serving %s at %s://%s (pool %s, max %d clients)\n",
 			spec, scheme, ln.Addr(), humanize.IBytes(uint64(*poolSize)), *maxClients)
-		errc := make(chan error, 1)
-		go func() { errc <- srv.Serve(ln) }()
-		select {
-		case err := <-errc:
-			return fmt.Errorf("serve: %w", err)
-		case <-ctx.Done():
-		}
-		sctx, cancel := context.WithTimeout(context.Background(), *shutdown)
-		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			srv.Close()
-			return fmt.Errorf("shutdown: requests still running after %s: %w", *shutdown, err)
-		}
-		return nil
+		return serveUntil(ctx, srv, ln, *shutdown)
 	}
+}
+
+// storeStats is what /v1/stats adds about the store behind the pool.
+func storeStats(spec string, store *storeurl.Stack) func() map[string]any {
+	return func() map[string]any {
+		extra := map[string]any{"store": spec, "backend": store.BackendStats()}
+		if store.Cache != nil {
+			extra["cache"] = store.Cache.Stats()
+		}
+		return extra
+	}
+}
+
+// serveUntil serves on ln until ctx ends (a signal), then lets requests
+// in flight finish within shutdown.
+func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener, shutdown time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdown)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		srv.Close()
+		return fmt.Errorf("shutdown: requests still running after %s: %w", shutdown, err)
+	}
+	return nil
+}
+
+// listenFor listens on addr for srv, with TLS if cert is set (srv gets
+// the TLS configuration), and says which scheme clients use.
+func listenFor(srv *http.Server, addr, cert, key string) (net.Listener, string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", fmt.Errorf("listen %s: %w", addr, err)
+	}
+	if cert == "" {
+		return ln, "http", nil
+	}
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		ln.Close()
+		return nil, "", fmt.Errorf("tls: %w", err)
+	}
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	return tls.NewListener(ln, srv.TLSConfig), "https", nil
 }
 
 // poolGauges are the PoolStats fields that go up and down.
