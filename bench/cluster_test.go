@@ -13,7 +13,8 @@ import (
 
 	"blockfs/blockstore"
 	"blockfs/blockstore/httpstore"
-	"blockfs/fs"
+	"blockfs/blockstore/storeurl"
+	"blockfs/fs/mount"
 	"blockfs/internal/testsvc"
 
 	"context"
@@ -39,12 +40,12 @@ func BenchmarkCluster(b *testing.B) {
 		gets int64
 		wall time.Duration
 	}
-	run := func(nodeSpec string, oo fs.OpenOptions) result {
+	run := func(nodeSpec string, oo storeurl.Options) result {
 		before := m.Requests(b, "getobject")
 		var mnts []string
 		var unmounts []func()
 		for range 8 {
-			dir, unmount := mountBlockfs(b, nodeSpec, oo.S3, fs.MountOptions{Refresh: -1})
+			dir, unmount := mountBlockfs(b, nodeSpec, oo.S3, mount.Options{Refresh: -1})
 			mnts = append(mnts, dir)
 			unmounts = append(unmounts, unmount)
 		}
@@ -72,9 +73,9 @@ func BenchmarkCluster(b *testing.B) {
 
 	var direct, served result
 	for b.Loop() {
-		direct = run(spec, fs.OpenOptions{S3: cfg})
+		direct = run(spec, storeurl.Options{S3: cfg})
 		// One server on MinIO; the nodes mount the server.
-		store, err := fs.OpenStore(context.Background(), spec, fs.OpenOptions{S3: cfg})
+		store, err := storeurl.Open(context.Background(), spec, storeurl.Options{S3: cfg})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -85,7 +86,7 @@ func BenchmarkCluster(b *testing.B) {
 		}
 		srv := &http.Server{Handler: httpstore.NewHandler(store.Blocks, pool, httpstore.ServerOptions{})}
 		go srv.Serve(ln)
-		served = run("http://"+ln.Addr().String(), fs.OpenOptions{})
+		served = run("http://"+ln.Addr().String(), storeurl.Options{})
 		srv.Close()
 		pool.Close()
 	}

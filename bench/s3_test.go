@@ -20,16 +20,20 @@ import (
 	"blockfs/bench/cpustat"
 	"blockfs/blockstore"
 	"blockfs/blockstore/s3"
-	"blockfs/fs"
+	"blockfs/blockstore/storeurl"
+	"blockfs/fs/importer"
+	"blockfs/fs/mount"
+	"blockfs/fs/volume"
+	"blockfs/internal/procs"
 	"blockfs/internal/testsvc"
 
 	"github.com/minio/minio-go/v7"
 )
 
-// TestMain doubles GOMAXPROCS as blockfs mount does (fs.MoreProcs): the
+// TestMain doubles GOMAXPROCS as blockfs mount does (procs.More): the
 // mounts here run in this process, and so do the baselines, alike.
 func TestMain(m *testing.M) {
-	fs.MoreProcs()
+	procs.More()
 	os.Exit(testsvc.RunShared(m))
 }
 
@@ -58,12 +62,12 @@ func setupS3(b *testing.B, m *testsvc.MinIO, size int) (spec, bucket string, dat
 	if err := os.WriteFile(src, data, 0o644); err != nil {
 		b.Fatal(err)
 	}
-	vol, err := fs.Open(context.Background(), spec, fs.OpenOptions{Create: true, S3: s3Config(m, m.Endpoint())})
+	vol, err := volume.Open(context.Background(), spec, volume.Options{Options: storeurl.Options{Create: true, S3: s3Config(m, m.Endpoint())}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer vol.Close()
-	im, err := fs.NewImporter(vol, fs.ImportOptions{})
+	im, err := importer.New(vol, importer.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -88,18 +92,18 @@ func timeRead(b *testing.B, file string, size int) float64 {
 }
 
 // mountBlockfs mounts spec with a fresh, empty local metadata directory.
-func mountBlockfs(b *testing.B, spec string, cfg *s3.Config, opts fs.MountOptions, cacheDir ...string) (string, func()) {
+func mountBlockfs(b *testing.B, spec string, cfg *s3.Config, opts mount.Options, cacheDir ...string) (string, func()) {
 	b.Helper()
-	oo := fs.OpenOptions{S3: cfg}
+	oo := volume.Options{Options: storeurl.Options{S3: cfg}}
 	if len(cacheDir) > 0 {
 		oo.CacheDir, oo.CacheSize = cacheDir[0], 1<<30
 	}
-	vol, err := fs.Open(context.Background(), spec, oo)
+	vol, err := volume.Open(context.Background(), spec, oo)
 	if err != nil {
 		b.Fatal(err)
 	}
 	dir := b.TempDir()
-	m, err := fs.Serve(dir, vol, opts)
+	m, err := mount.Start(dir, vol, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -122,7 +126,7 @@ func fill(p []byte) {
 // reader must.
 func parallelGets(b *testing.B, spec string, cfg *s3.Config, par int, verify bool) (int, float64) {
 	b.Helper()
-	vol, err := fs.Open(context.Background(), spec, fs.OpenOptions{S3: cfg})
+	vol, err := volume.Open(context.Background(), spec, volume.Options{Options: storeurl.Options{S3: cfg}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -212,13 +216,13 @@ func mounted(dir string) bool {
 	return strings.Contains(string(b), " "+dir+" ")
 }
 
-// readahead is the mount's default window (fs.MountOptions.Readahead): the
+// readahead is the mount's default window (mount.DefaultReadahead): the
 // fetches it keeps in flight, so GETs at the same parallelism compare like
 // with like.
-const readahead = 32
+const readahead = mount.DefaultReadahead
 
 // mountOpts mount the benchmark's file: no refresh, the default window.
-var mountOpts = fs.MountOptions{Refresh: -1, Readahead: readahead}
+var mountOpts = mount.Options{Refresh: -1, Readahead: readahead}
 
 // getsParallelism are the plain-GET baselines tried; the fastest is taken
 // as the practical limit.

@@ -27,7 +27,11 @@ import (
 	"time"
 
 	"blockfs/bench/cpustat"
-	"blockfs/fs"
+	"blockfs/blockstore/storeurl"
+	"blockfs/fs/importer"
+	"blockfs/fs/mount"
+	"blockfs/fs/volume"
+	"blockfs/internal/procs"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -49,7 +53,7 @@ func main() {
 	}
 	// As blockfs mount does; both mounts below run in this process, so the
 	// ceiling gets the same.
-	fs.MoreProcs()
+	procs.More()
 	if err := run(*size<<20, *runs); err != nil {
 		fmt.Fprintln(os.Stderr, "mountbench:", err)
 		pprof.StopCPUProfile()
@@ -128,7 +132,7 @@ func run(size, runs int) error {
 				return nil, err
 			}
 			if tuned {
-				fs.TuneReadahead(mnt)
+				mount.TuneReadahead(mnt)
 			}
 			return func() { server.Unmount(); server.Wait() }, nil
 		}
@@ -142,11 +146,11 @@ func run(size, runs int) error {
 		return err
 	}
 	bfCold, bfWarm, bfCPU, err := measureMount(runs, size, func(mnt string) (func(), error) {
-		vol, err := fs.Open(context.Background(), store, fs.OpenOptions{})
+		vol, err := volume.Open(context.Background(), store, volume.Options{})
 		if err != nil {
 			return nil, err
 		}
-		m, err := fs.Serve(mnt, vol, fs.MountOptions{})
+		m, err := mount.Start(mnt, vol, mount.Options{})
 		if err != nil {
 			return nil, err
 		}
@@ -178,12 +182,12 @@ func run(size, runs int) error {
 }
 
 func importOnce(store, src string, size int) float64 {
-	vol, err := fs.Open(context.Background(), store, fs.OpenOptions{Create: true})
+	vol, err := volume.Open(context.Background(), store, volume.Options{Options: storeurl.Options{Create: true}})
 	if err != nil {
 		panic(err)
 	}
 	defer vol.Close()
-	im, err := fs.NewImporter(vol, fs.ImportOptions{})
+	im, err := importer.New(vol, importer.Options{})
 	if err != nil {
 		panic(err)
 	}

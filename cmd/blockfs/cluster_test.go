@@ -97,7 +97,7 @@ func serverStats(t *testing.T, url string) (pool blockstore.PoolStats, h httpsto
 // (its own request metrics), the server one fetch per block, and every
 // reader gets the right bytes.
 func TestClusterHerd(t *testing.T) {
-	requireFUSE(t)
+	testsvc.RequireFUSE(t)
 	m := testsvc.SharedMinIO(t)
 	spec := "s3://" + m.NewBucket(t) + "/herd"
 	src := filepath.Join(t.TempDir(), "input.bin")

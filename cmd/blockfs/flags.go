@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"blockfs/blockstore/s3"
-	"blockfs/fs"
+	"blockfs/blockstore/storeurl"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
@@ -59,13 +59,13 @@ func addStoreFlags(fl *pflag.FlagSet) *storeFlags {
 	}
 }
 
-// options checks the flags and turns them into fs.OpenOptions.
-func (f *storeFlags) options(create bool) (string, fs.OpenOptions, error) {
+// options checks the flags and turns them into storeurl.Options.
+func (f *storeFlags) options(create bool) (string, storeurl.Options, error) {
 	if *f.store == "" {
-		return "", fs.OpenOptions{}, usagef("no store given: use --store STORE or set BLOCKFS_STORE")
+		return "", storeurl.Options{}, usagef("no store given: use --store STORE or set BLOCKFS_STORE")
 	}
 	if *f.timeout <= 0 || *f.attempts < 1 {
-		return "", fs.OpenOptions{}, usagef("--s3-timeout must be positive and --s3-attempts at least 1")
+		return "", storeurl.Options{}, usagef("--s3-timeout must be positive and --s3-attempts at least 1")
 	}
 	cfg := s3.ConfigFromEnv()
 	if *f.endpoint != "" {
@@ -81,9 +81,9 @@ func (f *storeFlags) options(create bool) (string, fs.OpenOptions, error) {
 	cfg.RequestTimeout, cfg.MaxAttempts = *f.timeout, *f.attempts
 	token, err := readToken(*f.tokenFile, os.Getenv("BLOCKFS_TOKEN"))
 	if err != nil {
-		return "", fs.OpenOptions{}, err
+		return "", storeurl.Options{}, err
 	}
-	return *f.store, fs.OpenOptions{Create: create, S3: &cfg, Token: token, CAFile: *f.caFile}, nil
+	return *f.store, storeurl.Options{Create: create, S3: &cfg, Token: token, CAFile: *f.caFile}, nil
 }
 
 // readToken reads a bearer token from file (trimmed), or returns def.
@@ -116,7 +116,7 @@ func addCacheFlags(fl *pflag.FlagSet) *cacheFlags {
 }
 
 // openOptions checks the store and cache flags of mount and serve.
-func openOptions(sf *storeFlags, cf *cacheFlags) (string, fs.OpenOptions, error) {
+func openOptions(sf *storeFlags, cf *cacheFlags) (string, storeurl.Options, error) {
 	spec, opts, err := sf.options(false)
 	if err == nil {
 		err = cf.apply(&opts)
@@ -125,7 +125,7 @@ func openOptions(sf *storeFlags, cf *cacheFlags) (string, fs.OpenOptions, error)
 }
 
 // apply checks the flags and sets them on opts.
-func (c *cacheFlags) apply(opts *fs.OpenOptions) error {
+func (c *cacheFlags) apply(opts *storeurl.Options) error {
 	if *c.dir == "" {
 		return nil
 	}

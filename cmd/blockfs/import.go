@@ -7,8 +7,11 @@ import (
 	"path/filepath"
 	"time"
 
-	"blockfs/fs"
 	"blockfs/fs/chunker"
+	"blockfs/fs/importer"
+	"blockfs/fs/tree"
+	"blockfs/fs/volume"
+	"blockfs/internal/procs"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
@@ -29,7 +32,7 @@ warning. Each file appears in the store whole or not at all.`,
 	})
 }
 
-func setupImport(fl *pflag.FlagSet) func(context.Context, []string) error {
+func setupImport(fl *pflag.FlagSet) runFunc {
 	sf := addStoreFlags(fl)
 	def := chunker.DefaultConfig()
 	minSize := sizeFlag(fl, "chunk-min", int64(def.Min), "smallest block")
@@ -40,7 +43,7 @@ func setupImport(fl *pflag.FlagSet) func(context.Context, []string) error {
 	asJSON := fl.Bool("json", false, "print the summary as JSON")
 	quiet := fl.BoolP("quiet", "q", false, "no progress bar")
 	del := fl.Bool("delete", false, "remove paths under DEST that SRC no longer has (mirror SRC)")
-	return func(ctx context.Context, args []string) error {
+	return func(ctx context.Context, e env, args []string) error {
 		if len(args) < 1 || len(args) > 2 {
 			return usagef("want SRC [DEST], got %d arguments", len(args))
 		}
@@ -57,24 +60,24 @@ func setupImport(fl *pflag.FlagSet) func(context.Context, []string) error {
 		if err := cfg.Validate(); err != nil {
 			return usagef("%v", err)
 		}
-		fs.MoreProcs()
-		vol, err := fs.Open(ctx, spec, openOpts)
+		procs.More()
+		vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts})
 		if err != nil {
 			return err
 		}
 		defer vol.Close()
-		im, err := fs.NewImporter(vol, fs.ImportOptions{
+		im, err := importer.New(vol, importer.Options{
 			Chunking: cfg,
 			Workers:  *workers,
 			Delete:   *del,
-			Warn:     func(err error) { fmt.Fprintf(stderr(ctx), "blockfs import: warning: %v\n", err) },
+			Warn:     func(err error) { fmt.Fprintf(e.stderr, "blockfs import: warning: %v\n", err) },
 		})
 		if err != nil {
 			return usagef("%v", err)
 		}
 		var bar *progressBar
-		if !*quiet && !*asJSON && isTerminal(stdout(ctx)) {
-			bar = startProgress(stdout(ctx), func() (int64, int64) {
+		if !*quiet && !*asJSON && isTerminal(e.stdout) {
+			bar = startProgress(e.stdout, func() (int64, int64) {
 				p := im.Progress()
 				return p.Bytes, p.TotalSize
 			})
@@ -89,18 +92,18 @@ func setupImport(fl *pflag.FlagSet) func(context.Context, []string) error {
 			if r, ok := st.DedupRatio(); ok {
 				ratio = &r
 			}
-			return json.NewEncoder(stdout(ctx)).Encode(struct {
-				fs.ImportStats
+			return json.NewEncoder(e.stdout).Encode(struct {
+				importer.Stats
 				Dest       string   `json:"dest"`
 				DedupRatio *float64 `json:"dedup_ratio"`
-			}{st, fs.CleanPath(dest), ratio})
+			}{st, tree.CleanPath(dest), ratio})
 		}
-		fmt.Fprintln(stdout(ctx), importSummary(fs.CleanPath(dest), st))
+		fmt.Fprintln(e.stdout, importSummary(tree.CleanPath(dest), st))
 		return nil
 	}
 }
 
-func importSummary(dest string, st fs.ImportStats) string {
+func importSummary(dest string, st importer.Stats) string {
 	rate := float64(st.Bytes) / max(st.Duration.Seconds(), 1e-9)
 	deleted := ""
 	if st.Deleted > 0 {

@@ -25,7 +25,18 @@ type command struct {
 	args    string // synopsis after the flags, e.g. "SRC [DEST]"
 	summary string
 	help    string
-	setup   func(fl *pflag.FlagSet) func(ctx context.Context, args []string) error
+	setup   func(fl *pflag.FlagSet) runFunc
+}
+
+// runFunc runs a command once its flags are parsed.
+type runFunc func(ctx context.Context, e env, args []string) error
+
+// env is what a command runs in besides its flags and arguments: where its
+// output goes. It is passed explicitly, rather than in the context, so that
+// tests can run commands in-process with their own writers and the
+// compiler checks every command gets one.
+type env struct {
+	stdout, stderr io.Writer
 }
 
 var commands = map[string]*command{}
@@ -86,8 +97,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ctx = withOutput(ctx, stdout, stderr)
-	err := runFn(ctx, fl.Args())
+	err := runFn(ctx, env{stdout: stdout, stderr: stderr}, fl.Args())
 	if err == nil {
 		return 0
 	}
@@ -133,16 +143,3 @@ func printUsage(w io.Writer, c *command, fl *pflag.FlagSet) {
 
 // oneLine keeps an error on one line of stderr, as scripts expect.
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
-
-// Output streams travel in the context so that tests can run commands
-// in-process.
-type outKey struct{}
-
-type outputs struct{ stdout, stderr io.Writer }
-
-func withOutput(ctx context.Context, stdout, stderr io.Writer) context.Context {
-	return context.WithValue(ctx, outKey{}, outputs{stdout, stderr})
-}
-
-func stdout(ctx context.Context) io.Writer { return ctx.Value(outKey{}).(outputs).stdout }
-func stderr(ctx context.Context) io.Writer { return ctx.Value(outKey{}).(outputs).stderr }

@@ -154,21 +154,6 @@ func TestImportErrors(t *testing.T) {
 	}
 }
 
-// requireFUSE skips without FUSE, but fails under CI=true.
-func requireFUSE(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		if f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0); err == nil {
-			f.Close()
-			return
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("FUSE (root and /dev/fuse) is required under CI=true")
-	}
-	t.Skip("FUSE needs root and /dev/fuse")
-}
-
 // startMount runs `blockfs mount` as a process and returns once it says it
 // is serving.
 func startMount(t *testing.T, store, mnt string, extra ...string) *exec.Cmd {
@@ -224,7 +209,7 @@ func mounted(t *testing.T, dir string) bool {
 }
 
 func TestMountStatsUnmount(t *testing.T) {
-	requireFUSE(t)
+	testsvc.RequireFUSE(t)
 	store := filepath.Join(t.TempDir(), "store")
 	if code, _, stderr := blockfs("import", "--store", store, "../../testdata/sample"); code != 0 {
 		t.Fatal(stderr)
@@ -302,7 +287,7 @@ func TestMountStatsUnmount(t *testing.T) {
 }
 
 func TestExternalUnmount(t *testing.T) {
-	requireFUSE(t)
+	testsvc.RequireFUSE(t)
 	store := filepath.Join(t.TempDir(), "store")
 	if code, _, stderr := blockfs("import", "--store", store, "../../testdata/sample/README.txt"); code != 0 {
 		t.Fatal(stderr)
@@ -327,7 +312,7 @@ func TestExternalUnmount(t *testing.T) {
 // TestMountCacheDir: a mount with --cache-dir reports its cache, and a
 // second process cannot take the same cache directory.
 func TestMountCacheDir(t *testing.T) {
-	requireFUSE(t)
+	testsvc.RequireFUSE(t)
 	store := filepath.Join(t.TempDir(), "store")
 	if code, _, stderr := blockfs("import", "--store", store, "../../testdata/sample"); code != 0 {
 		t.Fatal(stderr)

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 
+	"blockfs/internal/testsvc"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -16,7 +18,7 @@ import (
 // copies the rest (blockstore.MapFile's fallback), and every byte a mount
 // reads through it is right.
 func TestServeWithoutMemlock(t *testing.T) {
-	requireFUSE(t)
+	testsvc.RequireFUSE(t)
 	// Everything the unprivileged server reads must be reachable by it.
 	dir, err := os.MkdirTemp("", "blockfs-memlock")
 	if err != nil {

@@ -7,10 +7,12 @@ import (
 	"os"
 	"runtime/pprof"
 	"syscall"
-	"time"
 
-	"blockfs/fs"
+	"blockfs/blockstore"
+	"blockfs/fs/mount"
+	"blockfs/fs/volume"
 	"blockfs/internal/metrics"
+	"blockfs/internal/procs"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
@@ -29,20 +31,20 @@ SIGTERM, umount or fusermount3 -u, then exits 0 with nothing left mounted.
 	})
 }
 
-func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
+func setupMount(fl *pflag.FlagSet) runFunc {
 	sf := addStoreFlags(fl)
 	cf := addCacheFlags(fl)
-	poolSize := sizeFlag(fl, "pool-size", 256<<20, "memory for shared block buffers")
-	readahead := fl.Int("readahead", 32, "block fetches a sequential reader keeps in flight (0 disables)")
+	poolSize := sizeFlag(fl, "pool-size", blockstore.DefaultMaxBytes, "memory for shared block buffers")
+	readahead := fl.Int("readahead", mount.DefaultReadahead, "block fetches a sequential reader keeps in flight (0 disables)")
 	allowOther := fl.Bool("allow-other", false, "let users other than the mounting one read the mount")
 	debug := fl.Bool("debug", false, "log every FUSE request")
-	fetchTimeout := fl.Duration("fetch-timeout", 2*time.Minute, "give a read EIO if its block cannot be fetched (retries included) within this")
-	refresh := fl.Duration("refresh", 30*time.Second, "how often to pick up newly imported data (0 disables)")
+	fetchTimeout := fl.Duration("fetch-timeout", mount.DefaultFetchTimeout, "give a read EIO if its block cannot be fetched (retries included) within this")
+	refresh := fl.Duration("refresh", mount.DefaultRefresh, "how often to pick up newly imported data (0 disables)")
 	cacheTimeout := fl.Duration("cache-timeout", 0, "how long the kernel may cache names and attributes (default: the refresh interval, or 1h)")
 	metricsAddr := fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics")
 	cpuprofile := fl.String("cpuprofile", "", "write a CPU profile of the mount's life to this file")
 	_ = fl.MarkHidden("cpuprofile")
-	return func(ctx context.Context, args []string) error {
+	return func(ctx context.Context, e env, args []string) error {
 		if len(args) != 1 {
 			return usagef("want MOUNTPOINT, got %d arguments", len(args))
 		}
@@ -63,7 +65,7 @@ func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 			return usagef("--pool-size %s is too small (at least 1MiB)", humanize.IBytes(uint64(*poolSize)))
 		}
 		// Check the mountpoint before opening anything, so that a typo fails fast.
-		if _, err := fs.CheckMountpoint(args[0]); err != nil {
+		if _, err := mount.CheckMountpoint(args[0]); err != nil {
 			return err
 		}
 		if *cpuprofile != "" {
@@ -77,75 +79,85 @@ func setupMount(fl *pflag.FlagSet) func(context.Context, []string) error {
 			}
 			defer pprof.StopCPUProfile()
 		}
-		fs.MoreProcs()
+		procs.More()
 		reg := metrics.New()
 		if *metricsAddr != "" {
 			openOpts.WrapBackend = reg.WrapStore
 		}
-		vol, err := fs.Open(ctx, spec, openOpts)
+		vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts})
 		if err != nil {
 			return err
 		}
 		defer vol.Close()
-		ra := *readahead
-		if ra == 0 {
-			ra = -1
-		}
-		var observer fs.OpObserver
+		var observer mount.OpObserver
 		if *metricsAddr != "" {
 			observer = reg
 		}
-		m, err := fs.Serve(args[0], vol, fs.MountOptions{
+		m, err := mount.Start(args[0], vol, mount.Options{
 			Observer: observer,
-			PoolSize: *poolSize, Readahead: ra, AllowOther: *allowOther, Debug: *debug,
-			CacheTimeout: *cacheTimeout, Refresh: refreshOrOff(*refresh), FetchTimeout: *fetchTimeout,
-			Logger: log.New(stderr(ctx), "blockfs mount: ", log.LstdFlags),
+			PoolSize: *poolSize, Readahead: zeroMeansOff(*readahead), AllowOther: *allowOther, Debug: *debug,
+			CacheTimeout: *cacheTimeout, Refresh: zeroMeansOff(*refresh), FetchTimeout: *fetchTimeout,
+			Logger: log.New(e.stderr, "blockfs mount: ", log.LstdFlags),
 		})
 		if err != nil {
 			return err
 		}
 		if *metricsAddr != "" {
-			reg.Snapshot("pool", poolGauges, func() map[string]int64 { return metrics.Fields(m.Pool().Stats()) })
-			reg.Snapshot("fuse", nil, func() map[string]int64 { return metrics.Fields(m.Stats().Fuse) })
-			reg.Snapshot("meta", map[string]bool{"generation": true, "segments": true, "last_refresh_unix_ns": true},
-				func() map[string]int64 { return metrics.Fields(vol.MetaStats()) })
-			watchCache(reg, vol.Store())
+			exportMount(reg, m, vol)
 			addr, err := reg.Serve(ctx, *metricsAddr)
 			if err != nil {
 				m.Unmount()
 				m.Wait()
 				return err
 			}
-			fmt.Fprintf(stderr(ctx), "blockfs mount: metrics at http://%s/metrics\n", addr)
+			fmt.Fprintf(e.stderr, "blockfs mount: metrics at http://%s/metrics\n", addr)
 		}
-		fmt.Fprintf(stderr(ctx), "blockfs mount: serving %s at %s (pool %s); Ctrl-C or umount to stop\n",
+		fmt.Fprintf(e.stderr, "blockfs mount: serving %s at %s (pool %s); Ctrl-C or umount to stop\n",
 			vol.Spec, m.Mountpoint(), humanize.IBytes(uint64(*poolSize)))
-		done := make(chan struct{})
-		go func() {
-			m.Wait()
-			close(done)
-		}()
-		select {
-		case <-done:
-			return nil
-		case <-ctx.Done():
-		}
-		if err := m.Unmount(); err != nil {
-			// Busy (a shell sits in it): detach now, the kernel finishes when
-			// the last user leaves, and we still exit cleanly.
-			if derr := syscall.Unmount(m.Mountpoint(), syscall.MNT_DETACH); derr != nil {
-				return fmt.Errorf("unmounting %s: %w", m.Mountpoint(), err)
-			}
-		}
-		<-done
-		return nil
+		return waitUnmounted(ctx, m)
 	}
 }
 
-// refreshOrOff maps the flag's 0 ("never") to the option's "disabled".
-func refreshOrOff(d time.Duration) time.Duration {
-	if d == 0 {
+// exportMount exports a mount's counters as Prometheus metrics.
+func exportMount(reg *metrics.Registry, m *mount.Mount, vol *volume.Volume) {
+	reg.Snapshot("pool", poolGauges, func() map[string]int64 { return metrics.Fields(m.Pool().Stats()) })
+	reg.Snapshot("fuse", nil, func() map[string]int64 { return metrics.Fields(m.Stats().Fuse) })
+	reg.Snapshot("meta", map[string]bool{"generation": true, "segments": true, "last_refresh_unix_ns": true},
+		func() map[string]int64 { return metrics.Fields(vol.MetaStats()) })
+	watchCache(reg, vol.Store())
+}
+
+// waitUnmounted returns when the mount is unmounted, by someone else or,
+// once ctx ends (a signal), by us.
+func waitUnmounted(ctx context.Context, m *mount.Mount) error {
+	done := make(chan struct{})
+	go func() {
+		m.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	if err := m.Unmount(); err != nil {
+		// Busy (a shell sits in it): detach now, the kernel finishes when
+		// the last user leaves, and we still exit cleanly.
+		if derr := syscall.Unmount(m.Mountpoint(), syscall.MNT_DETACH); derr != nil {
+			return fmt.Errorf("unmounting %s: %w", m.Mountpoint(), err)
+		}
+	}
+	<-done
+	return nil
+}
+
+// zeroMeansOff is the one translation between mount's flags and
+// mount.Options: in --readahead and --refresh, 0 means off (as the help
+// and README say), while in Options 0 means the default and a negative
+// value means off.
+func zeroMeansOff[T ~int | ~int64](v T) T {
+	if v == 0 {
 		return -1
 	}
-	return d
+	return v
 }

@@ -11,7 +11,7 @@ import (
 
 	"blockfs/blockstore"
 	"blockfs/blockstore/httpstore"
-	"blockfs/fs"
+	"blockfs/blockstore/storeurl"
 	"blockfs/internal/metrics"
 
 	"github.com/dustin/go-humanize"
@@ -33,11 +33,11 @@ accepting and let requests in flight finish within --shutdown-timeout.`,
 	})
 }
 
-func setupServe(fl *pflag.FlagSet) func(context.Context, []string) error {
+func setupServe(fl *pflag.FlagSet) runFunc {
 	sf := addStoreFlags(fl)
 	cf := addCacheFlags(fl)
 	listen := fl.String("listen", "127.0.0.1:8420", "address to listen on")
-	poolSize := sizeFlag(fl, "pool-size", 256<<20, "memory for shared block buffers")
+	poolSize := sizeFlag(fl, "pool-size", blockstore.DefaultMaxBytes, "memory for shared block buffers")
 	maxClients := fl.Int("max-clients", 256, "requests served at once; beyond that, 503 with Retry-After")
 	tokenFile := fl.String("token-file", "", "file holding the bearer token that writes (and non-public reads) need")
 	public := fl.Bool("public", false, "allow reads without the token on a non-loopback address")
@@ -45,7 +45,7 @@ func setupServe(fl *pflag.FlagSet) func(context.Context, []string) error {
 	tlsKey := fl.String("tls-key", "", "TLS private key (PEM)")
 	metricsAddr := fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics")
 	shutdown := fl.Duration("shutdown-timeout", 30*time.Second, "how long requests in flight may finish after SIGTERM")
-	return func(ctx context.Context, args []string) error {
+	return func(ctx context.Context, e env, args []string) error {
 		if len(args) != 0 {
 			return usagef("serve takes no arguments, got %d", len(args))
 		}
@@ -74,11 +74,15 @@ func setupServe(fl *pflag.FlagSet) func(context.Context, []string) error {
 			return usagef("listening on %s (not loopback) needs --token-file, or --public to serve reads to anyone", *listen)
 		}
 
+		// No procs.More here, unlike mount and import: its gain was
+		// measured for those two (docs/performance.md). A serve's pool
+		// verifies hashes beside its request handlers too, so it may help
+		// here as well, but that is for bench/cluster_test.go to show first.
 		reg := metrics.New()
 		if *metricsAddr != "" {
 			openOpts.WrapBackend = reg.WrapStore
 		}
-		store, err := fs.OpenStore(ctx, spec, openOpts)
+		store, err := storeurl.Open(ctx, spec, openOpts)
 		if err != nil {
 			return err
 		}
@@ -89,13 +93,7 @@ func setupServe(fl *pflag.FlagSet) func(context.Context, []string) error {
 			Token:      token,
 			Public:     *public || loopback,
 			MaxClients: *maxClients,
-			Extra: func() map[string]any {
-				extra := map[string]any{"store": spec, "backend": store.BackendStats()}
-				if store.Cache != nil {
-					extra["cache"] = store.Cache.Stats()
-				}
-				return extra
-			},
+			Extra:      storeStats(spec, store),
 		})
 		if *metricsAddr != "" {
 			reg.Snapshot("pool", poolGauges, func() map[string]int64 { return metrics.Fields(pool.Stats()) })
@@ -105,13 +103,9 @@ func setupServe(fl *pflag.FlagSet) func(context.Context, []string) error {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stderr(ctx), "blockfs serve: metrics at http://%s/metrics\n", addr)
+			fmt.Fprintf(e.stderr, "blockfs serve: metrics at http://%s/metrics\n", addr)
 		}
 
-		ln, err := net.Listen("tcp", *listen)
-		if err != nil {
-			return fmt.Errorf("listen %s: %w", *listen, err)
-		}
 		srv := &http.Server{
 			Handler:           handler,
 			ReadHeaderTimeout: 10 * time.Second,
@@ -119,41 +113,70 @@ func setupServe(fl *pflag.FlagSet) func(context.Context, []string) error {
 			WriteTimeout: 5 * time.Minute,
 			IdleTimeout:  2 * time.Minute,
 		}
-		scheme := "http"
-		if *tlsCert != "" {
-			cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
-			if err != nil {
-				ln.Close()
-				return fmt.Errorf("tls: %w", err)
-			}
-			srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-			ln = tls.NewListener(ln, srv.TLSConfig)
-			scheme = "https"
+		ln, scheme, err := listenFor(srv, *listen, *tlsCert, *tlsKey)
+		if err != nil {
+			return err
 		}
-		fmt.Fprintf(stderr(ctx), "blockfs serve: serving %s at %s://%s (pool %s, max %d clients)\n",
+		fmt.Fprintf(e.stderr, "blockfs serve: serving %s at %s://%s (pool %s, max %d clients)\n",
 			spec, scheme, ln.Addr(), humanize.IBytes(uint64(*poolSize)), *maxClients)
-		errc := make(chan error, 1)
-		go func() { errc <- srv.Serve(ln) }()
-		select {
-		case err := <-errc:
-			return fmt.Errorf("serve: %w", err)
-		case <-ctx.Done():
-		}
-		sctx, cancel := context.WithTimeout(context.Background(), *shutdown)
-		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			srv.Close()
-			return fmt.Errorf("shutdown: requests still running after %s: %w", *shutdown, err)
-		}
-		return nil
+		return serveUntil(ctx, srv, ln, *shutdown)
 	}
+}
+
+// storeStats is what /v1/stats adds about the store behind the pool.
+func storeStats(spec string, store *storeurl.Stack) func() map[string]any {
+	return func() map[string]any {
+		extra := map[string]any{"store": spec, "backend": store.BackendStats()}
+		if store.Cache != nil {
+			extra["cache"] = store.Cache.Stats()
+		}
+		return extra
+	}
+}
+
+// serveUntil serves on ln until ctx ends (a signal), then lets requests
+// in flight finish within shutdown.
+func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener, shutdown time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdown)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		srv.Close()
+		return fmt.Errorf("shutdown: requests still running after %s: %w", shutdown, err)
+	}
+	return nil
+}
+
+// listenFor listens on addr for srv, with TLS if cert is set (srv gets
+// the TLS configuration), and says which scheme clients use.
+func listenFor(srv *http.Server, addr, cert, key string) (net.Listener, string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", fmt.Errorf("listen %s: %w", addr, err)
+	}
+	if cert == "" {
+		return ln, "http", nil
+	}
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		ln.Close()
+		return nil, "", fmt.Errorf("tls: %w", err)
+	}
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	return tls.NewListener(ln, srv.TLSConfig), "https", nil
 }
 
 // poolGauges are the PoolStats fields that go up and down.
 var poolGauges = map[string]bool{"buffers": true, "buffers_in_use": true, "bytes_held": true, "max_bytes": true, "waiters": true, "in_flight": true}
 
 // watchCache exports the disk cache's counters, if there is a cache.
-func watchCache(reg *metrics.Registry, store *fs.Store) {
+func watchCache(reg *metrics.Registry, store *storeurl.Stack) {
 	if store.Cache == nil {
 		return
 	}

@@ -19,12 +19,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"blockfs/internal/testsvc"
 )
 
 // TestStatsWithoutRoot: a user who can read the mount (--allow-other) reads
 // its stats with `blockfs stats`, no privileges needed.
 func TestStatsWithoutRoot(t *testing.T) {
-	requireFUSE(t)
+	testsvc.RequireFUSE(t)
 	store := filepath.Join(t.TempDir(), "store")
 	if code, _, stderr := blockfs("import", "--store", store, "../../testdata/sample/README.txt"); code != 0 {
 		t.Fatal(stderr)
@@ -49,7 +51,7 @@ func TestStatsWithoutRoot(t *testing.T) {
 // TestImportThroughServe: writes through a server need its token; with it,
 // an import lands and a mount of the server reads it.
 func TestImportThroughServe(t *testing.T) {
-	requireFUSE(t)
+	testsvc.RequireFUSE(t)
 	dir := t.TempDir()
 	store := filepath.Join(dir, "store")
 	if code, _, stderr := blockfs("import", "--store", store, "../../testdata/sample/README.txt"); code != 0 {
@@ -86,7 +88,7 @@ func TestImportThroughServe(t *testing.T) {
 // stats and a mount that trust that CA work, a client that does not is
 // refused with a clear error.
 func TestServeTLS(t *testing.T) {
-	requireFUSE(t)
+	testsvc.RequireFUSE(t)
 	dir := t.TempDir()
 	store := filepath.Join(dir, "store")
 	if code, _, stderr := blockfs("import", "--store", store, "../../testdata/sample/README.txt"); code != 0 {
@@ -149,7 +151,7 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 // /metrics: pool counters, FUSE operation latencies, store request
 // latencies and HTTP counters are all there and moving.
 func TestMetricsEndpoints(t *testing.T) {
-	requireFUSE(t)
+	testsvc.RequireFUSE(t)
 	store := filepath.Join(t.TempDir(), "store")
 	if code, _, stderr := blockfs("import", "--store", store, "../../testdata/sample"); code != 0 {
 		t.Fatal(stderr)

@@ -14,7 +14,8 @@ import (
 	"time"
 
 	"blockfs/blockstore/httpstore"
-	"blockfs/fs"
+	"blockfs/blockstore/storeurl"
+	"blockfs/fs/mount"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
@@ -25,7 +26,7 @@ func init() {
 		name:    "stats",
 		args:    "MOUNTPOINT|http://HOST:PORT",
 		summary: "show what a running mount's (or server's) shared buffer pool is doing",
-		help: `For a mount, reads its hidden ` + fs.StatsFileName + ` file, so no privileges
+		help: `For a mount, reads its hidden ` + mount.StatsFileName + ` file, so no privileges
 beyond reading the mount are needed; for a blockfs serve, asks its /v1/stats
 (with $BLOCKFS_TOKEN if set). With --watch, prints per-interval rates until
 interrupted.`,
@@ -33,18 +34,18 @@ interrupted.`,
 	})
 }
 
-func setupStats(fl *pflag.FlagSet) func(context.Context, []string) error {
+func setupStats(fl *pflag.FlagSet) runFunc {
 	asJSON := fl.Bool("json", false, "print one JSON object (with --watch: one per line)")
 	watch := fl.Duration("watch", 0, "print rates every DURATION (e.g. 1s) until interrupted")
 	caFile := fl.String("ca-file", "", "PEM roots to trust for an https:// server, besides the system's")
-	return func(ctx context.Context, args []string) error {
+	return func(ctx context.Context, e env, args []string) error {
 		if len(args) != 1 {
 			return usagef("want MOUNTPOINT or a server URL, got %d arguments", len(args))
 		}
 		if *watch < 0 {
 			return usagef("--watch must be positive")
 		}
-		tc, err := fs.ClientTLS(*caFile)
+		tc, err := storeurl.ClientTLS(*caFile)
 		if err != nil {
 			return err
 		}
@@ -52,7 +53,7 @@ func setupStats(fl *pflag.FlagSet) func(context.Context, []string) error {
 		if err != nil {
 			return err
 		}
-		out := stdout(ctx)
+		out := e.stdout
 		if *watch == 0 {
 			if *asJSON {
 				return json.NewEncoder(out).Encode(prev)
@@ -87,7 +88,7 @@ func setupStats(fl *pflag.FlagSet) func(context.Context, []string) error {
 // statsView is what a mount or a server reports; a server has no fuse or
 // meta members but an http one.
 type statsView struct {
-	fs.Stats
+	mount.Stats
 	HTTP *httpstore.ServerStats `json:"http,omitempty"`
 }
 
@@ -109,9 +110,9 @@ func readStats(ctx context.Context, target string, tc *tls.Config) (statsView, e
 		st.Mountpoint = target
 		return st, nil
 	}
-	b, err := os.ReadFile(filepath.Join(target, fs.StatsFileName))
+	b, err := os.ReadFile(filepath.Join(target, mount.StatsFileName))
 	if errors.Is(err, iofs.ErrNotExist) {
-		return st, fmt.Errorf("%s: not a blockfs mount (no %s)", target, fs.StatsFileName)
+		return st, fmt.Errorf("%s: not a blockfs mount (no %s)", target, mount.StatsFileName)
 	}
 	if err != nil {
 		return st, err

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"sync/atomic"
 
-	"blockfs/fs"
+	"blockfs/fs/tree"
+	"blockfs/fs/volume"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
@@ -26,12 +28,12 @@ use them. Exit status 1 if any block is missing or corrupt. Read-only.`,
 	})
 }
 
-func setupVerify(fl *pflag.FlagSet) func(context.Context, []string) error {
+func setupVerify(fl *pflag.FlagSet) runFunc {
 	sf := addStoreFlags(fl)
 	deep := fl.Bool("deep", false, "read every block and check its hash, not only that it exists")
 	workers := fl.Int("workers", 8, "blocks checked at once")
 	asJSON := fl.Bool("json", false, "print the report as JSON")
-	return func(ctx context.Context, args []string) error {
+	return func(ctx context.Context, e env, args []string) error {
 		if len(args) > 1 {
 			return usagef("want at most one PATH, got %d arguments", len(args))
 		}
@@ -46,15 +48,15 @@ func setupVerify(fl *pflag.FlagSet) func(context.Context, []string) error {
 		if err != nil {
 			return err
 		}
-		vol, err := fs.Open(ctx, spec, openOpts)
+		vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts})
 		if err != nil {
 			return err
 		}
 		defer vol.Close()
 		var bar *progressBar
 		var done, total atomic.Int64 // written by Verify's workers, read by the bar
-		if !*asJSON && isTerminal(stdout(ctx)) {
-			bar = startProgress(stdout(ctx), func() (int64, int64) { return done.Load(), total.Load() })
+		if !*asJSON && isTerminal(e.stdout) {
+			bar = startProgress(e.stdout, func() (int64, int64) { return done.Load(), total.Load() })
 		}
 		rep, err := vol.Verify(ctx, root, *deep, *workers, func(c, t int64) { done.Store(c); total.Store(t) })
 		bar.stop()
@@ -62,11 +64,11 @@ func setupVerify(fl *pflag.FlagSet) func(context.Context, []string) error {
 			return err
 		}
 		if *asJSON {
-			if err := json.NewEncoder(stdout(ctx)).Encode(rep); err != nil {
+			if err := json.NewEncoder(e.stdout).Encode(rep); err != nil {
 				return err
 			}
 		} else {
-			printVerify(ctx, root, rep)
+			printVerify(e.stdout, root, rep)
 		}
 		if !rep.OK() {
 			return fmt.Errorf("%s: %d missing, %d corrupt blocks, %d not checked (store errors)",
@@ -76,17 +78,16 @@ func setupVerify(fl *pflag.FlagSet) func(context.Context, []string) error {
 	}
 }
 
-func printVerify(ctx context.Context, root string, rep *fs.VerifyReport) {
-	w := stdout(ctx)
+func printVerify(w io.Writer, root string, rep *volume.VerifyReport) {
 	how := "present"
 	if rep.Deep {
 		how = "present and intact"
 	}
 	fmt.Fprintf(w, "verified %s: %d files, %d blocks (%s) checked %s\n",
-		fs.CleanPath(root), rep.Files, rep.Checked, humanize.IBytes(uint64(rep.Bytes)), how)
+		tree.CleanPath(root), rep.Files, rep.Checked, humanize.IBytes(uint64(rep.Bytes)), how)
 	for _, set := range []struct {
 		what string
-		ps   []fs.Problem
+		ps   []volume.Problem
 	}{{"missing", rep.Missing}, {"corrupt", rep.Corrupt}} {
 		for _, p := range set.ps {
 			paths := p.Paths

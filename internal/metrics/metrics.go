@@ -59,7 +59,7 @@ func New() *Registry {
 	return r
 }
 
-// ObserveOp implements fs.OpObserver.
+// ObserveOp implements mount.OpObserver.
 func (r *Registry) ObserveOp(op string, d time.Duration, failed bool) {
 	r.opLat.WithLabelValues(op).Observe(d.Seconds())
 	if failed {

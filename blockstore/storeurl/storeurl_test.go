@@ -1,0 +1,73 @@
+package storeurl
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"blockfs/blockstore"
+)
+
+// TestOpenDir: a directory store is created with its marker by an
+// import, opened by path or file:// afterwards, and a directory without
+// the marker (a typo) is refused.
+func TestOpenDir(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "store")
+	if _, err := Open(ctx, dir, Options{}); !errors.Is(err, ErrNoStore) {
+		t.Fatalf("opening a missing store: %v, want ErrNoStore", err)
+	}
+	st, err := Open(ctx, dir, Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, markerName)); err != nil || string(b) != markerContent {
+		t.Fatalf("marker %q, %v", b, err)
+	}
+	if _, ok := st.Backend.(*blockstore.DirStore); !ok || st.Blocks != st.Backend || st.Cache != nil {
+		t.Errorf("stack %+v: want a bare DirStore", st)
+	}
+	st.Close()
+	for _, spec := range []string{dir, "file://" + dir, dir + "/"} {
+		st, err := Open(ctx, spec, Options{})
+		if err != nil {
+			t.Errorf("%s: %v", spec, err)
+			continue
+		}
+		st.Close()
+	}
+	if _, err := Open(ctx, t.TempDir(), Options{}); !errors.Is(err, ErrNoStore) || !strings.Contains(err.Error(), "not a blockfs store") {
+		t.Errorf("a plain directory: %v", err)
+	}
+}
+
+// TestOpenRejects: store strings that name nothing usable fail with
+// ErrNoStore before any network access.
+func TestOpenRejects(t *testing.T) {
+	for _, spec := range []string{"", "s3://", "s3:///prefix", "ftp://host/x"} {
+		if _, err := Open(context.Background(), spec, Options{}); !errors.Is(err, ErrNoStore) {
+			t.Errorf("%q: %v, want ErrNoStore", spec, err)
+		}
+	}
+}
+
+// TestOpenCache: with a cache directory the stack reads through the disk
+// cache, which needs a size.
+func TestOpenCache(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "store")
+	if _, err := Open(ctx, dir, Options{Create: true, CacheDir: t.TempDir()}); err == nil {
+		t.Error("a cache without a size opened")
+	}
+	st, err := Open(ctx, dir, Options{CacheDir: t.TempDir(), CacheSize: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if st.Cache == nil || st.Blocks != blockstore.Store(st.Cache) {
+		t.Errorf("stack %+v: want reads through the cache", st)
+	}
+}

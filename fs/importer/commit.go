@@ -1,0 +1,93 @@
+package importer
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"blockfs/fs/volume"
+	"blockfs/objects"
+)
+
+// committer gathers nodes into batches and writes each batch to the
+// volume's log with one atomic multi-write, then publishes to the store
+// now and then: every publishInterval, after every batch when it is
+// negative, and at the end.
+type committer struct {
+	ctx      context.Context
+	vol      *volume.Volume
+	limit    int
+	interval time.Duration
+
+	mu          sync.Mutex
+	batch       []objects.Entry
+	flushMu     sync.Mutex // one writer at a time keeps batches in order
+	lastPublish time.Time
+	err         error
+}
+
+func newCommitter(ctx context.Context, vol *volume.Volume, limit int, interval time.Duration) *committer {
+	return &committer{ctx: ctx, vol: vol, limit: limit, interval: interval, lastPublish: time.Now()}
+}
+
+// add queues one node; a full batch is written by the goroutine that filled it.
+func (c *committer) add(e objects.Entry) {
+	c.mu.Lock()
+	c.batch = append(c.batch, e)
+	var full []objects.Entry
+	if len(c.batch) >= c.limit {
+		full, c.batch = c.batch, nil
+	}
+	c.mu.Unlock()
+	if full != nil {
+		c.write(full)
+	}
+}
+
+func (c *committer) write(batch []objects.Entry) {
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
+	if c.err != nil || c.ctx.Err() != nil {
+		return
+	}
+	if err := c.vol.Meta.MultiWrite(batch); err != nil {
+		c.err = fmt.Errorf("import: writing metadata: %w", err)
+		return
+	}
+	if c.interval < 0 || time.Since(c.lastPublish) >= c.interval {
+		c.publishLocked(c.ctx)
+	}
+}
+
+func (c *committer) publishLocked(ctx context.Context) {
+	if err := c.vol.Publish(ctx); err != nil && c.err == nil {
+		c.err = fmt.Errorf("import: %w", err)
+	}
+	c.lastPublish = time.Now()
+}
+
+// close writes and publishes what is left. If the import failed (cause !=
+// nil), the whole files committed so far are still published, as a crash
+// after a periodic publish would leave them, and the cause is returned.
+func (c *committer) close(cause error) error {
+	if cause == nil {
+		c.mu.Lock()
+		rest := c.batch
+		c.batch = nil
+		c.mu.Unlock()
+		if len(rest) > 0 {
+			c.write(rest)
+		}
+	}
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
+	if c.err == nil {
+		// Not c.ctx: it is cancelled when the import failed.
+		c.publishLocked(context.WithoutCancel(c.ctx))
+	}
+	if cause != nil {
+		return cause
+	}
+	return c.err
+}

@@ -1,0 +1,19 @@
+package mount
+
+import (
+	"blockfs/fs/tree"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+)
+
+// MaxRead is the largest read the mount asks the kernel for.
+const MaxRead = maxRead
+
+// NewFileHandle opens the file n at p as a kernel open would, so that a
+// test can drive its reads directly.
+func NewFileHandle(m *Mount, p string, n *tree.Node) gofs.FileReader {
+	return newFileHandle(m, p, n)
+}
+
+// SetAfterRefresh makes the mount call fn after every background refresh.
+func SetAfterRefresh(o *Options, fn func(changed bool, err error)) { o.afterRefresh = fn }

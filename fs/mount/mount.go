@@ -1,0 +1,264 @@
+// Package mount serves a volume's tree read-only through FUSE (go-fuse).
+// Every read goes through one blockstore.Pool shared by the whole mount, so
+// however many processes read a block, the store is asked for it once;
+// sequential readers get readahead (readahead.go). The mount's counters are
+// readable by anyone who can read the mount, from a hidden file at its root
+// (statsfile.go).
+package mount
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"blockfs/blockstore"
+	"blockfs/fs/tree"
+	"blockfs/fs/volume"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// Defaults for zero Options fields (the pool's size defaults to
+// blockstore.DefaultMaxBytes). In Options, 0 always means the default and a
+// negative value means off.
+const (
+	DefaultReadahead    = 32
+	DefaultFetchTimeout = 2 * time.Minute
+	DefaultRefresh      = 30 * time.Second
+)
+
+// Options tune a mount; the zero value is sensible.
+type Options struct {
+	PoolSize int64 // bytes of block buffers shared by all reads (default blockstore.DefaultMaxBytes)
+	// Readahead is how many prefetches a sequential reader keeps in
+	// flight (default DefaultReadahead; <0 disables). Each one that
+	// finishes starts the next, up to 2*Readahead blocks past the reader
+	// and never more than a quarter of the pool ahead of it. Over a store
+	// with long round trips and bounded per-request throughput, one block
+	// at a time caps a reader at one block per round trip; several in
+	// flight overlap them (docs/performance.md has the measurements).
+	Readahead  int
+	AllowOther bool // let other users read the mount
+	// FetchTimeout bounds one block fetch, retries included: past it the
+	// read fails with EIO instead of hanging (default DefaultFetchTimeout;
+	// <0 none).
+	FetchTimeout time.Duration
+	Debug        bool // log every FUSE request
+	// Refresh is how often the mount looks for newly published metadata
+	// (default DefaultRefresh; <0 disables). Files already open keep
+	// reading the version they opened.
+	Refresh time.Duration
+	// CacheTimeout is how long the kernel may cache names and attributes
+	// (default: the refresh interval, or 1h without refresh; a file's data
+	// never changes under one inode, so its page cache is kept regardless).
+	CacheTimeout time.Duration
+	Logger       *log.Logger // errors worth an operator's eye (default: stderr)
+
+	// Observer, if set, receives the duration of every FUSE operation.
+	Observer OpObserver
+
+	// afterRefresh, for tests, is called after every background refresh.
+	afterRefresh func(changed bool, err error)
+}
+
+// maxRead is the largest FUSE read we ask the kernel for: big reads mean
+// fewer round trips through the kernel for large sequential files.
+const maxRead = 1 << 20
+
+// Mount is a running FUSE mount of a Volume.
+type Mount struct {
+	vol        *volume.Volume
+	pool       *blockstore.Pool
+	opts       Options
+	server     *fuse.Server
+	mountpoint string
+	started    time.Time
+	counters   fuseCounters
+	stop       chan struct{} // ends the refresh loop
+	stopOnce   sync.Once
+	refreshed  sync.WaitGroup
+
+	inoMu sync.Mutex
+	inos  map[string]uint64 // path (and version) -> inode number, stable for the mount's life
+}
+
+// Start mounts vol at mountpoint and starts answering the kernel. It
+// returns once the mount is ready; Wait blocks until it is unmounted.
+func Start(mountpoint string, vol *volume.Volume, opts Options) (*Mount, error) {
+	abs, err := CheckMountpoint(mountpoint)
+	if err != nil {
+		return nil, err
+	}
+	if opts.PoolSize <= 0 {
+		opts.PoolSize = blockstore.DefaultMaxBytes
+	}
+	if opts.Readahead == 0 {
+		opts.Readahead = DefaultReadahead
+	}
+	if opts.FetchTimeout == 0 {
+		opts.FetchTimeout = DefaultFetchTimeout
+	}
+	if opts.Refresh == 0 {
+		opts.Refresh = DefaultRefresh
+	}
+	if opts.CacheTimeout <= 0 {
+		opts.CacheTimeout = time.Hour
+		if opts.Refresh > 0 {
+			opts.CacheTimeout = opts.Refresh
+		}
+	}
+	if opts.Logger == nil {
+		opts.Logger = log.New(os.Stderr, "blockfs: ", log.LstdFlags)
+	}
+	m := &Mount{
+		vol: vol, opts: opts, mountpoint: abs, started: time.Now(),
+		inos: map[string]uint64{"/": 1}, stop: make(chan struct{}),
+		pool: blockstore.NewPool(vol.Blocks, blockstore.PoolConfig{
+			MaxBytes: opts.PoolSize,
+			// Kernel requests must not fail because many wait: they queue.
+			MaxWaiters:   1 << 20,
+			MaxPrefetch:  max(8, 2*opts.Readahead),
+			FetchTimeout: max(opts.FetchTimeout, 0),
+		}),
+	}
+	timeout := opts.CacheTimeout
+	root := &dirNode{mount: m, path: "/"}
+	server, err := gofs.Mount(abs, root, &gofs.Options{
+		EntryTimeout: &timeout,
+		AttrTimeout:  &timeout,
+		// A name that is not there now may appear after a refresh; keep
+		// negative entries short.
+		NegativeTimeout: ptr(time.Second),
+		RootStableAttr:  &gofs.StableAttr{Ino: 1},
+		MountOptions: fuse.MountOptions{
+			FsName:      "blockfs:" + vol.Spec,
+			Name:        "blockfs",
+			AllowOther:  opts.AllowOther,
+			Debug:       opts.Debug,
+			DirectMount: true,
+			// Read-only at the mount level too, so mount(8) and mountinfo say ro.
+			DirectMountFlags: syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV,
+			MaxWrite:         maxRead,
+			MaxReadAhead:     maxRead,
+			Options:          []string{"ro", "default_permissions"},
+			DisableSplice:    true, // results are pool buffers or copies, never file descriptors
+		},
+	})
+	if err != nil {
+		m.pool.Close()
+		return nil, fmt.Errorf("mounting %s at %s: %w", vol.Spec, abs, err)
+	}
+	m.server = server
+	TuneReadahead(abs)
+	if opts.Refresh > 0 {
+		m.refreshed.Add(1)
+		go m.refreshLoop()
+	}
+	return m, nil
+}
+
+// refreshLoop ingests newly published metadata every Refresh. A store that
+// cannot be reached leaves the mount serving what it has; the failure is
+// logged and counted.
+func (m *Mount) refreshLoop() {
+	defer m.refreshed.Done()
+	t := time.NewTicker(m.opts.Refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), max(m.opts.Refresh, time.Minute))
+		changed, err := m.vol.Refresh(ctx)
+		cancel()
+		if err != nil {
+			m.opts.Logger.Printf("refreshing metadata: %v", err)
+		}
+		if m.opts.afterRefresh != nil {
+			m.opts.afterRefresh(changed, err)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// OpObserver receives the duration and outcome of FUSE operations (for
+// Prometheus histograms); it must be cheap and safe for concurrent use.
+type OpObserver interface {
+	ObserveOp(op string, d time.Duration, failed bool)
+}
+
+// timer starts timing an operation if anyone observes; use as
+// `defer m.timer()("read", &errno)`.
+func (m *Mount) timer() func(op string, errno *syscall.Errno) {
+	if m.opts.Observer == nil {
+		return func(string, *syscall.Errno) {}
+	}
+	start := time.Now()
+	return func(op string, errno *syscall.Errno) {
+		m.opts.Observer.ObserveOp(op, time.Since(start), *errno != 0)
+	}
+}
+
+// Pool is the mount's shared buffer pool.
+func (m *Mount) Pool() *blockstore.Pool { return m.pool }
+
+// Mountpoint is where the mount is, as an absolute path.
+func (m *Mount) Mountpoint() string { return m.mountpoint }
+
+// Wait blocks until the file system is unmounted (by Unmount, umount or
+// fusermount -u).
+func (m *Mount) Wait() {
+	m.server.Wait()
+	m.stopOnce.Do(func() { close(m.stop) })
+	m.refreshed.Wait()
+	m.pool.Close()
+}
+
+// Unmount detaches the mount; Wait returns afterwards.
+func (m *Mount) Unmount() error {
+	return m.server.Unmount()
+}
+
+// Stats snapshots the mount's counters.
+func (m *Mount) Stats() Stats {
+	st := Stats{
+		Kind: "mount", Store: m.vol.Spec, Mountpoint: m.mountpoint,
+		UptimeNs: int64(time.Since(m.started)),
+		Pool:     m.pool.Stats(),
+		Fuse:     m.counters.snapshot(),
+		Meta:     m.vol.MetaStats(),
+		Backend:  m.vol.Store().BackendStats(),
+	}
+	if c := m.vol.Store().Cache; c != nil {
+		cs := c.Stats()
+		st.Cache = &cs
+	}
+	return st
+}
+
+// ino returns the inode number of node n at path p, the same one every
+// time. Directories are numbered by path; files and symlinks by path and
+// version, so that a file replaced by a newer import is a new inode (with
+// its own page cache) while handles open on the old one keep reading it.
+func (m *Mount) ino(p string, n *tree.Node) uint64 {
+	key := p
+	if n.Kind != tree.KindDir {
+		key = fmt.Sprintf("%s\x00%d", p, n.Version)
+	}
+	m.inoMu.Lock()
+	defer m.inoMu.Unlock()
+	ino, ok := m.inos[key]
+	if !ok {
+		ino = uint64(len(m.inos) + 1)
+		m.inos[key] = ino
+	}
+	return ino
+}

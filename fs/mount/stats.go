@@ -1,0 +1,61 @@
+package mount
+
+import (
+	"sync/atomic"
+
+	"blockfs/blockstore"
+	"blockfs/blockstore/diskcache"
+	"blockfs/fs/volume"
+)
+
+// StatsFileName is the hidden, read-only file at the root of every mount
+// that holds the mount's Stats as JSON. Reading a file needs no privileges
+// beyond those to read the mount, unlike a control socket owned by root; it is
+// left out of directory listings and shadows a stored file of the same name.
+const StatsFileName = ".blockfs-stats"
+
+// Stats is what `blockfs stats` shows: the shared pool's counters and the
+// FUSE operations that fed it. Field names are a stable contract for scripts.
+type Stats struct {
+	Kind       string               `json:"kind"` // "mount"
+	Store      string               `json:"store"`
+	Mountpoint string               `json:"mountpoint,omitempty"`
+	UptimeNs   int64                `json:"uptime_ns"`
+	Pool       blockstore.PoolStats `json:"pool"`
+	Fuse       FuseStats            `json:"fuse"`
+	Meta       volume.MetaStats     `json:"meta"`
+	Cache      *diskcache.Stats     `json:"cache,omitempty"`   // with --cache-dir
+	Backend    any                  `json:"backend,omitempty"` // store requests (S3, HTTP)
+}
+
+// FuseStats count kernel requests the mount answered.
+type FuseStats struct {
+	Lookups    int64 `json:"lookups"`
+	Getattrs   int64 `json:"getattrs"`
+	Readdirs   int64 `json:"readdirs"`
+	Opens      int64 `json:"opens"`
+	Reads      int64 `json:"reads"`
+	ReadBytes  int64 `json:"read_bytes"`
+	Readlinks  int64 `json:"readlinks"`
+	Prefetches int64 `json:"prefetches"` // blocks queued for readahead
+	Errors     int64 `json:"errors"`     // requests answered with EIO
+	// CopiedReads are reads over several blocks that were copied block by
+	// block because the pool had no memory free to hold them all at once:
+	// many of them mean the pool is small for the load.
+	CopiedReads int64 `json:"copied_reads"`
+}
+
+// fuseCounters are the live, lock-free counters behind FuseStats.
+type fuseCounters struct {
+	lookups, getattrs, readdirs, opens, reads, readBytes atomic.Int64
+	readlinks, prefetches, errors, copiedReads           atomic.Int64
+}
+
+func (c *fuseCounters) snapshot() FuseStats {
+	return FuseStats{
+		Lookups: c.lookups.Load(), Getattrs: c.getattrs.Load(), Readdirs: c.readdirs.Load(),
+		Opens: c.opens.Load(), Reads: c.reads.Load(), ReadBytes: c.readBytes.Load(),
+		Readlinks: c.readlinks.Load(), Prefetches: c.prefetches.Load(), Errors: c.errors.Load(),
+		CopiedReads: c.copiedReads.Load(),
+	}
+}
