@@ -120,10 +120,10 @@ func (s *Stack) Close() error {
 // BackendStats returns the request counters of backends that keep them
 // (S3, HTTP), for stats; nil otherwise.
 func (s *Stack) BackendStats() any {
-	switch b := s.Backend.(type) {
-	case *s3.Store:
+	if b, ok := blockstore.As[*s3.Store](s.Blocks); ok {
 		return b.Stats()
-	case *httpstore.Client:
+	}
+	if b, ok := blockstore.As[*httpstore.Client](s.Blocks); ok {
 		return b.Stats()
 	}
 	return nil

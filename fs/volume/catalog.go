@@ -66,9 +66,9 @@ type catalog struct {
 }
 
 // flusherOf returns how to make a store's writes durable (a no-op for
-// stores whose Put already is).
+// stores whose Put already is), found through any wrappers.
 func flusherOf(s blockstore.Store) func(context.Context) error {
-	if f, ok := s.(blockstore.Flusher); ok {
+	if f, ok := blockstore.As[blockstore.Flusher](s); ok {
 		return f.Flush
 	}
 	return func(context.Context) error { return nil }

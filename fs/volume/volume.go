@@ -76,13 +76,13 @@ func Open(ctx context.Context, spec string, opts Options) (*Volume, error) {
 	if err != nil {
 		return nil, err
 	}
-	refs, ok := store.Backend.(blockstore.RefStore)
+	refs, ok := blockstore.As[blockstore.RefStore](store.Blocks)
 	if !ok {
 		store.Close()
 		return nil, fmt.Errorf("store %s: %w", spec, ErrNoRefs)
 	}
 	v := &Volume{
-		Spec: spec, Blocks: store.Blocks, store: store, cat: catalog{blocks: store.Blocks, refs: refs, flush: flusherOf(store.Backend)},
+		Spec: spec, Blocks: store.Blocks, store: store, cat: catalog{blocks: store.Blocks, refs: refs, flush: flusherOf(store.Blocks)},
 		metaDir: opts.MetaDir, ingested: map[string]bool{}, published: map[uint32]bool{},
 	}
 	if v.metaDir == "" {

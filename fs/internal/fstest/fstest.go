@@ -25,6 +25,7 @@ import (
 
 	"blockfs/blockstore"
 	"blockfs/blockstore/s3"
+	"blockfs/blockstore/storetest"
 	"blockfs/blockstore/storeurl"
 	"blockfs/fs/chunker"
 	"blockfs/fs/importer"
@@ -198,7 +199,7 @@ type Mount struct {
 	*mount.Mount
 	Dir   string // the mountpoint
 	Vol   *volume.Volume
-	Store *blockstore.CountingStore
+	Store *storetest.Counting
 }
 
 // MountStore mounts the directory store at store (see MountWith).
@@ -216,7 +217,7 @@ func MountWith(t *testing.T, spec string, oo volume.Options, opts mount.Options)
 	if err != nil {
 		t.Fatal(err)
 	}
-	counting := blockstore.NewCountingStore(vol.Blocks)
+	counting := storetest.NewCounting(vol.Blocks)
 	vol.Blocks = counting
 	dir := t.TempDir()
 	m, err := mount.Start(dir, vol, opts)

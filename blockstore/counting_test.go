@@ -9,14 +9,9 @@ import (
 )
 
 // CountingStore wraps a Store and counts Get (and Map) calls and bytes read, in total
-// and per hash. It exists so tests (here and end to end) can assert what
-// the Pool promises: the backend saw exactly one read per unique block.
-// The other methods pass straight through, and Unwrap exposes the wrapped
-// store's other capabilities.
-//
-// Deprecated: test support, not API: use storetest.Counting
-// (blockfs/blockstore/storetest). This copy stays only until its last
-// users outside blockstore have moved.
+// and per hash, for this package's own tests, which cannot import
+// storetest (storetest imports blockstore); every other package uses
+// storetest.Counting.
 type CountingStore struct {
 	Store // the wrapped store
 
@@ -28,8 +23,6 @@ type CountingStore struct {
 }
 
 // NewCountingStore returns a CountingStore wrapping s.
-//
-// Deprecated: use storetest.NewCounting.
 func NewCountingStore(s Store) *CountingStore {
 	return &CountingStore{Store: s, byHash: make(map[Hash]int64)}
 }
