@@ -3,6 +3,7 @@ package objects
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -294,7 +295,7 @@ func (l *Log) enqueue(entries []Entry, atomic bool) (*batch, error) {
 	if l.opts.ReadOnly {
 		return nil, ErrReadOnly
 	}
-	est, _, err := estimate(entries)
+	est, nvers, err := estimate(entries)
 	if err != nil {
 		return nil, err
 	}
@@ -306,6 +307,12 @@ func (l *Log) enqueue(entries []Entry, atomic bool) (*batch, error) {
 	}
 	if w.err != nil {
 		return nil, w.err
+	}
+	if nvers > math.MaxUint64-w.nextVer {
+		// Issuing the top version would make this log's segments
+		// unacceptable to every other log (Ingest rejects it), and one more
+		// would wrap to 0 and lose to everything.
+		return nil, fmt.Errorf("objects: version space exhausted (next version %d)", w.nextVer)
 	}
 	b, c := l.chunkLocked(est)
 	if len(entries) == 1 && !entries[0].Delete {
