@@ -115,9 +115,8 @@ func parseIngestSeed(data []byte, seed maphash.Seed, chunks int) (segHeader, []s
 	if reason != "" {
 		return hdr, nil, corrupt(0, reason)
 	}
-	if int64(len(data)) > math.MaxUint32 {
-		// Index entries hold 32-bit offsets.
-		return hdr, nil, corrupt(0, "segment larger than 4 GiB")
+	if len(data) > MaxSegmentSize {
+		return hdr, nil, corrupt(0, fmt.Sprintf("segment of %d bytes larger than MaxSegmentSize (%d)", len(data), MaxSegmentSize))
 	}
 	ps := parseChunks(&segment{path: ingestName}, data[segHeaderSize:], segHeaderSize, false, seed, chunks)
 	last := &ps[len(ps)-1]

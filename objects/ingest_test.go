@@ -710,6 +710,9 @@ func FuzzIngest(f *testing.F) {
 	}
 	src.Close()
 	f.Add([]byte{1})
+	for _, r := range lyingRecords() {
+		f.Add(append([]byte{1}, r...))
+	}
 	f.Fuzz(fuzzIngest)
 }
 

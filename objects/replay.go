@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -146,15 +145,16 @@ func (a *arena) skeys(i uint32, n uint8) []string {
 func parseSegment(s *segment, data []byte, base int64, tail bool, seed maphash.Seed) segParse {
 	p := segParse{s: s}
 	a := &p.keys
-	p.objs = make([]robj, 0, countFrames(data))
+	p.objs = make([]robj, 0, countObjects(data))
+	var perr error // an undecodable object (scanFrames' own return would overwrite p.err)
 	p.end, p.err = scanFrames(data, base, tail, s.path, func(off int64, f frame) {
 		p.widen(f.ver, f.ver)
 		switch f.typ {
 		case recObject:
 			o, err := ParseObject(f.payload)
 			if err != nil {
-				if p.err == nil {
-					p.err = &CorruptError{Segment: s.path, Offset: off, Reason: err.Error()}
+				if perr == nil {
+					perr = &CorruptError{Segment: s.path, Offset: off, Reason: err.Error()}
 				}
 				return
 			}
@@ -174,18 +174,37 @@ func parseSegment(s *segment, data []byte, base int64, tail bool, seed maphash.S
 			p.tombs = append(p.tombs, rtomb{key: a.add(k), killed: f.ver, h: maphash.Bytes(seed, k)})
 		}
 	})
+	if p.err == nil {
+		p.err = perr
+	}
 	return p
 }
 
-// countFrames is the number of frames data seems to hold, judging by their
-// length fields alone (a capacity hint: damage makes it wrong, harmlessly).
-func countFrames(data []byte) int {
+// countObjects is the number of object records data seems to hold, judging
+// by the frames' unchecked type and length fields (a capacity hint). It
+// counts only frames that fit in data and could hold an object, and stops at
+// the first that cannot be a frame, so lying fields can make it at most
+// len(data)/minObjectFrame: no more than valid records of that size would
+// need.
+func countObjects(data []byte) int {
 	n := 0
-	for pos := 0; pos+frameHeaderSize <= len(data); n++ {
-		pos += frameHeaderSize + int(binary.LittleEndian.Uint32(data[pos+4:]))
+	for pos := 0; pos+frameHeaderSize <= len(data); {
+		plen := int(binary.LittleEndian.Uint32(data[pos+4:]))
+		typ := data[pos+8]
+		next := pos + frameHeaderSize + plen
+		if plen > maxPayload || typ < recObject || typ > recBatchCommit || next > len(data) {
+			break
+		}
+		if typ == recObject && plen >= minObject {
+			n++
+		}
+		pos = next
 	}
 	return n
 }
+
+// minObject is the smallest encoded object: one key of one byte.
+const minObject = 1 + 2 + 1
 
 // listDir returns the segment ids in dir, sorted, and the names of
 // leftover cleaner temporaries.
@@ -484,7 +503,7 @@ func (l *Log) applyParsed(results []segParse, lastHead uint32, initial bool) (in
 // above every file.
 func (l *Log) initVersions(maxBase, maxVer uint64, good []*segment, ids []uint32) {
 	w := &l.w
-	w.nextVer = max(1, maxBase, maxVer+1)
+	w.nextVer = max(1, maxBase, satAdd(maxVer, 1)) // a local top version: no more writes (enqueue)
 	w.nextSeg = max(w.nextSeg, 1)
 	for _, s := range good {
 		w.nextSeg = max(w.nextSeg, s.id+1)
@@ -554,10 +573,15 @@ func (l *Log) parseNew(s *segment, tail bool, chunks int) []segParse {
 	}
 	from := s.end
 	size := fi.Size()
+	if size > MaxSegmentSize {
+		// Not a file this package wrote; refused before reading any of it.
+		return []segParse{{s: s, err: &CorruptError{Segment: s.path, Offset: 0,
+			Reason: fmt.Sprintf("segment of %d bytes larger than MaxSegmentSize (%d)", size, MaxSegmentSize)}}}
+	}
 	if size <= from {
 		return []segParse{{s: s, end: from}}
 	}
-	if !tail && size-from >= mmapMin && size <= math.MaxInt32 {
+	if !tail && size-from >= mmapMin {
 		m, err := syscall.Mmap(int(s.f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED|syscall.MAP_POPULATE)
 		if err == nil {
 			ps := parseChunks(s, m[from:], from, false, l.seed, chunks)
