@@ -163,9 +163,32 @@ func (l *Log) applyBatch(results []segParse, replay bool) {
 	parallel(nsh, workers, func(w, s int) {
 		l.applyShard(s, results, replay, batchSeg, &pre[w])
 	})
+	nslots := l.accountWinners(results, replay)
+	built, items := winnerItems(results, nslots, replay)
+	if replay {
+		l.slots = built
+		return
+	}
+	// Entries from before the batch that it replaced or killed: their items
+	// go first (a replacement may put some of them back), then the winners'
+	// items come in.
+	for _, ps := range pre {
+		for _, p := range ps {
+			l.account(p.e.seg, -int64(p.e.size))
+			l.removeItems(p.key, p.e.skeys)
+		}
+	}
+	for i, its := range items {
+		if len(its) > 0 {
+			l.slot(i).insertMany(its)
+		}
+	}
+}
 
-	// The winners, in log order: live bytes, and the ordered index items,
-	// one goroutine per slot.
+// accountWinners adds the bytes of the winning records (those not marked
+// dead by applyShard) to their segments' live bytes, and returns the number
+// of ordered index slots they use (1 + the highest non-empty secondary key).
+func (l *Log) accountWinners(results []segParse, replay bool) int {
 	nslots := 1
 	for i := range results {
 		r := &results[i]
@@ -192,8 +215,19 @@ func (l *Log) applyBatch(results []segParse, replay bool) {
 			l.account(r.s.id, live)
 		}
 	}
-	built := make([]*ordered, nslots)
-	items := make([][]item, nslots)
+	return nslots
+}
+
+// winnerItems collects the ordered index items of the winning records in
+// log order, one goroutine per slot. With build (replay), it returns each
+// slot's index built from scratch; otherwise each slot's items, sorted, for
+// Ingest to merge in.
+func winnerItems(results []segParse, nslots int, build bool) (built []*ordered, items [][]item) {
+	if build {
+		built = make([]*ordered, nslots)
+	} else {
+		items = make([][]item, nslots)
+	}
 	var wg sync.WaitGroup
 	for k := range nslots {
 		wg.Add(1)
@@ -216,7 +250,7 @@ func (l *Log) applyBatch(results []segParse, replay bool) {
 					}
 				}
 			}
-			if replay {
+			if build {
 				built[k] = b.build()
 			} else {
 				items[k] = b.items()
@@ -224,24 +258,7 @@ func (l *Log) applyBatch(results []segParse, replay bool) {
 		}()
 	}
 	wg.Wait()
-	if replay {
-		l.slots = built
-		return
-	}
-	// Entries from before the batch that it replaced or killed: their items
-	// go first (a replacement may put some of them back), then the winners'
-	// items come in.
-	for _, ps := range pre {
-		for _, p := range ps {
-			l.account(p.e.seg, -int64(p.e.size))
-			l.removeItems(p.key, p.e.skeys)
-		}
-	}
-	for i, its := range items {
-		if len(its) > 0 {
-			l.slot(i).insertMany(its)
-		}
-	}
+	return built, items
 }
 
 // applyShard applies the records of shard s (worker-private while

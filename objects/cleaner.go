@@ -2,6 +2,7 @@ package objects
 
 import (
 	"context"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"slices"
@@ -75,7 +76,7 @@ type reloc struct {
 
 // Clean compacts segments with a low live fraction. It is safe to call while
 // reads and writes go on; one Clean runs at a time. ctx is checked between
-// segments.
+// segments. The four steps are those numbered at the top of this file.
 func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanStats, error) {
 	var st CleanStats
 	if l.opts.ReadOnly {
@@ -88,7 +89,36 @@ func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanStats, error) 
 	defer l.cleanMu.Unlock()
 	start := time.Now()
 
-	// 1. Candidates.
+	victims, keepTombs, err := l.cleanCandidates(opts, start) // 1.
+	if err != nil || len(victims) == 0 {
+		return st, err
+	}
+	p := &cleanPass{l: l, st: &st, keepTombs: keepTombs, dataTime: start.UnixNano()}
+	for _, s := range victims {
+		p.dataTime = min(p.dataTime, s.hdr.dataTime)
+	}
+	if err := p.copyLive(ctx, victims); err != nil { // 2.
+		p.discard()
+		return st, err
+	}
+	cleanHook("renamed")
+	gone, err := l.switchToSurvivors(p, victims) // 3.
+	if err != nil {
+		return st, err
+	}
+	cleanHook("switched")
+	if err := l.removeCleaned(gone, &st); err != nil { // 4.
+		return st, err
+	}
+	st.Duration = time.Since(start)
+	return st, nil
+}
+
+// cleanCandidates is step 1: the sealed local segments whose live fraction
+// is below opts.MaxLiveFraction, best cost-benefit first, at most
+// opts.MaxSegments of them. keepTombs reports whether the log holds
+// ingested segments (then no tombstone may be dropped).
+func (l *Log) cleanCandidates(opts CleanOptions, now time.Time) (victims []*segment, keepTombs bool, err error) {
 	type cand struct {
 		s     *segment
 		score float64
@@ -97,10 +127,8 @@ func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanStats, error) 
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
-		return st, ErrClosed
+		return nil, false, ErrClosed
 	}
-	now := time.Now()
-	keepTombs := false
 	for _, s := range l.segs {
 		if s.hdr.kind == kindIngested && !s.removed {
 			keepTombs = true
@@ -128,160 +156,194 @@ func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanStats, error) 
 	if opts.MaxSegments > 0 && len(cands) > opts.MaxSegments {
 		cands = cands[:opts.MaxSegments]
 	}
-	if len(cands) == 0 {
-		return st, nil
-	}
-	victims := map[uint32]bool{}
-	var oldest int64 = now.UnixNano()
 	for _, c := range cands {
-		victims[c.s.id] = true
-		oldest = min(oldest, c.s.hdr.dataTime)
+		victims = append(victims, c.s)
 	}
+	return victims, keepTombs, nil
+}
 
-	// 2. Copy live records into survivor segments.
-	var (
-		relocs   []reloc
-		outs     []*segment
-		cur      *segment
-		buf      []byte
-		curOff   int64
-		tmpNames []string
-	)
-	fail := func(err error) (CleanStats, error) {
-		for i, s := range outs {
-			s.release()
-			os.Remove(filepath.Join(l.dir, tmpNames[i]))
+// cleanPass is the state of step 2: the survivor segments being written and
+// the objects relocated into them.
+type cleanPass struct {
+	l         *Log
+	st        *CleanStats
+	keepTombs bool
+	dataTime  int64 // of the survivors: that of the oldest victim
+
+	relocs   []reloc
+	outs     []*segment // survivors, written under tmpNames
+	tmpNames []string
+	cur      *segment // the survivor being filled
+	buf      []byte   // bytes for cur not yet written, from curOff
+	curOff   int64
+}
+
+// copyLive is step 2: copy the live records of victims into survivor
+// segments, fsync them and rename them into place.
+func (p *cleanPass) copyLive(ctx context.Context, victims []*segment) error {
+	for _, s := range victims {
+		if err := ctx.Err(); err != nil {
+			return err
 		}
-		return st, err
+		if err := p.copySegment(s); err != nil {
+			return err
+		}
+		if len(p.buf) > 4<<20 {
+			if err := p.flush(); err != nil {
+				return err
+			}
+		}
 	}
-	flush := func() error {
-		if cur == nil || len(buf) == 0 {
-			return nil
-		}
-		_, err := cur.f.WriteAt(buf, curOff)
-		curOff += int64(len(buf))
-		cur.end = curOff
-		st.BytesWritten += int64(len(buf))
-		buf = buf[:0]
+	if err := p.flush(); err != nil {
 		return err
 	}
-	newOut := func() error {
-		if err := flush(); err != nil {
+	l := p.l
+	for i, s := range p.outs {
+		if err := s.f.Sync(); err != nil {
 			return err
 		}
-		l.w.mu.Lock()
-		id := l.w.nextSeg
-		l.w.nextSeg++
-		verBase := l.w.nextVer
-		l.w.mu.Unlock()
-		tmp := segName(id) + ".tmp"
-		s, err := createSegment(l.dir, id, segHeader{kind: kindSurvivor, id: id, verBase: verBase, dataTime: oldest}, tmp)
-		if err != nil {
+		if err := os.Rename(filepath.Join(l.dir, p.tmpNames[i]), s.path); err != nil {
 			return err
 		}
-		outs, tmpNames, cur, curOff = append(outs, s), append(tmpNames, tmp), s, segHeaderSize
-		st.SegmentsWritten++
+	}
+	return syncDir(l.dir) // on failure, renamed files stay: harmless duplicates
+}
+
+// discard drops the survivors of a failed pass.
+func (p *cleanPass) discard() {
+	for i, s := range p.outs {
+		s.release()
+		os.Remove(filepath.Join(p.l.dir, p.tmpNames[i]))
+	}
+}
+
+// copySegment appends the live records of s to the survivors.
+func (p *cleanPass) copySegment(s *segment) error {
+	data := make([]byte, s.end-segHeaderSize)
+	if _, err := s.f.ReadAt(data, segHeaderSize); err != nil {
+		return err
+	}
+	p.st.BytesRead += int64(len(data))
+	var perr error
+	_, err := scanFrames(data, segHeaderSize, false, s.path, func(off int64, f frame) {
+		if perr != nil {
+			return
+		}
+		rec := data[off-segHeaderSize : off-segHeaderSize+int64(f.size)]
+		switch f.typ {
+		case recObject:
+			perr = p.copyObject(s, off, f, rec)
+		case recTombstone:
+			perr = p.copyTombstone(f, rec)
+		}
+	})
+	if err == nil {
+		err = perr
+	}
+	return err
+}
+
+// copyObject copies the object record rec (at off in s) if the index
+// points at it.
+func (p *cleanPass) copyObject(s *segment, off int64, f frame, rec []byte) error {
+	l := p.l
+	o, err := ParseObject(f.payload)
+	if err != nil {
+		return &CorruptError{Segment: s.path, Offset: off, Reason: err.Error()}
+	}
+	l.mu.RLock()
+	e, ok := l.getBytes(o.Key(0))
+	l.mu.RUnlock()
+	if !ok || e.seg != s.id || int64(e.off) != off {
+		return nil // dead
+	}
+	if p.cur == nil || p.curOff+int64(len(p.buf)+len(rec)) > l.opts.SegmentSize && p.curOff+int64(len(p.buf)) > segHeaderSize {
+		if err := p.newOut(); err != nil {
+			return err
+		}
+	}
+	p.relocs = append(p.relocs, reloc{key: string(o.Key(0)), ver: f.ver, oldSeg: s.id, oldOff: uint32(off),
+		newSeg: p.cur.id, newOff: uint32(p.curOff + int64(len(p.buf))), size: uint32(f.size)})
+	p.buf = append(p.buf, rec...)
+	p.cur.widen(f.ver, f.ver)
+	p.st.ObjectsRelocated++
+	return nil
+}
+
+// copyTombstone copies the tombstone record rec unless the segment it names
+// is gone (and no ingested segment makes every tombstone worth keeping).
+func (p *cleanPass) copyTombstone(f frame, rec []byte) error {
+	l := p.l
+	dead := binary.LittleEndian.Uint32(f.payload)
+	l.mu.RLock()
+	_, exists := l.segs[dead]
+	l.mu.RUnlock()
+	// Tombstones killing objects in a segment cleaned in this very pass are
+	// kept too: the old files are deleted one by one, and a crash in
+	// between must not resurrect anything. The next pass drops them.
+	if !exists && !p.keepTombs {
+		p.st.TombstonesDropped++
 		return nil
 	}
-	for _, c := range cands {
-		if err := ctx.Err(); err != nil {
-			return fail(err)
-		}
-		s := c.s
-		data := make([]byte, s.end-segHeaderSize)
-		if _, err := s.f.ReadAt(data, segHeaderSize); err != nil {
-			return fail(err)
-		}
-		st.BytesRead += int64(len(data))
-		var perr error
-		_, err := scanFrames(data, segHeaderSize, false, s.path, func(off int64, f frame) {
-			if perr != nil {
-				return
-			}
-			rec := data[off-segHeaderSize : off-segHeaderSize+int64(f.size)]
-			switch f.typ {
-			case recObject:
-				o, err := ParseObject(f.payload)
-				if err != nil {
-					perr = &CorruptError{Segment: s.path, Offset: off, Reason: err.Error()}
-					return
-				}
-				l.mu.RLock()
-				e, ok := l.getBytes(o.Key(0))
-				l.mu.RUnlock()
-				if !ok || e.seg != s.id || int64(e.off) != off {
-					return // dead
-				}
-				if cur == nil || curOff+int64(len(buf)+len(rec)) > l.opts.SegmentSize && curOff+int64(len(buf)) > segHeaderSize {
-					if perr = newOut(); perr != nil {
-						return
-					}
-				}
-				relocs = append(relocs, reloc{key: string(o.Key(0)), ver: f.ver, oldSeg: s.id, oldOff: uint32(off),
-					newSeg: cur.id, newOff: uint32(curOff + int64(len(buf))), size: uint32(f.size)})
-				buf = append(buf, rec...)
-				cur.widen(f.ver, f.ver)
-				st.ObjectsRelocated++
-			case recTombstone:
-				dead := uint32(f.payload[0]) | uint32(f.payload[1])<<8 | uint32(f.payload[2])<<16 | uint32(f.payload[3])<<24
-				l.mu.RLock()
-				_, exists := l.segs[dead]
-				l.mu.RUnlock()
-				// Tombstones killing objects in a segment cleaned in this
-				// very pass are kept too: the old files are deleted one by
-				// one, and a crash in between must not resurrect anything.
-				// The next pass drops them.
-				if !exists && !keepTombs {
-					st.TombstonesDropped++
-					return
-				}
-				if cur == nil {
-					if perr = newOut(); perr != nil {
-						return
-					}
-				}
-				buf = append(buf, rec...)
-				cur.widen(f.ver, f.ver)
-				st.TombstonesRelocated++
-			}
-		})
-		if err == nil {
-			err = perr
-		}
-		if err != nil {
-			return fail(err)
-		}
-		if len(buf) > 4<<20 {
-			if err := flush(); err != nil {
-				return fail(err)
-			}
+	if p.cur == nil {
+		if err := p.newOut(); err != nil {
+			return err
 		}
 	}
-	if err := flush(); err != nil {
-		return fail(err)
-	}
-	for i, s := range outs {
-		if err := s.f.Sync(); err != nil {
-			return fail(err)
-		}
-		if err := os.Rename(filepath.Join(l.dir, tmpNames[i]), s.path); err != nil {
-			return fail(err)
-		}
-	}
-	if err := syncDir(l.dir); err != nil {
-		return fail(err) // renamed files stay: harmless duplicates
-	}
-	cleanHook("renamed")
+	p.buf = append(p.buf, rec...)
+	p.cur.widen(f.ver, f.ver)
+	p.st.TombstonesRelocated++
+	return nil
+}
 
-	// 3. Switch the index over; compensate for objects that died meanwhile.
+// flush writes the buffered bytes to the current survivor.
+func (p *cleanPass) flush() error {
+	if p.cur == nil || len(p.buf) == 0 {
+		return nil
+	}
+	_, err := p.cur.f.WriteAt(p.buf, p.curOff)
+	p.curOff += int64(len(p.buf))
+	p.cur.end = p.curOff
+	p.st.BytesWritten += int64(len(p.buf))
+	p.buf = p.buf[:0]
+	return err
+}
+
+// newOut starts a new survivor segment (a fresh id, under a .tmp name).
+func (p *cleanPass) newOut() error {
+	if err := p.flush(); err != nil {
+		return err
+	}
+	l := p.l
+	l.w.mu.Lock()
+	id := l.w.nextSeg
+	l.w.nextSeg++
+	verBase := l.w.nextVer
+	l.w.mu.Unlock()
+	tmp := segName(id) + ".tmp"
+	s, err := createSegment(l.dir, id, segHeader{kind: kindSurvivor, id: id, verBase: verBase, dataTime: p.dataTime}, tmp)
+	if err != nil {
+		return err
+	}
+	p.outs, p.tmpNames, p.cur, p.curOff = append(p.outs, s), append(p.tmpNames, tmp), s, segHeaderSize
+	p.st.SegmentsWritten++
+	return nil
+}
+
+// switchToSurvivors is step 3: under the locks, add the survivors, point the
+// index at the copies of objects still live, drop the victims from the
+// table, and write (and sync) compensating tombstones for the objects that
+// died while being copied. It returns the victims, whose files step 4
+// deletes.
+func (l *Log) switchToSurvivors(p *cleanPass, victims []*segment) ([]*segment, error) {
 	l.w.mu.Lock()
 	l.mu.Lock()
-	for _, s := range outs {
+	for _, s := range p.outs {
 		s.sealed = true
 		l.segs[s.id] = s
 	}
 	var died []reloc
-	for _, r := range relocs {
+	for _, r := range p.relocs {
 		sh, h := l.shardOf(r.key)
 		e, ok := sh.find(r.key, h)
 		_, inflight := l.w.pending[r.key]
@@ -293,14 +355,11 @@ func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanStats, error) 
 			continue
 		}
 		died = append(died, r)
-		st.DiedDuringClean++
+		p.st.DiedDuringClean++
 	}
-	var gone []*segment
-	for id := range victims {
-		s := l.segs[id]
+	for _, s := range victims {
 		s.removed = true
-		delete(l.segs, id)
-		gone = append(gone, s)
+		delete(l.segs, s.id)
 	}
 	l.mu.Unlock()
 	var b *batch
@@ -320,25 +379,23 @@ func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanStats, error) 
 		// Without the compensating tombstones the old files must stay: on
 		// the next open they are replayed (as duplicates) and keep the
 		// original tombstones alive.
-		for _, s := range gone {
+		for _, s := range victims {
 			s.release()
 		}
-		return st, err
+		return nil, err
 	}
+	return victims, nil
+}
 
-	// 4. Delete the old segments.
-	cleanHook("switched")
+// removeCleaned is step 4: delete the cleaned segments' files.
+func (l *Log) removeCleaned(gone []*segment, st *CleanStats) error {
 	for _, s := range gone {
 		if err := os.Remove(s.path); err != nil {
-			return st, err
+			return err
 		}
 		cleanHook("removed")
 		s.release()
 		st.SegmentsCleaned++
 	}
-	if err := syncDir(l.dir); err != nil {
-		return st, err
-	}
-	st.Duration = time.Since(start)
-	return st, nil
+	return syncDir(l.dir)
 }

@@ -3,6 +3,7 @@ package objects
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -25,16 +26,20 @@ import (
 // tombstone) before that version may be in the index, so writes queued but
 // not yet applied are tracked in w.pending.
 
+// writer is the write side of a Log: the batch being accumulated, the
+// counters that hand out versions and segment ids, and the committer's
+// channels. Everything but rolled is protected by mu; writers hold mu only
+// while they encode, never during I/O, which the committer does alone.
 type writer struct {
 	mu      sync.Mutex
 	q       *batch             // accumulating batch, nil if none
 	pending map[string]pending // keys written in queued batches
-	nextVer uint64
-	nextSeg uint32
-	headID  uint32 // segment the accumulating batch appends to
-	tailOff int64  // end of the head segment including queued bytes
-	gen     uint64
-	err     error // sticky: a failed write or fsync poisons the log
+	nextVer uint64             // version the next object gets (see versionsLeft)
+	nextSeg uint32             // id the next segment gets (head, survivor or ingested)
+	headID  uint32             // segment the accumulating batch appends to
+	tailOff int64              // end of the head segment including queued bytes
+	gen     uint64             // of the latest batch started (batch.gen)
+	err     error              // sticky: a failed write or fsync poisons the log
 	closing bool
 	free    [][]byte   // recycled chunk buffers
 	rolled  []*segment // old heads rolled by the batch being committed (committer only)
@@ -46,14 +51,21 @@ type writer struct {
 	stopped chan struct{}
 }
 
+// pending is a write queued in a batch that the committer has not applied
+// yet. A later write of the same key must name this version in its
+// tombstone although the index does not show it yet (see currentLocked),
+// so the queue is consulted before the index.
 type pending struct {
-	ver  uint64
-	seg  uint32
+	ver  uint64 // the queued object's version, or the version a delete kills
+	seg  uint32 // where the queued object goes
 	del  bool
-	gen  uint64
+	gen  uint64 // batch that queued it: its commit drops the entry unless a later batch took it over
 	size uint32
 }
 
+// chunk is the bytes a batch appends to one segment, at off. A batch has
+// more than one chunk when it rolls the head: the committer writes them in
+// order, creating the new head first where create is set.
 type chunk struct {
 	seg      uint32
 	create   bool // the committer must create this segment first
@@ -62,6 +74,10 @@ type chunk struct {
 	verRange // of the records in data
 }
 
+// update is an index change a batch makes once its bytes are durable: an
+// object to index at (seg, off), or, with del, a delete of key up to ver.
+// Kept apart from the encoded bytes so that the committer applies the index
+// changes without decoding what it just wrote.
 type update struct {
 	key   string
 	skeys []string
@@ -73,13 +89,16 @@ type update struct {
 	del   bool
 }
 
+// batch is one group commit: the records of every write queued while the
+// committer was busy, written with one pwrite per chunk and made durable by
+// one fsync. Writers wait on done, then read err.
 type batch struct {
 	gen    uint64
 	chunks []chunk
 	ups    []update
-	sync   bool
-	done   chan struct{}
-	err    error
+	sync   bool          // fsync even under SyncNone (Sync)
+	done   chan struct{} // closed once the batch is applied, or failed
+	err    error         // set before done is closed
 }
 
 func (l *Log) startWriter() error {
@@ -276,22 +295,9 @@ func (l *Log) enqueue(entries []Entry, atomic bool) (*batch, error) {
 	if l.opts.ReadOnly {
 		return nil, ErrReadOnly
 	}
-	est := 2 * frameHeaderSize * 2
-	for i := range entries {
-		e := &entries[i]
-		if len(e.Keys) == 0 || len(e.Keys[0]) == 0 {
-			return nil, fmt.Errorf("%w: entry %d has no primary key", ErrInvalid, i)
-		}
-		if !e.Delete {
-			if err := validateKeys(e.Keys); err != nil {
-				return nil, err
-			}
-			est += frameHeaderSize + EncodedLen(e.Keys, e.Value)
-		}
-		est += tombstoneSize(string(e.Keys[0]))
-	}
-	if est > maxPayload {
-		return nil, fmt.Errorf("%w: batch of %d bytes too large", ErrInvalid, est)
+	est, nvers, err := estimate(entries)
+	if err != nil {
+		return nil, err
 	}
 	w := &l.w
 	w.mu.Lock()
@@ -301,6 +307,12 @@ func (l *Log) enqueue(entries []Entry, atomic bool) (*batch, error) {
 	}
 	if w.err != nil {
 		return nil, w.err
+	}
+	if nvers > math.MaxUint64-w.nextVer {
+		// Issuing the top version would make this log's segments
+		// unacceptable to every other log (Ingest rejects it), and one more
+		// would wrap to 0 and lose to everything.
+		return nil, fmt.Errorf("objects: version space exhausted (next version %d)", w.nextVer)
 	}
 	b, c := l.chunkLocked(est)
 	if len(entries) == 1 && !entries[0].Delete {
@@ -317,44 +329,9 @@ func (l *Log) enqueue(entries []Entry, atomic bool) (*batch, error) {
 	}
 	count := uint32(0)
 	for i := range entries {
-		e := &entries[i]
-		key := string(e.Keys[0])
-		old, exists := l.currentLocked(key)
-		if exists {
-			// Every dead object gets a tombstone naming its segment, kept
-			// until that segment is cleaned: otherwise cleaning the newer
-			// version or the delete could resurrect this one on replay.
-			buf = appendTombstone(buf, key, old.ver, old.seg)
-			c.widen(old.ver, old.ver)
-			count++
-		}
-		if e.Delete {
-			if exists {
-				b.ups = append(b.ups, update{key: key, ver: old.ver, del: true})
-				w.pending[key] = pending{ver: old.ver, del: true, gen: b.gen}
-			}
-			continue
-		}
-		ver := w.nextVer
-		w.nextVer++
-		var fs int
-		buf, fs = beginFrame(buf)
-		buf = AppendObject(buf, e.Keys, e.Value)
-		finishFrame(buf, fs, recObject, ver)
-		c.widen(ver, ver)
-		count++
-		var skeys []string
-		if len(e.Keys) > 1 {
-			skeys = make([]string, len(e.Keys)-1)
-			for j, k := range e.Keys[1:] {
-				skeys[j] = string(k)
-			}
-		}
-		off := c.off + int64(fs)
-		size := uint32(len(buf) - fs)
-		crc := binary.LittleEndian.Uint32(buf[fs:])
-		b.ups = append(b.ups, update{key: key, skeys: skeys, ver: ver, seg: w.headID, off: uint32(off), size: size, crc: crc})
-		w.pending[key] = pending{ver: ver, seg: w.headID, gen: b.gen, size: size}
+		var n uint32
+		buf, n = l.appendEntryLocked(b, c, buf, &entries[i])
+		count += n
 	}
 	if atomic {
 		if count == 0 {
@@ -370,6 +347,76 @@ func (l *Log) enqueue(entries []Entry, atomic bool) (*batch, error) {
 	c.data = buf
 	w.kickLocked()
 	return b, nil
+}
+
+// estimate validates entries and returns an upper bound of the bytes their
+// records take (batch markers included) and how many versions they use.
+func estimate(entries []Entry) (est int, nvers uint64, err error) {
+	est = 2 * frameHeaderSize * 2
+	for i := range entries {
+		e := &entries[i]
+		if len(e.Keys) == 0 || len(e.Keys[0]) == 0 {
+			return 0, 0, fmt.Errorf("%w: entry %d has no primary key", ErrInvalid, i)
+		}
+		if !e.Delete {
+			if err := validateKeys(e.Keys); err != nil {
+				return 0, 0, err
+			}
+			est += frameHeaderSize + EncodedLen(e.Keys, e.Value)
+			nvers++
+		}
+		est += tombstoneSize(string(e.Keys[0]))
+	}
+	if est > maxPayload {
+		return 0, 0, fmt.Errorf("%w: batch of %d bytes too large", ErrInvalid, est)
+	}
+	return est, nvers, nil
+}
+
+// appendEntryLocked appends the records of one entry to buf (chunk c of
+// batch b): a tombstone for the version it replaces or deletes, if any, and
+// the new object unless it is a delete. It returns buf and the number of
+// records appended. Callers hold w.mu.
+func (l *Log) appendEntryLocked(b *batch, c *chunk, buf []byte, e *Entry) ([]byte, uint32) {
+	w := &l.w
+	key := string(e.Keys[0])
+	count := uint32(0)
+	old, exists := l.currentLocked(key)
+	if exists {
+		// Every dead object gets a tombstone naming its segment, kept
+		// until that segment is cleaned: otherwise cleaning the newer
+		// version or the delete could resurrect this one on replay.
+		buf = appendTombstone(buf, key, old.ver, old.seg)
+		c.widen(old.ver, old.ver)
+		count++
+	}
+	if e.Delete {
+		if exists {
+			b.ups = append(b.ups, update{key: key, ver: old.ver, del: true})
+			w.pending[key] = pending{ver: old.ver, del: true, gen: b.gen}
+		}
+		return buf, count
+	}
+	ver := w.nextVer
+	w.nextVer++
+	buf, fs := beginFrame(buf)
+	buf = AppendObject(buf, e.Keys, e.Value)
+	finishFrame(buf, fs, recObject, ver)
+	c.widen(ver, ver)
+	count++
+	var skeys []string
+	if len(e.Keys) > 1 {
+		skeys = make([]string, len(e.Keys)-1)
+		for j, k := range e.Keys[1:] {
+			skeys[j] = string(k)
+		}
+	}
+	off := c.off + int64(fs)
+	size := uint32(len(buf) - fs)
+	crc := binary.LittleEndian.Uint32(buf[fs:])
+	b.ups = append(b.ups, update{key: key, skeys: skeys, ver: ver, seg: w.headID, off: uint32(off), size: size, crc: crc})
+	w.pending[key] = pending{ver: ver, seg: w.headID, gen: b.gen, size: size}
+	return buf, count
 }
 
 // queueLocked returns the batch that the next commit will write, starting

@@ -1,10 +1,54 @@
 package objects
 
 import (
+	"bytes"
+	"encoding/binary"
+	"hash/crc32"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
+
+// rawFrame is a record frame whose length field says n (whatever the
+// payload's length), with a CRC that checks out over the header and the
+// payload: a frame whose size field lies but is not caught by its checksum.
+func rawFrame(typ byte, ver uint64, n uint32, payload []byte) []byte {
+	b := make([]byte, frameHeaderSize, frameHeaderSize+len(payload))
+	binary.LittleEndian.PutUint32(b[4:], n)
+	b[8] = typ
+	binary.LittleEndian.PutUint64(b[9:], ver)
+	b = append(b, payload...)
+	binary.LittleEndian.PutUint32(b, crc32.Checksum(b[4:], castagnoli))
+	return b
+}
+
+// lyingRecords are record bytes (no segment header) whose size and count
+// fields lie: huge record lengths, a batch announcing 2^32-1 records, an
+// object announcing 255 keys of 65535 bytes, a tombstone key longer than
+// any key, thousands of empty frames. Seeds for the fuzzers of every reader
+// of segment bytes: each must be refused (or cut as a torn tail) without
+// allocating what the fields claim.
+func lyingRecords() [][]byte {
+	obj := AppendObject(nil, [][]byte{[]byte("/k")}, []byte("v"))
+	good := rawFrame(recObject, 1, uint32(len(obj)), obj)
+	u32 := func(n uint32) []byte { return binary.LittleEndian.AppendUint32(nil, n) }
+	dir := []byte{255}
+	for range 255 {
+		dir = binary.LittleEndian.AppendUint16(dir, 0xffff)
+	}
+	var out [][]byte
+	for _, n := range []uint32{0xffffffff, maxPayload, maxPayload + 1, 1 << 29} {
+		out = append(out, rawFrame(recObject, 1, n, nil), append(slices.Clone(good), rawFrame(recObject, 2, n, obj)...))
+	}
+	batch := rawFrame(recBatchBegin, 0, 4, u32(0xffffffff))
+	batch = append(batch, good...)
+	out = append(out, append(batch, rawFrame(recBatchCommit, 0, 4, u32(1))...))
+	out = append(out, rawFrame(recObject, 1, uint32(len(dir)+3), append(dir, 'a', 'b', 'c')))
+	out = append(out, rawFrame(recTombstone, 1, 4+MaxKeysLen+1, append(u32(1), bytes.Repeat([]byte("k"), MaxKeysLen+1)...)))
+	out = append(out, bytes.Repeat(rawFrame(recObject, 1, 0, nil), 300))
+	return out
+}
 
 // FuzzReplay feeds arbitrary bytes to Open as segment data. The first byte
 // chooses between a raw file (header included) and records behind a valid
@@ -25,6 +69,10 @@ func FuzzReplay(f *testing.F) {
 		f.Add(append([]byte{1, 0}, b[segHeaderSize:]...))
 	}
 	f.Add([]byte{1, 0})
+	for _, r := range lyingRecords() {
+		f.Add(append([]byte{1, 0}, r...))
+		f.Add(append([]byte{1, 255}, r...))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) < 2 {
 			return

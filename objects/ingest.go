@@ -1,6 +1,7 @@
 package objects
 
 import (
+	"fmt"
 	"hash/maphash"
 	"math"
 	"os"
@@ -114,9 +115,8 @@ func parseIngestSeed(data []byte, seed maphash.Seed, chunks int) (segHeader, []s
 	if reason != "" {
 		return hdr, nil, corrupt(0, reason)
 	}
-	if int64(len(data)) > math.MaxUint32 {
-		// Index entries hold 32-bit offsets.
-		return hdr, nil, corrupt(0, "segment larger than 4 GiB")
+	if len(data) > MaxSegmentSize {
+		return hdr, nil, corrupt(0, fmt.Sprintf("segment of %d bytes larger than MaxSegmentSize (%d)", len(data), MaxSegmentSize))
 	}
 	ps := parseChunks(&segment{path: ingestName}, data[segHeaderSize:], segHeaderSize, false, seed, chunks)
 	last := &ps[len(ps)-1]
@@ -180,6 +180,10 @@ func (l *Log) Ingest(data []byte) (SegmentInfo, error) {
 		w.mu.Unlock()
 		return SegmentInfo{}, err
 	}
+	if err := w.plausibleLocked(ps); err != nil {
+		w.mu.Unlock()
+		return SegmentInfo{}, err
+	}
 	id := w.nextSeg
 	w.nextSeg++
 	// Raised before the records are visible: a write that can observe them
@@ -211,6 +215,53 @@ func (l *Log) Ingest(data []byte) (SegmentInfo, error) {
 	info := l.infoLocked(s)
 	l.mu.Unlock()
 	return info, nil
+}
+
+// MaxVersionGap bounds how far above a log's highest version (MaxVersion)
+// the versions of a segment given to Ingest may reach, beyond one version per
+// object in the segment. A segment past it is implausible and rejected.
+//
+// Why: Ingest raises the log's next version above everything it ingests, so
+// one segment carrying a version near 2^64 (crafted, or damaged before its
+// CRC was computed) would leave no versions to issue: the next write would
+// carry the top version, which Ingest must reject (it would wedge every
+// other log), and from then on every log that reads the store is stuck. An
+// honest segment reaches above what the ingesting log has seen only by its
+// own objects and by versions its writer issued without this log seeing
+// them (segments this log has not ingested yet, writes its writer lost in a
+// crash); for those, 2^32 versions is far more than enough. And since each
+// accepted segment can raise the clock by at most this gap plus its object
+// count, exhausting the 2^64 space would take some 2^31 accepted segments.
+//
+// Logs that have seen different segments may judge a segment near the bound
+// differently; only segments more than 2^32 versions ahead of everything
+// else are affected.
+const MaxVersionGap = 1 << 32
+
+// plausibleLocked rejects, as a *CorruptError, a parsed segment whose
+// versions lie more than MaxVersionGap above the log's highest version plus
+// the segment's object count. Callers hold w.mu.
+func (w *writer) plausibleLocked(ps []segParse) error {
+	objs := uint64(0)
+	for i := range ps {
+		objs += uint64(len(ps[i].objs))
+	}
+	seen := max(w.nextVer, 1) - 1
+	limit := satAdd(satAdd(seen, objs), MaxVersionGap)
+	if v := ps[0].maxVer; v > limit {
+		return &CorruptError{Segment: ingestName, Offset: segHeaderSize, Reason: fmt.Sprintf(
+			"implausible version %d: more than %d above the log's highest version %d plus the segment's %d objects",
+			v, uint64(MaxVersionGap), seen, objs)}
+	}
+	return nil
+}
+
+// satAdd is a+b, or MaxUint64 if that overflows.
+func satAdd(a, b uint64) uint64 {
+	if s := a + b; s >= a {
+		return s
+	}
+	return math.MaxUint64
 }
 
 // writeIngested writes a new segment file: hdr, then data's records.

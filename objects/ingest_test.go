@@ -710,6 +710,9 @@ func FuzzIngest(f *testing.F) {
 	}
 	src.Close()
 	f.Add([]byte{1})
+	for _, r := range lyingRecords() {
+		f.Add(append([]byte{1}, r...))
+	}
 	f.Fuzz(fuzzIngest)
 }
 
@@ -748,13 +751,15 @@ func fuzzIngest(t *testing.T, data []byte) {
 			t.Fatalf("info %+v, MaxVersion %d", info, l.MaxVersion())
 		}
 		fullState(t, l) // every indexed object reads back
-		if info.MaxVersion < 1<<62 {
-			if err := l.Write([]byte("/post"), nil); err != nil {
-				t.Fatal(err)
-			}
-			if v := version(t, l, "/post"); v <= info.MaxVersion {
-				t.Fatalf("write after ingest got version %d <= %d", v, info.MaxVersion)
-			}
+		// Ingest bounds versions (MaxVersionGap), so a write always follows.
+		if info.MaxVersion > 1+MaxVersionGap+uint64(len(data)) {
+			t.Fatalf("accepted version %d past the bound", info.MaxVersion)
+		}
+		if err := l.Write([]byte("/post"), nil); err != nil {
+			t.Fatal(err)
+		}
+		if v := version(t, l, "/post"); v <= info.MaxVersion {
+			t.Fatalf("write after ingest got version %d <= %d", v, info.MaxVersion)
 		}
 		want := fullState(t, l)
 		if err := l.Close(); err != nil {

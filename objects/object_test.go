@@ -2,6 +2,7 @@ package objects
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand"
@@ -128,6 +129,15 @@ func FuzzParseObject(f *testing.F) {
 	f.Add(AppendObject(nil, [][]byte{[]byte("k"), nil, []byte("s2")}, nil))
 	f.Add([]byte{0})
 	f.Add([]byte{3, 1, 0, 0, 0, 2, 0, 'a', 'b'})
+	// Lying directories: 255 keys of 65535 bytes each in a tiny object;
+	// cumulative lengths that shrink; a last length past the end.
+	lie := []byte{255}
+	for range 255 {
+		lie = binary.LittleEndian.AppendUint16(lie, 0xffff)
+	}
+	f.Add(append(lie, 'a'))
+	f.Add([]byte{2, 5, 0, 1, 0, 'a', 'b', 'c', 'd', 'e'})
+	f.Add([]byte{1, 0xff, 0xff, 'a'})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		o, err := ParseObject(b)
 		split := len(b) / 2

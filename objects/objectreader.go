@@ -106,10 +106,20 @@ func (o *ObjectReader) view(off int64, n int) ([]byte, bool) {
 	return nil, false
 }
 
+// checkSize rejects a size no record can have, before anything is
+// allocated for it (sizes come from the caller, who may have them from
+// untrusted bytes).
+func (o *ObjectReader) checkSize() error {
+	if o.size < 3 || o.size > maxPayload {
+		return fmt.Errorf("%w: object of %d bytes (want 3..%d)", ErrCorrupt, o.size, maxPayload)
+	}
+	return nil
+}
+
 // fill loads the key directory into the cache (first key access only).
 func (o *ObjectReader) fill() error {
-	if o.size < 3 {
-		return fmt.Errorf("%w: object of %d bytes too short", ErrCorrupt, o.size)
+	if err := o.checkSize(); err != nil {
+		return err
 	}
 	// Fast path: the directory lies entirely in the first piece, which is
 	// immutable while the reader uses it: the cache is then a view of it.
@@ -234,6 +244,9 @@ func (o *ObjectReader) AppendValue(dst []byte) ([]byte, error) {
 
 // Object copies the whole object into contiguous memory and parses it.
 func (o *ObjectReader) Object() (Object, error) {
+	if err := o.checkSize(); err != nil {
+		return Object{}, err
+	}
 	b := make([]byte, o.size)
 	if err := o.readAt(b, 0); err != nil {
 		return Object{}, err

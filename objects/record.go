@@ -32,6 +32,14 @@ const (
 	maxPayload = 1 << 30
 )
 
+// MaxSegmentSize is the largest segment file a Log writes, and so the
+// largest that Open, Refresh and Ingest accept: a segment holds at most
+// Options.SegmentSize (at most 1 GiB) bytes of records, or one batch (at
+// most maxPayload bytes) in a segment of its own, after its header. A
+// reader of published segments (the catalog) should refuse a segment
+// announced larger than this before fetching or allocating anything.
+const MaxSegmentSize = segHeaderSize + maxPayload
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 var zeroFrameHeader [frameHeaderSize]byte
@@ -106,7 +114,8 @@ func decodeFrame(b []byte) (frame, frameStatus, string) {
 	if crc32.Checksum(b[4:end], castagnoli) != binary.LittleEndian.Uint32(b) {
 		return frame{}, frameBad, "checksum mismatch"
 	}
-	if (typ == recBatchBegin || typ == recBatchCommit) && n != 4 || typ == recTombstone && n < 5 {
+	if (typ == recBatchBegin || typ == recBatchCommit) && n != 4 || typ == recTombstone && (n < 5 || n > 4+MaxKeysLen) {
+		// A tombstone's key is a primary key: at most MaxKeysLen bytes.
 		return frame{}, frameBad, fmt.Sprintf("record type %d with %d-byte payload", typ, n)
 	}
 	return frame{typ: typ, ver: binary.LittleEndian.Uint64(b[9:]), crc: binary.LittleEndian.Uint32(b), size: end, payload: b[frameHeaderSize:end]}, frameOK, ""

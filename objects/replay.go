@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -146,15 +145,16 @@ func (a *arena) skeys(i uint32, n uint8) []string {
 func parseSegment(s *segment, data []byte, base int64, tail bool, seed maphash.Seed) segParse {
 	p := segParse{s: s}
 	a := &p.keys
-	p.objs = make([]robj, 0, countFrames(data))
+	p.objs = make([]robj, 0, countObjects(data))
+	var perr error // an undecodable object (scanFrames' own return would overwrite p.err)
 	p.end, p.err = scanFrames(data, base, tail, s.path, func(off int64, f frame) {
 		p.widen(f.ver, f.ver)
 		switch f.typ {
 		case recObject:
 			o, err := ParseObject(f.payload)
 			if err != nil {
-				if p.err == nil {
-					p.err = &CorruptError{Segment: s.path, Offset: off, Reason: err.Error()}
+				if perr == nil {
+					perr = &CorruptError{Segment: s.path, Offset: off, Reason: err.Error()}
 				}
 				return
 			}
@@ -174,18 +174,37 @@ func parseSegment(s *segment, data []byte, base int64, tail bool, seed maphash.S
 			p.tombs = append(p.tombs, rtomb{key: a.add(k), killed: f.ver, h: maphash.Bytes(seed, k)})
 		}
 	})
+	if p.err == nil {
+		p.err = perr
+	}
 	return p
 }
 
-// countFrames is the number of frames data seems to hold, judging by their
-// length fields alone (a capacity hint: damage makes it wrong, harmlessly).
-func countFrames(data []byte) int {
+// countObjects is the number of object records data seems to hold, judging
+// by the frames' unchecked type and length fields (a capacity hint). It
+// counts only frames that fit in data and could hold an object, and stops at
+// the first that cannot be a frame, so lying fields can make it at most
+// len(data)/minObjectFrame: no more than valid records of that size would
+// need.
+func countObjects(data []byte) int {
 	n := 0
-	for pos := 0; pos+frameHeaderSize <= len(data); n++ {
-		pos += frameHeaderSize + int(binary.LittleEndian.Uint32(data[pos+4:]))
+	for pos := 0; pos+frameHeaderSize <= len(data); {
+		plen := int(binary.LittleEndian.Uint32(data[pos+4:]))
+		typ := data[pos+8]
+		next := pos + frameHeaderSize + plen
+		if plen > maxPayload || typ < recObject || typ > recBatchCommit || next > len(data) {
+			break
+		}
+		if typ == recObject && plen >= minObject {
+			n++
+		}
+		pos = next
 	}
 	return n
 }
+
+// minObject is the smallest encoded object: one key of one byte.
+const minObject = 1 + 2 + 1
 
 // listDir returns the segment ids in dir, sorted, and the names of
 // leftover cleaner temporaries.
@@ -255,28 +274,52 @@ func (l *Log) Refresh() error {
 
 // load opens segments not yet known, notices vanished ones, parses every
 // segment's bytes past its known end and applies them. It returns the number
-// of records applied.
+// of records applied. Its steps, in order: openNew, register,
+// dropTornHeaders, parseAll, applyParsed, and for a writer's Open,
+// initVersions and repairTornTail.
 func (l *Log) load(initial bool) (int64, error) {
 	l.refreshMu.Lock()
 	defer l.refreshMu.Unlock()
-	ro := l.opts.ReadOnly
+	fresh, ids, err := l.openNew(initial && !l.opts.ReadOnly)
+	if err != nil {
+		return 0, err
+	}
+	all, lastHead := l.register(fresh, ids)
+	good, maxBase, err := l.dropTornHeaders(all, lastHead)
+	if err != nil {
+		return 0, err
+	}
+	results := l.parseAll(good, lastHead)
+	count, maxVer, err := l.applyParsed(results, lastHead, initial)
+	if err != nil || !initial || l.opts.ReadOnly {
+		return count, err
+	}
+	l.initVersions(maxBase, maxVer, good, ids)
+	return count, l.repairTornTail()
+}
 
-	// Open new segment files. A file that vanishes between listing and
-	// opening was cleaned: its survivors were renamed into place before it
-	// was deleted, so listing again finds them.
+// openNew lists the directory and opens the segment files not yet known
+// (removing a dead cleaner's temporaries if removeTmps). A file that
+// vanishes between listing and opening was cleaned: its survivors were
+// renamed into place before it was deleted, so listing again finds them.
+// It returns the new segments and every id listed.
+func (l *Log) openNew(removeTmps bool) ([]*segment, []uint32, error) {
 	var fresh []*segment
-	var ids []uint32
-	for attempt := 0; ; attempt++ {
-		var tmps []string
-		var err error
-		ids, tmps, err = listDir(l.dir)
-		if err != nil {
-			return 0, err
+	fail := func(err error) ([]*segment, []uint32, error) {
+		for _, s := range fresh {
+			s.release()
 		}
-		if initial && !ro {
+		return nil, nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		ids, tmps, err := listDir(l.dir)
+		if err != nil {
+			return fail(err)
+		}
+		if removeTmps {
 			for _, t := range tmps { // a cleaner died before renaming
 				if err := os.Remove(filepath.Join(l.dir, t)); err != nil {
-					return 0, err
+					return fail(err)
 				}
 			}
 		}
@@ -294,20 +337,21 @@ func (l *Log) load(initial bool) (int64, error) {
 				continue
 			}
 			if err != nil {
-				for _, s := range fresh {
-					s.release()
-				}
-				return 0, err
+				return fail(err)
 			}
 			fresh = append(fresh, s)
 		}
 		if !vanished || attempt > 100 {
-			break
+			return fresh, ids, nil
 		}
 	}
+}
 
-	// Which files are there, and which is the newest head (the only one
-	// whose tail may be torn)?
+// register adds fresh to the segment table and marks the segments whose
+// files are no longer listed in ids as removed (dropping those that hold
+// nothing live). It returns the segments in id order and the newest head
+// (the only one whose tail may be torn).
+func (l *Log) register(fresh []*segment, ids []uint32) ([]*segment, uint32) {
 	present := map[uint32]bool{}
 	for _, id := range ids {
 		present[id] = true
@@ -334,10 +378,17 @@ func (l *Log) load(initial bool) (int64, error) {
 	}
 	l.mu.Unlock()
 	slices.SortFunc(all, func(a, b *segment) int { return int(a.id) - int(b.id) })
+	return all, lastHead
+}
 
-	// A header that does not check out is a head segment whose creation was
-	// cut short (headers are fsynced before any record is written), which is
-	// fine only if it is newer than every other head.
+// dropTornHeaders returns the segments of all whose header checks out, and
+// the highest version base among them. A header that does not check out is
+// a head segment whose creation was cut short (headers are written and
+// fsynced alone, before any record, so a torn creation leaves at most a
+// header's worth of bytes), which is fine only if it is newer than every
+// other head: such a file is dropped (and a writer removes it); any other
+// bad header is a *CorruptError.
+func (l *Log) dropTornHeaders(all []*segment, lastHead uint32) ([]*segment, uint64, error) {
 	var maxBase uint64
 	var good []*segment
 	for _, s := range all {
@@ -346,11 +397,9 @@ func (l *Log) load(initial bool) (int64, error) {
 			good = append(good, s)
 			continue
 		}
-		// The header is written and fsynced alone, before any record: a torn
-		// creation leaves at most a header's worth of bytes.
 		fi, err := s.f.Stat()
 		if err != nil {
-			return 0, err
+			return nil, 0, err
 		}
 		if s.id < lastHead || fi.Size() > segHeaderSize {
 			_, reason := decodeSegHeader(make([]byte, 0), s.id)
@@ -358,23 +407,27 @@ func (l *Log) load(initial bool) (int64, error) {
 			if n, _ := s.f.ReadAt(hb[:], 0); n == segHeaderSize {
 				_, reason = decodeSegHeader(hb[:], s.id)
 			}
-			return 0, &CorruptError{Segment: s.path, Offset: 0, Reason: reason}
+			return nil, 0, &CorruptError{Segment: s.path, Offset: 0, Reason: reason}
 		}
 		l.mu.Lock()
 		delete(l.segs, s.id)
 		l.mu.Unlock()
 		s.release()
-		if !ro {
+		if !l.opts.ReadOnly {
 			if err := os.Remove(s.path); err != nil {
-				return 0, err
+				return nil, 0, err
 			}
 		}
 		l.w.nextSeg = max(l.w.nextSeg, s.id+1)
 	}
+	return good, maxBase, nil
+}
 
-	// Parse the new bytes of every segment, in parallel.
+// parseAll parses the new bytes of every segment of good, in parallel; a
+// log of few segments (often one big one) also splits each segment. The
+// results are in log order.
+func (l *Log) parseAll(good []*segment, lastHead uint32) []segParse {
 	parts := make([][]segParse, len(good))
-	// A log of few segments (often one big one) also splits each segment.
 	chunks := max(1, runtime.GOMAXPROCS(0)/max(1, len(good)))
 	var wg sync.WaitGroup
 	next := make(chan int)
@@ -396,18 +449,27 @@ func (l *Log) load(initial bool) (int64, error) {
 	for _, ps := range parts {
 		results = append(results, ps...)
 	}
+	return results
+}
 
+// applyParsed applies results to the indexes (in bulk on Open, record by
+// record on Refresh) and records how far each segment was parsed. It
+// returns the number of records applied and the highest version seen; the
+// first parse error, before anything is applied.
+func (l *Log) applyParsed(results []segParse, lastHead uint32, initial bool) (int64, uint64, error) {
+	ro := l.opts.ReadOnly
 	var count int64
 	var maxVer uint64
 	objs := 0
 	for _, r := range results {
 		if r.err != nil {
-			return 0, r.err
+			return 0, 0, r.err
 		}
 		count += int64(len(r.objs) + len(r.tombs))
 		objs += len(r.objs)
 	}
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.bulk {
 		l.initShards(shardsFor(objs))
 		l.applyBatch(results, true)
@@ -433,34 +495,44 @@ func (l *Log) load(initial bool) (int64, error) {
 	} else if initial && lastHead != 0 {
 		l.head = l.segs[lastHead]
 	}
-	l.mu.Unlock()
+	return count, maxVer, nil
+}
 
-	if initial && !ro {
-		w := &l.w
-		w.nextVer = max(1, maxBase, maxVer+1)
-		w.nextSeg = max(w.nextSeg, 1)
-		for _, s := range good {
-			w.nextSeg = max(w.nextSeg, s.id+1)
-		}
-		if len(ids) > 0 {
-			w.nextSeg = max(w.nextSeg, ids[len(ids)-1]+1)
-		}
-		if h := l.head; h != nil {
-			// Cut the torn tail, if any, so appends continue after the last
-			// committed record.
-			if fi, err := h.f.Stat(); err != nil {
-				return 0, err
-			} else if fi.Size() > h.end {
-				if err := h.f.Truncate(h.end); err != nil {
-					return 0, err
-				}
-				if err := h.f.Sync(); err != nil {
-					return 0, err
-				}
-			}
-		}
+// initVersions sets a writer's counters after Open's replay: the next
+// version above every version and version base found, the next segment id
+// above every file.
+func (l *Log) initVersions(maxBase, maxVer uint64, good []*segment, ids []uint32) {
+	w := &l.w
+	w.nextVer = max(1, maxBase, satAdd(maxVer, 1)) // a local top version: no more writes (enqueue)
+	w.nextSeg = max(w.nextSeg, 1)
+	for _, s := range good {
+		w.nextSeg = max(w.nextSeg, s.id+1)
 	}
-	return count, nil
+	if len(ids) > 0 {
+		w.nextSeg = max(w.nextSeg, ids[len(ids)-1]+1)
+	}
+}
+
+// repairTornTail cuts the torn tail of the head segment, if any (bytes past the
+// last committed record that replay found, see scanFrames), and fsyncs it,
+// so appends continue right after the last committed record. Writer Open
+// only: a ReadOnly log never changes files, it just stops at the tear.
+func (l *Log) repairTornTail() error {
+	h := l.head
+	if h == nil {
+		return nil
+	}
+	fi, err := h.f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() <= h.end {
+		return nil
+	}
+	if err := h.f.Truncate(h.end); err != nil {
+		return err
+	}
+	return h.f.Sync()
 }
 
 // openSegment opens segment id and reads its header. A bad header leaves
@@ -501,10 +573,15 @@ func (l *Log) parseNew(s *segment, tail bool, chunks int) []segParse {
 	}
 	from := s.end
 	size := fi.Size()
+	if size > MaxSegmentSize {
+		// Not a file this package wrote; refused before reading any of it.
+		return []segParse{{s: s, err: &CorruptError{Segment: s.path, Offset: 0,
+			Reason: fmt.Sprintf("segment of %d bytes larger than MaxSegmentSize (%d)", size, MaxSegmentSize)}}}
+	}
 	if size <= from {
 		return []segParse{{s: s, end: from}}
 	}
-	if !tail && size-from >= mmapMin && size <= math.MaxInt32 {
+	if !tail && size-from >= mmapMin {
 		m, err := syscall.Mmap(int(s.f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED|syscall.MAP_POPULATE)
 		if err == nil {
 			ps := parseChunks(s, m[from:], from, false, l.seed, chunks)
