@@ -46,7 +46,9 @@
 //	503 busy: MaxClients requests in service, pool ErrBusy, or PUT memory budget spent (Retry-After)
 //	504 the store read timed out (pool FetchTimeout)
 //
-// The client retries network errors, 5xx (503 honouring Retry-After, capped
-// at RetryMax), 429 and 408, with exponential backoff and full jitter, up
-// to MaxAttempts; every other answer is final.
+// The client retries network errors, 5xx, 429 and 408, with exponential
+// backoff and full jitter, up to MaxAttempts; every other answer is final.
+// 503 is retried (honouring Retry-After, capped at RetryMax) until the
+// call's context ends, not MaxAttempts times: the server is alive and its
+// queue drains.
 package httpstore

@@ -102,25 +102,20 @@ type ClientStats struct {
 	BytesOut       int64 `json:"bytes_out"`       // body bytes sent with successful PUTs
 }
 
-type clientCounters struct {
-	gets, puts, heads, lists, deletes, other atomic.Int64
-	retries, busy, errors, bytesIn, bytesOut atomic.Int64
-}
-
 // Stats returns the client's counters; each is read atomically.
 func (c *Client) Stats() ClientStats {
 	k := &c.c
 	return ClientStats{
-		GetRequests:    k.gets.Load(),
-		PutRequests:    k.puts.Load(),
-		HeadRequests:   k.heads.Load(),
-		ListRequests:   k.lists.Load(),
-		DeleteRequests: k.deletes.Load(),
-		OtherRequests:  k.other.Load(),
-		Retries:        k.retries.Load(),
-		Busy:           k.busy.Load(),
-		Errors:         k.errors.Load(),
-		BytesIn:        k.bytesIn.Load(),
-		BytesOut:       k.bytesOut.Load(),
+		GetRequests:    k.Gets.Load(),
+		PutRequests:    k.Puts.Load(),
+		HeadRequests:   k.Heads.Load(),
+		ListRequests:   k.Lists.Load(),
+		DeleteRequests: k.Deletes.Load(),
+		OtherRequests:  k.Other.Load(),
+		Retries:        k.Retries.Load(),
+		Busy:           k.Busy.Load(),
+		Errors:         k.Errors.Load(),
+		BytesIn:        k.BytesIn.Load(),
+		BytesOut:       k.BytesOut.Load(),
 	}
 }

@@ -1,7 +1,5 @@
 package s3
 
-import "sync/atomic"
-
 // Stats is a snapshot of a Store's counters, all monotonic totals since
 // Open. Requests count HTTP attempts (a retried request counts each
 // attempt); Retries counts the attempts after a first; Errors counts calls
@@ -20,23 +18,18 @@ type Stats struct {
 	BytesOut       int64 `json:"bytes_out"`       // body bytes uploaded successfully
 }
 
-type counters struct {
-	gets, puts, heads, lists, deletes  atomic.Int64
-	retries, errors, bytesIn, bytesOut atomic.Int64
-}
-
 // Stats returns the store's counters; each is read atomically.
 func (s *Store) Stats() Stats {
 	c := &s.c
 	return Stats{
-		GetRequests:    c.gets.Load(),
-		PutRequests:    c.puts.Load(),
-		HeadRequests:   c.heads.Load(),
-		ListRequests:   c.lists.Load(),
-		DeleteRequests: c.deletes.Load(),
-		Retries:        c.retries.Load(),
-		Errors:         c.errors.Load(),
-		BytesIn:        c.bytesIn.Load(),
-		BytesOut:       c.bytesOut.Load(),
+		GetRequests:    c.Gets.Load(),
+		PutRequests:    c.Puts.Load(),
+		HeadRequests:   c.Heads.Load(),
+		ListRequests:   c.Lists.Load(),
+		DeleteRequests: c.Deletes.Load(),
+		Retries:        c.Retries.Load(),
+		Errors:         c.Errors.Load(),
+		BytesIn:        c.BytesIn.Load(),
+		BytesOut:       c.BytesOut.Load(),
 	}
 }
