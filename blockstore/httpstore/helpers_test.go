@@ -77,7 +77,9 @@ func newEnv(t testing.TB, opts ServerOptions, gated bool) *env {
 	e.count = blockstore.NewCountingStore(src)
 	e.pool = blockstore.NewPool(e.count, blockstore.PoolConfig{MaxBytes: 64 << 20})
 	e.h = NewHandler(dir, e.pool, opts)
-	e.srv = httptest.NewServer(e.h)
+	e.srv = httptest.NewUnstartedServer(e.h)
+	e.srv.Config = NewServer(e.h) // the timeouts blockfs serve runs with
+	e.srv.Start()
 	t.Cleanup(func() {
 		if e.gate != nil {
 			select {

@@ -22,6 +22,11 @@ const (
 	DefaultMaxClients  = 256
 	DefaultRetryAfter  = time.Second
 	DefaultMaxPutBytes = 256 << 20
+
+	DefaultHeaderTimeout = 10 * time.Second
+	DefaultBodyTimeout   = time.Minute
+	DefaultWriteTimeout  = 5 * time.Minute
+	DefaultIdleTimeout   = 2 * time.Minute
 )
 
 // ServerOptions configure a Handler. Zero fields take the defaults.
@@ -42,6 +47,18 @@ type ServerOptions struct {
 	// MaxPutBytes bounds the memory held by PUT bodies being received
 	// (default 256 MiB); a PUT that does not fit gets 503.
 	MaxPutBytes int64
+	// HeaderTimeout bounds reading a request's headers (default 10s), so a
+	// client that dribbles them (slowloris) is cut off.
+	HeaderTimeout time.Duration
+	// BodyTimeout bounds reading a PUT's body (default 1m).
+	BodyTimeout time.Duration
+	// WriteTimeout bounds a request from its headers to the end of its
+	// answer (default 5m): a slow reader holds a pool buffer while it
+	// reads.
+	WriteTimeout time.Duration
+	// IdleTimeout bounds a kept-alive connection between requests
+	// (default 2m).
+	IdleTimeout time.Duration
 	// Extra, if set, adds members to the /v1/stats JSON (e.g. cache and
 	// store stats). It cannot replace kind, pool, http or uptime_ns.
 	Extra func() map[string]any
@@ -98,6 +115,7 @@ func NewHandler(store blockstore.Store, pool *blockstore.Pool, opts ServerOption
 	if opts.MaxPutBytes <= 0 {
 		opts.MaxPutBytes = DefaultMaxPutBytes
 	}
+	opts.setTimeouts()
 	h := &Handler{
 		store:   store,
 		pool:    pool,
@@ -113,6 +131,33 @@ func NewHandler(store blockstore.Store, pool *blockstore.Pool, opts ServerOption
 		h.refs = opts.Refs
 	}
 	return h
+}
+
+func (o *ServerOptions) setTimeouts() {
+	for _, t := range []struct {
+		d   *time.Duration
+		def time.Duration
+	}{{&o.HeaderTimeout, DefaultHeaderTimeout}, {&o.BodyTimeout, DefaultBodyTimeout},
+		{&o.WriteTimeout, DefaultWriteTimeout}, {&o.IdleTimeout, DefaultIdleTimeout}} {
+		if *t.d <= 0 {
+			*t.d = t.def
+		}
+	}
+}
+
+// NewServer returns the http.Server to run h in, every phase of a request
+// bounded by h's options: headers (HeaderTimeout), the idle time between
+// requests (IdleTimeout) and the time to answer (WriteTimeout). The body of
+// a PUT is bounded by the Handler itself (BodyTimeout), not by the server's
+// ReadTimeout: that one would also cut off the context of a GET still
+// waiting for its block.
+func NewServer(h *Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: h.opts.HeaderTimeout,
+		WriteTimeout:      h.opts.WriteTimeout,
+		IdleTimeout:       h.opts.IdleTimeout,
+	}
 }
 
 // request kinds, for counting

@@ -114,13 +114,7 @@ func setupServe(fl *pflag.FlagSet) func(context.Context, []string) error {
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", *listen, err)
 		}
-		srv := &http.Server{
-			Handler:           handler,
-			ReadHeaderTimeout: 10 * time.Second,
-			// A slow client holds a pool buffer while it reads: bound it.
-			WriteTimeout: 5 * time.Minute,
-			IdleTimeout:  2 * time.Minute,
-		}
+		srv := httpstore.NewServer(handler) // every phase of a request bounded
 		scheme := "http"
 		if *tlsCert != "" {
 			cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
