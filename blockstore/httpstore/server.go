@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,7 +40,9 @@ type ServerOptions struct {
 	Public bool
 	// MaxClients bounds requests in service at once; beyond that a
 	// request gets 503 with Retry-After at once (default 256). /healthz
-	// and /v1/stats are not counted, so monitoring works under load.
+	// and /v1/stats are not counted, so monitoring works under load, and
+	// a PUT counts only once its body is in, so a client that announces a
+	// body and sends none holds no slot (only BodyTimeout of its memory).
 	MaxClients int
 	// RetryAfter is what 503 answers tell clients to wait (default 1s;
 	// the header carries whole seconds, rounded up).
@@ -191,6 +194,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) route(w *respWriter, r *http.Request) {
 	p := r.URL.Path
+	if r.Method != http.MethodPut && r.ContentLength != 0 {
+		h.c.kinds[h.kindOf(r)].Add(1)
+		h.refuseBody(w, r)
+		return
+	}
 	switch {
 	case p == "/healthz":
 		h.c.kinds[kindHealth].Add(1)
@@ -207,14 +215,15 @@ func (h *Handler) route(w *respWriter, r *http.Request) {
 		return
 	}
 
-	// Everything else is counted against MaxClients.
-	select {
-	case h.slots <- struct{}{}:
-		defer func() { <-h.slots }()
-	default:
-		h.c.kinds[h.kindOf(r)].Add(1)
-		h.busy(w, "server busy: %d requests in service", h.opts.MaxClients)
-		return
+	// Everything else is counted against MaxClients, once its request is
+	// complete: a PUT takes its slot after its body is in (enter), so a
+	// client that announces a body and never sends it holds no slot.
+	if r.Method != http.MethodPut {
+		if !h.enter(w) {
+			h.c.kinds[h.kindOf(r)].Add(1)
+			return
+		}
+		defer h.leave()
 	}
 
 	if r.URL.RawPath != "" || strings.Contains(p, "//") || strings.Contains(p, "/./") || strings.Contains(p, "/../") ||
@@ -237,6 +246,53 @@ func (h *Handler) route(w *respWriter, r *http.Request) {
 		h.c.kinds[kindOther].Add(1)
 		h.fail(w, http.StatusNotFound, "no route %s", clip(p))
 	}
+}
+
+// enter takes one of the MaxClients slots, or answers 503 at once.
+func (h *Handler) enter(w *respWriter) bool {
+	select {
+	case h.slots <- struct{}{}:
+		return true
+	default:
+		h.busy(w, "server busy: %d requests in service", h.opts.MaxClients)
+		return false
+	}
+}
+
+func (h *Handler) leave() { <-h.slots }
+
+// refuseBody answers a request that announces a body its method does not
+// take (a GET with Content-Length: 10 that never sends the 10 bytes was
+// how clients held slots forever). The connection is closed rather than
+// read on: net/http would otherwise wait for the body after the answer.
+func (h *Handler) refuseBody(w *respWriter, r *http.Request) {
+	w.Header().Set("Connection", "close")
+	http.NewResponseController(w).SetReadDeadline(time.Now()) // nothing more is read
+	h.bad(w, http.StatusBadRequest, "%s %s takes no request body", r.Method, clip(r.URL.Path))
+}
+
+// readBody reads a PUT body into dst, or up to limit bytes of it (dst
+// nil), within BodyTimeout; timedOut says the client was too slow.
+func (h *Handler) readBody(w *respWriter, r *http.Request, dst []byte, limit int64) (data []byte, timedOut bool, err error) {
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(h.opts.BodyTimeout)) == nil {
+		// Cleared once the body is in: net/http's check that the client
+		// is still there reads under the same deadline, and would cancel
+		// the request's context while the store works.
+		defer rc.SetReadDeadline(time.Time{})
+	}
+	if dst != nil {
+		var n int
+		n, err = io.ReadFull(r.Body, dst)
+		data = dst[:n]
+	} else {
+		data, err = io.ReadAll(io.LimitReader(r.Body, limit))
+	}
+	h.c.bytesIn.Add(int64(len(data)))
+	if err != nil {
+		w.Header().Set("Connection", "close")
+	}
+	return data, errors.Is(err, os.ErrDeadlineExceeded), err
 }
 
 // kindOf classifies a request for counting before it is parsed.
