@@ -199,6 +199,14 @@ func writeAtomic(tmpDir, dir, final string, data []byte) error {
 // torn file from a whole one (the disk cache's trailer).
 func WriteTemp(tmpDir string, sync bool, parts ...[]byte) (tmp string, err error) {
 	f, err := os.CreateTemp(tmpDir, tempPrefix+"*")
+	if errors.Is(err, fs.ErrNotExist) {
+		// A store directory made by hand, copied without its empty tmp or
+		// cleaned by an operator: make tmp (only tmp itself) instead of
+		// failing every write.
+		if err = os.Mkdir(tmpDir, 0o755); err == nil || errors.Is(err, fs.ErrExist) {
+			f, err = os.CreateTemp(tmpDir, tempPrefix+"*")
+		}
+	}
 	if err != nil {
 		return "", err
 	}

@@ -92,8 +92,12 @@ func (r *Retry) Do(ctx context.Context, attempts *atomic.Int64, attempt func(ctx
 	}
 	start := time.Now()
 	failed := 0 // attempts that failed for another reason than overload
+	var last error
 	for n := 1; ; n++ {
 		if err := ctx.Err(); err != nil {
+			if last != nil { // (ended during the wait's last instant)
+				return &StoppedError{Attempts: n - 1, Ctx: err, Last: last, describe: describe}
+			}
 			return err
 		}
 		if attempts != nil {
@@ -121,6 +125,7 @@ func (r *Retry) Do(ctx context.Context, attempts *atomic.Int64, attempt func(ctx
 		if r.Retries != nil {
 			r.Retries.Add(1)
 		}
+		last = err
 		t := time.NewTimer(r.wait(n, err))
 		select {
 		case <-t.C:
