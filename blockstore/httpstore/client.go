@@ -338,8 +338,8 @@ func (c *Client) fail(op string, err error) error {
 // dst. The bytes are not verified here (the caller's Pool does that); a
 // body of the wrong length is an error wrapping ErrCorrupt.
 func (c *Client) Get(ctx context.Context, loc blockstore.Locator, dst []byte) (int, error) {
-	if loc.Size < 0 || loc.Size > blockstore.MaxBlockSize {
-		return 0, fmt.Errorf("%w: httpstore get %v: size out of range", blockstore.ErrMalformed, loc)
+	if err := loc.Check(); err != nil {
+		return 0, fmt.Errorf("httpstore: get: %w", err)
 	}
 	if int64(len(dst)) < loc.Size {
 		return 0, fmt.Errorf("httpstore: get %v: %w: buffer of %d bytes", loc, io.ErrShortBuffer, len(dst))

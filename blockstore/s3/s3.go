@@ -363,8 +363,8 @@ func (s *Store) fail(op string, err error) error {
 // Get implements blockstore.Store: one GET. An object whose size differs
 // from loc.Size yields ErrCorrupt (not retried: those bytes are wrong).
 func (s *Store) Get(ctx context.Context, loc blockstore.Locator, dst []byte) (int, error) {
-	if err := checkLocator(loc); err != nil {
-		return 0, err
+	if err := loc.Check(); err != nil {
+		return 0, fmt.Errorf("s3: get: %w", err)
 	}
 	if int64(len(dst)) < loc.Size {
 		return 0, fmt.Errorf("s3: get %v: %w: buffer of %d bytes", loc, io.ErrShortBuffer, len(dst))
@@ -536,16 +536,6 @@ func (s *Store) Delete(ctx context.Context, h blockstore.Hash) error {
 	})
 	if err != nil {
 		return s.fail(fmt.Sprintf("delete %v", h), err)
-	}
-	return nil
-}
-
-func checkLocator(loc blockstore.Locator) error {
-	switch {
-	case loc.Size < 0:
-		return fmt.Errorf("%w: locator %v: negative size", blockstore.ErrMalformed, loc)
-	case loc.Size > blockstore.MaxBlockSize:
-		return fmt.Errorf("%w: locator %v: size exceeds MaxBlockSize %d", blockstore.ErrTooLarge, loc, blockstore.MaxBlockSize)
 	}
 	return nil
 }
