@@ -184,6 +184,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.c.inFlight.Add(-1)
 	rw := &respWriter{ResponseWriter: w}
 	defer func() {
+		if r.ContentLength != 0 && !rw.bodyRead {
+			// Answered without reading the body (refused, unauthorised,
+			// malformed, timed out): read no further, or net/http would
+			// wait for the rest of the body after the answer, for ever if
+			// it never comes. The connection closes once the answer is out.
+			http.NewResponseController(rw).SetReadDeadline(time.Now())
+		}
 		h.c.bytesOut.Add(rw.n)
 		if !rw.aborted {
 			h.c.status(rw.status)
@@ -266,8 +273,7 @@ func (h *Handler) leave() { <-h.slots }
 // how clients held slots forever). The connection is closed rather than
 // read on: net/http would otherwise wait for the body after the answer.
 func (h *Handler) refuseBody(w *respWriter, r *http.Request) {
-	w.Header().Set("Connection", "close")
-	http.NewResponseController(w).SetReadDeadline(time.Now()) // nothing more is read
+	w.Header().Set("Connection", "close") // and ServeHTTP reads no further
 	h.bad(w, http.StatusBadRequest, "%s %s takes no request body", r.Method, clip(r.URL.Path))
 }
 
@@ -275,12 +281,7 @@ func (h *Handler) refuseBody(w *respWriter, r *http.Request) {
 // nil), within BodyTimeout; timedOut says the client was too slow.
 func (h *Handler) readBody(w *respWriter, r *http.Request, dst []byte, limit int64) (data []byte, timedOut bool, err error) {
 	rc := http.NewResponseController(w)
-	if rc.SetReadDeadline(time.Now().Add(h.opts.BodyTimeout)) == nil {
-		// Cleared once the body is in: net/http's check that the client
-		// is still there reads under the same deadline, and would cancel
-		// the request's context while the store works.
-		defer rc.SetReadDeadline(time.Time{})
-	}
+	bounded := rc.SetReadDeadline(time.Now().Add(h.opts.BodyTimeout)) == nil
 	if dst != nil {
 		var n int
 		n, err = io.ReadFull(r.Body, dst)
@@ -289,8 +290,15 @@ func (h *Handler) readBody(w *respWriter, r *http.Request, dst []byte, limit int
 		data, err = io.ReadAll(io.LimitReader(r.Body, limit))
 	}
 	h.c.bytesIn.Add(int64(len(data)))
-	if err != nil {
-		w.Header().Set("Connection", "close")
+	w.bodyRead = err == nil && (dst != nil || int64(len(data)) < limit) // (else more follows)
+	switch {
+	case err != nil:
+		w.Header().Set("Connection", "close") // and ServeHTTP reads no further
+	case bounded:
+		// The body is in. Cleared, because net/http's check that the
+		// client is still there reads under the same deadline, and would
+		// cancel the request's context while the store works.
+		rc.SetReadDeadline(time.Time{})
 	}
 	return data, errors.Is(err, os.ErrDeadlineExceeded), err
 }
@@ -437,6 +445,8 @@ type respWriter struct {
 	n       int64
 	wrote   bool
 	aborted bool // no answer reached the client: not counted by status
+	// bodyRead: the request's body was read in full (readBody).
+	bodyRead bool
 }
 
 func (w *respWriter) WriteHeader(code int) {
