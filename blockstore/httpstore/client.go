@@ -105,16 +105,13 @@ func Open(ctx context.Context, baseURL string, opts ClientOptions) (*Client, err
 		RequestTimeout: opts.RequestTimeout, MaxAttempts: opts.MaxAttempts,
 		RetryBase: opts.RetryBase, RetryMax: opts.RetryMax,
 	}.WithDefaults()
-	u, err := url.Parse(baseURL)
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("httpstore: open %q: %v", baseURL, err)
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("httpstore: open %q: scheme %q: want http or https", baseURL, u.Scheme)
-	case u.Host == "":
-		return nil, fmt.Errorf("httpstore: open %q: no host", baseURL)
-	case u.User != nil, u.RawQuery != "", u.Fragment != "":
-		return nil, fmt.Errorf("httpstore: open %q: want only scheme://host[:port][/path] (the token goes in ClientOptions)", u.Redacted())
+	u, err := netstore.ParseURL(baseURL, true)
+	if err != nil {
+		shown, hint := baseURL, ""
+		if pu, perr := url.Parse(baseURL); perr == nil && pu.User != nil {
+			shown, hint = pu.Redacted(), " (the token goes in ClientOptions)" // the password stays out of the error
+		}
+		return nil, fmt.Errorf("httpstore: open %q: %v%s", shown, err, hint)
 	}
 	c := &Client{
 		base:    u.Scheme + "://" + u.Host + strings.TrimRight(u.EscapedPath(), "/"),

@@ -134,19 +134,7 @@ func parseEndpoint(endpoint string) (*url.URL, error) {
 	if !strings.Contains(endpoint, "://") {
 		endpoint = "https://" + endpoint
 	}
-	u, err := url.Parse(endpoint)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("scheme %q: want http or https", u.Scheme)
-	case u.Host == "":
-		return nil, errors.New("no host")
-	case u.Path != "" && u.Path != "/", u.RawQuery != "", u.User != nil:
-		return nil, errors.New("want only scheme://host[:port]")
-	}
-	return u, nil
+	return netstore.ParseURL(endpoint, false)
 }
 
 // Errors from Open, each naming one thing to fix. Test with errors.Is.

@@ -112,3 +112,26 @@ func Describe(err error, answer func(error) (string, bool)) string {
 	}
 	return strings.ReplaceAll(err.Error(), "\n", " ")
 }
+
+// ParseURL checks a network store's address: http or https, a host, and no
+// user, query or fragment (credentials go in the options, never in a URL
+// that ends up in logs); a path (a prefix under the host) only if withPath.
+func ParseURL(raw string, withPath bool) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	want := "scheme://host[:port]"
+	if withPath {
+		want += "[/path]"
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("scheme %q: want http or https", u.Scheme)
+	case u.Host == "":
+		return nil, errors.New("no host")
+	case u.User != nil, u.RawQuery != "", u.Fragment != "", !withPath && u.Path != "" && u.Path != "/":
+		return nil, fmt.Errorf("want only %s", want)
+	}
+	return u, nil
+}
