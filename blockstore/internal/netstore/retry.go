@@ -74,7 +74,7 @@ func (e *GaveUpError) Unwrap() error { return e.Err }
 type StoppedError struct {
 	Attempts int
 	Ctx      error // ctx.Err()
-	Last     error // the last attempt's error
+	Last     error // the last failure (not the context cutting an attempt off)
 	describe func(error) string
 }
 
@@ -108,6 +108,9 @@ func (r *Retry) Do(ctx context.Context, attempts *atomic.Int64, attempt func(ctx
 			return nil
 		}
 		if ctx.Err() != nil {
+			if last != nil && errors.Is(err, ctx.Err()) {
+				err = last // cut off mid-attempt: the answer before says why
+			}
 			return &StoppedError{Attempts: n, Ctx: ctx.Err(), Last: err, describe: describe}
 		}
 		if timedOut {

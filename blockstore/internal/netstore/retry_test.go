@@ -105,3 +105,23 @@ func TestRetryAfterZeroBacksOff(t *testing.T) {
 		t.Fatalf("Retry-After 400ms: wait %v, want 400..500ms", d)
 	}
 }
+
+// A deadline that cuts an attempt off mid-way still says what the answers
+// before were (here: busy), not only that the context ended.
+func TestRetryStoppedMidAttemptKeepsLastAnswer(t *testing.T) {
+	r := testRetry()
+	var calls atomic.Int64
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := r.Do(ctx, nil, func(actx context.Context) error {
+		if calls.Add(1) == 1 {
+			return errBusy
+		}
+		<-actx.Done()
+		return actx.Err()
+	})
+	var st *StoppedError
+	if !errors.As(err, &st) || !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, errBusy) || st.Attempts != 2 {
+		t.Fatalf("deadline mid-attempt after a busy answer: %v; want a StoppedError after 2 attempts wrapping DeadlineExceeded and errBusy", err)
+	}
+}
