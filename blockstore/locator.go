@@ -70,6 +70,11 @@ func (l *Locator) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// Check reports whether l could name a real block: an error wrapping
+// ErrMalformed (negative size) or ErrTooLarge (above MaxBlockSize). Stores
+// check before they allocate or ask a server for l.Size bytes.
+func (l Locator) Check() error { return l.validate() }
+
 // validate reports whether l could name a real block.
 func (l Locator) validate() error {
 	switch {

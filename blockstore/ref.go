@@ -31,9 +31,13 @@ type RefStore interface {
 // MaxRefSize bounds a ref's value: refs point at data, they are not data.
 const MaxRefSize = 1 << 20
 
-// CheckRefName rejects ref names that could escape a store's ref space or
-// be ambiguous: 1 to 128 characters of [a-z0-9._-], at most one "/"
-// between non-empty parts, no "." or ".." parts.
+// CheckRefName rejects ref names that could escape a store's ref space, be
+// ambiguous, or name a store's own files: 1 to 128 characters of
+// [a-z0-9._-], at most one "/" between non-empty parts, and every part
+// starting with a letter or digit. The last rule keeps "."-files (a
+// DirStore's refs/.lock, which publishers flock, and any temp file) out of
+// the ref namespace: GET /v1/refs/.lock must not read the lock, nor a PUT
+// replace it.
 func CheckRefName(name string) error {
 	if len(name) == 0 || len(name) > 128 {
 		return fmt.Errorf("%w: ref name %q: length %d", ErrMalformed, clip(name), len(name))
@@ -43,8 +47,8 @@ func CheckRefName(name string) error {
 	for i := 0; i <= len(name); i++ {
 		if i == len(name) || name[i] == '/' {
 			p := name[part:i]
-			if p == "" || p == "." || p == ".." {
-				return fmt.Errorf("%w: ref name %q: bad part %q", ErrMalformed, clip(name), p)
+			if p == "" || !isAlnum(p[0]) {
+				return fmt.Errorf("%w: ref name %q: bad part %q (parts start with a letter or digit)", ErrMalformed, clip(name), p)
 			}
 			if i < len(name) {
 				slashes++
@@ -53,7 +57,7 @@ func CheckRefName(name string) error {
 			continue
 		}
 		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+		if !(isAlnum(c) || c == '.' || c == '_' || c == '-') {
 			return fmt.Errorf("%w: ref name %q: character %q", ErrMalformed, clip(name), c)
 		}
 	}
@@ -62,3 +66,5 @@ func CheckRefName(name string) error {
 	}
 	return nil
 }
+
+func isAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }

@@ -4,7 +4,6 @@ import (
 	"blockfs/blockstore"
 	"bufio"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -201,13 +200,19 @@ func (h *Handler) putBlock(w *respWriter, r *http.Request, hash blockstore.Hash)
 		return
 	}
 	defer h.putBytes.Add(-n)
-	data := make([]byte, n)
-	got, err := io.ReadFull(r.Body, data)
-	h.c.bytesIn.Add(int64(got))
-	if err != nil {
-		h.bad(w, http.StatusBadRequest, "put %v: body truncated after %d of %d bytes", hash, got, n)
+	data, timedOut, err := h.readBody(w, r, make([]byte, n), 0)
+	switch {
+	case timedOut:
+		h.bad(w, http.StatusRequestTimeout, "put %v: body not received within %v (%d of %d bytes)", hash, h.opts.BodyTimeout, len(data), n)
+		return
+	case err != nil:
+		h.bad(w, http.StatusBadRequest, "put %v: body truncated after %d of %d bytes", hash, len(data), n)
 		return
 	}
+	if !h.enter(w) { // the request is complete: now it counts against MaxClients
+		return
+	}
+	defer h.leave()
 	// The server reads no further than Content-Length, so there is nothing
 	// beyond it to check; a client that sends more breaks the next request
 	// on the connection, not this one.

@@ -19,14 +19,16 @@ import (
 	"time"
 
 	"blockfs/blockstore"
+	"blockfs/blockstore/internal/netstore"
 )
 
-// Defaults for zero ClientOptions fields.
+// Defaults for zero ClientOptions fields: every network store's, from
+// blockstore/internal/netstore.
 const (
-	DefaultRequestTimeout = 30 * time.Second
-	DefaultMaxAttempts    = 5
-	DefaultRetryBase      = 100 * time.Millisecond
-	DefaultRetryMax       = 5 * time.Second
+	DefaultRequestTimeout = netstore.DefaultRequestTimeout
+	DefaultMaxAttempts    = netstore.DefaultMaxAttempts
+	DefaultRetryBase      = netstore.DefaultRetryBase
+	DefaultRetryMax       = netstore.DefaultRetryMax
 )
 
 // ClientOptions say how to talk to a `blockfs serve`. Zero fields take
@@ -41,7 +43,9 @@ type ClientOptions struct {
 	// lines, so a long listing is not cut off.
 	RequestTimeout time.Duration
 	// MaxAttempts bounds attempts per call, the first included (default
-	// 5; 1 means no retries).
+	// 5; 1 means no retries). A 503 (server busy) does not count: it is
+	// retried until the call's context ends (a Pool's fetch deadline), or
+	// for netstore.DefaultBusyFor (2 min) without a deadline.
 	MaxAttempts int
 	// RetryBase and RetryMax shape the backoff before retry n: a uniform
 	// random duration in [0, min(RetryMax, RetryBase·2^(n−1))] (defaults
@@ -72,15 +76,18 @@ var (
 // with backoff and full jitter up to MaxAttempts; other answers are final.
 // A call that keeps failing returns within about
 // MaxAttempts × RequestTimeout + (MaxAttempts−1) × 1.25 × RetryMax, or as
-// soon as its context ends.
+// soon as its context ends. The exception is 503: a busy server is alive
+// and queues its clients, so 503s are retried (honouring Retry-After) until
+// the context ends; the error then wraps both context.DeadlineExceeded and
+// blockstore.ErrBusy.
 type Client struct {
 	base    string // scheme://host[:port][/prefix], no trailing "/"
 	hc      *http.Client
 	token   string
 	timeout time.Duration // per attempt
-	retry   blockstore.Retry
+	retry   netstore.Retry
 
-	c clientCounters
+	c netstore.Counters
 }
 
 var (
@@ -94,42 +101,27 @@ var (
 // token. Its error is one line, wrapping ErrUnreachable, ErrTLS or
 // ErrUnauthorized when one of those is the problem.
 func Open(ctx context.Context, baseURL string, opts ClientOptions) (*Client, error) {
-	if opts.RequestTimeout <= 0 {
-		opts.RequestTimeout = DefaultRequestTimeout
-	}
-	if opts.MaxAttempts <= 0 {
-		opts.MaxAttempts = DefaultMaxAttempts
-	}
-	if opts.RetryBase <= 0 {
-		opts.RetryBase = DefaultRetryBase
-	}
-	if opts.RetryMax <= 0 {
-		opts.RetryMax = DefaultRetryMax
-	}
-	u, err := url.Parse(baseURL)
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("httpstore: open %q: %v", baseURL, err)
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("httpstore: open %q: scheme %q: want http or https", baseURL, u.Scheme)
-	case u.Host == "":
-		return nil, fmt.Errorf("httpstore: open %q: no host", baseURL)
-	case u.User != nil, u.RawQuery != "", u.Fragment != "":
-		return nil, fmt.Errorf("httpstore: open %q: want only scheme://host[:port][/path] (the token goes in ClientOptions)", u.Redacted())
+	policy := netstore.Policy{
+		RequestTimeout: opts.RequestTimeout, MaxAttempts: opts.MaxAttempts,
+		RetryBase: opts.RetryBase, RetryMax: opts.RetryMax,
+	}.WithDefaults()
+	u, err := netstore.ParseURL(baseURL, true)
+	if err != nil {
+		shown, hint := baseURL, ""
+		if pu, perr := url.Parse(baseURL); perr == nil && pu.User != nil {
+			shown, hint = pu.Redacted(), " (the token goes in ClientOptions)" // the password stays out of the error
+		}
+		return nil, fmt.Errorf("httpstore: open %q: %v%s", shown, err, hint)
 	}
 	c := &Client{
 		base:    u.Scheme + "://" + u.Host + strings.TrimRight(u.EscapedPath(), "/"),
-		hc:      &http.Client{Transport: blockstore.HTTPTransport(opts.RequestTimeout, opts.TLS)},
+		hc:      &http.Client{Transport: netstore.HTTPTransport(policy.RequestTimeout, opts.TLS)},
 		token:   opts.Token,
-		timeout: opts.RequestTimeout,
-		retry: blockstore.Retry{
-			MaxAttempts: opts.MaxAttempts, Timeout: opts.RequestTimeout,
-			Base: opts.RetryBase, Max: opts.RetryMax,
-			Transient: transient, After: retryAfter, Describe: describe,
-		},
+		timeout: policy.RequestTimeout,
 	}
-	c.retry.Retries = &c.c.retries
-	err = c.do(ctx, &c.c.other, func(ctx context.Context) error {
+	c.retry = policy.Retry(&c.c)
+	c.retry.Transient, c.retry.Busy, c.retry.After, c.retry.Describe = transient, isBusy, retryAfter, describe
+	err = c.do(ctx, &c.c.Other, func(ctx context.Context) error {
 		resp, err := c.send(ctx, http.MethodGet, "/healthz", nil)
 		if err != nil {
 			return err
@@ -154,7 +146,7 @@ func (c *Client) URL() string { return c.base }
 func classifyOpen(err error) error {
 	var se *statusError
 	switch {
-	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && !blockstore.IsAttemptTimeout(err):
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && !netstore.IsAttemptTimeout(err):
 		return err
 	case errors.Is(err, ErrUnauthorized), errors.Is(err, ErrTLS):
 		return err
@@ -207,7 +199,7 @@ func (c *Client) send(ctx context.Context, method, path string, body []byte, hdr
 		se.msg = http.StatusText(se.code)
 	}
 	if se.code == http.StatusServiceUnavailable {
-		c.c.busy.Add(1)
+		c.c.Busy.Add(1)
 	}
 	if se.code == http.StatusBadRequest && strings.Contains(se.msg, "HTTPS server") {
 		return nil, permanent{fmt.Errorf("%w: %s (http:// spoken to an https server)", ErrTLS, se.msg)}
@@ -284,7 +276,7 @@ type permanent struct{ err error }
 func (e permanent) Error() string { return e.err.Error() }
 func (e permanent) Unwrap() error { return e.err }
 
-// do runs one call under the client's retry policy (blockstore.Retry, as
+// do runs one call under the client's retry policy (netstore.Retry, as
 // blockstore/s3 does); kind counts attempts.
 func (c *Client) do(ctx context.Context, kind *atomic.Int64, attempt func(ctx context.Context) error) error {
 	return c.retry.Do(ctx, kind, attempt)
@@ -299,52 +291,42 @@ func retryAfter(err error) (time.Duration, bool) {
 	return 0, false
 }
 
-// transient reports whether a failed attempt is worth retrying: any failure
-// to get an answer, and answers that say "later" (5xx, 429, 408). Definite
-// answers and our own verdicts are final.
+// transient reports whether a failed attempt is worth retrying
+// (netstore.Transient): any failure to get an answer, and answers that say
+// "later" (5xx, 429, 408). Definite answers and our own verdicts are final.
 func transient(err error) bool {
-	var p permanent
-	if errors.As(err, &p) {
-		return false
-	}
-	if blockstore.IsAttemptTimeout(err) {
-		return true
-	}
-	var se *statusError
-	if errors.As(err, &se) {
+	return netstore.Transient(err, func(err error) (retry, ok bool) {
+		var p permanent
+		if errors.As(err, &p) {
+			return false, true
+		}
+		var se *statusError
+		if !errors.As(err, &se) {
+			return false, false
+		}
 		switch se.code {
 		case http.StatusNotImplemented, http.StatusHTTPVersionNotSupported:
-			return false
+			return false, true
 		}
-		return se.code >= 500 || se.code == http.StatusTooManyRequests || se.code == http.StatusRequestTimeout
-	}
-	if errors.Is(err, blockstore.ErrCorrupt) || errors.Is(err, blockstore.ErrNotFound) ||
-		errors.Is(err, blockstore.ErrConflict) || errors.Is(err, blockstore.ErrTooLarge) ||
-		errors.Is(err, blockstore.ErrMalformed) || errors.Is(err, context.Canceled) {
-		return false
-	}
-	return true // the request or the answer got lost on the way
+		return se.code >= 500 || se.code == http.StatusTooManyRequests || se.code == http.StatusRequestTimeout, true
+	})
 }
 
-// describe renders err in one short line, a transport error without the
-// request URL.
-func describe(err error) string {
-	var at *blockstore.AttemptTimeoutError
-	if errors.As(err, &at) {
-		return fmt.Sprintf("attempt timed out after %v: %s", at.Timeout, describe(at.Err))
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	return strings.ReplaceAll(err.Error(), "\n", " ")
+// isBusy reports whether err is the server saying it is overloaded (503),
+// which is retried until the call's deadline rather than MaxAttempts times.
+func isBusy(err error) bool {
+	var se *statusError
+	return errors.As(err, &se) && se.code == http.StatusServiceUnavailable
 }
+
+// describe renders err in one short line (netstore.Describe).
+func describe(err error) string { return netstore.Describe(err, nil) }
 
 // fail counts a failed call and wraps err for the caller; definite answers
 // (not found, conflict) are not counted as errors.
 func (c *Client) fail(op string, err error) error {
 	if !errors.Is(err, blockstore.ErrNotFound) && !errors.Is(err, blockstore.ErrConflict) {
-		c.c.errors.Add(1)
+		c.c.Errors.Add(1)
 	}
 	return fmt.Errorf("httpstore: %s: %w", op, err)
 }
@@ -353,14 +335,14 @@ func (c *Client) fail(op string, err error) error {
 // dst. The bytes are not verified here (the caller's Pool does that); a
 // body of the wrong length is an error wrapping ErrCorrupt.
 func (c *Client) Get(ctx context.Context, loc blockstore.Locator, dst []byte) (int, error) {
-	if loc.Size < 0 || loc.Size > blockstore.MaxBlockSize {
-		return 0, fmt.Errorf("%w: httpstore get %v: size out of range", blockstore.ErrMalformed, loc)
+	if err := loc.Check(); err != nil {
+		return 0, fmt.Errorf("httpstore: get: %w", err)
 	}
 	if int64(len(dst)) < loc.Size {
 		return 0, fmt.Errorf("httpstore: get %v: %w: buffer of %d bytes", loc, io.ErrShortBuffer, len(dst))
 	}
 	var n int
-	err := c.do(ctx, &c.c.gets, func(ctx context.Context) error {
+	err := c.do(ctx, &c.c.Gets, func(ctx context.Context) error {
 		n = 0
 		resp, err := c.send(ctx, http.MethodGet, blockPath(loc.String()), nil)
 		if err != nil {
@@ -371,7 +353,7 @@ func (c *Client) Get(ctx context.Context, loc blockstore.Locator, dst []byte) (i
 			return fmt.Errorf("%w: httpstore get %v: server sent %d bytes", blockstore.ErrCorrupt, loc, resp.ContentLength)
 		}
 		n, err = io.ReadFull(resp.Body, dst[:loc.Size])
-		c.c.bytesIn.Add(int64(n))
+		c.c.BytesIn.Add(int64(n))
 		if err != nil {
 			return fmt.Errorf("reading body after %d of %d bytes: %w", n, loc.Size, err)
 		}
@@ -405,13 +387,13 @@ func (c *Client) PutHashed(ctx context.Context, h blockstore.Hash, data []byte) 
 	if data == nil {
 		data = []byte{}
 	}
-	err := c.do(ctx, &c.c.puts, func(ctx context.Context) error {
+	err := c.do(ctx, &c.c.Puts, func(ctx context.Context) error {
 		resp, err := c.send(ctx, http.MethodPut, blockPath(h.String()), data)
 		if err != nil {
 			return err
 		}
 		drain(resp)
-		c.c.bytesOut.Add(int64(len(data)))
+		c.c.BytesOut.Add(int64(len(data)))
 		return nil
 	})
 	if err != nil {
@@ -423,7 +405,7 @@ func (c *Client) PutHashed(ctx context.Context, h blockstore.Hash, data []byte) 
 // Has implements blockstore.Store: one HEAD.
 func (c *Client) Has(ctx context.Context, h blockstore.Hash) (bool, error) {
 	found := false
-	err := c.do(ctx, &c.c.heads, func(ctx context.Context) error {
+	err := c.do(ctx, &c.c.Heads, func(ctx context.Context) error {
 		resp, err := c.send(ctx, http.MethodHead, blockPath(h.String()), nil)
 		if errors.Is(err, blockstore.ErrNotFound) {
 			found = false
@@ -456,7 +438,7 @@ func (c *Client) List(ctx context.Context, fn func(blockstore.Locator) error) er
 	// The attempt bounds itself with an idle timer instead of a timeout.
 	untimed := c.retry
 	untimed.Timeout = 0
-	err := untimed.Do(ctx, &c.c.lists, func(pctx context.Context) error {
+	err := untimed.Do(ctx, &c.c.Lists, func(pctx context.Context) error {
 		ctx, cancel := context.WithCancel(pctx)
 		defer cancel()
 		// Idle timer: RequestTimeout until the answer starts and then
@@ -467,7 +449,7 @@ func (c *Client) List(ctx context.Context, fn func(blockstore.Locator) error) er
 		resp, err := c.send(ctx, http.MethodGet, "/v1/blocks", nil)
 		if err != nil {
 			if ctx.Err() != nil && pctx.Err() == nil {
-				return &blockstore.AttemptTimeoutError{Timeout: c.timeout, Err: err}
+				return &netstore.AttemptTimeoutError{Timeout: c.timeout, Err: err}
 			}
 			return err
 		}
@@ -477,7 +459,7 @@ func (c *Client) List(ctx context.Context, fn func(blockstore.Locator) error) er
 			if delivered%256 == 0 {
 				idle.Reset(c.timeout)
 			}
-			c.c.bytesIn.Add(int64(len(sc.Bytes()) + 1))
+			c.c.BytesIn.Add(int64(len(sc.Bytes()) + 1))
 			loc, err := blockstore.ParseLocator(sc.Text())
 			if err != nil {
 				return permanent{fmt.Errorf("bad listing line %d: %w", delivered+1, err)}
@@ -489,7 +471,7 @@ func (c *Client) List(ctx context.Context, fn func(blockstore.Locator) error) er
 		}
 		if err := sc.Err(); err != nil {
 			if ctx.Err() != nil && pctx.Err() == nil {
-				err = &blockstore.AttemptTimeoutError{Timeout: c.timeout, Err: fmt.Errorf("listing stalled: %w", err)}
+				err = &netstore.AttemptTimeoutError{Timeout: c.timeout, Err: fmt.Errorf("listing stalled: %w", err)}
 			}
 			if delivered > 0 {
 				return permanent{fmt.Errorf("listing cut off after %d blocks: %w", delivered, err)}
@@ -510,7 +492,7 @@ func (c *Client) List(ctx context.Context, fn func(blockstore.Locator) error) er
 
 // Delete implements blockstore.Store: one DELETE; 404 is ErrNotFound.
 func (c *Client) Delete(ctx context.Context, h blockstore.Hash) error {
-	err := c.do(ctx, &c.c.deletes, func(ctx context.Context) error {
+	err := c.do(ctx, &c.c.Deletes, func(ctx context.Context) error {
 		resp, err := c.send(ctx, http.MethodDelete, blockPath(h.String()), nil)
 		if err != nil {
 			return err
@@ -531,7 +513,7 @@ func (c *Client) GetRef(ctx context.Context, name string) ([]byte, string, error
 	}
 	var data []byte
 	var version string
-	err := c.do(ctx, &c.c.gets, func(ctx context.Context) error {
+	err := c.do(ctx, &c.c.Gets, func(ctx context.Context) error {
 		resp, err := c.send(ctx, http.MethodGet, refPath(name), nil)
 		if err != nil {
 			return err
@@ -542,7 +524,7 @@ func (c *Client) GetRef(ctx context.Context, name string) ([]byte, string, error
 			return permanent{fmt.Errorf("ref answer without a usable ETag (%q)", clip(resp.Header.Get("ETag")))}
 		}
 		data, err = io.ReadAll(io.LimitReader(resp.Body, blockstore.MaxRefSize+1))
-		c.c.bytesIn.Add(int64(len(data)))
+		c.c.BytesIn.Add(int64(len(data)))
 		switch {
 		case err != nil:
 			return fmt.Errorf("reading ref body: %w", err)
@@ -586,7 +568,7 @@ func (c *Client) PutRef(ctx context.Context, name string, data []byte, ifVersion
 		data = []byte{}
 	}
 	var version string
-	err := c.do(ctx, &c.c.puts, func(ctx context.Context) error {
+	err := c.do(ctx, &c.c.Puts, func(ctx context.Context) error {
 		resp, err := c.send(ctx, http.MethodPut, refPath(name), data, hdr...)
 		if err != nil {
 			return err
@@ -596,7 +578,7 @@ func (c *Client) PutRef(ctx context.Context, name string, data []byte, ifVersion
 		if !ok {
 			return permanent{fmt.Errorf("ref answer without a usable ETag (%q)", clip(resp.Header.Get("ETag")))}
 		}
-		c.c.bytesOut.Add(int64(len(data)))
+		c.c.BytesOut.Add(int64(len(data)))
 		version = v
 		return nil
 	})
@@ -609,7 +591,7 @@ func (c *Client) PutRef(ctx context.Context, name string, data []byte, ifVersion
 // ServerStats returns the raw JSON of the server's /v1/stats.
 func (c *Client) ServerStats(ctx context.Context) ([]byte, error) {
 	var out []byte
-	err := c.do(ctx, &c.c.other, func(ctx context.Context) error {
+	err := c.do(ctx, &c.c.Other, func(ctx context.Context) error {
 		resp, err := c.send(ctx, http.MethodGet, "/v1/stats", nil)
 		if err != nil {
 			return err

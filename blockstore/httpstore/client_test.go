@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -26,13 +27,18 @@ type refuser struct {
 	next    http.Handler
 	n       int64
 	ra      string
+	code    int // 0: 503
 	refused atomic.Int64
 }
 
 func (f *refuser) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, "/v1/blocks/") && f.refused.Add(1) <= f.n {
-		w.Header().Set("Retry-After", f.ra)
-		http.Error(w, "busy", http.StatusServiceUnavailable)
+		code := f.code
+		if code == 0 {
+			code = http.StatusServiceUnavailable
+			w.Header().Set("Retry-After", f.ra)
+		}
+		http.Error(w, "busy", code)
 		return
 	}
 	f.next.ServeHTTP(w, r)
@@ -80,18 +86,57 @@ func TestClientHonoursRetryAfter(t *testing.T) {
 		})
 	}
 
-	// Refused every time: the call gives up after MaxAttempts with ErrBusy.
-	f := &refuser{next: e.h, n: 1 << 40, ra: "0"}
+	// A busy server is alive: more 503s than MaxAttempts are waited out.
+	// (Issue 22 item 9: a client gave up after 5 of them, turning a queue
+	// into EIO long before the fetch deadline.)
+	f := &refuser{next: e.h, n: 12, ra: "0"}
 	srv := httptest.NewServer(f)
 	defer srv.Close()
-	c, err := Open(ctx, srv.URL, ClientOptions{MaxAttempts: 3, RetryBase: time.Millisecond, RetryMax: time.Millisecond})
+	c, err := Open(ctx, srv.URL, ClientOptions{RetryBase: time.Millisecond, RetryMax: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	_, err = c.Get(ctx, loc, make([]byte, loc.Size))
-	if !errors.Is(err, blockstore.ErrBusy) || !strings.Contains(err.Error(), "gave up after 3 attempts") || f.refused.Load() != 3 {
-		t.Errorf("always busy: %v after %d requests", err, f.refused.Load())
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	dst := make([]byte, loc.Size)
+	if _, err := c.Get(dctx, loc, dst); err != nil || !bytes.Equal(dst, data) {
+		t.Fatalf("Get after 12× 503 with MaxAttempts %d: %v", DefaultMaxAttempts, err)
+	}
+	if got, s := f.refused.Load(), c.Stats(); got != 13 || s.GetRequests != 13 || s.Busy != 12 || s.Retries != 12 {
+		t.Errorf("after 12× 503: server saw %d block requests, client stats %+v; want 13 requests, 12 busy, 12 retries", got, s)
+	}
+
+	// Refused every time: the call goes on until its deadline and then
+	// says both that the deadline passed and that the server was busy.
+	f.refused.Store(0)
+	f.n = 1 << 40
+	before := c.Stats().GetRequests
+	dctx, cancel = context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	_, err = c.Get(dctx, loc, make([]byte, loc.Size))
+	attempts := c.Stats().GetRequests - before
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, blockstore.ErrBusy) {
+		t.Errorf("always busy: %v; want it to wrap context.DeadlineExceeded and ErrBusy", err)
+	}
+	if attempts <= DefaultMaxAttempts || attempts != f.refused.Load() ||
+		err == nil || !strings.Contains(err.Error(), fmt.Sprintf("after %d attempts", attempts)) {
+		t.Errorf("always busy: %d attempts (server saw %d), error %v; want more than %d, all counted in the error",
+			attempts, f.refused.Load(), err, DefaultMaxAttempts)
+	}
+
+	// Other failures still end after MaxAttempts.
+	f500 := &refuser{next: e.h, n: 1 << 40, code: http.StatusInternalServerError}
+	srv500 := httptest.NewServer(f500)
+	defer srv500.Close()
+	c500, err := Open(ctx, srv500.URL, ClientOptions{MaxAttempts: 3, RetryBase: time.Millisecond, RetryMax: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c500.Close()
+	_, err = c500.Get(ctx, loc, make([]byte, loc.Size))
+	if err == nil || !strings.Contains(err.Error(), "gave up after 3 attempts") || f500.refused.Load() != 3 {
+		t.Errorf("always 500: %v after %d requests; want to give up after 3", err, f500.refused.Load())
 	}
 	// A context that ends stops the retries at once.
 	cctx, cancel := context.WithCancel(ctx)

@@ -31,11 +31,13 @@
 // # Status codes
 //
 //	200 OK / 206 Partial Content / 201 Created / 204 No Content / 304 Not Modified (If-None-Match on a block)
-//	400 malformed hash, locator, ref name or path; hash mismatch or truncated body on PUT; bad If-Match
+//	400 malformed hash, locator, ref name or path; hash mismatch or truncated body on PUT; bad If-Match;
+//	    a request body on a method that takes none (the connection is closed)
 //	401 missing or wrong token (WWW-Authenticate: Bearer)
 //	403 write to a server with no token configured
 //	404 no such block / ref / route
 //	405 method not allowed on the route (Allow says which are)
+//	408 PUT body not received within BodyTimeout (the connection is closed)
 //	411 PUT without Content-Length
 //	412 ref changed (conditional PUT lost)
 //	413 PUT body above MaxBlockSize (blocks) or MaxRefSize (refs); block above the pool's memory
@@ -43,10 +45,13 @@
 //	428 ref PUT without If-Match / If-None-Match
 //	501 the store keeps no refs
 //	502 the store failed, or gave bytes that failed verification
-//	503 busy: MaxClients requests in service, pool ErrBusy, or PUT memory budget spent (Retry-After)
+//	503 busy: MaxClients requests in service, pool ErrBusy, or PUT memory budget spent (Retry-After);
+//	    a request counts against MaxClients only once it is complete (a PUT, once its body is in)
 //	504 the store read timed out (pool FetchTimeout)
 //
-// The client retries network errors, 5xx (503 honouring Retry-After, capped
-// at RetryMax), 429 and 408, with exponential backoff and full jitter, up
-// to MaxAttempts; every other answer is final.
+// The client retries network errors, 5xx, 429 and 408, with exponential
+// backoff and full jitter, up to MaxAttempts; every other answer is final.
+// 503 is retried (honouring Retry-After, capped at RetryMax) until the
+// call's context ends, not MaxAttempts times: the server is alive and its
+// queue drains.
 package httpstore

@@ -49,7 +49,9 @@ func newEnv(t testing.TB, opts ServerOptions, gated bool) *env {
 	e.count = storetest.NewCounting(src)
 	e.pool = blockstore.NewPool(e.count, blockstore.PoolConfig{MaxBytes: 64 << 20})
 	e.h = NewHandler(dir, e.pool, opts)
-	e.srv = httptest.NewServer(e.h)
+	e.srv = httptest.NewUnstartedServer(e.h)
+	e.srv.Config = NewServer(e.h) // the timeouts blockfs serve runs with
+	e.srv.Start()
 	t.Cleanup(func() {
 		if e.gate != nil {
 			e.gate.Open()

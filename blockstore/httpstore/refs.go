@@ -3,7 +3,6 @@ package httpstore
 import (
 	"blockfs/blockstore"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -83,9 +82,11 @@ func (h *Handler) putRef(w *respWriter, r *http.Request, name string) {
 		h.bad(w, http.StatusRequestEntityTooLarge, "put ref %s: %d bytes, above MaxRefSize %d", name, r.ContentLength, blockstore.MaxRefSize)
 		return
 	}
-	data, err := io.ReadAll(io.LimitReader(r.Body, blockstore.MaxRefSize+1))
-	h.c.bytesIn.Add(int64(len(data)))
+	data, timedOut, err := h.readBody(w, r, nil, blockstore.MaxRefSize+1)
 	switch {
+	case timedOut:
+		h.bad(w, http.StatusRequestTimeout, "put ref %s: body not received within %v (%d bytes)", name, h.opts.BodyTimeout, len(data))
+		return
 	case err != nil || r.ContentLength >= 0 && int64(len(data)) != r.ContentLength:
 		h.bad(w, http.StatusBadRequest, "put ref %s: body truncated after %d bytes", name, len(data))
 		return
@@ -94,6 +95,10 @@ func (h *Handler) putRef(w *respWriter, r *http.Request, name string) {
 		h.bad(w, http.StatusRequestEntityTooLarge, "put ref %s: above MaxRefSize %d", name, blockstore.MaxRefSize)
 		return
 	}
+	if !h.enter(w) { // the request is complete: now it counts against MaxClients
+		return
+	}
+	defer h.leave()
 	writer := r.Header.Get(writerHeader)
 	if len(writer) > 64 {
 		writer = ""

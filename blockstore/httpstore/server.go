@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,11 @@ const (
 	DefaultMaxClients  = 256
 	DefaultRetryAfter  = time.Second
 	DefaultMaxPutBytes = 256 << 20
+
+	DefaultHeaderTimeout = 10 * time.Second
+	DefaultBodyTimeout   = time.Minute
+	DefaultWriteTimeout  = 5 * time.Minute
+	DefaultIdleTimeout   = 2 * time.Minute
 )
 
 // ServerOptions configure a Handler. Zero fields take the defaults.
@@ -34,7 +40,9 @@ type ServerOptions struct {
 	Public bool
 	// MaxClients bounds requests in service at once; beyond that a
 	// request gets 503 with Retry-After at once (default 256). /healthz
-	// and /v1/stats are not counted, so monitoring works under load.
+	// and /v1/stats are not counted, so monitoring works under load, and
+	// a PUT counts only once its body is in, so a client that announces a
+	// body and sends none holds no slot (only BodyTimeout of its memory).
 	MaxClients int
 	// RetryAfter is what 503 answers tell clients to wait (default 1s;
 	// the header carries whole seconds, rounded up).
@@ -42,6 +50,18 @@ type ServerOptions struct {
 	// MaxPutBytes bounds the memory held by PUT bodies being received
 	// (default 256 MiB); a PUT that does not fit gets 503.
 	MaxPutBytes int64
+	// HeaderTimeout bounds reading a request's headers (default 10s), so a
+	// client that dribbles them (slowloris) is cut off.
+	HeaderTimeout time.Duration
+	// BodyTimeout bounds reading a PUT's body (default 1m).
+	BodyTimeout time.Duration
+	// WriteTimeout bounds a request from its headers to the end of its
+	// answer (default 5m): a slow reader holds a pool buffer while it
+	// reads.
+	WriteTimeout time.Duration
+	// IdleTimeout bounds a kept-alive connection between requests
+	// (default 2m).
+	IdleTimeout time.Duration
 	// Extra, if set, adds members to the /v1/stats JSON (e.g. cache and
 	// store stats). It cannot replace kind, pool, http or uptime_ns.
 	Extra func() map[string]any
@@ -96,6 +116,7 @@ func NewHandler(store blockstore.Store, pool *blockstore.Pool, opts ServerOption
 	if opts.MaxPutBytes <= 0 {
 		opts.MaxPutBytes = DefaultMaxPutBytes
 	}
+	opts.setTimeouts()
 	h := &Handler{
 		store:   store,
 		pool:    pool,
@@ -110,6 +131,33 @@ func NewHandler(store blockstore.Store, pool *blockstore.Pool, opts ServerOption
 	// keeps refs, if one does.
 	h.refs, _ = blockstore.As[blockstore.RefStore](store)
 	return h
+}
+
+func (o *ServerOptions) setTimeouts() {
+	for _, t := range []struct {
+		d   *time.Duration
+		def time.Duration
+	}{{&o.HeaderTimeout, DefaultHeaderTimeout}, {&o.BodyTimeout, DefaultBodyTimeout},
+		{&o.WriteTimeout, DefaultWriteTimeout}, {&o.IdleTimeout, DefaultIdleTimeout}} {
+		if *t.d <= 0 {
+			*t.d = t.def
+		}
+	}
+}
+
+// NewServer returns the http.Server to run h in, every phase of a request
+// bounded by h's options: headers (HeaderTimeout), the idle time between
+// requests (IdleTimeout) and the time to answer (WriteTimeout). The body of
+// a PUT is bounded by the Handler itself (BodyTimeout), not by the server's
+// ReadTimeout: that one would also cut off the context of a GET still
+// waiting for its block.
+func NewServer(h *Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: h.opts.HeaderTimeout,
+		WriteTimeout:      h.opts.WriteTimeout,
+		IdleTimeout:       h.opts.IdleTimeout,
+	}
 }
 
 // request kinds, for counting
@@ -133,6 +181,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.c.inFlight.Add(-1)
 	rw := &respWriter{ResponseWriter: w}
 	defer func() {
+		if r.ContentLength != 0 && !rw.bodyRead {
+			// Answered without reading the body (refused, unauthorised,
+			// malformed, timed out): read no further, or net/http would
+			// wait for the rest of the body after the answer, for ever if
+			// it never comes. The connection closes once the answer is out.
+			http.NewResponseController(rw).SetReadDeadline(time.Now())
+		}
 		h.c.bytesOut.Add(rw.n)
 		if !rw.aborted {
 			h.c.status(rw.status)
@@ -143,6 +198,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) route(w *respWriter, r *http.Request) {
 	p := r.URL.Path
+	if r.Method != http.MethodPut && r.ContentLength != 0 {
+		h.c.kinds[h.kindOf(r)].Add(1)
+		h.refuseBody(w, r)
+		return
+	}
 	switch {
 	case p == "/healthz":
 		h.c.kinds[kindHealth].Add(1)
@@ -159,14 +219,15 @@ func (h *Handler) route(w *respWriter, r *http.Request) {
 		return
 	}
 
-	// Everything else is counted against MaxClients.
-	select {
-	case h.slots <- struct{}{}:
-		defer func() { <-h.slots }()
-	default:
-		h.c.kinds[h.kindOf(r)].Add(1)
-		h.busy(w, "server busy: %d requests in service", h.opts.MaxClients)
-		return
+	// Everything else is counted against MaxClients, once its request is
+	// complete: a PUT takes its slot after its body is in (enter), so a
+	// client that announces a body and never sends it holds no slot.
+	if r.Method != http.MethodPut {
+		if !h.enter(w) {
+			h.c.kinds[h.kindOf(r)].Add(1)
+			return
+		}
+		defer h.leave()
 	}
 
 	if r.URL.RawPath != "" || strings.Contains(p, "//") || strings.Contains(p, "/./") || strings.Contains(p, "/../") ||
@@ -189,6 +250,54 @@ func (h *Handler) route(w *respWriter, r *http.Request) {
 		h.c.kinds[kindOther].Add(1)
 		h.fail(w, http.StatusNotFound, "no route %s", clip(p))
 	}
+}
+
+// enter takes one of the MaxClients slots, or answers 503 at once.
+func (h *Handler) enter(w *respWriter) bool {
+	select {
+	case h.slots <- struct{}{}:
+		return true
+	default:
+		h.busy(w, "server busy: %d requests in service", h.opts.MaxClients)
+		return false
+	}
+}
+
+func (h *Handler) leave() { <-h.slots }
+
+// refuseBody answers a request that announces a body its method does not
+// take (a GET with Content-Length: 10 that never sends the 10 bytes was
+// how clients held slots forever). The connection is closed rather than
+// read on: net/http would otherwise wait for the body after the answer.
+func (h *Handler) refuseBody(w *respWriter, r *http.Request) {
+	w.Header().Set("Connection", "close") // and ServeHTTP reads no further
+	h.bad(w, http.StatusBadRequest, "%s %s takes no request body", r.Method, clip(r.URL.Path))
+}
+
+// readBody reads a PUT body into dst, or up to limit bytes of it (dst
+// nil), within BodyTimeout; timedOut says the client was too slow.
+func (h *Handler) readBody(w *respWriter, r *http.Request, dst []byte, limit int64) (data []byte, timedOut bool, err error) {
+	rc := http.NewResponseController(w)
+	bounded := rc.SetReadDeadline(time.Now().Add(h.opts.BodyTimeout)) == nil
+	if dst != nil {
+		var n int
+		n, err = io.ReadFull(r.Body, dst)
+		data = dst[:n]
+	} else {
+		data, err = io.ReadAll(io.LimitReader(r.Body, limit))
+	}
+	h.c.bytesIn.Add(int64(len(data)))
+	w.bodyRead = err == nil && (dst != nil || int64(len(data)) < limit) // (else more follows)
+	switch {
+	case err != nil:
+		w.Header().Set("Connection", "close") // and ServeHTTP reads no further
+	case bounded:
+		// The body is in. Cleared, because net/http's check that the
+		// client is still there reads under the same deadline, and would
+		// cancel the request's context while the store works.
+		rc.SetReadDeadline(time.Time{})
+	}
+	return data, errors.Is(err, os.ErrDeadlineExceeded), err
 }
 
 // kindOf classifies a request for counting before it is parsed.
@@ -333,6 +442,8 @@ type respWriter struct {
 	n       int64
 	wrote   bool
 	aborted bool // no answer reached the client: not counted by status
+	// bodyRead: the request's body was read in full (readBody).
+	bodyRead bool
 }
 
 func (w *respWriter) WriteHeader(code int) {

@@ -1,6 +1,10 @@
 package httpstore
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"blockfs/blockstore/internal/netstore"
+)
 
 // ServerStats is a snapshot of a Handler's counters (monotonic totals since
 // NewHandler) and its one gauge, InFlight.
@@ -84,43 +88,9 @@ func (h *Handler) Stats() ServerStats {
 	return s
 }
 
-// ClientStats is a snapshot of a Client's counters, all monotonic totals
-// since Open. Requests count HTTP attempts (a retried call counts each);
-// Errors counts calls that failed for another reason than a definite
-// answer (a missing block or ref, or a ref conflict, is an answer).
-type ClientStats struct {
-	GetRequests    int64 `json:"get_requests"`    // GETs of blocks and refs
-	PutRequests    int64 `json:"put_requests"`    // PUTs of blocks and refs
-	HeadRequests   int64 `json:"head_requests"`   // HEADs (Has)
-	ListRequests   int64 `json:"list_requests"`   // listings
-	DeleteRequests int64 `json:"delete_requests"` // DELETEs
-	OtherRequests  int64 `json:"other_requests"`  // /healthz, /v1/stats
-	Retries        int64 `json:"retries"`         // attempts after a transient failure
-	Busy           int64 `json:"busy"`            // 503 answers received
-	Errors         int64 `json:"errors"`          // failed calls
-	BytesIn        int64 `json:"bytes_in"`        // body bytes read (blocks and refs)
-	BytesOut       int64 `json:"bytes_out"`       // body bytes sent with successful PUTs
-}
-
-type clientCounters struct {
-	gets, puts, heads, lists, deletes, other atomic.Int64
-	retries, busy, errors, bytesIn, bytesOut atomic.Int64
-}
+// ClientStats is a snapshot of a Client's counters, the same as every
+// network store's.
+type ClientStats = netstore.Stats
 
 // Stats returns the client's counters; each is read atomically.
-func (c *Client) Stats() ClientStats {
-	k := &c.c
-	return ClientStats{
-		GetRequests:    k.gets.Load(),
-		PutRequests:    k.puts.Load(),
-		HeadRequests:   k.heads.Load(),
-		ListRequests:   k.lists.Load(),
-		DeleteRequests: k.deletes.Load(),
-		OtherRequests:  k.other.Load(),
-		Retries:        k.retries.Load(),
-		Busy:           k.busy.Load(),
-		Errors:         k.errors.Load(),
-		BytesIn:        k.bytesIn.Load(),
-		BytesOut:       k.bytesOut.Load(),
-	}
-}
+func (c *Client) Stats() ClientStats { return c.c.Stats() }

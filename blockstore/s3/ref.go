@@ -43,7 +43,7 @@ func (s *Store) GetRef(ctx context.Context, name string) ([]byte, string, error)
 	}
 	var data []byte
 	var version string
-	err := s.do(ctx, &s.c.gets, func(ctx context.Context) error {
+	err := s.do(ctx, &s.c.Gets, func(ctx context.Context) error {
 		body, info, _, err := s.core.GetObject(ctx, s.bucket, s.refKey(name), minio.GetObjectOptions{})
 		if err != nil {
 			return err
@@ -53,7 +53,7 @@ func (s *Store) GetRef(ctx context.Context, name string) ([]byte, string, error)
 			return fmt.Errorf("%w: s3 ref %s: %d bytes", blockstore.ErrTooLarge, name, info.Size)
 		}
 		data, err = io.ReadAll(io.LimitReader(body, blockstore.MaxRefSize+1))
-		s.c.bytesIn.Add(int64(len(data)))
+		s.c.BytesIn.Add(int64(len(data)))
 		if err != nil {
 			return fmt.Errorf("reading ref body: %w", err)
 		}
@@ -96,10 +96,10 @@ func (s *Store) PutRef(ctx context.Context, name string, data []byte, ifVersion 
 	}
 	var version string
 	ambiguous := false // an earlier attempt may have written
-	err := s.do(ctx, &s.c.puts, func(ctx context.Context) error {
+	err := s.do(ctx, &s.c.Puts, func(ctx context.Context) error {
 		info, err := s.core.PutObject(ctx, s.bucket, key, bytes.NewReader(data), int64(len(data)), "", "", opts)
 		if err == nil {
-			s.c.bytesOut.Add(int64(len(data)))
+			s.c.BytesOut.Add(int64(len(data)))
 			version = info.ETag
 			return nil
 		}
@@ -111,7 +111,7 @@ func (s *Store) PutRef(ctx context.Context, name string, data []byte, ifVersion 
 		}
 		if ambiguous {
 			// Was it us? One HEAD, part of this attempt.
-			s.c.heads.Add(1)
+			s.c.Heads.Add(1)
 			st, herr := s.core.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{})
 			if herr == nil && st.Metadata.Get("X-Amz-Meta-"+writerMeta) == writer {
 				version = st.ETag

@@ -43,15 +43,17 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"blockfs/blockstore"
+	"blockfs/blockstore/internal/netstore"
 )
 
-// Defaults for zero Config fields.
+// Defaults for zero Config fields (the retry ones are every network
+// store's, from blockstore/internal/netstore).
 const (
 	DefaultEndpoint       = "https://s3.amazonaws.com"
-	DefaultRequestTimeout = 30 * time.Second
-	DefaultMaxAttempts    = 5
-	DefaultRetryBase      = 100 * time.Millisecond
-	DefaultRetryMax       = 5 * time.Second
+	DefaultRequestTimeout = netstore.DefaultRequestTimeout
+	DefaultMaxAttempts    = netstore.DefaultMaxAttempts
+	DefaultRetryBase      = netstore.DefaultRetryBase
+	DefaultRetryMax       = netstore.DefaultRetryMax
 )
 
 // Config says where the bucket is and how hard to try. Zero fields take
@@ -100,7 +102,7 @@ func ConfigFromEnv() Config {
 		SessionToken: os.Getenv("AWS_SESSION_TOKEN"),
 		Profile:      os.Getenv("AWS_PROFILE"),
 	}
-	c.PathStyle = !isAWS(c.Endpoint)
+	c.PathStyle = !IsAWS(c.Endpoint)
 	return c
 }
 
@@ -113,8 +115,10 @@ func firstEnv(names ...string) string {
 	return ""
 }
 
-// isAWS reports whether endpoint is (or defaults to) Amazon S3.
-func isAWS(endpoint string) bool {
+// IsAWS reports whether endpoint is (or defaults to) Amazon S3: its host
+// is amazonaws.com or under it (China regions included). It decides
+// virtual-host addressing and whether to ask the bucket for its region.
+func IsAWS(endpoint string) bool {
 	if endpoint == "" {
 		return true
 	}
@@ -130,19 +134,7 @@ func parseEndpoint(endpoint string) (*url.URL, error) {
 	if !strings.Contains(endpoint, "://") {
 		endpoint = "https://" + endpoint
 	}
-	u, err := url.Parse(endpoint)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("scheme %q: want http or https", u.Scheme)
-	case u.Host == "":
-		return nil, errors.New("no host")
-	case u.Path != "" && u.Path != "/", u.RawQuery != "", u.User != nil:
-		return nil, errors.New("want only scheme://host[:port]")
-	}
-	return u, nil
+	return netstore.ParseURL(endpoint, false)
 }
 
 // Errors from Open, each naming one thing to fix. Test with errors.Is.
@@ -163,9 +155,9 @@ type Store struct {
 	bucket   string
 	prefix   string // "" or "some/prefix/"
 	endpoint string
-	retry    blockstore.Retry
+	retry    netstore.Retry
 
-	c counters
+	c netstore.Counters
 }
 
 var (
@@ -190,7 +182,7 @@ func Open(ctx context.Context, bucket, prefix string, cfg Config) (*Store, error
 		return nil, fmt.Errorf("%s: %w: %v", where, ErrCredentials, err)
 	}
 	region := cfg.Region
-	if region == "" && !isAWS(cfg.Endpoint) {
+	if region == "" && !IsAWS(cfg.Endpoint) {
 		region = "us-east-1"
 	}
 	lookup := minio.BucketLookupAuto
@@ -202,7 +194,7 @@ func Open(ctx context.Context, bucket, prefix string, cfg Config) (*Store, error
 		Secure:       u.Scheme == "https",
 		Region:       region,
 		BucketLookup: lookup,
-		Transport:    blockstore.HTTPTransport(cfg.RequestTimeout, nil),
+		Transport:    netstore.HTTPTransport(cfg.RequestTimeout, nil),
 		MaxRetries:   1, // we retry, with our own bounds
 	})
 	if err != nil {
@@ -217,13 +209,9 @@ func Open(ctx context.Context, bucket, prefix string, cfg Config) (*Store, error
 		bucket:   bucket,
 		prefix:   prefix,
 		endpoint: cfg.Endpoint,
-		retry: blockstore.Retry{
-			MaxAttempts: cfg.MaxAttempts, Timeout: cfg.RequestTimeout,
-			Base: cfg.RetryBase, Max: cfg.RetryMax,
-			Transient: transient, Describe: describe,
-		},
 	}
-	s.retry.Retries = &s.c.retries
+	s.retry = cfg.policy().Retry(&s.c)
+	s.retry.Transient, s.retry.Describe = transient, describe
 	_, err = s.listPage(ctx, prefix+"blocks/", "", 1)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, classifyOpen(err))
@@ -235,18 +223,12 @@ func (c *Config) setDefaults() {
 	if c.Endpoint == "" {
 		c.Endpoint = DefaultEndpoint
 	}
-	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = DefaultRequestTimeout
-	}
-	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = DefaultMaxAttempts
-	}
-	if c.RetryBase <= 0 {
-		c.RetryBase = DefaultRetryBase
-	}
-	if c.RetryMax <= 0 {
-		c.RetryMax = DefaultRetryMax
-	}
+	p := c.policy().WithDefaults()
+	c.RequestTimeout, c.MaxAttempts, c.RetryBase, c.RetryMax = p.RequestTimeout, p.MaxAttempts, p.RetryBase, p.RetryMax
+}
+
+func (c *Config) policy() netstore.Policy {
+	return netstore.Policy{RequestTimeout: c.RequestTimeout, MaxAttempts: c.MaxAttempts, RetryBase: c.RetryBase, RetryMax: c.RetryMax}
 }
 
 // credentials picks static keys, else the shared credentials file, else
@@ -294,26 +276,20 @@ func classifyOpen(err error) error {
 	return fmt.Errorf("%w (%s)", ErrUnreachable, describe(err))
 }
 
-// describe renders err in one short line: an S3 error as its code and
-// message, a transport error without the request URL.
+// describe renders err in one short line (netstore.Describe): an S3 error
+// as its code and message.
 func describe(err error) string {
-	var at *blockstore.AttemptTimeoutError
-	if errors.As(err, &at) {
-		return fmt.Sprintf("attempt timed out after %v: %s", at.Timeout, describe(at.Err))
-	}
-	var er minio.ErrorResponse
-	if errors.As(err, &er) {
+	return netstore.Describe(err, func(err error) (string, bool) {
+		var er minio.ErrorResponse
+		if !errors.As(err, &er) {
+			return "", false
+		}
 		msg := er.Message
 		if msg == "" {
 			msg = http.StatusText(er.StatusCode)
 		}
-		return fmt.Sprintf("%s: %s", er.Code, msg)
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	return strings.ReplaceAll(err.Error(), "\n", " ")
+		return fmt.Sprintf("%s: %s", er.Code, msg), true
+	})
 }
 
 // Bucket returns the bucket name; Prefix the key prefix ("" or ending in
@@ -336,19 +312,16 @@ func (s *Store) do(ctx context.Context, kind *atomic.Int64, attempt func(ctx con
 	return s.retry.Do(ctx, kind, attempt)
 }
 
-// transient reports whether a failed attempt is worth retrying: any
-// failure to get an answer (connection refused or reset, timeout, short
-// body), and answers that say "later" (5xx, 503 SlowDown, 429, 408).
-// Definite answers (404, 403, 412, 400, ...) and our own verdicts
-// (ErrCorrupt, ErrNotFound, ErrConflict) are final.
-func transient(err error) bool {
-	if errors.Is(err, blockstore.ErrCorrupt) || errors.Is(err, blockstore.ErrNotFound) ||
-		errors.Is(err, blockstore.ErrConflict) || errors.Is(err, blockstore.ErrTooLarge) ||
-		errors.Is(err, blockstore.ErrMalformed) || errors.Is(err, context.Canceled) {
-		return false
-	}
-	if blockstore.IsAttemptTimeout(err) {
-		return true
+// transient reports whether a failed attempt is worth retrying
+// (netstore.Transient): any failure to get an answer (connection refused
+// or reset, timeout, short body), and answers that say "later" (5xx, 503
+// SlowDown, 429, 408). Definite answers (404, 403, 412, 400, ...) and our
+// own verdicts (ErrCorrupt, ErrNotFound, ErrConflict) are final.
+func transient(err error) bool { return netstore.Transient(err, transientAnswer) }
+
+func transientAnswer(err error) (retry, ok bool) {
+	if netstore.Final(err) {
+		return false, true // (checked first: an S3 answer is never wrapped in one)
 	}
 	var er minio.ErrorResponse
 	if errors.As(err, &er) {
@@ -356,13 +329,12 @@ func transient(err error) bool {
 		case "SlowDown", "SlowDownRead", "SlowDownWrite", "RequestTimeout", "InternalError",
 			"ServiceUnavailable", "Throttling", "ThrottlingException", "RequestThrottled",
 			"RequestLimitExceeded", "XMinioServerNotInitialized":
-			return true
+			return true, true
 		}
 		return er.StatusCode >= 500 || er.StatusCode == http.StatusTooManyRequests ||
-			er.StatusCode == http.StatusRequestTimeout
+			er.StatusCode == http.StatusRequestTimeout, true
 	}
-	// Not an S3 answer: the request or the response got lost on the way.
-	return true
+	return false, false
 }
 
 func isNotFound(err error) bool {
@@ -372,22 +344,22 @@ func isNotFound(err error) bool {
 
 // fail counts a failed operation and wraps err for the caller.
 func (s *Store) fail(op string, err error) error {
-	s.c.errors.Add(1)
+	s.c.Errors.Add(1)
 	return fmt.Errorf("s3: %s: %w", op, err)
 }
 
 // Get implements blockstore.Store: one GET. An object whose size differs
 // from loc.Size yields ErrCorrupt (not retried: those bytes are wrong).
 func (s *Store) Get(ctx context.Context, loc blockstore.Locator, dst []byte) (int, error) {
-	if err := checkLocator(loc); err != nil {
-		return 0, err
+	if err := loc.Check(); err != nil {
+		return 0, fmt.Errorf("s3: get: %w", err)
 	}
 	if int64(len(dst)) < loc.Size {
 		return 0, fmt.Errorf("s3: get %v: %w: buffer of %d bytes", loc, io.ErrShortBuffer, len(dst))
 	}
 	key := s.blockKey(loc.Hash)
 	var n int
-	err := s.do(ctx, &s.c.gets, func(ctx context.Context) error {
+	err := s.do(ctx, &s.c.Gets, func(ctx context.Context) error {
 		n = 0
 		body, info, _, err := s.core.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
 		if err != nil {
@@ -398,7 +370,7 @@ func (s *Store) Get(ctx context.Context, loc blockstore.Locator, dst []byte) (in
 			return fmt.Errorf("%w: s3 get %v: object has %d bytes", blockstore.ErrCorrupt, loc, info.Size)
 		}
 		n, err = io.ReadFull(body, dst[:loc.Size])
-		s.c.bytesIn.Add(int64(n))
+		s.c.BytesIn.Add(int64(n))
 		if err != nil {
 			return fmt.Errorf("reading body after %d of %d bytes: %w", n, loc.Size, err)
 		}
@@ -410,7 +382,7 @@ func (s *Store) Get(ctx context.Context, loc blockstore.Locator, dst []byte) (in
 	case isNotFound(err):
 		return 0, fmt.Errorf("%w: s3 get %v", blockstore.ErrNotFound, loc)
 	case errors.Is(err, blockstore.ErrCorrupt):
-		s.c.errors.Add(1)
+		s.c.Errors.Add(1)
 		return 0, err
 	}
 	return 0, s.fail(fmt.Sprintf("get %v", loc), err)
@@ -441,11 +413,11 @@ func (s *Store) PutHashed(ctx context.Context, h blockstore.Hash, data []byte) e
 	if len(data) > blockstore.MaxBlockSize {
 		return fmt.Errorf("%w: s3 put %v: %d bytes", blockstore.ErrTooLarge, h, len(data))
 	}
-	err := s.do(ctx, &s.c.puts, func(ctx context.Context) error {
+	err := s.do(ctx, &s.c.Puts, func(ctx context.Context) error {
 		_, err := s.core.PutObject(ctx, s.bucket, s.blockKey(h), bytes.NewReader(data), int64(len(data)),
 			"", h.String(), minio.PutObjectOptions{ContentType: "application/octet-stream"})
 		if err == nil {
-			s.c.bytesOut.Add(int64(len(data)))
+			s.c.BytesOut.Add(int64(len(data)))
 		}
 		return err
 	})
@@ -458,7 +430,7 @@ func (s *Store) PutHashed(ctx context.Context, h blockstore.Hash, data []byte) e
 // stat HEADs key and returns its size.
 func (s *Store) stat(ctx context.Context, key string) (int64, error) {
 	var size int64
-	err := s.do(ctx, &s.c.heads, func(ctx context.Context) error {
+	err := s.do(ctx, &s.c.Heads, func(ctx context.Context) error {
 		info, err := s.core.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{})
 		size = info.Size
 		return err
@@ -518,7 +490,7 @@ const listPageSize = 1000
 func (s *Store) listPage(ctx context.Context, prefix, after string, max int) ([]minio.ObjectInfo, error) {
 	var page []minio.ObjectInfo
 	noOwner := false
-	err := s.do(ctx, &s.c.lists, func(ctx context.Context) error {
+	err := s.do(ctx, &s.c.Lists, func(ctx context.Context) error {
 		page = page[:0]
 		opts := minio.ListObjectsOptions{Prefix: prefix, Recursive: true, StartAfter: after, MaxKeys: max, FetchOwner: &noOwner}
 		// The iterator fetches the next page only when asked for more
@@ -547,21 +519,11 @@ func (s *Store) Delete(ctx context.Context, h blockstore.Hash) error {
 		}
 		return s.fail(fmt.Sprintf("delete %v", h), err)
 	}
-	err := s.do(ctx, &s.c.deletes, func(ctx context.Context) error {
+	err := s.do(ctx, &s.c.Deletes, func(ctx context.Context) error {
 		return s.core.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{})
 	})
 	if err != nil {
 		return s.fail(fmt.Sprintf("delete %v", h), err)
-	}
-	return nil
-}
-
-func checkLocator(loc blockstore.Locator) error {
-	switch {
-	case loc.Size < 0:
-		return fmt.Errorf("%w: locator %v: negative size", blockstore.ErrMalformed, loc)
-	case loc.Size > blockstore.MaxBlockSize:
-		return fmt.Errorf("%w: locator %v: size exceeds MaxBlockSize %d", blockstore.ErrTooLarge, loc, blockstore.MaxBlockSize)
 	}
 	return nil
 }

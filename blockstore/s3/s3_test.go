@@ -349,3 +349,24 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Fatal("AWS endpoint: PathStyle should default to false")
 	}
 }
+
+// TestIsAWS pins the one test of "is this Amazon S3?" that both
+// ConfigFromEnv and the command line use: a host merely containing
+// amazonaws.com is not AWS.
+func TestIsAWS(t *testing.T) {
+	for ep, want := range map[string]bool{
+		"":                                       true,
+		"https://s3.amazonaws.com":               true,
+		"s3.eu-west-1.amazonaws.com":             true,
+		"https://s3.cn-north-1.amazonaws.com.cn": true,
+		"http://amazonaws.com:80":                true,
+		"https://amazonaws.com.evil.example":     false,
+		"https://notamazonaws.com":               false,
+		"http://minio.local:9000/amazonaws.com":  false,
+		"http://127.0.0.1:9000":                  false,
+	} {
+		if got := s3.IsAWS(ep); got != want {
+			t.Errorf("IsAWS(%q) = %v, want %v", ep, got, want)
+		}
+	}
+}

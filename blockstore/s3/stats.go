@@ -1,42 +1,10 @@
 package s3
 
-import "sync/atomic"
+import "blockfs/blockstore/internal/netstore"
 
-// Stats is a snapshot of a Store's counters, all monotonic totals since
-// Open. Requests count HTTP attempts (a retried request counts each
-// attempt); Retries counts the attempts after a first; Errors counts calls
-// that failed for another reason than a definite answer (a missing block or
-// ref, or a ref conflict, is an answer, not an error); a wrong-sized block
-// is an error.
-type Stats struct {
-	GetRequests    int64 `json:"get_requests"`    // GETs of blocks and refs
-	PutRequests    int64 `json:"put_requests"`    // PUTs of blocks and refs
-	HeadRequests   int64 `json:"head_requests"`   // HEADs (Has, Put and Delete checks, ref checks)
-	ListRequests   int64 `json:"list_requests"`   // ListObjectsV2 pages (Open's check included)
-	DeleteRequests int64 `json:"delete_requests"` // DELETEs
-	Retries        int64 `json:"retries"`         // attempts after a transient failure
-	Errors         int64 `json:"errors"`          // failed calls
-	BytesIn        int64 `json:"bytes_in"`        // body bytes read (blocks and refs)
-	BytesOut       int64 `json:"bytes_out"`       // body bytes uploaded successfully
-}
-
-type counters struct {
-	gets, puts, heads, lists, deletes  atomic.Int64
-	retries, errors, bytesIn, bytesOut atomic.Int64
-}
+// Stats is a snapshot of a Store's counters, the same as every network
+// store's (OtherRequests and Busy stay 0 on S3).
+type Stats = netstore.Stats
 
 // Stats returns the store's counters; each is read atomically.
-func (s *Store) Stats() Stats {
-	c := &s.c
-	return Stats{
-		GetRequests:    c.gets.Load(),
-		PutRequests:    c.puts.Load(),
-		HeadRequests:   c.heads.Load(),
-		ListRequests:   c.lists.Load(),
-		DeleteRequests: c.deletes.Load(),
-		Retries:        c.retries.Load(),
-		Errors:         c.errors.Load(),
-		BytesIn:        c.bytesIn.Load(),
-		BytesOut:       c.bytesOut.Load(),
-	}
-}
+func (s *Store) Stats() Stats { return s.c.Stats() }

@@ -70,7 +70,7 @@ func (f *storeFlags) options(create bool) (string, storeurl.Options, error) {
 	cfg := s3.ConfigFromEnv()
 	if *f.endpoint != "" {
 		cfg.Endpoint = *f.endpoint
-		cfg.PathStyle = !strings.Contains(cfg.Endpoint, "amazonaws.com")
+		cfg.PathStyle = !s3.IsAWS(cfg.Endpoint)
 	}
 	if *f.region != "" {
 		cfg.Region = *f.region

@@ -106,13 +106,7 @@ func setupServe(fl *pflag.FlagSet) runFunc {
 			fmt.Fprintf(e.stderr, "blockfs serve: metrics at http://%s/metrics\n", addr)
 		}
 
-		srv := &http.Server{
-			Handler:           handler,
-			ReadHeaderTimeout: 10 * time.Second,
-			// A slow client holds a pool buffer while it reads: bound it.
-			WriteTimeout: 5 * time.Minute,
-			IdleTimeout:  2 * time.Minute,
-		}
+		srv := httpstore.NewServer(handler) // every phase of a request bounded
 		ln, scheme, err := listenFor(srv, *listen, *tlsCert, *tlsKey)
 		if err != nil {
 			return err

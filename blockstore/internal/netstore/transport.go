@@ -1,4 +1,4 @@
-package blockstore
+package netstore
 
 import (
 	"crypto/tls"
