@@ -121,3 +121,22 @@ func old(e fs.DirEntry) bool {
 	fi, err := e.Info()
 	return err == nil && time.Since(fi.ModTime()) >= staleTemp
 }
+
+// Close ends this store's temp session: it removes the session directory
+// (any temp file still in it belonged to a write that can no longer
+// finish) and releases its lock, so that the store's filesystem is not
+// held busy by an open LOCK file once the store is done with. The store
+// may still be read afterwards; a later write starts a new session.
+func (d *DirStore) Close() error {
+	d.smu.Lock()
+	defer d.smu.Unlock()
+	if d.session == "" {
+		return nil
+	}
+	err := os.RemoveAll(d.session)
+	if cerr := d.sessionLock.Close(); err == nil {
+		err = cerr
+	}
+	d.session, d.sessionLock = "", nil
+	return err
+}
