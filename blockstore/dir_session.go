@@ -31,12 +31,18 @@ const (
 )
 
 // tempDir returns the directory this store writes its temp files in,
-// making its session on first use.
+// making its session on first use, and afresh if it was removed under the
+// store (an operator cleaning tmp/ by hand): a write must not fail for
+// want of an empty directory.
 func (d *DirStore) tempDir() (string, error) {
 	d.smu.Lock()
 	defer d.smu.Unlock()
 	if d.session != "" {
-		return d.session, nil
+		if _, err := os.Lstat(d.session); !errors.Is(err, fs.ErrNotExist) {
+			return d.session, nil
+		}
+		d.sessionLock.Close()
+		d.session, d.sessionLock = "", nil
 	}
 	top := filepath.Join(d.root, tempDir)
 	if err := os.MkdirAll(top, 0o755); err != nil {
