@@ -135,6 +135,10 @@ func Start(mountpoint string, vol *volume.Volume, opts Options) (*Mount, error) 
 		// negative entries short.
 		NegativeTimeout: ptr(time.Second),
 		RootStableAttr:  &gofs.StableAttr{Ino: 1},
+		// Serve modes as stored: without this go-fuse turns a 0000 file
+		// into 0644 (a directory into 0755), which --allow-other would
+		// open to every user.
+		NullPermissions: true,
 		MountOptions: fuse.MountOptions{
 			FsName:      "blockfs:" + vol.Spec,
 			Name:        "blockfs",
