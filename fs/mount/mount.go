@@ -83,6 +83,9 @@ type Mount struct {
 	stopOnce   sync.Once
 	refreshed  sync.WaitGroup
 
+	badMu   sync.Mutex
+	badSeen map[string]struct{} // bad entries already logged (see badEntry)
+
 	inoMu sync.Mutex
 	inos  map[string]uint64 // path (and version) -> inode number, stable for the mount's life
 }
@@ -117,7 +120,7 @@ func Start(mountpoint string, vol *volume.Volume, opts Options) (*Mount, error) 
 	}
 	m := &Mount{
 		vol: vol, opts: opts, mountpoint: abs, started: time.Now(),
-		inos: map[string]uint64{"/": 1}, stop: make(chan struct{}),
+		inos: map[string]uint64{"/": 1}, stop: make(chan struct{}), badSeen: map[string]struct{}{},
 		pool: blockstore.NewPool(vol.Blocks, blockstore.PoolConfig{
 			MaxBytes: opts.PoolSize,
 			// Kernel requests must not fail because many wait: they queue.

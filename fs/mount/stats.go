@@ -47,12 +47,16 @@ type FuseStats struct {
 	// signal) while they waited for a block; they go on to the end,
 	// since a read(2) of a regular file must not fail with EINTR.
 	Interrupts int64 `json:"interrupts"`
+	// BadEntries are directory entries that were left out of listings
+	// and fail on their own because they cannot be served (a name no
+	// kernel accepts, a node that does not decode), each counted once.
+	BadEntries int64 `json:"bad_entries"`
 }
 
 // fuseCounters are the live, lock-free counters behind FuseStats.
 type fuseCounters struct {
-	lookups, getattrs, readdirs, opens, reads, readBytes   atomic.Int64
-	readlinks, prefetches, errors, copiedReads, interrupts atomic.Int64
+	lookups, getattrs, readdirs, opens, reads, readBytes               atomic.Int64
+	readlinks, prefetches, errors, copiedReads, interrupts, badEntries atomic.Int64
 }
 
 func (c *fuseCounters) snapshot() FuseStats {
@@ -61,5 +65,6 @@ func (c *fuseCounters) snapshot() FuseStats {
 		Opens: c.opens.Load(), Reads: c.reads.Load(), ReadBytes: c.readBytes.Load(),
 		Readlinks: c.readlinks.Load(), Prefetches: c.prefetches.Load(), Errors: c.errors.Load(),
 		CopiedReads: c.copiedReads.Load(), Interrupts: c.interrupts.Load(),
+		BadEntries: c.badEntries.Load(),
 	}
 }
