@@ -125,9 +125,16 @@ func (d *dirNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.E
 	return 0, 0
 }
 
+// Statfs reports the snapshot as df shows it: its bytes (the sum of its
+// file sizes) in 4 KiB blocks, none free, and its number of nodes.
 func (d *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	out.Bsize = 4096
-	out.Frsize = 4096
-	out.NameLen = 255
+	u := d.mount.usage()
+	out.Bsize = statfsBlock
+	out.Frsize = statfsBlock
+	out.Blocks = uint64((u.bytes + statfsBlock - 1) / statfsBlock)
+	out.Files = uint64(u.nodes)
+	out.NameLen = maxNameLen
 	return 0
 }
+
+const statfsBlock = 4096
