@@ -38,6 +38,12 @@ func CheckMountpoint(mountpoint string, allowNonEmpty bool) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("mountpoint %s: %w: %w", mountpoint, ErrMountpoint, err)
 	}
+	// statfs always reaches a FUSE server, where stat may be answered
+	// from the kernel's cache of a mount whose server is gone.
+	var sfs syscall.Statfs_t
+	if err := syscall.Statfs(abs, &sfs); errors.Is(err, syscall.ENOTCONN) {
+		return "", DeadMountError(abs)
+	}
 	fi, err := os.Stat(abs)
 	if errors.Is(err, syscall.ENOTCONN) {
 		return "", DeadMountError(abs)
