@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"blockfs/blockstore"
 	"blockfs/fs/mount"
@@ -37,6 +38,7 @@ func setupMount(fl *pflag.FlagSet) runFunc {
 	poolSize := sizeFlag(fl, "pool-size", blockstore.DefaultMaxBytes, "memory for shared block buffers")
 	readahead := fl.Int("readahead", mount.DefaultReadahead, "block fetches a sequential reader keeps in flight (0 disables)")
 	allowOther := fl.Bool("allow-other", false, "let users other than the mounting one read the mount")
+	allowNonEmpty := fl.Bool("allow-non-empty", false, "mount over a directory that has files, hiding them")
 	debug := fl.Bool("debug", false, "log every FUSE request")
 	fetchTimeout := fl.Duration("fetch-timeout", mount.DefaultFetchTimeout, "give a read EIO if its block cannot be fetched (retries included) within this")
 	refresh := fl.Duration("refresh", mount.DefaultRefresh, "how often to pick up newly imported data (0 disables)")
@@ -65,7 +67,7 @@ func setupMount(fl *pflag.FlagSet) runFunc {
 			return usagef("--pool-size %s is too small (at least 1MiB)", humanize.IBytes(uint64(*poolSize)))
 		}
 		// Check the mountpoint before opening anything, so that a typo fails fast.
-		if _, err := mount.CheckMountpoint(args[0]); err != nil {
+		if _, err := mount.CheckMountpoint(args[0], *allowNonEmpty); err != nil {
 			return err
 		}
 		if *cpuprofile != "" {
@@ -96,7 +98,8 @@ func setupMount(fl *pflag.FlagSet) runFunc {
 		m, err := mount.Start(args[0], vol, mount.Options{
 			Observer: observer,
 			PoolSize: *poolSize, Readahead: zeroMeansOff(*readahead), AllowOther: *allowOther, Debug: *debug,
-			CacheTimeout: *cacheTimeout, Refresh: zeroMeansOff(*refresh), FetchTimeout: *fetchTimeout,
+			AllowNonEmpty: *allowNonEmpty,
+			CacheTimeout:  *cacheTimeout, Refresh: zeroMeansOff(*refresh), FetchTimeout: *fetchTimeout,
 			Logger: log.New(e.stderr, "blockfs mount: ", log.LstdFlags),
 		})
 		if err != nil {
@@ -114,7 +117,7 @@ func setupMount(fl *pflag.FlagSet) runFunc {
 		}
 		fmt.Fprintf(e.stderr, "blockfs mount: serving %s at %s (pool %s); Ctrl-C or umount to stop\n",
 			vol.Spec, m.Mountpoint(), humanize.IBytes(uint64(*poolSize)))
-		return waitUnmounted(ctx, m)
+		return waitUnmounted(ctx, e, m)
 	}
 }
 
@@ -127,9 +130,15 @@ func exportMount(reg *metrics.Registry, m *mount.Mount, vol *volume.Volume) {
 	watchCache(reg, vol.Store())
 }
 
+// stopGrace bounds how long a signalled mount waits for the kernel to let
+// go of it (readers still inside, reads still waiting for a hung store)
+// before it exits anyway. The mountpoint is detached by then, so exiting
+// leaves it clean; readers still in it get ENOTCONN.
+const stopGrace = 5 * time.Second
+
 // waitUnmounted returns when the mount is unmounted, by someone else or,
-// once ctx ends (a signal), by us.
-func waitUnmounted(ctx context.Context, m *mount.Mount) error {
+// once ctx ends (a signal), by us, within stopGrace.
+func waitUnmounted(ctx context.Context, e env, m *mount.Mount) error {
 	done := make(chan struct{})
 	go func() {
 		m.Wait()
@@ -140,14 +149,28 @@ func waitUnmounted(ctx context.Context, m *mount.Mount) error {
 		return nil
 	case <-ctx.Done():
 	}
-	if err := m.Unmount(); err != nil {
+	unmounted := make(chan error, 1)
+	go func() { unmounted <- m.Unmount() }()
+	grace, cancel := context.WithTimeout(context.Background(), stopGrace)
+	defer cancel()
+	select {
+	case err := <-unmounted:
+		if err == nil {
+			break
+		}
 		// Busy (a shell sits in it): detach now, the kernel finishes when
 		// the last user leaves, and we still exit cleanly.
 		if derr := syscall.Unmount(m.Mountpoint(), syscall.MNT_DETACH); derr != nil {
 			return fmt.Errorf("unmounting %s: %w", m.Mountpoint(), err)
 		}
+	case <-grace.Done():
+		_ = syscall.Unmount(m.Mountpoint(), syscall.MNT_DETACH)
 	}
-	<-done
+	select {
+	case <-done:
+	case <-grace.Done():
+		fmt.Fprintf(e.stderr, "blockfs mount: %s detached; still busy after %v, exiting anyway\n", m.Mountpoint(), stopGrace)
+	}
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"blockfs/blockstore/httpstore"
@@ -111,6 +112,9 @@ func readStats(ctx context.Context, target string, tc *tls.Config) (statsView, e
 		return st, nil
 	}
 	b, err := os.ReadFile(filepath.Join(target, mount.StatsFileName))
+	if errors.Is(err, syscall.ENOTCONN) {
+		return st, mount.DeadMountError(target)
+	}
 	if errors.Is(err, iofs.ErrNotExist) {
 		return st, fmt.Errorf("%s: not a blockfs mount (no %s)", target, mount.StatsFileName)
 	}

@@ -2,7 +2,9 @@ package mount
 
 import (
 	"context"
+	"fmt"
 	"path"
+	"strings"
 	"syscall"
 
 	"blockfs/fs/tree"
@@ -49,18 +51,30 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	return d.NewInode(ctx, m.newNode(p, n), gofs.StableAttr{Mode: out.Attr.Mode & syscall.S_IFMT, Ino: ino}), 0
 }
 
+// Readdir lists the directory, skipping entries that cannot be served (see
+// badName) or decoded: one hostile entry must not hide the rest. Each is
+// counted and logged once.
 func (d *dirNode) Readdir(ctx context.Context) (_ gofs.DirStream, errno syscall.Errno) {
 	m := d.mount
 	defer m.timer()("readdir", &errno)
 	m.counters.readdirs.Add(1)
 	var entries []fuse.DirEntry
-	err := m.vol.Tree.List(d.path, func(name string, n *tree.Node) bool {
+	err := m.vol.Tree.ListEach(d.path, func(name string, n *tree.Node, err error) bool {
 		if d.path == "/" && name == StatsFileName {
+			return true
+		}
+		p := path.Join(d.path, name)
+		if why := badName(name); why != "" {
+			m.badEntry(d.path+"\x00"+name, fmt.Sprintf("readdir %s: skipping entry %q: %s", d.path, name, why))
+			return true
+		}
+		if err != nil {
+			m.badEntry(p, fmt.Sprintf("readdir %s: skipping %q: %v", d.path, name, err))
 			return true
 		}
 		var a fuse.Attr
 		m.fillAttr(n, 0, &a)
-		entries = append(entries, fuse.DirEntry{Name: name, Mode: a.Mode, Ino: m.ino(path.Join(d.path, name), n)})
+		entries = append(entries, fuse.DirEntry{Name: name, Mode: a.Mode, Ino: m.ino(p, n)})
 		return true
 	})
 	if err != nil {
@@ -68,6 +82,26 @@ func (d *dirNode) Readdir(ctx context.Context) (_ gofs.DirStream, errno syscall.
 	}
 	return gofs.NewListDirStream(entries), 0
 }
+
+// badName says why name cannot be a directory entry ("" if it can): the
+// kernel, and go-fuse, take empty names, "." and "..", and names with a
+// slash or NUL or longer than 255 bytes for corruption or worse.
+func badName(name string) string {
+	switch {
+	case name == "":
+		return "empty name"
+	case name == "." || name == "..":
+		return "reserved name"
+	case strings.ContainsAny(name, "/\x00"):
+		return "name contains / or NUL"
+	case len(name) > maxNameLen:
+		return fmt.Sprintf("name of %d bytes (at most %d)", len(name), maxNameLen)
+	}
+	return ""
+}
+
+// maxNameLen is the longest name the kernel passes (NAME_MAX).
+const maxNameLen = 255
 
 func (d *dirNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) (errno syscall.Errno) {
 	m := d.mount
@@ -91,9 +125,16 @@ func (d *dirNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.E
 	return 0, 0
 }
 
+// Statfs reports the snapshot as df shows it: its bytes (the sum of its
+// file sizes) in 4 KiB blocks, none free, and its number of nodes.
 func (d *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	out.Bsize = 4096
-	out.Frsize = 4096
-	out.NameLen = 255
+	u := d.mount.usage()
+	out.Bsize = statfsBlock
+	out.Frsize = statfsBlock
+	out.Blocks = uint64((u.bytes + statfsBlock - 1) / statfsBlock)
+	out.Files = uint64(u.nodes)
+	out.NameLen = maxNameLen
 	return 0
 }
+
+const statfsBlock = 4096

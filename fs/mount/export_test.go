@@ -17,3 +17,6 @@ func NewFileHandle(m *Mount, p string, n *tree.Node) gofs.FileReader {
 
 // SetAfterRefresh makes the mount call fn after every background refresh.
 func SetAfterRefresh(o *Options, fn func(changed bool, err error)) { o.afterRefresh = fn }
+
+// CopyMapped is copyMapped, for a test with a real mapping.
+var CopyMapped = copyMapped

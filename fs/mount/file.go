@@ -3,8 +3,11 @@ package mount
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"sync"
 	"syscall"
+	"time"
 
 	"blockfs/blockstore"
 	"blockfs/fs/tree"
@@ -61,6 +64,10 @@ type fileHandle struct {
 	path  string
 	node  *tree.Node
 	ra    readahead
+
+	failMu   sync.Mutex
+	failed   blockstore.Locator // the block this handle's last failed read needed
+	failedAt time.Time
 }
 
 func newFileHandle(m *Mount, p string, n *tree.Node) *fileHandle {
@@ -74,12 +81,23 @@ var (
 	_ gofs.FileReleaser = (*fileHandle)(nil)
 )
 
+// failMemo is how long a handle remembers the block whose fetch just failed
+// its read. When a readahead request fails, the kernel asks again at once for
+// the page the reader wants (one read(2), two FUSE reads); without the memo
+// that second request starts a fresh fetch, and a hung store makes one
+// read(2) take two fetch timeouts.
+const failMemo = time.Second
+
 // Read serves one kernel read through the pool. The bytes go to the kernel
 // straight from the pool's buffers in one writev, which are released once
 // the kernel has them. A 1 MiB read over ~1 MiB blocks usually spans two
 // blocks; only the first is waited for memory (see Pool.TryGet). If a
 // later one would have to wait, the read copies its blocks one at a time,
 // holding one buffer at a time, instead.
+//
+// The whole read, fallback included, is bounded by one fetch timeout (see
+// readContext), and the other blocks it spans are fetched alongside the
+// first rather than after it.
 func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.ReadResult, errno syscall.Errno) {
 	m := h.mount
 	defer m.timer()("read", &errno)
@@ -91,6 +109,9 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.R
 	end := min(n.Size, off+int64(len(dest)))
 	first, start, _ := n.Block(off)
 	h.ra.observe(off, end)
+	rctx, cancel := m.readContext(ctx)
+	defer cancel()
+	h.fetchAlongside(first, start, end)
 
 	res := &poolResult{}
 	for i, pos := first, start; pos < end; i++ {
@@ -99,15 +120,15 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.R
 		if len(res.bufs) == 0 {
 			get = m.pool.Get
 		}
-		buf, err := get(ctx, loc)
+		buf, err := h.get(rctx, get, loc)
 		if errors.Is(err, blockstore.ErrWouldWait) {
 			res.Done()
 			m.counters.copiedReads.Add(1)
-			return h.copyRead(ctx, dest, off, end)
+			return h.copyRead(ctx, rctx, dest, off, end)
 		}
 		if err != nil {
 			res.Done()
-			return nil, h.fail(off, loc, err)
+			return nil, h.fail(ctx, off, loc, err)
 		}
 		res.bufs = append(res.bufs, buf)
 		res.data = append(res.data, buf.Bytes()[max(off, pos)-pos:min(end, pos+loc.Size)-pos])
@@ -117,32 +138,113 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.R
 	return res, 0
 }
 
+// readContext is what a kernel read waits for its blocks under. It ignores
+// the request's cancellation: the kernel interrupts a FUSE read whenever the
+// reader gets a signal, even one it handles and restarts from (SA_RESTART),
+// and read(2) on a regular file failing with EINTR breaks programs that never
+// see that from a local disk. The fetch runs on the pool's own context
+// anyway; the read waits for it, up to one fetch timeout for the whole read.
+// A reader killed meanwhile is let go by the kernel once we answer. With no
+// fetch timeout the interrupt is the only way out of a hung store, so it is
+// honoured.
+func (m *Mount) readContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	stop := context.AfterFunc(ctx, func() { m.counters.interrupts.Add(1) })
+	var rctx context.Context
+	var cancel context.CancelFunc
+	if m.opts.FetchTimeout <= 0 {
+		rctx, cancel = context.WithCancel(ctx)
+	} else {
+		rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), m.opts.FetchTimeout)
+	}
+	return rctx, func() { stop(); cancel() }
+}
+
+// fetchAlongside starts fetching the blocks after the first that [off, end)
+// spans, so that a read of two slow blocks waits for one fetch time, not
+// two. Only when they fit easily in the pool: in a pool too small for them
+// all, the read copies block by block and an early fetch would be evicted
+// before it is used.
+func (h *fileHandle) fetchAlongside(first int, start, end int64) {
+	n, m := h.node, h.mount
+	last, _, _ := n.Block(end - 1)
+	if last == first || n.Start(last)+n.Blocks[last].Size-start > m.opts.PoolSize/4 {
+		return
+	}
+	for i := first + 1; i <= last; i++ {
+		m.pool.Prefetch(n.Blocks[i])
+	}
+}
+
+// get is Get or TryGet of loc, unless loc failed this handle's read just now.
+func (h *fileHandle) get(ctx context.Context, get func(context.Context, blockstore.Locator) (*blockstore.Buffer, error), loc blockstore.Locator) (*blockstore.Buffer, error) {
+	h.failMu.Lock()
+	recent := h.failed == loc && time.Since(h.failedAt) < failMemo
+	h.failMu.Unlock()
+	if recent {
+		return nil, errFailedRecently
+	}
+	return get(ctx, loc)
+}
+
+// errFailedRecently is the error of a read of a block that failed the
+// handle's previous read less than failMemo ago.
+var errFailedRecently = errors.New("failed a moment ago")
+
 // copyRead serves [off, end) by copying block after block into dest,
 // holding one buffer at a time.
-func (h *fileHandle) copyRead(ctx context.Context, dest []byte, off, end int64) (fuse.ReadResult, syscall.Errno) {
+func (h *fileHandle) copyRead(ctx, rctx context.Context, dest []byte, off, end int64) (fuse.ReadResult, syscall.Errno) {
 	n := h.node
 	first, start, _ := n.Block(off)
 	done := 0
 	for i, pos := first, start; pos < end; i++ {
 		loc := n.Blocks[i]
-		buf, err := h.mount.pool.Get(ctx, loc)
+		buf, err := h.get(rctx, h.mount.pool.Get, loc)
 		if err != nil {
-			return nil, h.fail(off, loc, err)
+			return nil, h.fail(ctx, off, loc, err)
 		}
-		done += copy(dest[done:], buf.Bytes()[max(off, pos)-pos:min(end, pos+loc.Size)-pos])
+		c, err := copyMapped(dest[done:], buf.Bytes()[max(off, pos)-pos:min(end, pos+loc.Size)-pos])
 		buf.Release()
+		if err != nil {
+			return nil, h.fail(ctx, off, loc, err)
+		}
+		done += c
 		pos += loc.Size
 	}
 	h.mount.counters.readBytes.Add(int64(done))
 	return fuse.ReadResultData(dest[:done]), 0
 }
 
-// fail turns a block that could not be had into EIO for this read alone.
-func (h *fileHandle) fail(off int64, loc blockstore.Locator, err error) syscall.Errno {
-	if errors.Is(err, context.Canceled) {
-		return syscall.EINTR // the reader was interrupted; nothing is wrong
+// copyMapped copies src, which may be a mapping of a block file, into dst.
+// A file truncated under its mapping turns the copy into a SIGBUS, which
+// would kill the mount; with panic-on-fault it becomes this read's error.
+func copyMapped(dst, src []byte) (n int, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if f, ok := r.(interface{ Addr() uintptr }); ok { // a memory fault, see debug.SetPanicOnFault
+				n, err = 0, fmt.Errorf("%w: block memory unreadable at %#x (file truncated under its mapping?)", blockstore.ErrCorrupt, f.Addr())
+				return
+			}
+			panic(r)
+		}
+	}()
+	return copy(dst, src), nil
+}
+
+// fail turns a block that could not be had into EIO for this read alone,
+// remembered for failMemo. The request's own cancellation (only honoured
+// without a fetch timeout) is EINTR: nothing is wrong with the block.
+func (h *fileHandle) fail(ctx context.Context, off int64, loc blockstore.Locator, err error) syscall.Errno {
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return syscall.EINTR
 	}
 	h.mount.counters.errors.Add(1)
+	if errors.Is(err, errFailedRecently) {
+		return syscall.EIO // logged the first time
+	}
+	h.failMu.Lock()
+	h.failed, h.failedAt = loc, time.Now()
+	h.failMu.Unlock()
 	h.mount.opts.Logger.Printf("read %s at %d: block %s: %v", h.path, off, loc, err)
 	return syscall.EIO
 }

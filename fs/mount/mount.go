@@ -44,6 +44,9 @@ type Options struct {
 	// flight overlap them (docs/performance.md has the measurements).
 	Readahead  int
 	AllowOther bool // let other users read the mount
+	// AllowNonEmpty mounts over a directory that has entries, hiding
+	// them; by default that is refused.
+	AllowNonEmpty bool
 	// FetchTimeout bounds one block fetch, retries included: past it the
 	// read fails with EIO instead of hanging (default DefaultFetchTimeout;
 	// <0 none).
@@ -83,6 +86,14 @@ type Mount struct {
 	stopOnce   sync.Once
 	refreshed  sync.WaitGroup
 
+	badMu   sync.Mutex
+	badSeen map[string]struct{} // bad entries already logged (see badEntry)
+
+	usageMu  sync.Mutex // one walk at a time (see usage)
+	usageVal usage
+	usageGen uint64
+	usageOK  bool
+
 	inoMu sync.Mutex
 	inos  map[string]uint64 // path (and version) -> inode number, stable for the mount's life
 }
@@ -90,8 +101,13 @@ type Mount struct {
 // Start mounts vol at mountpoint and starts answering the kernel. It
 // returns once the mount is ready; Wait blocks until it is unmounted.
 func Start(mountpoint string, vol *volume.Volume, opts Options) (*Mount, error) {
-	abs, err := CheckMountpoint(mountpoint)
+	abs, err := CheckMountpoint(mountpoint, opts.AllowNonEmpty)
 	if err != nil {
+		return nil, err
+	}
+	// Once mounted, a root the kernel cannot get leaves a mountpoint that
+	// answers nothing: find out first.
+	if err := checkRoot(vol); err != nil {
 		return nil, err
 	}
 	if opts.PoolSize <= 0 {
@@ -117,7 +133,7 @@ func Start(mountpoint string, vol *volume.Volume, opts Options) (*Mount, error) 
 	}
 	m := &Mount{
 		vol: vol, opts: opts, mountpoint: abs, started: time.Now(),
-		inos: map[string]uint64{"/": 1}, stop: make(chan struct{}),
+		inos: map[string]uint64{"/": 1}, stop: make(chan struct{}), badSeen: map[string]struct{}{},
 		pool: blockstore.NewPool(vol.Blocks, blockstore.PoolConfig{
 			MaxBytes: opts.PoolSize,
 			// Kernel requests must not fail because many wait: they queue.
@@ -126,29 +142,7 @@ func Start(mountpoint string, vol *volume.Volume, opts Options) (*Mount, error) 
 			FetchTimeout: max(opts.FetchTimeout, 0),
 		}),
 	}
-	timeout := opts.CacheTimeout
-	root := &dirNode{mount: m, path: "/"}
-	server, err := gofs.Mount(abs, root, &gofs.Options{
-		EntryTimeout: &timeout,
-		AttrTimeout:  &timeout,
-		// A name that is not there now may appear after a refresh; keep
-		// negative entries short.
-		NegativeTimeout: ptr(time.Second),
-		RootStableAttr:  &gofs.StableAttr{Ino: 1},
-		MountOptions: fuse.MountOptions{
-			FsName:      "blockfs:" + vol.Spec,
-			Name:        "blockfs",
-			AllowOther:  opts.AllowOther,
-			Debug:       opts.Debug,
-			DirectMount: true,
-			// Read-only at the mount level too, so mount(8) and mountinfo say ro.
-			DirectMountFlags: syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV,
-			MaxWrite:         maxRead,
-			MaxReadAhead:     maxRead,
-			Options:          []string{"ro", "default_permissions"},
-			DisableSplice:    true, // results are pool buffers or copies, never file descriptors
-		},
-	})
+	server, err := m.serve(abs)
 	if err != nil {
 		m.pool.Close()
 		return nil, fmt.Errorf("mounting %s at %s: %w", vol.Spec, abs, err)
@@ -160,6 +154,63 @@ func Start(mountpoint string, vol *volume.Volume, opts Options) (*Mount, error) 
 		go m.refreshLoop()
 	}
 	return m, nil
+}
+
+// checkRoot fails unless the volume's root is a directory that decodes.
+func checkRoot(vol *volume.Volume) error {
+	root, err := vol.Tree.Lookup("/")
+	if err != nil {
+		return fmt.Errorf("store %s: cannot serve its root: %w", vol.Spec, err)
+	}
+	if root.Kind != tree.KindDir {
+		return fmt.Errorf("store %s: cannot serve its root: it is a %v, not a directory", vol.Spec, root.Kind)
+	}
+	return nil
+}
+
+// serve mounts the file system at abs and starts answering the kernel. If
+// the mount does not come up, it leaves nothing mounted.
+func (m *Mount) serve(abs string) (*fuse.Server, error) {
+	opts := m.opts
+	timeout := opts.CacheTimeout
+	root := &dirNode{mount: m, path: "/"}
+	server, err := fuse.NewServer(gofs.NewNodeFS(root, &gofs.Options{
+		EntryTimeout: &timeout,
+		AttrTimeout:  &timeout,
+		// A name that is not there now may appear after a refresh; keep
+		// negative entries short.
+		NegativeTimeout: ptr(time.Second),
+		RootStableAttr:  &gofs.StableAttr{Ino: 1},
+		// Serve modes as stored: without this go-fuse turns a 0000 file
+		// into 0644 (a directory into 0755), which --allow-other would
+		// open to every user.
+		NullPermissions: true,
+	}), abs, &fuse.MountOptions{
+		FsName:      "blockfs:" + m.vol.Spec,
+		Name:        "blockfs",
+		AllowOther:  opts.AllowOther,
+		Debug:       opts.Debug,
+		DirectMount: true,
+		// Read-only at the mount level too, so mount(8) and mountinfo say ro.
+		DirectMountFlags: syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV,
+		MaxWrite:         maxRead,
+		MaxReadAhead:     maxRead,
+		Options:          []string{"ro", "default_permissions"},
+		DisableSplice:    true, // results are pool buffers or copies, never file descriptors
+	})
+	if err != nil {
+		return nil, err
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
+		// Mounted, but not answering as it should: take it down again
+		// rather than leave a dead mountpoint behind.
+		if uerr := server.Unmount(); uerr != nil {
+			_ = syscall.Unmount(abs, syscall.MNT_DETACH)
+		}
+		return nil, err
+	}
+	return server, nil
 }
 
 // refreshLoop ingests newly published metadata every Refresh. A store that

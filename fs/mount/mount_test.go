@@ -289,15 +289,21 @@ func TestCheckMountpoint(t *testing.T) {
 	file := filepath.Join(dir, "file")
 	fstest.WriteFile(t, file, nil, 0o644)
 	for name, p := range map[string]string{"missing": filepath.Join(dir, "nope"), "not a directory": file} {
-		if _, err := mount.CheckMountpoint(p); !errors.Is(err, mount.ErrMountpoint) || !strings.Contains(err.Error(), name[:4]) && name != "missing" {
+		if _, err := mount.CheckMountpoint(p, false); !errors.Is(err, mount.ErrMountpoint) || !strings.Contains(err.Error(), name[:4]) && name != "missing" {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	if _, err := mount.CheckMountpoint("/proc"); !errors.Is(err, mount.ErrMountpoint) || !strings.Contains(err.Error(), "already mounted") {
+	if _, err := mount.CheckMountpoint("/proc", true); !errors.Is(err, mount.ErrMountpoint) || !strings.Contains(err.Error(), "already mounted") {
 		t.Errorf("/proc: %v", err)
 	}
-	if _, err := mount.CheckMountpoint(dir); err != nil {
-		t.Errorf("plain dir: %v", err)
+	if _, err := mount.CheckMountpoint(dir, false); !errors.Is(err, mount.ErrMountpoint) || !strings.Contains(err.Error(), "not empty") {
+		t.Errorf("non-empty dir: %v, want refused", err)
+	}
+	if _, err := mount.CheckMountpoint(dir, true); err != nil {
+		t.Errorf("non-empty dir allowed: %v", err)
+	}
+	if _, err := mount.CheckMountpoint(t.TempDir(), false); err != nil {
+		t.Errorf("empty dir: %v", err)
 	}
 }
 

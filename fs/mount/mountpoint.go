@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,13 +30,24 @@ func TuneReadahead(mountpoint string) {
 }
 
 // CheckMountpoint returns the absolute path of mountpoint, or a clear error
-// if it is missing, not a directory, or already a mount point.
-func CheckMountpoint(mountpoint string) (string, error) {
+// if it is missing, not a directory, already a mount point, a dead mount
+// (with the command that clears it), or, unless allowNonEmpty, not empty:
+// a mount would hide its files.
+func CheckMountpoint(mountpoint string, allowNonEmpty bool) (string, error) {
 	abs, err := filepath.Abs(mountpoint)
 	if err != nil {
 		return "", fmt.Errorf("mountpoint %s: %w: %w", mountpoint, ErrMountpoint, err)
 	}
+	// statfs always reaches a FUSE server, where stat may be answered
+	// from the kernel's cache of a mount whose server is gone.
+	var sfs syscall.Statfs_t
+	if err := syscall.Statfs(abs, &sfs); errors.Is(err, syscall.ENOTCONN) {
+		return "", DeadMountError(abs)
+	}
 	fi, err := os.Stat(abs)
+	if errors.Is(err, syscall.ENOTCONN) {
+		return "", DeadMountError(abs)
+	}
 	if err != nil {
 		return "", fmt.Errorf("mountpoint %s: %w: %w", mountpoint, ErrMountpoint, err)
 	}
@@ -52,7 +64,37 @@ func CheckMountpoint(mountpoint string) (string, error) {
 	if mounted {
 		return "", fmt.Errorf("mountpoint %s: %w: something is already mounted there", mountpoint, ErrMountpoint)
 	}
+	if !allowNonEmpty {
+		if err := checkEmpty(abs); err != nil {
+			return "", fmt.Errorf("mountpoint %s: %w", mountpoint, err)
+		}
+	}
 	return abs, nil
+}
+
+// checkEmpty fails if dir has any entry.
+func checkEmpty(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrMountpoint, err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if len(names) > 0 {
+		return fmt.Errorf("%w: not empty (the mount would hide %q and the rest; --allow-non-empty mounts anyway)", ErrMountpoint, names[0])
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: %w", ErrMountpoint, err)
+	}
+	return nil
+}
+
+// DeadMountError is the error for a mountpoint whose FUSE server is gone
+// (a killed mount: stat says "transport endpoint is not connected"), with
+// the one command that clears it.
+func DeadMountError(mountpoint string) error {
+	return fmt.Errorf("%w: %s is a dead mount (its process is gone: transport endpoint is not connected); clear it with: umount -l %s",
+		ErrMountpoint, mountpoint, mountpoint)
 }
 
 // isMountpoint reports whether dir is listed in /proc/self/mountinfo.

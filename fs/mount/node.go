@@ -2,6 +2,7 @@ package mount
 
 import (
 	"errors"
+	"fmt"
 	"syscall"
 
 	"blockfs/fs/tree"
@@ -10,15 +11,47 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
-// errno maps tree errors to what the kernel should see, counting the bad ones.
+// errno maps tree errors to what the kernel should see, counting the bad
+// ones. A node that cannot be decoded is EIO for its path alone, and
+// logged once, however often it is asked for.
 func (m *Mount) errno(op, p string, err error) syscall.Errno {
 	if errors.Is(err, tree.ErrNotExist) {
 		return syscall.ENOENT
 	}
 	m.counters.errors.Add(1)
+	if errors.Is(err, tree.ErrBadNode) {
+		m.badEntry(p, fmt.Sprintf("%s %s: %v", op, p, err))
+		return syscall.EIO
+	}
 	m.opts.Logger.Printf("%s %s: %v", op, p, err)
 	return syscall.EIO
 }
+
+// badEntry counts a directory entry that cannot be served and logs it the
+// first time it is met (key names it). Past maxLoggedBad distinct entries
+// the rest are counted only, so a hostile store cannot grow the set
+// without bound.
+func (m *Mount) badEntry(key, msg string) {
+	m.badMu.Lock()
+	_, seen := m.badSeen[key]
+	full := len(m.badSeen) >= maxLoggedBad
+	if !seen && !full {
+		m.badSeen[key] = struct{}{}
+	}
+	m.badMu.Unlock()
+	if seen {
+		return
+	}
+	m.counters.badEntries.Add(1)
+	switch {
+	case !full:
+		m.opts.Logger.Print(msg)
+	case m.counters.badEntries.Load() == maxLoggedBad+1:
+		m.opts.Logger.Printf("more bad directory entries; counted in stats (bad_entries), not logged")
+	}
+}
+
+const maxLoggedBad = 10000
 
 // newNode makes the go-fuse node for a tree node.
 func (m *Mount) newNode(p string, n *tree.Node) gofs.InodeEmbedder {

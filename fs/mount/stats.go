@@ -43,12 +43,20 @@ type FuseStats struct {
 	// block because the pool had no memory free to hold them all at once:
 	// many of them mean the pool is small for the load.
 	CopiedReads int64 `json:"copied_reads"`
+	// Interrupts are reads the kernel interrupted (the reader got a
+	// signal) while they waited for a block; they go on to the end,
+	// since a read(2) of a regular file must not fail with EINTR.
+	Interrupts int64 `json:"interrupts"`
+	// BadEntries are directory entries that were left out of listings
+	// and fail on their own because they cannot be served (a name no
+	// kernel accepts, a node that does not decode), each counted once.
+	BadEntries int64 `json:"bad_entries"`
 }
 
 // fuseCounters are the live, lock-free counters behind FuseStats.
 type fuseCounters struct {
-	lookups, getattrs, readdirs, opens, reads, readBytes atomic.Int64
-	readlinks, prefetches, errors, copiedReads           atomic.Int64
+	lookups, getattrs, readdirs, opens, reads, readBytes               atomic.Int64
+	readlinks, prefetches, errors, copiedReads, interrupts, badEntries atomic.Int64
 }
 
 func (c *fuseCounters) snapshot() FuseStats {
@@ -56,6 +64,7 @@ func (c *fuseCounters) snapshot() FuseStats {
 		Lookups: c.lookups.Load(), Getattrs: c.getattrs.Load(), Readdirs: c.readdirs.Load(),
 		Opens: c.opens.Load(), Reads: c.reads.Load(), ReadBytes: c.readBytes.Load(),
 		Readlinks: c.readlinks.Load(), Prefetches: c.prefetches.Load(), Errors: c.errors.Load(),
-		CopiedReads: c.copiedReads.Load(),
+		CopiedReads: c.copiedReads.Load(), Interrupts: c.interrupts.Load(),
+		BadEntries: c.badEntries.Load(),
 	}
 }

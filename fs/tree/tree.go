@@ -62,6 +62,26 @@ func (t *Tree) List(dir string, fn func(name string, n *Node) bool) error {
 	return derr
 }
 
+// ListEach is List for a reader that must get past bad entries: it calls fn
+// with each entry's name and node, or with the error decoding it, until fn
+// returns false. The error returned is the listing's own.
+func (t *Tree) ListEach(dir string, fn func(name string, n *Node, err error) bool) error {
+	dir = CleanPath(dir)
+	err := t.log.Scan(1, dirPrefix(dir), func(o objects.Object) bool {
+		name := childName(o.Key(1))
+		n, err := DecodeNode(o.Value())
+		if err != nil {
+			return fn(name, nil, fmt.Errorf("metadata of %s: %w", path.Join(dir, name), err))
+		}
+		n.Version = o.Version()
+		return fn(name, n, nil)
+	})
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", dir, err)
+	}
+	return nil
+}
+
 // Walk visits every node below dir (dir included) depth-first in name order.
 func (t *Tree) Walk(dir string, fn func(p string, n *Node) error) error {
 	dir = CleanPath(dir)
