@@ -143,7 +143,7 @@ func (h *fileHandle) fail(off int64, loc blockstore.Locator, err error) syscall.
 		return syscall.EINTR // the reader was interrupted; nothing is wrong
 	}
 	h.mount.counters.errors.Add(1)
-	h.mount.opts.Logger.Printf("read %s at %d: block %s: %v", h.path, off, loc, err)
+	h.mount.opts.Logger.Error("read failed", "path", h.path, "off", off, "block", loc.String(), "err", err)
 	return syscall.EIO
 }
 

@@ -16,7 +16,7 @@ func (m *Mount) errno(op, p string, err error) syscall.Errno {
 		return syscall.ENOENT
 	}
 	m.counters.errors.Add(1)
-	m.opts.Logger.Printf("%s %s: %v", op, p, err)
+	m.opts.Logger.Error(op+" failed", "path", p, "err", err)
 	return syscall.EIO
 }
 
