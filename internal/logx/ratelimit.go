@@ -101,7 +101,7 @@ func (r *RateLimiter) flush(all bool) {
 func summary(b *burst, now time.Time) slog.Record {
 	s := slog.NewRecord(now, b.first.Level, b.first.Message, 0)
 	b.first.Attrs(func(a slog.Attr) bool { s.AddAttrs(a); return true })
-	s.AddAttrs(slog.Int("repeated", b.repeated), slog.Duration("within", now.Sub(b.since).Round(time.Second)))
+	s.AddAttrs(slog.Int("repeated", b.repeated), slog.String("within", now.Sub(b.since).Round(time.Second).String()))
 	return s
 }
 
