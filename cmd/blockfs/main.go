@@ -79,7 +79,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		return runHelp(rest, stdout, stderr)
 	case "--version", "-V":
-		name, rest = "version", nil
+		name = "version"
 	}
 	c, ok := commands[name]
 	if !ok {

@@ -35,12 +35,18 @@ type progressBar struct {
 
 // startProgress draws a bar of bytes.
 func startProgress(w io.Writer, get func() (int64, int64)) *progressBar {
-	return startProgressOf(w, func(n int64) string { return humanize.IBytes(uint64(n)) }, get)
+	return startProgressOf(w, bytesUnit, get)
 }
 
 // startCountProgress draws a bar of things counted, e.g. "blocks".
 func startCountProgress(w io.Writer, things string, get func() (int64, int64)) *progressBar {
-	return startProgressOf(w, func(n int64) string { return humanize.Comma(n) + " " + things }, get)
+	return startProgressOf(w, countUnit(things), get)
+}
+
+func bytesUnit(n int64) string { return humanize.IBytes(uint64(n)) }
+
+func countUnit(things string) func(int64) string {
+	return func(n int64) string { return humanize.Comma(n) + " " + things }
 }
 
 func startProgressOf(w io.Writer, unit func(int64) string, get func() (int64, int64)) *progressBar {

@@ -13,9 +13,18 @@ import (
 // version is the release this source is; the build info adds the commit.
 const version = "0.1.0"
 
-// buildDate is set by the Makefile (-ldflags -X main.buildDate=...): the
-// build info knows the commit's time, not the build's.
-var buildDate = ""
+// Set by the Makefile with -ldflags -X (see its LDFLAGS). The build info
+// knows the commit's time but not the build's, and the go command stamps
+// no commit at all in a linked git worktree (it only takes a .git
+// directory for a repository root, golang/go#58218) or a wrong one in a
+// worktree nested in another checkout; git itself, asked by make, knows.
+// A plain `go build` in a clone falls back to the build info.
+var (
+	buildDate  = ""
+	commit     = ""
+	commitTime = ""
+	modified   = ""
+)
 
 func init() {
 	register(&command{
@@ -42,7 +51,7 @@ func readVersion() versionInfo {
 	v := versionInfo{Version: version, BuildDate: buildDate, Go: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
-		return v
+		bi = &debug.BuildInfo{}
 	}
 	if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		v.Module = bi.Main.Version
@@ -57,6 +66,9 @@ func readVersion() versionInfo {
 			v.Modified = s.Value == "true"
 		}
 	}
+	if commit != "" {
+		v.Commit, v.CommitTime, v.Modified = commit, commitTime, modified == "true"
+	}
 	return v
 }
 
@@ -67,14 +79,14 @@ func (v versionInfo) String() string {
 	} else if v.Modified {
 		commit += " (modified)"
 	}
-	s := fmt.Sprintf("blockfs %s\ncommit:  %s\n", v.Version, commit)
+	s := fmt.Sprintf("blockfs %s\ncommit:    %s\n", v.Version, commit)
 	if v.CommitTime != "" {
 		s += fmt.Sprintf("committed: %s\n", v.CommitTime)
 	}
 	if v.BuildDate != "" {
-		s += fmt.Sprintf("built:   %s\n", v.BuildDate)
+		s += fmt.Sprintf("built:     %s\n", v.BuildDate)
 	}
-	return s + fmt.Sprintf("go:      %s %s\n", v.Go, v.Platform)
+	return s + fmt.Sprintf("go:        %s %s\n", v.Go, v.Platform)
 }
 
 func setupVersion(fl *pflag.FlagSet) runFunc {
