@@ -17,6 +17,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 )
 
 func init() {
@@ -147,7 +148,7 @@ func serveMount(ctx context.Context, e env, f *mountFlags, spec string, openOpts
 		Logger: logger,
 	})
 	if err != nil {
-		return err
+		return withFUSEHint(err)
 	}
 	if *f.metricsAddr != "" {
 		exportMount(reg, m, vol)
@@ -168,6 +169,19 @@ func serveMount(ctx context.Context, e env, f *mountFlags, spec string, openOpts
 	err = waitUnmounted(ctx, m, n)
 	close(stopReports)
 	logger.Info("unmounted", "mountpoint", m.Mountpoint())
+	return err
+}
+
+// withFUSEHint adds what an unprivileged user most often lacks to a failed
+// mount: fusermount3 opens /dev/fuse as the user, and the error it leaves
+// go-fuse ("fusermount exited with code 256") says nothing of it.
+func withFUSEHint(err error) error {
+	if os.Geteuid() == 0 {
+		return err
+	}
+	if unix.Access("/dev/fuse", unix.R_OK|unix.W_OK) != nil {
+		return fmt.Errorf("%w (/dev/fuse is not readable and writable by this user; see docs/operations.md, \"Mounting without root\")", err)
+	}
 	return err
 }
 
