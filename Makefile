@@ -76,8 +76,20 @@ minio:
 		mv "$$tmp/minio" "$(BLOCKFS_MINIO_BIN).tmp" && mv "$(BLOCKFS_MINIO_BIN).tmp" "$(BLOCKFS_MINIO_BIN)"; \
 	fi
 
+# A .deb of the binary, its mount helper names, the man page, completion
+# and the example fstab, systemd and autofs files, built by the pinned nfpm
+# (fetched and built by the go command) into $(DIST).
+NFPM        := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+DIST        ?= $(CURDIR)/dist
+PKG_VERSION := $(shell sed -n 's/^const version = "\(.*\)"/\1/p' cmd/blockfs/version.go)
+package: build
+	@mkdir -p $(DIST)
+	sed 's|@BLOCKFS_BIN@|$(BIN)/blockfs|' packaging/nfpm.yaml > $(DIST)/.nfpm.yaml
+	BLOCKFS_VERSION=$(PKG_VERSION) $(GO) run $(NFPM) package -f $(DIST)/.nfpm.yaml -p deb -t $(DIST)
+	@rm -f $(DIST)/.nfpm.yaml
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(DIST)
