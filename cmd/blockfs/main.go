@@ -183,6 +183,7 @@ func printOverview(w io.Writer) {
 	}
 	fmt.Fprint(w, "  help     show help for a command: blockfs help COMMAND\n")
 	fmt.Fprint(w, "\nSTORE is a store directory; BLOCKFS_STORE supplies the default --store.\n")
+	fmt.Fprint(w, "As a mount helper: mount -t fuse.blockfs STORE MOUNTPOINT -o OPTIONS (blockfs help mount).\n")
 }
 
 func printUsage(w io.Writer, c *command, fl *pflag.FlagSet) {

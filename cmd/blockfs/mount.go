@@ -28,7 +28,17 @@ func init() {
 		help: `Every read goes through one shared buffer pool: however many processes read
 the same block, the store is asked for it once. The mount runs until SIGINT,
 SIGTERM, umount or fusermount3 -u, then exits 0 with nothing left mounted.
-'blockfs stats MOUNTPOINT' shows what it is doing.`,
+'blockfs stats MOUNTPOINT' shows what it is doing.
+
+With --daemon it returns once the mount serves (exit 0) or failed (exit 1),
+leaving the mount running in the background. Under systemd (Type=notify) it
+reports READY=1, STATUS= and STOPPING=1.
+
+As a mount helper: mount -t fuse.blockfs STORE MOUNTPOINT -o OPTIONS, or an
+fstab line of type fuse.blockfs. Every flag is an option NAME=VALUE with
+underscores for dashes (pool_size=4G, cache_dir=/var/cache/b, log_file=...;
+allow_other, debug bare); ro, noauto, _netdev, nofail, x-systemd.* and the
+other generic options are ignored, rw is refused. See docs/operations.md.`,
 		setup: setupMount,
 	})
 }
