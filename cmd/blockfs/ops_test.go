@@ -62,7 +62,7 @@ func TestSdNotify(t *testing.T) {
 	for _, sock := range []string{filepath.Join(t.TempDir(), "notify"), "@blockfs-test-notify-" + filepath.Base(t.TempDir())} {
 		c := listenNotify(t, sock)
 		mnt := t.TempDir()
-		cmd := exec.Command(blockfsBin, "mount", "--store", store, mnt)
+		cmd := exec.Command(blockfsBin, "mount", "--store", store, "--refresh", "50ms", mnt)
 		cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -75,8 +75,20 @@ func TestSdNotify(t *testing.T) {
 		if _, err := os.ReadFile(filepath.Join(mnt, "sample/README.txt")); err != nil {
 			t.Fatalf("read right after READY=1: %v", err)
 		}
+		// An import publishes a new generation; the status follows it.
+		gen := msg[strings.LastIndex(msg, " ")+1:]
+		if code, _, stderr := blockfs("import", "-q", "--store", store, "../../testdata/sample/docs", "/more-"+filepath.Base(mnt)); code != 0 {
+			t.Fatal(stderr)
+		}
+		if msg := readNotify(t, c); !strings.HasPrefix(msg, "STATUS=serving ") || strings.HasSuffix(msg, " generation "+gen) {
+			t.Errorf("%s: after an import %q (was generation %s)", sock, msg, gen)
+		}
 		cmd.Process.Signal(syscall.SIGTERM)
-		if msg := readNotify(t, c); msg != "STOPPING=1" {
+		msg = readNotify(t, c)
+		for strings.HasPrefix(msg, "STATUS=serving ") { // an import may publish more than once
+			msg = readNotify(t, c)
+		}
+		if msg != "STOPPING=1" {
 			t.Errorf("%s: on SIGTERM %q", sock, msg)
 		}
 		if err := cmd.Wait(); err != nil {
