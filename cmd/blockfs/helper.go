@@ -107,7 +107,7 @@ func mountOptions(list string, fl *pflag.FlagSet) (flags []string, foreground bo
 		switch {
 		case o == "":
 		case o == "rw":
-			return nil, false, usagef("option rw: blockfs is a read-only file system (use ro, or leave rw out)")
+			return nil, false, usagef("option rw: blockfs is a read-only file system: give ro (mount passes rw when ro is missing)")
 		case o == "foreground":
 			foreground = true
 		case ignoredOptions[o] || hasAnyPrefix(o, ignoredPrefixes):
