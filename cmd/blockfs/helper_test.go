@@ -110,6 +110,8 @@ umount "$mnt"
 echo "fstab ok"
 if mount -t fuse.blockfs /no/such/store "$mnt" -o ro 2>bad.err; then echo "bad store mounted"; exit 1; fi
 cat bad.err
+if mount -t fuse.blockfs "$store" "$mnt" 2>rw.err; then echo "mounted without ro"; exit 1; fi
+cat rw.err
 `
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", bin, store, mnt, fstab)
 	cmd.Dir = t.TempDir()
@@ -117,7 +119,8 @@ cat bad.err
 	readme, _ := os.ReadFile("../../testdata/sample/README.txt")
 	s := string(out)
 	if err != nil || !strings.HasPrefix(s, string(readme)) || !strings.Contains(s, "fuse.blockfs blockfs:"+store+" ro") ||
-		!strings.Contains(s, "fstab ok") || !strings.Contains(s, "blockfs mount: store /no/such/store: no blockfs store") {
+		!strings.Contains(s, "fstab ok") || !strings.Contains(s, "blockfs mount: store /no/such/store: no blockfs store") ||
+		!strings.Contains(s, "option rw: blockfs is a read-only file system: give ro") {
 		t.Fatalf("%v:\n%s", err, out)
 	}
 	// umount returns before a daemon has seen its end: wait for its last line.
