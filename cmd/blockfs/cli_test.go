@@ -2,12 +2,15 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 func TestVersion(t *testing.T) {
@@ -118,5 +121,35 @@ func TestProgressLine(t *testing.T) {
 	c := &progressBar{unit: countUnit("blocks")}
 	if line := c.line(1500, 3000, 3*time.Second); !strings.Contains(line, "1,500 blocks/3,000 blocks 500 blocks/s ETA 3s") {
 		t.Errorf("blocks: %q", line)
+	}
+}
+
+// TestLogFlagsUnderJournal: with stderr on the journal (JOURNAL_STREAM
+// set) text lines carry no timestamp of ours; a log file keeps them.
+func TestLogFlagsUnderJournal(t *testing.T) {
+	t.Setenv("JOURNAL_STREAM", "8:12345")
+	fl := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	lf := addLogFlags(fl)
+	file := filepath.Join(t.TempDir(), "log")
+	for _, toFile := range []bool{false, true} {
+		if toFile {
+			fl.Set("log-file", file)
+		}
+		var b strings.Builder
+		logger, closeLog, err := lf.open(&b, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logger.Info("hello")
+		logger.Debug("hidden")
+		closeLog()
+		got := b.String()
+		if toFile {
+			data, _ := os.ReadFile(file)
+			got = string(data)
+		}
+		if strings.Contains(got, "hidden") || !strings.Contains(got, "level=INFO msg=hello") || strings.Contains(got, "time=") != toFile {
+			t.Errorf("to file %v: %q", toFile, got)
+		}
 	}
 }
