@@ -1,9 +1,16 @@
 # blockfs: the two commands a newcomer needs are `make demo` and `make test`.
 GO      ?= go
 BIN     := $(CURDIR)/bin
-export GOFLAGS := -buildvcs=false
 
-.PHONY: all build demo test check vet fmt-check staticcheck unit bench fuzz clean minio
+# What `blockfs version` names, from git itself: the go command's own VCS
+# stamping sees no repository in a linked worktree (golang/go#58218).
+GIT_COMMIT  := $(shell git rev-parse HEAD 2>/dev/null)
+GIT_TIME    := $(shell git log -1 --format=%cI 2>/dev/null)
+GIT_DIRTY   := $(shell test -n "$$(git status --porcelain --untracked-files=no 2>/dev/null)" && echo true)
+BUILD_DATE  := $(shell date -u -d "@$${SOURCE_DATE_EPOCH:-$$(date +%s)}" +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS     := -X main.buildDate=$(BUILD_DATE) -X main.commit=$(GIT_COMMIT) -X main.commitTime=$(GIT_TIME) -X main.modified=$(GIT_DIRTY)
+
+.PHONY: all build demo test check vet fmt-check staticcheck unit bench fuzz clean minio deps package
 
 # The pinned MinIO server the S3 tests run against (internal/testsvc finds
 # it here, or wherever BLOCKFS_MINIO_BIN points). Built once from source by
@@ -16,14 +23,32 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/blockfs ./cmd/blockfs
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/blockfs ./cmd/blockfs
 
 # The main job: import testdata/ into a local store, mount it, read, show stats.
-demo: build
+demo: deps build
 	./scripts/demo.sh
 
 # The whole test suite: static checks, then every test with the race detector.
-test: check minio unit
+test: deps check minio unit
+
+# System tools the mounts and their tests need: fuse3 gives mount.fuse3
+# (mount -t fuse.blockfs runs it) and fusermount3 (mounts without root).
+# Installed with apt-get when missing and we are root; under CI=true a tool
+# still missing afterwards fails the build instead of skipping tests.
+DEPS_TOOLS := mount.fuse3 fusermount3
+deps:
+	@missing=""; for t in $(DEPS_TOOLS); do PATH="$$PATH:/usr/sbin:/sbin" command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing fuse3 (for$$missing)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y fuse3 >/dev/null || \
+		{ apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y fuse3 >/dev/null; }; \
+	fi; \
+	missing=""; for t in $(DEPS_TOOLS); do PATH="$$PATH:/usr/sbin:/sbin" command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "missing:$$missing (install the fuse3 package)"; \
+		if [ "$$CI" = true ]; then exit 1; fi; \
+	fi
 
 check: vet fmt-check staticcheck
 
@@ -51,8 +76,20 @@ minio:
 		mv "$$tmp/minio" "$(BLOCKFS_MINIO_BIN).tmp" && mv "$(BLOCKFS_MINIO_BIN).tmp" "$(BLOCKFS_MINIO_BIN)"; \
 	fi
 
+# A .deb of the binary, its mount helper names, the man page, completion
+# and the example fstab, systemd and autofs files, built by the pinned nfpm
+# (fetched and built by the go command) into $(DIST).
+NFPM        := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+DIST        ?= $(CURDIR)/dist
+PKG_VERSION := $(shell sed -n 's/^const version = "\(.*\)"/\1/p' cmd/blockfs/version.go)
+package: build
+	@mkdir -p $(DIST)
+	sed 's|@BLOCKFS_BIN@|$(BIN)/blockfs|' packaging/nfpm.yaml > $(DIST)/.nfpm.yaml
+	BLOCKFS_VERSION=$(PKG_VERSION) $(GO) run $(NFPM) package -f $(DIST)/.nfpm.yaml -p deb -t $(DIST)
+	@rm -f $(DIST)/.nfpm.yaml
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(DIST)

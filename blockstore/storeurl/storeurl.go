@@ -238,3 +238,37 @@ func createDir(dir, marker string) error {
 	}
 	return werr
 }
+
+// ErrMalformed is wrapped by Check's errors: the store string itself is
+// wrong (a usage mistake), whatever is or is not at the place it names.
+var ErrMalformed = fmt.Errorf("%w: malformed store string", ErrNoStore)
+
+// Check reports whether spec is a well-formed store string, without
+// opening anything, so that a typo is told apart from a store that cannot
+// be reached.
+func Check(spec string) error {
+	if spec == "" {
+		return fmt.Errorf("%w: empty", ErrMalformed)
+	}
+	scheme, rest, hasScheme := strings.Cut(spec, "://")
+	if !hasScheme {
+		return nil
+	}
+	switch scheme {
+	case "file":
+		if rest == "" {
+			return fmt.Errorf("store %s: %w: no path (want file:///DIR)", spec, ErrMalformed)
+		}
+	case "s3":
+		if bucket, _, _ := strings.Cut(rest, "/"); bucket == "" {
+			return fmt.Errorf("store %s: %w: no bucket (want s3://BUCKET/PREFIX)", spec, ErrMalformed)
+		}
+	case "http", "https":
+		if host, _, _ := strings.Cut(rest, "/"); host == "" {
+			return fmt.Errorf("store %s: %w: no host (want %s://HOST:PORT)", spec, ErrMalformed, scheme)
+		}
+	default:
+		return fmt.Errorf("store %s: %w: unsupported scheme %q (want a directory, s3://BUCKET/PREFIX or http://HOST:PORT)", spec, ErrMalformed, scheme)
+	}
+	return nil
+}

@@ -71,3 +71,16 @@ func TestOpenCache(t *testing.T) {
 		t.Errorf("stack %+v: want reads through the cache", st)
 	}
 }
+
+func TestCheckTellsTyposFromUnreachableStores(t *testing.T) {
+	for _, bad := range []string{"", "s3://", "s3:///prefix", "ftp://host/x", "http://", "file://"} {
+		if err := Check(bad); !errors.Is(err, ErrMalformed) || !errors.Is(err, ErrNoStore) {
+			t.Errorf("Check(%q) = %v, want ErrMalformed", bad, err)
+		}
+	}
+	for _, good := range []string{"/no/such/dir", "rel/dir", "s3://bucket", "s3://bucket/p/q", "http://host:1", "https://h/x", "file:///x"} {
+		if err := Check(good); err != nil {
+			t.Errorf("Check(%q) = %v", good, err)
+		}
+	}
+}

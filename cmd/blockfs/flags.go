@@ -13,13 +13,16 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// sizeValue is a byte count flag that takes humanized sizes: 512MiB, 1G, 4096.
+// sizeValue is a byte count flag that takes humanized sizes: 512MiB, 1G,
+// 4096. A bare K, M, G, T, P or E is binary (1G = 1GiB), as GNU tools, rclone
+// and fstab option habits read it; KB, MB, GB... are decimal (SI), KiB,
+// MiB, GiB... binary.
 type sizeValue int64
 
 func (s *sizeValue) String() string { return humanize.IBytes(uint64(*s)) }
 func (s *sizeValue) Type() string   { return "size" }
 func (s *sizeValue) Set(v string) error {
-	n, err := humanize.ParseBytes(v)
+	n, err := parseSize(v)
 	if err != nil {
 		return fmt.Errorf("not a size: %q (want e.g. 256MiB)", v)
 	}
@@ -28,6 +31,15 @@ func (s *sizeValue) Set(v string) error {
 	}
 	*s = sizeValue(n)
 	return nil
+}
+
+// parseSize reads a size, a bare unit letter meaning binary multiples.
+func parseSize(v string) (uint64, error) {
+	t := strings.TrimSpace(v)
+	if n := len(t); n >= 2 && strings.ContainsRune("kKmMgGtTpPeE", rune(t[n-1])) && (t[n-2] == ' ' || t[n-2] == '.' || (t[n-2] >= '0' && t[n-2] <= '9')) {
+		t += "iB"
+	}
+	return humanize.ParseBytes(t)
 }
 
 func sizeFlag(fl *pflag.FlagSet, name string, def int64, usage string) *int64 {
@@ -63,6 +75,9 @@ func addStoreFlags(fl *pflag.FlagSet) *storeFlags {
 func (f *storeFlags) options(create bool) (string, storeurl.Options, error) {
 	if *f.store == "" {
 		return "", storeurl.Options{}, usagef("no store given: use --store STORE or set BLOCKFS_STORE")
+	}
+	if err := storeurl.Check(*f.store); err != nil {
+		return "", storeurl.Options{}, usagef("%v", err)
 	}
 	if *f.timeout <= 0 || *f.attempts < 1 {
 		return "", storeurl.Options{}, usagef("--s3-timeout must be positive and --s3-attempts at least 1")

@@ -41,7 +41,7 @@ func setupImport(fl *pflag.FlagSet) runFunc {
 	fixed := fl.Bool("fixed", false, "fixed-size blocks of --chunk-avg instead of content-defined ones")
 	workers := fl.Int("workers", 0, "goroutines hashing and storing blocks (default: four per core, so stores overlap their latency)")
 	asJSON := fl.Bool("json", false, "print the summary as JSON")
-	quiet := fl.BoolP("quiet", "q", false, "no progress bar")
+	quiet := fl.BoolP("quiet", "q", false, "no progress bar and no summary (errors and warnings only)")
 	del := fl.Bool("delete", false, "remove paths under DEST that SRC no longer has (mirror SRC)")
 	return func(ctx context.Context, e env, args []string) error {
 		if len(args) < 1 || len(args) > 2 {
@@ -98,7 +98,9 @@ func setupImport(fl *pflag.FlagSet) runFunc {
 				DedupRatio *float64 `json:"dedup_ratio"`
 			}{st, tree.CleanPath(dest), ratio})
 		}
-		fmt.Fprintln(e.stdout, importSummary(tree.CleanPath(dest), st))
+		if !*quiet {
+			fmt.Fprintln(e.stdout, importSummary(tree.CleanPath(dest), st))
+		}
 		return nil
 	}
 }

@@ -37,6 +37,9 @@ type runFunc func(ctx context.Context, e env, args []string) error
 // compiler checks every command gets one.
 type env struct {
 	stdout, stderr io.Writer
+	// argv is the command line as run (command first, after mount-helper
+	// translation), for a command that re-executes itself (--daemon).
+	argv []string
 }
 
 var commands = map[string]*command{}
@@ -51,37 +54,36 @@ func (e usageError) Error() string { return e.msg }
 func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	args := os.Args[1:]
+	if isHelperName(os.Args[0]) {
+		args = append([]string{helperCall}, args...)
+	}
+	os.Exit(run(args, os.Stdout, os.Stderr))
 }
+
+// helperCall marks arguments that are a mount helper's, whatever argv[0].
+const helperCall = "\x00helper"
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		printOverview(stderr)
 		return 2
 	}
+	args, err := normalize(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "blockfs: %v (see 'blockfs help mount')\n", err)
+		return 2
+	}
 	name, rest := args[0], args[1:]
 	switch name {
 	case "help", "-h", "--help":
-		if len(rest) == 0 {
-			printOverview(stdout)
-			return 0
-		}
-		c, ok := commands[rest[0]]
-		if !ok {
-			fmt.Fprintf(stderr, "blockfs help: unknown command %q (see 'blockfs help')\n", rest[0])
-			return 2
-		}
-		fl := newFlagSet(c)
-		c.setup(fl)
-		printUsage(stdout, c, fl)
-		return 0
-	case "version", "--version":
-		fmt.Fprintln(stdout, "blockfs", version)
-		return 0
+		return runHelp(rest, stdout, stderr)
+	case "--version", "-V":
+		name = "version"
 	}
 	c, ok := commands[name]
 	if !ok {
-		fmt.Fprintf(stderr, "blockfs: unknown command %q (see 'blockfs help')\n", name)
+		fmt.Fprintf(stderr, "blockfs: unknown command %q%s (see 'blockfs help')\n", name, suggest(name))
 		return 2
 	}
 	fl := newFlagSet(c)
@@ -97,7 +99,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := runFn(ctx, env{stdout: stdout, stderr: stderr}, fl.Args())
+	err = runFn(ctx, env{stdout: stdout, stderr: stderr, argv: args}, fl.Args())
 	if err == nil {
 		return 0
 	}
@@ -110,7 +112,57 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-const version = "0.1.0"
+// normalize turns the ways blockfs can be called into COMMAND ARGS: a
+// mount helper's STORE MOUNTPOINT -o OPTS (helper.go), and flags given
+// before the command (`blockfs --store S mount /mnt`).
+func normalize(args []string) ([]string, error) {
+	if args[0] == helperCall {
+		return mountHelperArgs(args[1:])
+	}
+	if _, ok := commands[args[0]]; ok {
+		return args, nil
+	}
+	if strings.HasPrefix(args[0], "-") && !isTopLevelFlag(args[0]) {
+		for i, a := range args {
+			if _, ok := commands[a]; ok {
+				return append(append([]string{a}, args[:i]...), args[i+1:]...), nil
+			}
+		}
+	}
+	if looksLikeHelperCall(args) {
+		return mountHelperArgs(args)
+	}
+	return args, nil
+}
+
+func isTopLevelFlag(a string) bool {
+	return a == "-h" || a == "--help" || a == "--version" || a == "-V"
+}
+
+// mountHelperArgs checks a helper's options against the mount's flags.
+func mountHelperArgs(args []string) ([]string, error) {
+	c := commands["mount"]
+	fl := newFlagSet(c)
+	c.setup(fl)
+	return helperArgs(args, fl)
+}
+
+// runHelp is `blockfs help [COMMAND]`.
+func runHelp(rest []string, stdout, stderr io.Writer) int {
+	if len(rest) == 0 || rest[0] == "help" {
+		printOverview(stdout)
+		return 0
+	}
+	c, ok := commands[rest[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "blockfs help: unknown command %q%s (see 'blockfs help')\n", rest[0], suggest(rest[0]))
+		return 2
+	}
+	fl := newFlagSet(c)
+	c.setup(fl)
+	printUsage(stdout, c, fl)
+	return 0
+}
 
 func newFlagSet(c *command) *pflag.FlagSet {
 	fl := pflag.NewFlagSet("blockfs "+c.name, pflag.ContinueOnError)
@@ -131,6 +183,7 @@ func printOverview(w io.Writer) {
 	}
 	fmt.Fprint(w, "  help     show help for a command: blockfs help COMMAND\n")
 	fmt.Fprint(w, "\nSTORE is a store directory; BLOCKFS_STORE supplies the default --store.\n")
+	fmt.Fprint(w, "As a mount helper: mount -t fuse.blockfs STORE MOUNTPOINT -o OPTIONS (blockfs help mount).\n")
 }
 
 func printUsage(w io.Writer, c *command, fl *pflag.FlagSet) {

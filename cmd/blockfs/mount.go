@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"log"
 	"os"
 	"runtime/pprof"
 	"syscall"
 	"time"
 
 	"blockfs/blockstore"
+	"blockfs/blockstore/storeurl"
 	"blockfs/fs/mount"
 	"blockfs/fs/volume"
 	"blockfs/internal/metrics"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 )
 
 func init() {
@@ -27,97 +28,200 @@ func init() {
 		help: `Every read goes through one shared buffer pool: however many processes read
 the same block, the store is asked for it once. The mount runs until SIGINT,
 SIGTERM, umount or fusermount3 -u, then exits 0 with nothing left mounted.
-'blockfs stats MOUNTPOINT' shows what it is doing.`,
+'blockfs stats MOUNTPOINT' shows what it is doing.
+
+With --daemon it returns once the mount serves (exit 0) or failed (exit 1),
+leaving the mount running in the background. Under systemd (Type=notify) it
+reports READY=1, STATUS= and STOPPING=1.
+
+As a mount helper: mount -t fuse.blockfs STORE MOUNTPOINT -o OPTIONS, or an
+fstab line of type fuse.blockfs. Every flag is an option NAME=VALUE with
+underscores for dashes (pool_size=4G, cache_dir=/var/cache/b, log_file=...;
+allow_other, debug bare); ro, noauto, _netdev, nofail, x-systemd.* and the
+other generic options are ignored, rw is refused. See docs/operations.md.`,
 		setup: setupMount,
 	})
 }
 
-func setupMount(fl *pflag.FlagSet) runFunc {
-	sf := addStoreFlags(fl)
-	cf := addCacheFlags(fl)
-	poolSize := sizeFlag(fl, "pool-size", blockstore.DefaultMaxBytes, "memory for shared block buffers")
-	readahead := fl.Int("readahead", mount.DefaultReadahead, "block fetches a sequential reader keeps in flight (0 disables)")
-	allowOther := fl.Bool("allow-other", false, "let users other than the mounting one read the mount")
-	allowNonEmpty := fl.Bool("allow-non-empty", false, "mount over a directory that has files, hiding them")
-	debug := fl.Bool("debug", false, "log every FUSE request")
-	fetchTimeout := fl.Duration("fetch-timeout", mount.DefaultFetchTimeout, "give a read EIO if its block cannot be fetched (retries included) within this")
-	refresh := fl.Duration("refresh", mount.DefaultRefresh, "how often to pick up newly imported data (0 disables)")
-	cacheTimeout := fl.Duration("cache-timeout", 0, "how long the kernel may cache names and attributes (default: the refresh interval, or 1h)")
-	metricsAddr := fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics")
-	cpuprofile := fl.String("cpuprofile", "", "write a CPU profile of the mount's life to this file")
+// mountFlags are the mount command's flags, parsed.
+type mountFlags struct {
+	sf                                  *storeFlags
+	cf                                  *cacheFlags
+	lf                                  *logFlags
+	poolSize                            *int64
+	readahead                           *int
+	allowOther, allowNonEmpty, debug    *bool
+	daemon                              *bool
+	fetchTimeout, refresh, cacheTimeout *time.Duration
+	metricsAddr, cpuprofile             *string
+}
+
+func addMountFlags(fl *pflag.FlagSet) *mountFlags {
+	f := &mountFlags{sf: addStoreFlags(fl), cf: addCacheFlags(fl)}
+	f.poolSize = sizeFlag(fl, "pool-size", blockstore.DefaultMaxBytes, "memory for shared block buffers")
+	f.readahead = fl.Int("readahead", mount.DefaultReadahead, "block fetches a sequential reader keeps in flight (0 disables)")
+	f.allowOther = fl.Bool("allow-other", false, "let users other than the mounting one read the mount")
+	f.allowNonEmpty = fl.Bool("allow-non-empty", false, "mount over a directory that has files, hiding them")
+	f.debug = fl.Bool("debug", false, "log every FUSE request (at log level debug)")
+	f.fetchTimeout = fl.Duration("fetch-timeout", mount.DefaultFetchTimeout, "give a read EIO if its block cannot be fetched (retries included) within this")
+	f.refresh = fl.Duration("refresh", mount.DefaultRefresh, "how often to pick up newly imported data (0 disables)")
+	f.cacheTimeout = fl.Duration("cache-timeout", 0, "how long the kernel may cache names and attributes (default: the refresh interval, or 1h)")
+	f.metricsAddr = fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics")
+	f.daemon = fl.Bool("daemon", false, "run in the background; return once the mount serves (exit 0) or failed (exit 1)")
+	f.lf = addLogFlags(fl)
+	f.cpuprofile = fl.String("cpuprofile", "", "write a CPU profile of the mount's life to this file")
 	_ = fl.MarkHidden("cpuprofile")
+	return f
+}
+
+// check validates everything that can be checked without I/O.
+func (f *mountFlags) check(args []string) error {
+	if len(args) != 1 {
+		return usagef("want MOUNTPOINT, got %d arguments", len(args))
+	}
+	if *f.fetchTimeout <= 0 {
+		return usagef("--fetch-timeout must be positive")
+	}
+	if *f.refresh < 0 || *f.cacheTimeout < 0 {
+		return usagef("--refresh and --cache-timeout must not be negative")
+	}
+	if *f.readahead < 0 {
+		return usagef("--readahead must be >= 0")
+	}
+	if *f.poolSize < 1<<20 {
+		return usagef("--pool-size %s is too small (at least 1MiB)", humanize.IBytes(uint64(*f.poolSize)))
+	}
+	return f.lf.check()
+}
+
+func setupMount(fl *pflag.FlagSet) runFunc {
+	f := addMountFlags(fl)
 	return func(ctx context.Context, e env, args []string) error {
-		if len(args) != 1 {
-			return usagef("want MOUNTPOINT, got %d arguments", len(args))
-		}
-		spec, openOpts, err := openOptions(sf, cf)
-		if err != nil {
+		if err := f.check(args); err != nil {
 			return err
 		}
-		if *fetchTimeout <= 0 {
-			return usagef("--fetch-timeout must be positive")
-		}
-		if *refresh < 0 || *cacheTimeout < 0 {
-			return usagef("--refresh and --cache-timeout must not be negative")
-		}
-		if *readahead < 0 {
-			return usagef("--readahead must be >= 0")
-		}
-		if *poolSize < 1<<20 {
-			return usagef("--pool-size %s is too small (at least 1MiB)", humanize.IBytes(uint64(*poolSize)))
+		spec, openOpts, err := openOptions(f.sf, f.cf)
+		if err != nil {
+			return err
 		}
 		// Check the mountpoint before opening anything, so that a typo fails fast.
-		if _, err := mount.CheckMountpoint(args[0], *allowNonEmpty); err != nil {
+		if _, err := mount.CheckMountpoint(args[0], *f.allowNonEmpty); err != nil {
 			return err
 		}
-		if *cpuprofile != "" {
-			f, err := os.Create(*cpuprofile)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			if err := pprof.StartCPUProfile(f); err != nil {
-				return err
-			}
-			defer pprof.StopCPUProfile()
+		n := newNotifier()
+		if _, child := n.(*pipeNotifier); *f.daemon && !child {
+			return daemonize(e.argv, *f.lf.file)
 		}
-		procs.More()
-		reg := metrics.New()
-		if *metricsAddr != "" {
-			openOpts.WrapBackend = reg.WrapStore
+		err = serveMount(ctx, e, f, spec, openOpts, args[0], n)
+		if err != nil {
+			n.fail(err)
 		}
-		vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts})
+		return err
+	}
+}
+
+// serveMount opens the volume, mounts it and serves until unmounted,
+// telling n once it serves.
+func serveMount(ctx context.Context, e env, f *mountFlags, spec string, openOpts storeurl.Options, mnt string, n notifier) error {
+	logger, closeLog, err := f.lf.open(e.stderr, *f.debug)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	if *f.cpuprofile != "" {
+		pf, err := os.Create(*f.cpuprofile)
 		if err != nil {
 			return err
 		}
-		defer vol.Close()
-		var observer mount.OpObserver
-		if *metricsAddr != "" {
-			observer = reg
-		}
-		m, err := mount.Start(args[0], vol, mount.Options{
-			Observer: observer,
-			PoolSize: *poolSize, Readahead: zeroMeansOff(*readahead), AllowOther: *allowOther, Debug: *debug,
-			AllowNonEmpty: *allowNonEmpty,
-			CacheTimeout:  *cacheTimeout, Refresh: zeroMeansOff(*refresh), FetchTimeout: *fetchTimeout,
-			Logger: log.New(e.stderr, "blockfs mount: ", log.LstdFlags),
-		})
-		if err != nil {
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
 			return err
 		}
-		if *metricsAddr != "" {
-			exportMount(reg, m, vol)
-			addr, err := reg.Serve(ctx, *metricsAddr)
-			if err != nil {
-				m.Unmount()
-				m.Wait()
-				return err
-			}
-			fmt.Fprintf(e.stderr, "blockfs mount: metrics at http://%s/metrics\n", addr)
+		defer pprof.StopCPUProfile()
+	}
+	procs.More()
+	reg := metrics.New()
+	if *f.metricsAddr != "" {
+		openOpts.WrapBackend = reg.WrapStore
+	}
+	vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts})
+	if err != nil {
+		return err
+	}
+	defer vol.Close()
+	var observer mount.OpObserver
+	if *f.metricsAddr != "" {
+		observer = reg
+	}
+	m, err := mount.Start(mnt, vol, mount.Options{
+		Observer: observer,
+		PoolSize: *f.poolSize, Readahead: zeroMeansOff(*f.readahead), AllowOther: *f.allowOther, Debug: *f.debug,
+		AllowNonEmpty: *f.allowNonEmpty,
+		CacheTimeout:  *f.cacheTimeout, Refresh: zeroMeansOff(*f.refresh), FetchTimeout: *f.fetchTimeout,
+		Logger: logger,
+	})
+	if err != nil {
+		return withFUSEHint(err)
+	}
+	if *f.metricsAddr != "" {
+		exportMount(reg, m, vol)
+		addr, err := reg.Serve(ctx, *f.metricsAddr)
+		if err != nil {
+			m.Unmount()
+			m.Wait()
+			return err
 		}
-		fmt.Fprintf(e.stderr, "blockfs mount: serving %s at %s (pool %s); Ctrl-C or umount to stop\n",
-			vol.Spec, m.Mountpoint(), humanize.IBytes(uint64(*poolSize)))
-		return waitUnmounted(ctx, e, m)
+		fmt.Fprintf(e.stderr, "blockfs mount: metrics at http://%s/metrics\n", addr)
+	}
+	fmt.Fprintf(e.stderr, "blockfs mount: serving %s at %s (pool %s); Ctrl-C or umount to stop\n",
+		vol.Spec, m.Mountpoint(), humanize.IBytes(uint64(*f.poolSize)))
+	logger.Info("serving", "store", vol.Spec, "mountpoint", m.Mountpoint(), "generation", vol.MetaStats().Generation)
+	n.ready(mountStatus(vol))
+	stopReports := make(chan struct{})
+	go reportGenerations(stopReports, vol, n, *f.refresh)
+	err = waitUnmounted(ctx, e, m, n)
+	close(stopReports)
+	logger.Info("unmounted", "mountpoint", m.Mountpoint())
+	return err
+}
+
+// withFUSEHint adds what an unprivileged user most often lacks to a failed
+// mount: fusermount3 opens /dev/fuse as the user, and the error it leaves
+// go-fuse ("fusermount exited with code 256") says nothing of it.
+func withFUSEHint(err error) error {
+	if os.Geteuid() == 0 {
+		return err
+	}
+	if unix.Access("/dev/fuse", unix.R_OK|unix.W_OK) != nil {
+		return fmt.Errorf("%w (/dev/fuse is not readable and writable by this user; see docs/operations.md, \"Mounting without root\")", err)
+	}
+	return err
+}
+
+// mountStatus is the one-line state a service manager shows.
+func mountStatus(vol *volume.Volume) string {
+	return fmt.Sprintf("serving %s generation %d", vol.Spec, vol.MetaStats().Generation)
+}
+
+// reportGenerations updates the notifier's status when a refresh brings a
+// new generation, until the mount ends.
+func reportGenerations(stop <-chan struct{}, vol *volume.Volume, n notifier, every time.Duration) {
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last := vol.MetaStats().Generation
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if g := vol.MetaStats().Generation; g != last {
+			last = g
+			n.status(mountStatus(vol))
+		}
 	}
 }
 
@@ -138,7 +242,7 @@ const stopGrace = 5 * time.Second
 
 // waitUnmounted returns when the mount is unmounted, by someone else or,
 // once ctx ends (a signal), by us, within stopGrace.
-func waitUnmounted(ctx context.Context, e env, m *mount.Mount) error {
+func waitUnmounted(ctx context.Context, e env, m *mount.Mount, n notifier) error {
 	done := make(chan struct{})
 	go func() {
 		m.Wait()
@@ -146,9 +250,11 @@ func waitUnmounted(ctx context.Context, e env, m *mount.Mount) error {
 	}()
 	select {
 	case <-done:
+		n.stopping()
 		return nil
 	case <-ctx.Done():
 	}
+	n.stopping()
 	unmounted := make(chan error, 1)
 	go func() { unmounted <- m.Unmount() }()
 	grace, cancel := context.WithTimeout(context.Background(), stopGrace)

@@ -56,7 +56,7 @@ func setupVerify(fl *pflag.FlagSet) runFunc {
 		var bar *progressBar
 		var done, total atomic.Int64 // written by Verify's workers, read by the bar
 		if !*asJSON && isTerminal(e.stdout) {
-			bar = startProgress(e.stdout, func() (int64, int64) { return done.Load(), total.Load() })
+			bar = startCountProgress(e.stdout, "blocks", func() (int64, int64) { return done.Load(), total.Load() })
 		}
 		rep, err := vol.Verify(ctx, root, *deep, *workers, func(c, t int64) { done.Store(c); total.Store(t) })
 		bar.stop()

@@ -245,7 +245,7 @@ func (h *fileHandle) fail(ctx context.Context, off int64, loc blockstore.Locator
 	h.failMu.Lock()
 	h.failed, h.failedAt = loc, time.Now()
 	h.failMu.Unlock()
-	h.mount.opts.Logger.Printf("read %s at %d: block %s: %v", h.path, off, loc, err)
+	h.mount.opts.Logger.Error("read failed", "path", h.path, "off", off, "block", loc.String(), "err", err)
 	return syscall.EIO
 }
 

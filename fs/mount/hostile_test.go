@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"log"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,7 +76,7 @@ func TestHostileDirectoryEntries(t *testing.T) {
 		objects.Entry{Keys: [][]byte{[]byte("/d/broken"), []byte("/d\x00broken")}, Value: []byte{0xff, 0xff, 0xff}},
 	)
 	var logs lockedBuffer
-	tm := fstest.MountStore(t, store, mount.Options{Logger: log.New(&logs, "", 0)})
+	tm := fstest.MountStore(t, store, mount.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 
 	for range 3 {
 		if got := fstest.Sh(t, "ls", "-a", tm.Path("d")); got != "good1\ngood2\n" {

@@ -9,7 +9,7 @@ package mount
 import (
 	"context"
 	"fmt"
-	"log"
+	"log/slog"
 	"os"
 	"sync"
 	"syscall"
@@ -60,7 +60,10 @@ type Options struct {
 	// (default: the refresh interval, or 1h without refresh; a file's data
 	// never changes under one inode, so its page cache is kept regardless).
 	CacheTimeout time.Duration
-	Logger       *log.Logger // errors worth an operator's eye (default: stderr)
+	// Logger gets errors worth an operator's eye (default: text on
+	// stderr); failed reads carry the block as logx.DedupKey ("block"), so
+	// a rate-limiting handler can fold repeats of one failure.
+	Logger *slog.Logger
 
 	// Observer, if set, receives the duration of every FUSE operation.
 	Observer OpObserver
@@ -129,7 +132,7 @@ func Start(mountpoint string, vol *volume.Volume, opts Options) (*Mount, error) 
 		}
 	}
 	if opts.Logger == nil {
-		opts.Logger = log.New(os.Stderr, "blockfs: ", log.LstdFlags)
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	m := &Mount{
 		vol: vol, opts: opts, mountpoint: abs, started: time.Now(),
@@ -186,10 +189,12 @@ func (m *Mount) serve(abs string) (*fuse.Server, error) {
 		// open to every user.
 		NullPermissions: true,
 	}), abs, &fuse.MountOptions{
-		FsName:      "blockfs:" + m.vol.Spec,
-		Name:        "blockfs",
-		AllowOther:  opts.AllowOther,
-		Debug:       opts.Debug,
+		FsName:     "blockfs:" + m.vol.Spec,
+		Name:       "blockfs",
+		AllowOther: opts.AllowOther,
+		Debug:      opts.Debug,
+		// The FUSE trace of Debug goes where the operator's logs go.
+		Logger:      slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
 		DirectMount: true,
 		// Read-only at the mount level too, so mount(8) and mountinfo say ro.
 		DirectMountFlags: syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV,
@@ -230,7 +235,7 @@ func (m *Mount) refreshLoop() {
 		changed, err := m.vol.Refresh(ctx)
 		cancel()
 		if err != nil {
-			m.opts.Logger.Printf("refreshing metadata: %v", err)
+			m.opts.Logger.Warn("refreshing metadata failed", "err", err)
 		}
 		if m.opts.afterRefresh != nil {
 			m.opts.afterRefresh(changed, err)

@@ -23,7 +23,7 @@ func (m *Mount) errno(op, p string, err error) syscall.Errno {
 		m.badEntry(p, fmt.Sprintf("%s %s: %v", op, p, err))
 		return syscall.EIO
 	}
-	m.opts.Logger.Printf("%s %s: %v", op, p, err)
+	m.opts.Logger.Error(op+" failed", "path", p, "err", err)
 	return syscall.EIO
 }
 
@@ -45,9 +45,9 @@ func (m *Mount) badEntry(key, msg string) {
 	m.counters.badEntries.Add(1)
 	switch {
 	case !full:
-		m.opts.Logger.Print(msg)
+		m.opts.Logger.Error("bad directory entry skipped", "entry", key, "err", msg)
 	case m.counters.badEntries.Load() == maxLoggedBad+1:
-		m.opts.Logger.Printf("more bad directory entries; counted in stats (bad_entries), not logged")
+		m.opts.Logger.Warn("more bad directory entries; counted in stats (bad_entries), not logged")
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -260,7 +260,7 @@ func (tm *Mount) BlocksOf(t *testing.T, p string) []blockstore.Locator {
 }
 
 // DiscardLogger is a logger for mounts whose errors a test provokes.
-func DiscardLogger() *log.Logger { return log.New(io.Discard, "", 0) }
+func DiscardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // ReadBack reads a file's bytes out of the volume's store, verifying each
 // block.
