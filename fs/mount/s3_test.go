@@ -3,6 +3,7 @@ package mount_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -155,6 +156,10 @@ func TestS3Faults(t *testing.T) {
 	read := func(name string) (time.Duration, error) {
 		start := time.Now()
 		out, err := exec.Command("cat", tm.Path("f/"+name)).Output()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("%w: %s", err, bytes.TrimSpace(ee.Stderr))
+		}
 		if err == nil && !bytes.Equal(out, files[name]) {
 			t.Fatalf("%s: wrong bytes", name)
 		}
