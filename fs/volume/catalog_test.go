@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"blockfs/blockstore"
-	"blockfs/fs/tree"
 )
 
 func TestParseRef(t *testing.T) {
@@ -23,8 +22,8 @@ func TestParseRef(t *testing.T) {
 		"too large":  refHeader + "\n" + strings.Repeat(blockstore.Locator{Hash: a.Hash, Size: blockstore.MaxBlockSize}.String()+"\n", 17),
 		"windows le": refHeader + "\r\n" + a.String(),
 	} {
-		if _, err := parseRef([]byte(raw)); !errors.Is(err, tree.ErrBadNode) {
-			t.Errorf("%s: %v, want tree.ErrBadNode", name, err)
+		if _, err := parseRef([]byte(raw)); !errors.Is(err, ErrBadManifest) {
+			t.Errorf("%s: %v, want ErrBadManifest", name, err)
 		}
 	}
 }
@@ -39,8 +38,8 @@ func FuzzParseRef(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		locs, err := parseRef(raw)
 		if err != nil {
-			if !errors.Is(err, tree.ErrBadNode) {
-				t.Fatalf("error not tree.ErrBadNode: %v", err)
+			if !errors.Is(err, ErrBadManifest) {
+				t.Fatalf("error not ErrBadManifest: %v", err)
 			}
 			return
 		}
