@@ -51,7 +51,7 @@ type Manifest struct {
 	// snapshots before it, oldest first, each with its manifest's blocks.
 	// Both are absent in manifests written before snapshots existed: such a
 	// manifest is snapshot Generation with no parent.
-	Snapshot *Snapshot `json:"snapshot,omitempty"`
+	Snapshot *Snapshot  `json:"snapshot,omitempty"`
 	History  []Snapshot `json:"history,omitempty"`
 }
 
@@ -100,11 +100,24 @@ type head struct {
 	m       Manifest
 	version string               // the ref's version ("" if nothing was published)
 	locs    []blockstore.Locator // the manifest's blocks (nil if nothing was published)
+	damage  error                // loadLenient: why the segment list does not check
 }
 
 // load returns the current manifest, the ref version it was read at and its
 // blocks (an empty manifest for a store nothing was published to yet).
 func (c *catalog) load(ctx context.Context) (head, error) {
+	h, err := c.loadLenient(ctx)
+	if err == nil && h.damage != nil {
+		err = h.damage
+	}
+	return h, err
+}
+
+// loadLenient is load for rollback and repair, which replace the head's
+// segments wholesale: a manifest whose history reads but whose segment list
+// does not check is returned with the error in damage, so that it can be
+// replaced.
+func (c *catalog) loadLenient(ctx context.Context) (head, error) {
 	raw, version, err := c.refs.GetRef(ctx, headRef)
 	if errors.Is(err, blockstore.ErrNotFound) {
 		return head{m: Manifest{Format: manifestFormat}}, nil
@@ -116,12 +129,29 @@ func (c *catalog) load(ctx context.Context) (head, error) {
 	if err != nil {
 		return head{}, err
 	}
-	m, err := c.readManifest(ctx, locs)
-	return head{m: m, version: version, locs: locs}, err
+	m, err := c.decodeManifest(ctx, locs)
+	if err != nil {
+		return head{}, err
+	}
+	h := head{m: m, version: version, locs: locs}
+	if err := m.checkSegments(); err != nil {
+		h.damage = err
+	}
+	return h, nil
 }
 
 // readManifest reads, verifies and checks the manifest stored in locs.
 func (c *catalog) readManifest(ctx context.Context, locs []blockstore.Locator) (Manifest, error) {
+	m, err := c.decodeManifest(ctx, locs)
+	if err == nil {
+		err = m.checkSegments()
+	}
+	return m, err
+}
+
+// decodeManifest reads and verifies the manifest in locs, checking all but
+// its segment list.
+func (c *catalog) decodeManifest(ctx context.Context, locs []blockstore.Locator) (Manifest, error) {
 	data, err := c.getBlob(ctx, locs, maxManifest)
 	if err != nil {
 		return Manifest{}, fmt.Errorf("reading manifest: %w", err)
@@ -130,46 +160,53 @@ func (c *catalog) readManifest(ctx context.Context, locs []blockstore.Locator) (
 	if err := json.Unmarshal(data, &m); err != nil {
 		return Manifest{}, fmt.Errorf("%w: manifest: %w", ErrBadManifest, err)
 	}
-	if err := m.check(); err != nil {
+	if err := m.checkHistory(); err != nil {
 		return Manifest{}, err
 	}
 	return m, nil
 }
 
-// check bounds every size and count in a manifest read from the store
-// before anything is allocated or fetched from it: a crafted manifest must
-// fail its refresh with a clear error, not exhaust memory.
-func (m *Manifest) check() error {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: manifest: %s", ErrBadManifest, fmt.Sprintf(format, a...))
-	}
-	if m.Format != manifestFormat {
-		return bad("format %d (this blockfs reads format %d)", m.Format, manifestFormat)
-	}
+func badManifest(format string, a ...any) error {
+	return fmt.Errorf("%w: manifest: %s", ErrBadManifest, fmt.Sprintf(format, a...))
+}
+
+// checkSegments bounds every size and count of a manifest's segment list,
+// read from the store, before anything is allocated or fetched from it: a
+// crafted manifest must fail its refresh with a clear error, not exhaust
+// memory.
+func (m *Manifest) checkSegments() error {
 	seen := make(map[string]bool, len(m.Segments))
 	for _, s := range m.Segments {
 		if s.ID == "" || seen[s.ID] {
-			return bad("segment id %q empty or repeated", s.ID)
+			return badManifest("segment id %q empty or repeated", s.ID)
 		}
 		seen[s.ID] = true
 		if s.Size <= 0 || s.Size > objects.MaxSegmentSize {
-			return bad("segment %s of %d bytes (at most %d)", s.ID, s.Size, int64(objects.MaxSegmentSize))
+			return badManifest("segment %s of %d bytes (at most %d)", s.ID, s.Size, int64(objects.MaxSegmentSize))
 		}
 		if err := checkBlocks(s.Blocks, s.Size); err != nil {
-			return bad("segment %s: %v", s.ID, err)
+			return badManifest("segment %s: %v", s.ID, err)
 		}
 	}
+	return nil
+}
+
+// checkHistory checks the rest: format, snapshot and history.
+func (m *Manifest) checkHistory() error {
+	if m.Format != manifestFormat {
+		return badManifest("format %d (this blockfs reads format %d)", m.Format, manifestFormat)
+	}
 	if s := m.Snapshot; s != nil && s.Generation != m.Generation {
-		return bad("snapshot %d in a manifest of generation %d", s.Generation, m.Generation)
+		return badManifest("snapshot %d in a manifest of generation %d", s.Generation, m.Generation)
 	}
 	prev := uint64(0)
 	for i, s := range m.History {
 		if (i > 0 && s.Generation <= prev) || s.Generation >= m.Generation {
-			return bad("history out of order at snapshot %d", s.Generation)
+			return badManifest("history out of order at snapshot %d", s.Generation)
 		}
 		prev = s.Generation
 		if err := checkBlocks(s.Manifest, -1); err != nil {
-			return bad("snapshot %d: %v", s.Generation, err)
+			return badManifest("snapshot %d: %v", s.Generation, err)
 		}
 	}
 	return nil
@@ -241,10 +278,17 @@ const maxManifest = 256 << 20
 // the next snapshot described by op, with compare-and-swap, retrying with
 // jittered backoff while other publishers win the race. fn must be
 // idempotent: it may run several times.
+//
+// Rollback and repair replace the segment list, so they may replace one
+// that does not check; a publish, which adds to it, may not.
 func (c *catalog) update(ctx context.Context, op Snapshot, fn func(*Manifest) error) (Manifest, []blockstore.Locator, error) {
 	backoff := 10 * time.Millisecond
+	load := c.load
+	if op.Op == OpRollback || op.Op == OpRepair {
+		load = c.loadLenient
+	}
 	for attempt := 1; ; attempt++ {
-		h, err := c.load(ctx)
+		h, err := load(ctx)
 		if err != nil {
 			return Manifest{}, nil, err
 		}

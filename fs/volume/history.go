@@ -42,8 +42,10 @@ func (c *Catalog) Close() error { return c.store.Close() }
 var ErrNoMetadata = errors.New("no metadata published in this store (no meta/head ref)")
 
 // Snapshots lists the store's snapshots, newest first, with their tags.
+// A head whose segment list does not check is listed too: the operator
+// needs the list to choose what to roll back to.
 func (c *Catalog) Snapshots(ctx context.Context) ([]Snapshot, error) {
-	h, err := c.cat.load(ctx)
+	h, err := c.cat.loadLenient(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +141,7 @@ type Change struct {
 // (a generation or a tag). History is not rewritten: the snapshots in
 // between stay listed and can be rolled back to in turn.
 func (c *Catalog) Rollback(ctx context.Context, spec string, dryRun bool) (*Change, error) {
-	h, err := c.cat.load(ctx)
+	h, err := c.cat.loadLenient(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -258,7 +260,7 @@ func (c *catalog) checkSegment(ctx context.Context, s SegmentRef, deep bool) *Pr
 // and intact (read and hash-checked) and, unless dry, rolls back to it.
 // Change.Damaged says what was found bad and Undone what is lost.
 func (c *Catalog) Repair(ctx context.Context, dryRun bool) (*Change, error) {
-	h, err := c.cat.load(ctx)
+	h, err := c.cat.loadLenient(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w (the current manifest itself is unreadable: roll back to a tag with blockfs rollback)", err)
 	}
@@ -269,6 +271,10 @@ func (c *Catalog) Repair(ctx context.Context, dryRun bool) (*Change, error) {
 	var damaged []Problem
 	for i, s := range h.snapshots() {
 		m := h.m
+		if i == 0 && h.damage != nil {
+			damaged = append(damaged, Problem{Block: s.Manifest[0], Paths: []string{fmt.Sprintf("manifest of snapshot %d", s.Generation)}, Error: h.damage.Error()})
+			continue
+		}
 		if i > 0 {
 			if m, err = c.cat.readManifest(ctx, s.Manifest); err != nil {
 				damaged = append(damaged, Problem{Block: s.Manifest[0], Paths: []string{fmt.Sprintf("manifest of snapshot %d", s.Generation)}, Error: err.Error()})
