@@ -8,3 +8,8 @@ import "github.com/spf13/pflag"
 func addMetaDirFlag(fl *pflag.FlagSet) *string {
 	return fl.String("meta-dir", "", "make the private metadata log (a copy of the store's metadata) under this directory (default $TMPDIR)")
 }
+
+// addAtFlag is mount's --at: a pinned version for a job validated on it.
+func addAtFlag(fl *pflag.FlagSet) *string {
+	return fl.String("at", "", "serve exactly this snapshot (a number or a tag, see blockfs log), never refreshing")
+}

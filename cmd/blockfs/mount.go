@@ -34,6 +34,7 @@ SIGTERM, umount or fusermount3 -u, then exits 0 with nothing left mounted.
 func setupMount(fl *pflag.FlagSet) runFunc {
 	sf := addStoreFlags(fl)
 	metaDir := addMetaDirFlag(fl)
+	at := addAtFlag(fl)
 	cf := addCacheFlags(fl)
 	poolSize := sizeFlag(fl, "pool-size", blockstore.DefaultMaxBytes, "memory for shared block buffers")
 	readahead := fl.Int("readahead", mount.DefaultReadahead, "block fetches a sequential reader keeps in flight (0 disables)")
@@ -85,7 +86,7 @@ func setupMount(fl *pflag.FlagSet) runFunc {
 		if *metricsAddr != "" {
 			openOpts.WrapBackend = reg.WrapStore
 		}
-		vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts, MetaDir: *metaDir})
+		vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts, MetaDir: *metaDir, At: *at})
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,7 @@ type Volume struct {
 	ownsDir  bool
 	importID string
 
+	at        *Snapshot  // Options.At: the pinned snapshot
 	mu        sync.Mutex // one Refresh or Publish at a time
 	refVer    string     // ref version last ingested
 	ingested  map[string]bool
@@ -76,6 +78,10 @@ type Options struct {
 	// holds a copy of every ingested segment, so an operator may want it
 	// on a larger or faster disk than /tmp.
 	MetaDir string
+	// At pins the volume to a snapshot (a generation number or a tag):
+	// it serves exactly that version and Refresh never changes it. Such a
+	// volume must not Publish.
+	At string
 	// Logger gets loud errors that do not fail the volume (a skipped
 	// poisoned segment); nil means log.Default().
 	Logger *log.Logger
@@ -115,7 +121,12 @@ func Open(ctx context.Context, spec string, opts Options) (*Volume, error) {
 		return nil, fmt.Errorf("store %s: metadata log: %w", spec, err)
 	}
 	v.Tree = tree.NewTree(v.Meta)
-	if _, err := v.Refresh(ctx); err != nil {
+	if opts.At != "" {
+		err = v.openAt(ctx, opts.At)
+	} else {
+		_, err = v.Refresh(ctx)
+	}
+	if err != nil {
 		v.Close()
 		return nil, fmt.Errorf("store %s: %w", spec, err)
 	}
@@ -141,6 +152,9 @@ func (v *Volume) Refresh(ctx context.Context) (bool, error) {
 }
 
 func (v *Volume) refreshLocked(ctx context.Context) (bool, error) {
+	if v.at != nil {
+		return false, nil // pinned to a snapshot: never changes
+	}
 	h, err := v.cat.load(ctx)
 	if err != nil || h.version == v.refVer {
 		return false, err
@@ -148,8 +162,19 @@ func (v *Volume) refreshLocked(ctx context.Context) (bool, error) {
 	if err := v.checkRewound(h.m); err != nil {
 		return false, err
 	}
+	changed, err := v.ingestLocked(ctx, h.m)
+	if err != nil {
+		return changed, err
+	}
+	v.refVer = h.version
+	v.counters.generation.Store(int64(h.m.Generation))
+	return changed, nil
+}
+
+// ingestLocked ingests the segments of m not ingested yet.
+func (v *Volume) ingestLocked(ctx context.Context, m Manifest) (bool, error) {
 	changed := false
-	for _, s := range h.m.Segments {
+	for _, s := range m.Segments {
 		if v.ingested[s.ID] || v.skipped[s.ID] {
 			continue
 		}
@@ -176,10 +201,37 @@ func (v *Volume) refreshLocked(ctx context.Context) (bool, error) {
 		v.counters.segments.Add(1)
 		changed = true
 	}
-	v.refVer = h.version
-	v.counters.generation.Store(int64(h.m.Generation))
 	return changed, nil
 }
+
+// openAt ingests snapshot spec (a generation or a tag) and pins the
+// volume to it: Refresh never reads the store again.
+func (v *Volume) openAt(ctx context.Context, spec string) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	h, err := v.cat.loadLenient(ctx)
+	if err != nil {
+		return err
+	}
+	s, err := v.cat.resolve(ctx, h, spec)
+	if err != nil {
+		return err
+	}
+	m, err := v.cat.readManifest(ctx, s.Manifest)
+	if err != nil {
+		return fmt.Errorf("snapshot %d: %w", s.Generation, err)
+	}
+	if _, err := v.ingestLocked(ctx, m); err != nil {
+		return fmt.Errorf("snapshot %d: %w", s.Generation, err)
+	}
+	v.at = &s
+	v.refVer = "at:" + strconv.FormatUint(s.Generation, 10)
+	v.counters.generation.Store(int64(s.Generation))
+	return nil
+}
+
+// At is the snapshot the volume is pinned to (Options.At), or nil.
+func (v *Volume) At() *Snapshot { return v.at }
 
 // ErrRewound is returned by Refresh once the store's catalog was rolled
 // back (or repaired) past segments this volume has ingested: a private log
@@ -211,6 +263,9 @@ func (v *Volume) logf(format string, a ...any) {
 func (v *Volume) Publish(ctx context.Context) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if v.at != nil {
+		return fmt.Errorf("store %s: opened at snapshot %d: cannot publish", v.Spec, v.at.Generation)
+	}
 	if err := v.Meta.Seal(); err != nil {
 		return fmt.Errorf("sealing metadata: %w", err)
 	}
