@@ -164,3 +164,38 @@ func TestSnapshotCommands(t *testing.T) {
 		t.Fatalf("verify without meta/head: exit %d %q", code, stderr)
 	}
 }
+
+// TestS3TypoIsNoStore: an S3 prefix nothing was imported into used to mount
+// as an empty tree with exit 0. Now mount and verify fail with one line
+// saying there is no blockfs store there; import creates the marker, and
+// the store then verifies.
+func TestS3TypoIsNoStore(t *testing.T) {
+	m := testsvc.SharedMinIO(t)
+	spec := "s3://" + m.NewBucket(t) + "/typo"
+	env := s3Env(m, m.Endpoint())
+	runBin := func(args ...string) (int, string) {
+		cmd := exec.Command(blockfsBin, args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), string(out)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0, string(out)
+	}
+	want := spec + ": no blockfs store here (no blockfs-store marker); create one with blockfs import"
+	for _, args := range [][]string{{"verify", "--store", spec}, {"mount", "--store", spec, t.TempDir()}, {"log", "--store", spec}} {
+		code, out := runBin(args...)
+		if code != 1 || !strings.Contains(out, want) || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+			t.Errorf("blockfs %s of a typo'd prefix: exit %d, %q; want exit 1 and one line %q", args[0], code, out, want)
+		}
+	}
+	if code, out := runBin("import", "-q", "--store", spec, "../../testdata/sample/README.txt"); code != 0 {
+		t.Fatalf("import: %d %s", code, out)
+	}
+	if code, out := runBin("verify", "--store", spec); code != 0 || !strings.Contains(out, "1 files") {
+		t.Fatalf("verify after import: %d %s", code, out)
+	}
+}
