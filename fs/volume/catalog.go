@@ -127,11 +127,12 @@ func (c *catalog) loadLenient(ctx context.Context) (head, error) {
 	}
 	locs, err := parseRef(raw)
 	if err != nil {
-		return head{}, err
+		return head{version: version}, err
 	}
 	m, err := c.decodeManifest(ctx, locs)
 	if err != nil {
-		return head{}, err
+		// The ref's version and locators, for a repair that replaces it.
+		return head{version: version, locs: locs}, err
 	}
 	h := head{m: m, version: version, locs: locs}
 	if err := m.checkSegments(); err != nil {
@@ -320,6 +321,23 @@ func (c *catalog) update(ctx context.Context, op Snapshot, fn func(*Manifest) er
 		}
 		backoff = min(2*backoff, time.Second)
 	}
+}
+
+// replaceHead stores m and points the head ref at it if the ref is still
+// at ifVersion ("": if there is none).
+func (c *catalog) replaceHead(ctx context.Context, m Manifest, ifVersion string) ([]blockstore.Locator, error) {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	locs, err := c.putBlob(ctx, data)
+	if err != nil {
+		return nil, fmt.Errorf("writing manifest: %w", err)
+	}
+	if _, err := c.refs.PutRef(ctx, headRef, formatRef(locs), ifVersion); err != nil {
+		return nil, fmt.Errorf("publishing metadata: %w", err)
+	}
+	return locs, nil
 }
 
 // putBlob stores data as blocks of at most metaChunk bytes.

@@ -261,11 +261,11 @@ func (c *catalog) checkSegment(ctx context.Context, s SegmentRef, deep bool) *Pr
 // Change.Damaged says what was found bad and Undone what is lost.
 func (c *Catalog) Repair(ctx context.Context, dryRun bool) (*Change, error) {
 	h, err := c.cat.loadLenient(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("%w (the current manifest itself is unreadable: roll back to a tag with blockfs rollback)", err)
+	if err != nil && h.version == "" {
+		return nil, err // the ref itself cannot be read or parsed
 	}
-	if h.version == "" {
-		return nil, ErrNoMetadata
+	if err != nil || h.version == "" {
+		return c.repairFromTags(ctx, h, err, dryRun)
 	}
 	known := map[string]*Problem{}
 	var damaged []Problem
@@ -311,4 +311,61 @@ func appendNew(have, more []Problem) []Problem {
 		}
 	}
 	return have
+}
+
+// repairFromTags is repair when the current manifest (which holds the
+// history) is unreadable, cause, or the head ref is gone: each tag records
+// its snapshot's manifest, so the newest tagged snapshot whose metadata is
+// whole is published again as the head. The snapshots after it are not
+// known any more; the new snapshot's number is above every one known.
+func (c *Catalog) repairFromTags(ctx context.Context, h head, cause error, dryRun bool) (*Change, error) {
+	what := "meta/head is missing"
+	if cause != nil {
+		what = "the current manifest is unreadable: " + cause.Error()
+	}
+	damaged := []Problem{{Paths: []string{"current manifest"}, Error: what}}
+	if len(h.locs) > 0 {
+		damaged[0].Block = h.locs[0]
+	}
+	tags, err := c.Tags(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sort.SliceStable(tags, func(i, j int) bool { return tags[i].Generation > tags[j].Generation })
+	var top uint64
+	for _, t := range tags {
+		top = max(top, t.Generation)
+	}
+	known := map[string]*Problem{}
+	for _, t := range tags {
+		m, err := c.cat.readManifest(ctx, t.Manifest)
+		if err != nil {
+			damaged = append(damaged, Problem{Block: t.Manifest[0], Paths: []string{fmt.Sprintf("manifest of snapshot %d (tag %s)", t.Generation, t.Name)}, Error: err.Error()})
+			continue
+		}
+		if bad := c.cat.damaged(ctx, m.Segments, true, known); len(bad) > 0 {
+			damaged = appendNew(damaged, bad)
+			continue
+		}
+		to := head{m: m, version: "tag", locs: t.Manifest}.current()
+		ch := &Change{DryRun: dryRun, To: to, Undone: []uint64{}, Dropped: []string{}, Restored: []string{}, Damaged: damaged}
+		for _, s := range m.Segments {
+			ch.Restored = append(ch.Restored, s.ID)
+		}
+		if dryRun {
+			return ch, nil
+		}
+		next := successor(head{m: m, version: "tag", locs: t.Manifest}, m, Snapshot{Op: OpRepair, Target: t.Generation})
+		next.Generation = max(top, m.Generation) + 1
+		next.Snapshot.Generation = next.Generation
+		if _, err := c.cat.replaceHead(ctx, next, h.version); err != nil {
+			return nil, err
+		}
+		ch.Published = next.Snapshot
+		return ch, nil
+	}
+	if len(tags) == 0 {
+		return nil, fmt.Errorf("%s and no tag names an older snapshot: nothing to repair from (see docs/operations.md)", what)
+	}
+	return nil, fmt.Errorf("%s, and no tagged snapshot is whole either (%d damaged)", what, len(damaged)-1)
 }

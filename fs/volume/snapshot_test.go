@@ -247,3 +247,48 @@ func TestMountAt(t *testing.T) {
 		})
 	}
 }
+
+// TestRepairFromTags, on a directory store and on MinIO: when the block of
+// the current manifest (which holds the history) is lost, or meta/head is
+// garbled, repair restores the newest tagged snapshot that is whole.
+func TestRepairFromTags(t *testing.T) {
+	for name, s := range snapshotStores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			src := t.TempDir()
+			a := fstest.RandomBytes(21, 70<<10)
+			fstest.WriteFile(t, filepath.Join(src, "a"), a, 0o644)
+			iopts := importer.Options{Chunking: smallChunks}
+			fstest.ImportWith(t, s.spec, s.oo, src, "/d", iopts)
+			cat := openCatalog(t, s.spec, s.oo)
+			if _, err := cat.Tag(ctx, "good", ""); err != nil {
+				t.Fatal(err)
+			}
+			fstest.WriteFile(t, filepath.Join(src, "b"), []byte("later\n"), 0o644)
+			fstest.ImportWith(t, s.spec, s.oo, src, "/d", iopts)
+			_, locs, _, err := volume.HeadForTest(ctx, cat)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.remove(t, locs[0].Hash)
+			if _, err := cat.Snapshots(ctx); err == nil {
+				t.Fatal("log of a store whose manifest is lost worked")
+			}
+			ch, err := cat.Repair(ctx, true)
+			if err != nil || ch.Published != nil || ch.To.Generation != 1 || len(ch.Damaged) != 1 {
+				t.Fatalf("repair --dry-run = %+v, %v", ch, err)
+			}
+			if ch, err = cat.Repair(ctx, false); err != nil || ch.Published == nil || ch.Published.Generation != 2 {
+				t.Fatalf("repair = %+v, %v", ch, err)
+			}
+			vol := openVol(t, s)
+			if !bytes.Equal(fstest.ReadBack(t, vol, "/d/a"), a) {
+				t.Fatal("tagged file not restored")
+			}
+			snaps, err := cat.Snapshots(ctx)
+			if err != nil || len(snaps) != 2 || snaps[0].Op != volume.OpRepair || snaps[1].Generation != 1 {
+				t.Fatalf("log after repair = %+v, %v", snaps, err)
+			}
+		})
+	}
+}

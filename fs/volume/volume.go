@@ -128,9 +128,18 @@ func Open(ctx context.Context, spec string, opts Options) (*Volume, error) {
 	}
 	if err != nil {
 		v.Close()
+		if damagedCatalog(err) {
+			return nil, fmt.Errorf("store %s: %w (metadata damaged: blockfs repair --dry-run shows how to recover)", spec, err)
+		}
 		return nil, fmt.Errorf("store %s: %w", spec, err)
 	}
 	return v, nil
+}
+
+// damagedCatalog reports whether err says the store's metadata is gone or
+// bad (rather than unreachable), which repair or rollback can fix.
+func damagedCatalog(err error) bool {
+	return errors.Is(err, blockstore.ErrNotFound) || errors.Is(err, blockstore.ErrCorrupt) || errors.Is(err, ErrBadManifest)
 }
 
 // Refresh ingests the segments published since the last call and reports
