@@ -4,18 +4,21 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"blockfs/blockstore"
-	"blockfs/blockstore/storeurl"
 	"blockfs/fs/chunker"
 	"blockfs/fs/internal/fstest"
+	"blockfs/fs/mount"
 	"blockfs/fs/tree"
 	"blockfs/fs/volume"
+	"blockfs/internal/testsvc"
 	"blockfs/objects"
 )
 
@@ -295,4 +298,40 @@ func TestStaleMetaDirsRemoved(t *testing.T) {
 	}
 }
 
-var _ = storeurl.Options{}
+// TestCraftedManifestLeavesMountServing: a real mount refreshing while a
+// crafted manifest lands counts refresh errors and keeps serving the files
+// it had, byte for byte; after repair its refreshes succeed again.
+func TestCraftedManifestLeavesMountServing(t *testing.T) {
+	ctx := context.Background()
+	data := fstest.RandomBytes(17, 200<<10)
+	store := fstest.StoreWithFile(t, "/d", data, smallChunks)
+	tm := fstest.MountWith(t, store, volume.Options{Logger: log.New(io.Discard, "", 0)},
+		mount.Options{Refresh: 10 * time.Millisecond, CacheTimeout: time.Millisecond, Logger: fstest.DiscardLogger()})
+	cat := openCatalog(t, store, volume.Options{})
+	craft(t, cat, func(m *volume.Manifest) {
+		s := volume.SegmentRef{ID: "evil", Size: 20000 * blockstore.MaxBlockSize}
+		for i := range 20000 {
+			s.Blocks = append(s.Blocks, fakeLocator(i, blockstore.MaxBlockSize))
+		}
+		m.Segments = append(m.Segments, s)
+	})
+	errs := tm.Vol.MetaStats().RefreshErrors
+	testsvc.WaitFor(t, "two failed refreshes", func() bool { return tm.Vol.MetaStats().RefreshErrors >= errs+2 })
+	if got, err := os.ReadFile(tm.Path("d/f")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("mount after a crafted manifest: %d bytes, %v", len(got), err)
+	}
+	if _, err := cat.Repair(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	refreshes := tm.Vol.MetaStats().Refreshes
+	testsvc.WaitFor(t, "a refresh after repair", func() bool { return tm.Vol.MetaStats().Refreshes >= refreshes+2 })
+	errs = tm.Vol.MetaStats().RefreshErrors
+	refreshes = tm.Vol.MetaStats().Refreshes
+	testsvc.WaitFor(t, "more refreshes", func() bool { return tm.Vol.MetaStats().Refreshes >= refreshes+2 })
+	if e := tm.Vol.MetaStats().RefreshErrors; e != errs {
+		t.Errorf("refreshes still fail after repair: %d new errors", e-errs)
+	}
+	if got, err := os.ReadFile(tm.Path("d/f")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("mount after repair: %d bytes, %v", len(got), err)
+	}
+}
