@@ -140,3 +140,20 @@ func TestCheckTagName(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoredSegments: a restore keeps the target's segments and adds
+// those a publish landed after the restore was decided, never the ones it
+// undoes.
+func TestRestoredSegments(t *testing.T) {
+	seg := func(ids ...string) []SegmentRef {
+		var out []SegmentRef
+		for _, id := range ids {
+			out = append(out, SegmentRef{ID: id})
+		}
+		return out
+	}
+	got := restoredSegments(seg("a", "b", "c"), seg("a"), seg("a", "b", "c", "raced"))
+	if len(got) != 2 || got[0].ID != "a" || got[1].ID != "raced" {
+		t.Errorf("restoredSegments = %v, want a and raced", got)
+	}
+}

@@ -180,7 +180,7 @@ func (c *Catalog) restore(ctx context.Context, h head, to Snapshot, op string, d
 		return ch, nil
 	}
 	m, _, err := c.cat.update(ctx, Snapshot{Op: op, Target: to.Generation}, func(m *Manifest) error {
-		m.Segments = slices.Clone(tm.Segments)
+		m.Segments = restoredSegments(h.m.Segments, tm.Segments, m.Segments)
 		m.MaxVersion = max(m.MaxVersion, tm.MaxVersion)
 		return nil
 	})
@@ -189,6 +189,27 @@ func (c *Catalog) restore(ctx context.Context, h head, to Snapshot, op string, d
 	}
 	ch.Published = m.Snapshot
 	return ch, nil
+}
+
+// restoredSegments is the segment list of a restore to the snapshot whose
+// segments are to, decided on the head whose segments were from, applied to
+// the head now current: to's segments, plus any a publish added since from
+// (an import that won the race against the restore is not dropped).
+func restoredSegments(from, to, current []SegmentRef) []SegmentRef {
+	skip := make(map[string]bool, len(from)+len(to))
+	for _, s := range from {
+		skip[s.ID] = true
+	}
+	for _, s := range to {
+		skip[s.ID] = true
+	}
+	out := slices.Clone(to)
+	for _, s := range current {
+		if !skip[s.ID] {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // segmentDiff returns the ids of the segments of cur not in to, and of to

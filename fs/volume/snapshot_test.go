@@ -292,3 +292,42 @@ func TestRepairFromTags(t *testing.T) {
 		})
 	}
 }
+
+// TestLegacyManifest: a manifest written before snapshots (no snapshot, no
+// history) still opens, lists as a legacy snapshot with no parent, is
+// recorded in the history of the next publish, and can be rolled back to.
+func TestLegacyManifest(t *testing.T) {
+	ctx := context.Background()
+	a := fstest.RandomBytes(31, 20<<10)
+	store := fstest.StoreWithFile(t, "/d", a, smallChunks)
+	cat := openCatalog(t, store, volume.Options{})
+	m, _, version, err := volume.HeadForTest(ctx, cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Snapshot, m.History, m.Generation = nil, nil, 5 // as the old writer left it
+	if err := volume.PublishRawForTest(ctx, cat, m, version); err != nil {
+		t.Fatal(err)
+	}
+	snaps, err := cat.Snapshots(ctx)
+	if err != nil || len(snaps) != 1 || snaps[0].Generation != 5 || snaps[0].Op != volume.OpLegacy {
+		t.Fatalf("legacy manifest lists as %+v, %v", snaps, err)
+	}
+	src := t.TempDir()
+	fstest.WriteFile(t, filepath.Join(src, "g"), []byte("new\n"), 0o644)
+	fstest.ImportInto(t, store, src, "/e", smallChunks)
+	snaps, err = cat.Snapshots(ctx)
+	if err != nil || len(snaps) != 2 || snaps[0].Generation != 6 || snaps[1].Op != volume.OpLegacy {
+		t.Fatalf("after a publish: %+v, %v", snaps, err)
+	}
+	if _, err := cat.Rollback(ctx, "5", false); err != nil {
+		t.Fatal(err)
+	}
+	vol := openVol(t, snapshotStore{spec: store})
+	if !bytes.Equal(fstest.ReadBack(t, vol, "/d/f"), a) {
+		t.Fatal("legacy snapshot's file")
+	}
+	if _, err := vol.Tree.Lookup("/e/g"); !errors.Is(err, tree.ErrNotExist) {
+		t.Fatalf("file published after the legacy snapshot: %v", err)
+	}
+}
