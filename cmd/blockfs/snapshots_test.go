@@ -199,3 +199,27 @@ func TestS3TypoIsNoStore(t *testing.T) {
 		t.Fatalf("verify after import: %d %s", code, out)
 	}
 }
+
+// TestMountAtCommand: `blockfs mount --at TAG` serves the tagged version
+// while the store has moved on; --at an unknown tag fails in one line.
+func TestMountAtCommand(t *testing.T) {
+	testsvc.RequireFUSE(t)
+	store := filepath.Join(t.TempDir(), "store")
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "f"), "tagged\n")
+	mustRun(t, "import", "--store", store, src, "/d")
+	mustRun(t, "tag", "--store", store, "ok")
+	writeFile(t, filepath.Join(src, "f"), "newer\n")
+	mustRun(t, "import", "--store", store, src, "/d")
+	mnt := t.TempDir()
+	cmd := startMount(t, store, mnt, "--at", "ok")
+	if b, err := os.ReadFile(filepath.Join(mnt, "d", "f")); err != nil || string(b) != "tagged\n" {
+		t.Errorf("mount --at ok: %q %v", b, err)
+	}
+	exec.Command("umount", mnt).Run()
+	cmd.Wait()
+	out, err := exec.Command(blockfsBin, "mount", "--store", store, "--at", "nope", t.TempDir()).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `tag "nope": no such snapshot`) || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
+		t.Errorf("mount --at nope: %v %q", err, out)
+	}
+}
