@@ -32,6 +32,7 @@ var ErrNoStore = errors.New("no blockfs store")
 //	STORE/blocks/         blockstore.DirStore: blocks, refs/ (the catalog), tmp/
 const (
 	markerName    = "blockfs-store"
+	markerFormat  = 2
 	markerContent = "blockfs store format 2\n"
 )
 
@@ -166,6 +167,9 @@ func openBackend(ctx context.Context, spec string, opts Options) (blockstore.Sto
 		if err != nil {
 			return nil, fmt.Errorf("store %s: %w", spec, err)
 		}
+		if err := checkRefMarker(ctx, spec, st, opts.Create); err != nil {
+			return nil, err
+		}
 		return st, nil
 	case "http", "https":
 		tc, err := ClientTLS(opts.CAFile)
@@ -182,14 +186,60 @@ func openBackend(ctx context.Context, spec string, opts Options) (blockstore.Sto
 	}
 }
 
+// An object store has no directory to hold the marker file, so the marker
+// is a ref of the same name and content: s3://bucket/typo must fail with
+// one clear line, not mount as an empty tree.
+//
+// legacyRef is the catalog's head ref: S3 stores written before the marker
+// existed have it, and stay readable without one.
+const legacyRef = "meta/head"
+
+// checkRefMarker checks (or, creating, writes) the marker ref of a store
+// without a directory.
+func checkRefMarker(ctx context.Context, spec string, refs blockstore.RefStore, create bool) error {
+	b, _, err := refs.GetRef(ctx, markerName)
+	switch {
+	case err == nil:
+		return checkMarker(spec, b)
+	case !errors.Is(err, blockstore.ErrNotFound):
+		return fmt.Errorf("store %s: reading the %s marker: %w", spec, markerName, err)
+	case create:
+		_, err := refs.PutRef(ctx, markerName, []byte(markerContent), "")
+		if errors.Is(err, blockstore.ErrConflict) { // another import made it meanwhile
+			return checkRefMarker(ctx, spec, refs, false)
+		}
+		if err != nil {
+			return fmt.Errorf("store %s: writing the %s marker: %w", spec, markerName, err)
+		}
+		return nil
+	}
+	if _, _, err := refs.GetRef(ctx, legacyRef); err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w here (no %s marker); create one with blockfs import", spec, ErrNoStore, markerName)
+}
+
+// checkMarker accepts the marker of the format this blockfs reads; a newer
+// format is refused rather than misread.
+func checkMarker(spec string, b []byte) error {
+	if string(b) == markerContent {
+		return nil
+	}
+	var n int
+	if _, err := fmt.Sscanf(string(b), "blockfs store format %d\n", &n); err == nil && n > markerFormat {
+		return fmt.Errorf("%s: %w this blockfs can read: format %d, written by a newer blockfs (this one reads format %d)", spec, ErrNoStore, n, markerFormat)
+	}
+	return fmt.Errorf("%s: %w: unknown format in the %s marker", spec, ErrNoStore, markerName)
+}
+
 func openDir(spec, dir string, create bool) (blockstore.Store, error) {
 	dir = filepath.Clean(dir)
 	marker := filepath.Join(dir, markerName)
 	b, err := os.ReadFile(marker)
 	switch {
 	case err == nil:
-		if string(b) != markerContent {
-			return nil, fmt.Errorf("store %s: %w: unknown format in %s", spec, ErrNoStore, marker)
+		if err := checkMarker(spec, b); err != nil {
+			return nil, err
 		}
 	case errors.Is(err, fs.ErrNotExist) && create:
 		if err := createDir(dir, marker); err != nil {

@@ -84,3 +84,17 @@ func TestCheckTellsTyposFromUnreachableStores(t *testing.T) {
 		}
 	}
 }
+
+// TestMarkerFormat: a marker of a newer format is refused with a line
+// saying so, a garbled one as unknown; the current one is accepted.
+func TestMarkerFormat(t *testing.T) {
+	if err := checkMarker("s", []byte(markerContent)); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkMarker("s", []byte("blockfs store format 9\n")); !errors.Is(err, ErrNoStore) || !strings.Contains(err.Error(), "newer blockfs") {
+		t.Errorf("newer format: %v", err)
+	}
+	if err := checkMarker("s", []byte("hello")); !errors.Is(err, ErrNoStore) || !strings.Contains(err.Error(), "unknown format") {
+		t.Errorf("garbled marker: %v", err)
+	}
+}

@@ -34,6 +34,7 @@ warning. Each file appears in the store whole or not at all.`,
 
 func setupImport(fl *pflag.FlagSet) runFunc {
 	sf := addStoreFlags(fl)
+	metaDir := addMetaDirFlag(fl)
 	def := chunker.DefaultConfig()
 	minSize := sizeFlag(fl, "chunk-min", int64(def.Min), "smallest block")
 	avgSize := sizeFlag(fl, "chunk-avg", int64(def.Avg), "average block (the block size with --fixed)")
@@ -61,7 +62,7 @@ func setupImport(fl *pflag.FlagSet) runFunc {
 			return usagef("%v", err)
 		}
 		procs.More()
-		vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts})
+		vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts, MetaDir: *metaDir})
 		if err != nil {
 			return err
 		}

@@ -48,6 +48,7 @@ type mountFlags struct {
 	sf                                  *storeFlags
 	cf                                  *cacheFlags
 	lf                                  *logFlags
+	metaDir, at                         *string
 	poolSize                            *int64
 	readahead                           *int
 	allowOther, allowNonEmpty, debug    *bool
@@ -57,7 +58,10 @@ type mountFlags struct {
 }
 
 func addMountFlags(fl *pflag.FlagSet) *mountFlags {
-	f := &mountFlags{sf: addStoreFlags(fl), cf: addCacheFlags(fl)}
+	f := &mountFlags{sf: addStoreFlags(fl)}
+	f.metaDir = addMetaDirFlag(fl)
+	f.at = addAtFlag(fl)
+	f.cf = addCacheFlags(fl)
 	f.poolSize = sizeFlag(fl, "pool-size", blockstore.DefaultMaxBytes, "memory for shared block buffers")
 	f.readahead = fl.Int("readahead", mount.DefaultReadahead, "block fetches a sequential reader keeps in flight (0 disables)")
 	f.allowOther = fl.Bool("allow-other", false, "let users other than the mounting one read the mount")
@@ -144,7 +148,7 @@ func serveMount(ctx context.Context, e env, f *mountFlags, spec string, openOpts
 	if *f.metricsAddr != "" {
 		openOpts.WrapBackend = reg.WrapStore
 	}
-	vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts})
+	vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts, MetaDir: *f.metaDir, At: *f.at})
 	if err != nil {
 		return err
 	}

@@ -30,6 +30,7 @@ use them. Exit status 1 if any block is missing or corrupt. Read-only.`,
 
 func setupVerify(fl *pflag.FlagSet) runFunc {
 	sf := addStoreFlags(fl)
+	metaDir := addMetaDirFlag(fl)
 	deep := fl.Bool("deep", false, "read every block and check its hash, not only that it exists")
 	workers := fl.Int("workers", 8, "blocks checked at once")
 	asJSON := fl.Bool("json", false, "print the report as JSON")
@@ -48,7 +49,7 @@ func setupVerify(fl *pflag.FlagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts})
+		vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts, MetaDir: *metaDir})
 		if err != nil {
 			return err
 		}

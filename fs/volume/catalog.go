@@ -7,11 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
 	"blockfs/blockstore"
-	"blockfs/fs/tree"
+	"blockfs/objects"
 )
 
 // The catalog is how metadata lives in the store itself, for every kind of
@@ -35,12 +36,23 @@ const headRef = "meta/head"
 // metaChunk bounds the blocks segments and manifests are cut into.
 const metaChunk = 4 << 20
 
-// Manifest lists the published metadata segments of a store.
+// Manifest lists the published metadata segments of a store, and the
+// history of snapshots that led to it (snapshot.go).
 type Manifest struct {
-	Format     int          `json:"format"`
-	Generation uint64       `json:"generation"`  // bumped by every publish
-	MaxVersion uint64       `json:"max_version"` // highest object version published
+	Format     int    `json:"format"`
+	Generation uint64 `json:"generation"` // bumped by every publish: the snapshot number
+	// MaxVersion is the highest object version published. It is a record
+	// for operators only: versions are issued from what the private log
+	// ingested (and Ingest checked), never from this field, so a lying
+	// manifest cannot push the version space to its end.
+	MaxVersion uint64       `json:"max_version"`
 	Segments   []SegmentRef `json:"segments"`
+	// Snapshot describes the publish that made this manifest; History the
+	// snapshots before it, oldest first, each with its manifest's blocks.
+	// Both are absent in manifests written before snapshots existed: such a
+	// manifest is snapshot Generation with no parent.
+	Snapshot *Snapshot  `json:"snapshot,omitempty"`
+	History  []Snapshot `json:"history,omitempty"`
 }
 
 // SegmentRef is one published segment.
@@ -51,6 +63,11 @@ type SegmentRef struct {
 }
 
 const manifestFormat = 1
+
+// ErrBadManifest is wrapped by every error for a head ref, manifest or tag
+// list read from the store that does not make sense: the store's catalog is
+// damaged or crafted (see docs/operations.md for what to do).
+var ErrBadManifest = errors.New("malformed metadata catalog")
 
 // ErrNoRefs is returned for stores that cannot hold the catalog.
 var ErrNoRefs = errors.New("store cannot hold metadata refs")
@@ -78,37 +95,142 @@ func flusherOf(s blockstore.Store) func(context.Context) error {
 // locators follow, one per line.
 const refHeader = "blockfs-manifest 1"
 
-// load returns the current manifest and the ref version it was read at
-// ("" and an empty manifest for a store nothing was published to yet).
-func (c *catalog) load(ctx context.Context) (Manifest, string, error) {
-	raw, version, err := c.refs.GetRef(ctx, headRef)
-	if errors.Is(err, blockstore.ErrNotFound) {
-		return Manifest{Format: manifestFormat}, "", nil
-	}
-	if err != nil {
-		return Manifest{}, "", fmt.Errorf("reading metadata ref: %w", err)
-	}
-	m, err := c.decode(ctx, raw)
-	return m, version, err
+// head is the catalog as one read of the head ref found it.
+type head struct {
+	m       Manifest
+	version string               // the ref's version ("" if nothing was published)
+	locs    []blockstore.Locator // the manifest's blocks (nil if nothing was published)
+	damage  error                // loadLenient: why the segment list does not check
 }
 
-func (c *catalog) decode(ctx context.Context, raw []byte) (Manifest, error) {
+// load returns the current manifest, the ref version it was read at and its
+// blocks (an empty manifest for a store nothing was published to yet).
+func (c *catalog) load(ctx context.Context) (head, error) {
+	h, err := c.loadLenient(ctx)
+	if err == nil && h.damage != nil {
+		err = h.damage
+	}
+	return h, err
+}
+
+// loadLenient is load for rollback and repair, which replace the head's
+// segments wholesale: a manifest whose history reads but whose segment list
+// does not check is returned with the error in damage, so that it can be
+// replaced.
+func (c *catalog) loadLenient(ctx context.Context) (head, error) {
+	raw, version, err := c.refs.GetRef(ctx, headRef)
+	if errors.Is(err, blockstore.ErrNotFound) {
+		return head{m: Manifest{Format: manifestFormat}}, nil
+	}
+	if err != nil {
+		return head{}, fmt.Errorf("reading metadata ref: %w", err)
+	}
 	locs, err := parseRef(raw)
 	if err != nil {
-		return Manifest{}, err
+		return head{version: version}, err
 	}
-	data, err := c.getBlob(ctx, locs)
+	m, err := c.decodeManifest(ctx, locs)
+	if err != nil {
+		// The ref's version and locators, for a repair that replaces it.
+		return head{version: version, locs: locs}, err
+	}
+	h := head{m: m, version: version, locs: locs}
+	if err := m.checkSegments(); err != nil {
+		h.damage = err
+	}
+	return h, nil
+}
+
+// readManifest reads, verifies and checks the manifest stored in locs.
+func (c *catalog) readManifest(ctx context.Context, locs []blockstore.Locator) (Manifest, error) {
+	m, err := c.decodeManifest(ctx, locs)
+	if err == nil {
+		err = m.checkSegments()
+	}
+	return m, err
+}
+
+// decodeManifest reads and verifies the manifest in locs, checking all but
+// its segment list.
+func (c *catalog) decodeManifest(ctx context.Context, locs []blockstore.Locator) (Manifest, error) {
+	data, err := c.getBlob(ctx, locs, maxManifest)
 	if err != nil {
 		return Manifest{}, fmt.Errorf("reading manifest: %w", err)
 	}
 	var m Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
-		return Manifest{}, fmt.Errorf("%w: manifest: %w", tree.ErrBadNode, err)
+		return Manifest{}, fmt.Errorf("%w: manifest: %w", ErrBadManifest, err)
 	}
-	if m.Format != manifestFormat {
-		return Manifest{}, fmt.Errorf("%w: manifest format %d", tree.ErrBadNode, m.Format)
+	if err := m.checkHistory(); err != nil {
+		return Manifest{}, err
 	}
 	return m, nil
+}
+
+func badManifest(format string, a ...any) error {
+	return fmt.Errorf("%w: manifest: %s", ErrBadManifest, fmt.Sprintf(format, a...))
+}
+
+// checkSegments bounds every size and count of a manifest's segment list,
+// read from the store, before anything is allocated or fetched from it: a
+// crafted manifest must fail its refresh with a clear error, not exhaust
+// memory.
+func (m *Manifest) checkSegments() error {
+	seen := make(map[string]bool, len(m.Segments))
+	for _, s := range m.Segments {
+		if s.ID == "" || seen[s.ID] {
+			return badManifest("segment id %q empty or repeated", s.ID)
+		}
+		seen[s.ID] = true
+		if s.Size <= 0 || s.Size > objects.MaxSegmentSize {
+			return badManifest("segment %s of %d bytes (at most %d)", s.ID, s.Size, int64(objects.MaxSegmentSize))
+		}
+		if err := checkBlocks(s.Blocks, s.Size); err != nil {
+			return badManifest("segment %s: %v", s.ID, err)
+		}
+	}
+	return nil
+}
+
+// checkHistory checks the rest: format, snapshot and history.
+func (m *Manifest) checkHistory() error {
+	if m.Format != manifestFormat {
+		return badManifest("format %d (this blockfs reads format %d)", m.Format, manifestFormat)
+	}
+	if s := m.Snapshot; s != nil && s.Generation != m.Generation {
+		return badManifest("snapshot %d in a manifest of generation %d", s.Generation, m.Generation)
+	}
+	prev := uint64(0)
+	for i, s := range m.History {
+		if (i > 0 && s.Generation <= prev) || s.Generation >= m.Generation {
+			return badManifest("history out of order at snapshot %d", s.Generation)
+		}
+		prev = s.Generation
+		if err := checkBlocks(s.Manifest, -1); err != nil {
+			return badManifest("snapshot %d: %v", s.Generation, err)
+		}
+	}
+	return nil
+}
+
+// checkBlocks checks that locs add up to want bytes (or, with want < 0, to
+// at most maxManifest), without overflow: each locator is at most
+// MaxBlockSize (ParseLocator), and the sum stops at the first excess.
+func checkBlocks(locs []blockstore.Locator, want int64) error {
+	limit := want
+	if want < 0 {
+		limit = maxManifest
+	}
+	var total int64
+	for _, l := range locs {
+		if total += l.Size; total > limit {
+			return fmt.Errorf("blocks add up to more than %d bytes", limit)
+		}
+	}
+	if len(locs) == 0 || (want >= 0 && total != want) {
+		return fmt.Errorf("%d blocks of %d bytes, want %d bytes", len(locs), total, want)
+	}
+	return nil
 }
 
 // parseRef reads the value of the head ref: the header line, then the
@@ -117,41 +239,66 @@ func (c *catalog) decode(ctx context.Context, raw []byte) (Manifest, error) {
 func parseRef(raw []byte) ([]blockstore.Locator, error) {
 	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
 	if lines[0] != refHeader {
-		return nil, fmt.Errorf("%w: metadata ref does not start with %q", tree.ErrBadNode, refHeader)
+		return nil, fmt.Errorf("%w: metadata ref does not start with %q", ErrBadManifest, refHeader)
 	}
 	var locs []blockstore.Locator
 	var total int64
 	for _, l := range lines[1:] {
 		loc, err := blockstore.ParseLocator(l)
 		if err != nil {
-			return nil, fmt.Errorf("%w: metadata ref: %w", tree.ErrBadNode, err)
+			return nil, fmt.Errorf("%w: metadata ref: %w", ErrBadManifest, err)
 		}
 		if total += loc.Size; total > maxManifest {
-			return nil, fmt.Errorf("%w: metadata ref: manifest over %d bytes", tree.ErrBadNode, maxManifest)
+			return nil, fmt.Errorf("%w: metadata ref: manifest over %d bytes", ErrBadManifest, maxManifest)
 		}
 		locs = append(locs, loc)
 	}
 	if len(locs) == 0 {
-		return nil, fmt.Errorf("%w: metadata ref names no blocks", tree.ErrBadNode)
+		return nil, fmt.Errorf("%w: metadata ref names no blocks", ErrBadManifest)
 	}
 	return locs, nil
 }
 
-// maxManifest bounds the manifest a ref may name (memory for getBlob).
-const maxManifest = 1 << 30
+// formatRef is the head ref's value naming the manifest in locs.
+func formatRef(locs []blockstore.Locator) []byte {
+	var ref bytes.Buffer
+	ref.WriteString(refHeader + "\n")
+	for _, l := range locs {
+		ref.WriteString(l.String() + "\n")
+	}
+	return ref.Bytes()
+}
 
-// update applies fn to the current manifest and publishes the result with
-// compare-and-swap, retrying with jittered backoff while other publishers
-// win the race. fn must be idempotent: it may run several times.
-func (c *catalog) update(ctx context.Context, fn func(*Manifest)) (Manifest, []blockstore.Locator, error) {
+// maxManifest bounds the manifest a ref may name: a store of many thousand
+// imports has a manifest of a few MiB, and getBlob allocates only as blocks
+// verify, so a crafted ref cannot make a reader allocate what the store
+// does not really hold.
+const maxManifest = 256 << 20
+
+// update applies fn to the current manifest and publishes the result, as
+// the next snapshot described by op, with compare-and-swap, retrying with
+// jittered backoff while other publishers win the race. fn must be
+// idempotent: it may run several times.
+//
+// Rollback and repair replace the segment list, so they may replace one
+// that does not check; a publish, which adds to it, may not.
+func (c *catalog) update(ctx context.Context, op Snapshot, fn func(*Manifest) error) (Manifest, []blockstore.Locator, error) {
 	backoff := 10 * time.Millisecond
+	load := c.load
+	if op.Op == OpRollback || op.Op == OpRepair {
+		load = c.loadLenient
+	}
 	for attempt := 1; ; attempt++ {
-		m, version, err := c.load(ctx)
+		h, err := load(ctx)
 		if err != nil {
-			return m, nil, err
+			return Manifest{}, nil, err
 		}
-		fn(&m)
-		m.Generation++
+		m := h.m
+		m.Segments = slices.Clip(m.Segments)
+		if err := fn(&m); err != nil {
+			return Manifest{}, nil, err
+		}
+		m = successor(h, m, op)
 		data, err := json.Marshal(m)
 		if err != nil {
 			return m, nil, err
@@ -160,12 +307,7 @@ func (c *catalog) update(ctx context.Context, fn func(*Manifest)) (Manifest, []b
 		if err != nil {
 			return m, nil, fmt.Errorf("writing manifest: %w", err)
 		}
-		var ref bytes.Buffer
-		ref.WriteString(refHeader + "\n")
-		for _, l := range locs {
-			ref.WriteString(l.String() + "\n")
-		}
-		_, err = c.refs.PutRef(ctx, headRef, ref.Bytes(), version)
+		_, err = c.refs.PutRef(ctx, headRef, formatRef(locs), h.version)
 		if err == nil {
 			return m, locs, nil
 		}
@@ -179,6 +321,23 @@ func (c *catalog) update(ctx context.Context, fn func(*Manifest)) (Manifest, []b
 		}
 		backoff = min(2*backoff, time.Second)
 	}
+}
+
+// replaceHead stores m and points the head ref at it if the ref is still
+// at ifVersion ("": if there is none).
+func (c *catalog) replaceHead(ctx context.Context, m Manifest, ifVersion string) ([]blockstore.Locator, error) {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	locs, err := c.putBlob(ctx, data)
+	if err != nil {
+		return nil, fmt.Errorf("writing manifest: %w", err)
+	}
+	if _, err := c.refs.PutRef(ctx, headRef, formatRef(locs), ifVersion); err != nil {
+		return nil, fmt.Errorf("publishing metadata: %w", err)
+	}
+	return locs, nil
 }
 
 // putBlob stores data as blocks of at most metaChunk bytes.
@@ -199,20 +358,28 @@ func (c *catalog) putBlob(ctx context.Context, data []byte) ([]blockstore.Locato
 	return locs, nil
 }
 
-// getBlob reads and verifies the blocks of a blob: metadata is checked
-// against its hashes exactly like file data.
-func (c *catalog) getBlob(ctx context.Context, locs []blockstore.Locator) ([]byte, error) {
+// getBlob reads and verifies the blocks of a blob of at most limit bytes:
+// metadata is checked against its hashes exactly like file data. The sizes
+// come from the store, so the total is checked before anything is read and
+// the buffer grows only as blocks verify: a locator list that lies costs
+// at most one block of memory.
+func (c *catalog) getBlob(ctx context.Context, locs []blockstore.Locator, limit int64) ([]byte, error) {
 	var total int64
 	for _, l := range locs {
-		total += l.Size
+		if l.Size < 0 || l.Size > blockstore.MaxBlockSize {
+			return nil, fmt.Errorf("%w: metadata block %s: bad size", ErrBadManifest, l)
+		}
+		if total += l.Size; total > limit {
+			return nil, fmt.Errorf("%w: metadata blocks add up to more than %d bytes", ErrBadManifest, limit)
+		}
 	}
-	out := make([]byte, total)
-	off := int64(0)
+	var out []byte
 	for _, l := range locs {
-		if err := blockstore.ReadVerified(ctx, c.blocks, l, out[off:off+l.Size]); err != nil {
+		off := len(out)
+		out = slices.Grow(out, int(l.Size))[:off+int(l.Size)]
+		if err := blockstore.ReadVerified(ctx, c.blocks, l, out[off:]); err != nil {
 			return nil, fmt.Errorf("metadata block: %w", err)
 		}
-		off += l.Size
 	}
 	return out, nil
 }

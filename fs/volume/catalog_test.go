@@ -1,12 +1,14 @@
 package volume
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
 
 	"blockfs/blockstore"
-	"blockfs/fs/tree"
+	"blockfs/blockstore/storetest"
+	"blockfs/objects"
 )
 
 func TestParseRef(t *testing.T) {
@@ -23,8 +25,8 @@ func TestParseRef(t *testing.T) {
 		"too large":  refHeader + "\n" + strings.Repeat(blockstore.Locator{Hash: a.Hash, Size: blockstore.MaxBlockSize}.String()+"\n", 17),
 		"windows le": refHeader + "\r\n" + a.String(),
 	} {
-		if _, err := parseRef([]byte(raw)); !errors.Is(err, tree.ErrBadNode) {
-			t.Errorf("%s: %v, want tree.ErrBadNode", name, err)
+		if _, err := parseRef([]byte(raw)); !errors.Is(err, ErrBadManifest) {
+			t.Errorf("%s: %v, want ErrBadManifest", name, err)
 		}
 	}
 }
@@ -39,8 +41,8 @@ func FuzzParseRef(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		locs, err := parseRef(raw)
 		if err != nil {
-			if !errors.Is(err, tree.ErrBadNode) {
-				t.Fatalf("error not tree.ErrBadNode: %v", err)
+			if !errors.Is(err, ErrBadManifest) {
+				t.Fatalf("error not ErrBadManifest: %v", err)
 			}
 			return
 		}
@@ -56,4 +58,102 @@ func FuzzParseRef(f *testing.F) {
 			t.Fatalf("accepted %d locators of %d bytes", len(locs), total)
 		}
 	})
+}
+
+// FuzzManifest: a manifest read from a store (its JSON, with sizes and
+// locators that may lie) never panics the reader; what it accepts has every
+// segment within objects.MaxSegmentSize and its blocks adding up to the
+// segment's size, and reading a segment whose blocks the store lacks is an
+// error, with nothing allocated for blocks that never arrived.
+func FuzzManifest(f *testing.F) {
+	a := blockstore.LocatorOf([]byte("a"))
+	f.Add([]byte(`{"format":1,"generation":1,"segments":[{"id":"s","size":1,"blocks":["` + a.String() + `"]}]}`))
+	f.Add([]byte(`{"format":1,"generation":1,"segments":[{"id":"s","size":1342177280000,"blocks":["` +
+		blockstore.Locator{Hash: a.Hash, Size: blockstore.MaxBlockSize}.String() + `"]}]}`))
+	f.Add([]byte(`{"format":1,"generation":2,"history":[{"generation":1,"op":"publish","manifest":["` + a.String() + `"]}],"snapshot":{"generation":2,"op":"rollback","target":1}}`))
+	f.Add([]byte(`{"format":2}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		mem := storetest.NewMem(data, []byte("a"))
+		c := &catalog{blocks: mem}
+		m, err := c.readManifest(context.Background(), []blockstore.Locator{blockstore.LocatorOf(data)})
+		if err != nil {
+			if !errors.Is(err, ErrBadManifest) {
+				t.Fatalf("error not ErrBadManifest: %v", err)
+			}
+			return
+		}
+		for _, s := range m.Segments {
+			var total int64
+			for _, l := range s.Blocks {
+				total += l.Size
+			}
+			if s.Size <= 0 || s.Size > objects.MaxSegmentSize || total != s.Size {
+				t.Fatalf("accepted segment %s of %d bytes, blocks %d", s.ID, s.Size, total)
+			}
+			b, err := c.getBlob(context.Background(), s.Blocks, s.Size)
+			if err == nil && int64(len(b)) != s.Size {
+				t.Fatalf("segment %s read as %d bytes", s.ID, len(b))
+			}
+		}
+		for _, s := range m.History {
+			if s.Generation >= m.Generation || len(s.Manifest) == 0 {
+				t.Fatalf("accepted history entry %+v in generation %d", s, m.Generation)
+			}
+		}
+	})
+}
+
+// FuzzParseTags: the tags ref never panics the parser; accepted tags have
+// valid names and bounded manifests, and format back to what parses the same.
+func FuzzParseTags(f *testing.F) {
+	f.Add([]byte(tagsHeader + "\nv1 3 " + blockstore.LocatorOf([]byte("a")).String() + "\n"))
+	f.Add([]byte(tagsHeader))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		tags, err := parseTags(raw)
+		if err != nil {
+			if !errors.Is(err, ErrBadManifest) {
+				t.Fatalf("error not ErrBadManifest: %v", err)
+			}
+			return
+		}
+		for n, tg := range tags {
+			if CheckTagName(n) != nil || checkBlocks(tg.Manifest, -1) != nil {
+				t.Fatalf("accepted tag %+v", tg)
+			}
+		}
+		back, err := parseTags(formatTags(tags))
+		if err != nil || len(back) != len(tags) {
+			t.Fatalf("tags do not round-trip: %v", err)
+		}
+	})
+}
+
+func TestCheckTagName(t *testing.T) {
+	for _, ok := range []string{"v1", "release-2024.06", "validated_by_job"} {
+		if err := CheckTagName(ok); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "a/b", "..", "x..y", "a b", "tab\t", "nul\x00", "12", strings.Repeat("x", 129), "\xff"} {
+		if err := CheckTagName(bad); !errors.Is(err, ErrBadTagName) {
+			t.Errorf("%q: %v, want ErrBadTagName", bad, err)
+		}
+	}
+}
+
+// TestRestoredSegments: a restore keeps the target's segments and adds
+// those a publish landed after the restore was decided, never the ones it
+// undoes.
+func TestRestoredSegments(t *testing.T) {
+	seg := func(ids ...string) []SegmentRef {
+		var out []SegmentRef
+		for _, id := range ids {
+			out = append(out, SegmentRef{ID: id})
+		}
+		return out
+	}
+	got := restoredSegments(seg("a", "b", "c"), seg("a"), seg("a", "b", "c", "raced"))
+	if len(got) != 2 || got[0].ID != "a" || got[1].ID != "raced" {
+		t.Errorf("restoredSegments = %v, want a and raced", got)
+	}
 }

@@ -44,6 +44,12 @@ type VerifyProgress func(checked, total int64)
 // store has it, or with deep that its bytes hash to its name (reading
 // everything once). It reads only; workers bounds the blocks in flight.
 func (v *Volume) Verify(ctx context.Context, root string, deep bool, workers int, progress VerifyProgress) (*VerifyReport, error) {
+	if !v.HasMetadata() {
+		return nil, fmt.Errorf("verify %s: %w", v.Spec, ErrNoMetadata)
+	}
+	if err := v.checkRoot(); err != nil {
+		return nil, fmt.Errorf("verify %s: %w", v.Spec, err)
+	}
 	rep := &VerifyReport{Deep: deep, Missing: []Problem{}, Corrupt: []Problem{}}
 	users := map[blockstore.Locator][]string{}
 	err := v.Tree.Walk(root, func(p string, n *tree.Node) error {
@@ -123,4 +129,20 @@ func (v *Volume) checkBlock(ctx context.Context, l blockstore.Locator, deep bool
 		*buf = make([]byte, l.Size)
 	}
 	return blockstore.ReadVerified(ctx, v.Blocks, l, (*buf)[:l.Size])
+}
+
+// ErrBadRoot is wrapped by the error for a tree whose root is not a
+// directory: the metadata is damaged or crafted, and a walk from it would
+// check one file or none and call the store healthy.
+var ErrBadRoot = errors.New("the root of the tree is not a directory")
+
+func (v *Volume) checkRoot() error {
+	n, err := v.Tree.Lookup("/")
+	if err != nil {
+		return fmt.Errorf("root: %w", err)
+	}
+	if n.Kind != tree.KindDir {
+		return fmt.Errorf("%w: it is a %s node (see docs/operations.md)", ErrBadRoot, n.Kind)
+	}
+	return nil
 }

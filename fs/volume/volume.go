@@ -9,8 +9,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"log"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,9 +38,12 @@ type Volume struct {
 	ownsDir  bool
 	importID string
 
+	at        *Snapshot  // Options.At: the pinned snapshot
 	mu        sync.Mutex // one Refresh or Publish at a time
 	refVer    string     // ref version last ingested
 	ingested  map[string]bool
+	skipped   map[string]bool // poisoned segments, not ingested (see refreshLocked)
+	logger    *log.Logger
 	published map[uint32]bool // local segments that are in the store already
 	counters  metaCounters
 }
@@ -54,19 +60,31 @@ type MetaStats struct {
 	// PublishedBlocks counts the metadata blocks (segments and the
 	// manifests that made it into the ref) this process published.
 	PublishedBlocks int64 `json:"published_blocks"`
+	// SkippedSegments counts published segments refused by Ingest as
+	// corrupt (poison) and skipped, each logged.
+	SkippedSegments int64 `json:"skipped_segments"`
 }
 
 type metaCounters struct {
-	generation, segments, refreshes, changes, errors, last, published atomic.Int64
+	generation, segments, refreshes, changes, errors, last, published, skipped atomic.Int64
 }
 
 // Options say how a Volume is opened: how to open its store, and where
 // its private metadata log lives.
 type Options struct {
 	storeurl.Options
-	// MetaDir holds the private metadata log; "" means a temporary
-	// directory that Close removes.
+	// MetaDir is where the private metadata log's directory is made
+	// (blockfs-meta-*, removed by Close); "" means os.TempDir(). The log
+	// holds a copy of every ingested segment, so an operator may want it
+	// on a larger or faster disk than /tmp.
 	MetaDir string
+	// At pins the volume to a snapshot (a generation number or a tag):
+	// it serves exactly that version and Refresh never changes it. Such a
+	// volume must not Publish.
+	At string
+	// Logger gets loud errors that do not fail the volume (a skipped
+	// poisoned segment); nil means log.Default().
+	Logger *log.Logger
 }
 
 // Open opens the store named by spec (see storeurl.Open) and ingests the
@@ -83,14 +101,16 @@ func Open(ctx context.Context, spec string, opts Options) (*Volume, error) {
 	}
 	v := &Volume{
 		Spec: spec, Blocks: store.Blocks, store: store, cat: catalog{blocks: store.Blocks, refs: refs, flush: flusherOf(store.Blocks)},
-		metaDir: opts.MetaDir, ingested: map[string]bool{}, published: map[uint32]bool{},
+		ingested: map[string]bool{}, skipped: map[string]bool{}, published: map[uint32]bool{}, logger: opts.Logger,
 	}
-	if v.metaDir == "" {
-		if v.metaDir, err = os.MkdirTemp("", "blockfs-meta-"); err != nil {
-			return nil, err
-		}
-		v.ownsDir = true
+	if v.logger == nil {
+		v.logger = log.Default()
 	}
+	if v.metaDir, err = makeMetaDir(opts.MetaDir, v.logger); err != nil {
+		store.Close()
+		return nil, err
+	}
+	v.ownsDir = true
 	id := make([]byte, 8)
 	rand.Read(id)
 	v.importID = time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(id)
@@ -101,11 +121,25 @@ func Open(ctx context.Context, spec string, opts Options) (*Volume, error) {
 		return nil, fmt.Errorf("store %s: metadata log: %w", spec, err)
 	}
 	v.Tree = tree.NewTree(v.Meta)
-	if _, err := v.Refresh(ctx); err != nil {
+	if opts.At != "" {
+		err = v.openAt(ctx, opts.At)
+	} else {
+		_, err = v.Refresh(ctx)
+	}
+	if err != nil {
 		v.Close()
+		if damagedCatalog(err) {
+			return nil, fmt.Errorf("store %s: %w (metadata damaged: blockfs repair --dry-run shows how to recover)", spec, err)
+		}
 		return nil, fmt.Errorf("store %s: %w", spec, err)
 	}
 	return v, nil
+}
+
+// damagedCatalog reports whether err says the store's metadata is gone or
+// bad (rather than unreachable), which repair or rollback can fix.
+func damagedCatalog(err error) bool {
+	return errors.Is(err, blockstore.ErrNotFound) || errors.Is(err, blockstore.ErrCorrupt) || errors.Is(err, ErrBadManifest)
 }
 
 // Refresh ingests the segments published since the last call and reports
@@ -127,20 +161,47 @@ func (v *Volume) Refresh(ctx context.Context) (bool, error) {
 }
 
 func (v *Volume) refreshLocked(ctx context.Context) (bool, error) {
-	m, version, err := v.cat.load(ctx)
-	if err != nil || version == v.refVer {
+	if v.at != nil {
+		return false, nil // pinned to a snapshot: never changes
+	}
+	h, err := v.cat.load(ctx)
+	if err != nil || h.version == v.refVer {
 		return false, err
 	}
+	if err := v.checkRewound(h.m); err != nil {
+		return false, err
+	}
+	changed, err := v.ingestLocked(ctx, h.m)
+	if err != nil {
+		return changed, err
+	}
+	v.refVer = h.version
+	v.counters.generation.Store(int64(h.m.Generation))
+	return changed, nil
+}
+
+// ingestLocked ingests the segments of m not ingested yet.
+func (v *Volume) ingestLocked(ctx context.Context, m Manifest) (bool, error) {
 	changed := false
 	for _, s := range m.Segments {
-		if v.ingested[s.ID] {
+		if v.ingested[s.ID] || v.skipped[s.ID] {
 			continue
 		}
-		data, err := v.cat.getBlob(ctx, s.Blocks)
+		data, err := v.cat.getBlob(ctx, s.Blocks, s.Size)
 		if err != nil {
 			return changed, fmt.Errorf("metadata segment %s: %w", s.ID, err)
 		}
 		info, err := v.Meta.Ingest(data)
+		if errors.Is(err, objects.ErrCorrupt) {
+			// Its blocks verified, so the segment is what was published:
+			// poison (a crafted or broken writer), not a read error. Failing
+			// would brick every mount, import and verify of the store, so it
+			// is skipped, loudly, and counted.
+			v.skipped[s.ID] = true
+			v.counters.skipped.Add(1)
+			v.logf("blockfs: SKIPPING metadata segment %s of store %s: %v (its files are not shown; see docs/operations.md)", s.ID, v.Spec, err)
+			continue
+		}
 		if err != nil {
 			return changed, fmt.Errorf("metadata segment %s: %w", s.ID, err)
 		}
@@ -149,9 +210,61 @@ func (v *Volume) refreshLocked(ctx context.Context) (bool, error) {
 		v.counters.segments.Add(1)
 		changed = true
 	}
-	v.refVer = version
-	v.counters.generation.Store(int64(m.Generation))
 	return changed, nil
+}
+
+// openAt ingests snapshot spec (a generation or a tag) and pins the
+// volume to it: Refresh never reads the store again.
+func (v *Volume) openAt(ctx context.Context, spec string) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	h, err := v.cat.loadLenient(ctx)
+	if err != nil {
+		return err
+	}
+	s, err := v.cat.resolve(ctx, h, spec)
+	if err != nil {
+		return err
+	}
+	m, err := v.cat.readManifest(ctx, s.Manifest)
+	if err != nil {
+		return fmt.Errorf("snapshot %d: %w", s.Generation, err)
+	}
+	if _, err := v.ingestLocked(ctx, m); err != nil {
+		return fmt.Errorf("snapshot %d: %w", s.Generation, err)
+	}
+	v.at = &s
+	v.refVer = "at:" + strconv.FormatUint(s.Generation, 10)
+	v.counters.generation.Store(int64(s.Generation))
+	return nil
+}
+
+// At is the snapshot the volume is pinned to (Options.At), or nil.
+func (v *Volume) At() *Snapshot { return v.at }
+
+// ErrRewound is returned by Refresh once the store's catalog was rolled
+// back (or repaired) past segments this volume has ingested: a private log
+// cannot forget objects, so the volume keeps serving what it has and a new
+// Open (a remount) is needed to serve the restored snapshot.
+var ErrRewound = errors.New("metadata rolled back in the store; remount to serve the restored snapshot")
+
+func (v *Volume) checkRewound(m Manifest) error {
+	in := make(map[string]bool, len(m.Segments))
+	for _, s := range m.Segments {
+		in[s.ID] = true
+	}
+	for id := range v.ingested {
+		if !in[id] {
+			return fmt.Errorf("snapshot %d lacks segment %s: %w", m.Generation, id, ErrRewound)
+		}
+	}
+	return nil
+}
+
+func (v *Volume) logf(format string, a ...any) {
+	if v.logger != nil {
+		v.logger.Printf(format, a...)
+	}
 }
 
 // Publish seals what this process wrote to its log and makes it part of
@@ -159,6 +272,9 @@ func (v *Volume) refreshLocked(ctx context.Context) (bool, error) {
 func (v *Volume) Publish(ctx context.Context) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if v.at != nil {
+		return fmt.Errorf("store %s: opened at snapshot %d: cannot publish", v.Spec, v.at.Generation)
+	}
 	if err := v.Meta.Seal(); err != nil {
 		return fmt.Errorf("sealing metadata: %w", err)
 	}
@@ -183,7 +299,7 @@ func (v *Volume) Publish(ctx context.Context) error {
 		return nil
 	}
 	maxVersion := v.Meta.MaxVersion()
-	m, manifestLocs, err := v.cat.update(ctx, func(m *Manifest) {
+	m, manifestLocs, err := v.cat.update(ctx, Snapshot{Op: OpPublish}, func(m *Manifest) error {
 		have := make(map[string]bool, len(m.Segments))
 		for _, s := range m.Segments {
 			have[s.ID] = true
@@ -194,6 +310,7 @@ func (v *Volume) Publish(ctx context.Context) error {
 			}
 		}
 		m.MaxVersion = max(m.MaxVersion, maxVersion)
+		return nil
 	})
 	if err != nil {
 		return err
@@ -209,6 +326,14 @@ func (v *Volume) Publish(ctx context.Context) error {
 	return nil
 }
 
+// HasMetadata reports whether the store had published metadata (a
+// meta/head ref) when last refreshed.
+func (v *Volume) HasMetadata() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.refVer != ""
+}
+
 // Store is the opened store stack the volume reads through (its disk
 // cache, if any, and the backend behind it).
 func (v *Volume) Store() *storeurl.Stack { return v.store }
@@ -219,7 +344,7 @@ func (v *Volume) MetaStats() MetaStats {
 		Generation: uint64(v.counters.generation.Load()), Segments: v.counters.segments.Load(),
 		Refreshes: v.counters.refreshes.Load(), Changes: v.counters.changes.Load(),
 		RefreshErrors: v.counters.errors.Load(), LastRefreshNs: v.counters.last.Load(),
-		PublishedBlocks: v.counters.published.Load(),
+		PublishedBlocks: v.counters.published.Load(), SkippedSegments: v.counters.skipped.Load(),
 	}
 }
 

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"math/rand/v2"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestRollbackAndTagCrash: `blockfs rollback` and `blockfs tag` killed
+// (SIGKILL) at random points of their run, 24 trials: the store always
+// opens and verifies, and its tree is exactly one of the two snapshots,
+// never a mix; tags are either there or not.
+func TestRollbackAndTagCrash(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a"), "one\n")
+	mustRun(t, "import", "--store", store, src, "/d")
+	writeFile(t, filepath.Join(src, "a"), "two\n")
+	writeFile(t, filepath.Join(src, "b"), "two\n")
+	mustRun(t, "import", "--store", store, src, "/d")
+	listing := func() string { return mustRun(t, "ls", "-lR", "--store", store, "/d") }
+	states := map[string]bool{listing(): true}
+	mustRun(t, "rollback", "--store", store, "1")
+	states[listing()] = true
+	if len(states) != 2 {
+		t.Fatal("the two snapshots list the same")
+	}
+	// How long a run of the binary takes, so that kills land anywhere in it.
+	start := time.Now()
+	if out, err := exec.Command(blockfsBin, "rollback", "--store", store, "2").CombinedOutput(); err != nil {
+		t.Fatalf("rollback: %v %s", err, out)
+	}
+	span := time.Since(start)
+
+	killed := 0
+	for i := range 24 {
+		target := []string{"1", "2"}[i%2]
+		args := []string{"rollback", "--store", store, target}
+		if i%3 == 0 {
+			args = []string{"tag", "--store", store, "t" + target + "x" + strings.Repeat("i", i)}
+		}
+		cmd := exec.Command(blockfsBin, args...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		timer := time.AfterFunc(time.Duration(rand.Int64N(int64(span)+1)), func() { cmd.Process.Kill() })
+		err := cmd.Wait()
+		timer.Stop()
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			killed++
+		} else if err != nil {
+			t.Fatalf("trial %d: %v: %v", i, args, err)
+		}
+		if got := listing(); !states[got] {
+			t.Fatalf("trial %d: tree is neither snapshot:\n%s", i, got)
+		}
+		if code, out, stderr := blockfs("verify", "--store", store); code != 0 {
+			t.Fatalf("trial %d: verify: %s %s", i, out, stderr)
+		}
+		mustRun(t, "log", "--store", store)
+	}
+	t.Logf("%d of 24 runs killed before they finished (a run takes %v)", killed, span)
+	if killed == 0 {
+		t.Error("no run was killed: the trials tested nothing")
+	}
+}

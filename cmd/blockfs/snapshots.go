@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"blockfs/fs/volume"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/pflag"
+)
+
+// The snapshot commands work on the catalog alone (volume.OpenCatalog):
+// they never ingest the metadata, so they work on stores whose metadata is
+// too damaged to mount, which is when rollback and repair are needed.
+
+func init() {
+	register(&command{
+		name: "log", args: "", summary: "list the store's snapshots, newest first, with their tags",
+		help: `Every publish (an import, a rollback, a repair) is a numbered snapshot of the
+whole tree. Each line: snapshot number, when, by which host, what made it,
+the metadata segments it holds (and how many it added or removed), tags.
+Read-only.`,
+		setup: setupLog,
+	})
+	register(&command{
+		name: "tag", args: "NAME [SNAPSHOT] | --delete NAME", summary: "name a snapshot (default: the current one), or delete a tag",
+		help: `A tag pins a snapshot so that it can be rolled back to (or mounted) by name.
+Names: up to 128 bytes, no "/", "..", spaces or control characters, not all
+digits. An existing tag is not moved: delete it first. Deleting a tag keeps
+its snapshot in the log.`,
+		setup: setupTag,
+	})
+	register(&command{
+		name: "rollback", args: "TAG|SNAPSHOT", summary: "publish a new snapshot equal to an older one",
+		help: `The store's tree becomes that of the given snapshot, as a new snapshot: the
+history is never rewritten, so a rollback can itself be undone by rolling
+back to the snapshot before it. New mounts serve it at once; running mounts
+keep serving what they have and log that they must be remounted. Checks
+first that every metadata block of the target is present.`,
+		setup: func(fl *pflag.FlagSet) runFunc { return setupRestore(fl, false) },
+	})
+	register(&command{
+		name: "repair", args: "", summary: "roll back to the newest snapshot whose metadata is whole",
+		help: `When a metadata block is lost or damaged, every new mount, import and verify
+of the store fails. repair reads and hash-checks the metadata of each
+snapshot, newest first, and rolls back to the first one that is whole,
+printing what was damaged and which snapshots' changes are lost (their
+files can be imported again). See docs/operations.md.`,
+		setup: func(fl *pflag.FlagSet) runFunc { return setupRestore(fl, true) },
+	})
+}
+
+// openCatalog opens the catalog of the store the flags name.
+func openCatalog(ctx context.Context, sf *storeFlags) (*volume.Catalog, error) {
+	spec, opts, err := sf.options(false)
+	if err != nil {
+		return nil, err
+	}
+	return volume.OpenCatalog(ctx, spec, opts)
+}
+
+func setupLog(fl *pflag.FlagSet) runFunc {
+	sf := addStoreFlags(fl)
+	asJSON := fl.Bool("json", false, "print snapshots and tags as JSON")
+	return func(ctx context.Context, e env, args []string) error {
+		if len(args) != 0 {
+			return usagef("want no arguments, got %d", len(args))
+		}
+		cat, err := openCatalog(ctx, sf)
+		if err != nil {
+			return err
+		}
+		defer cat.Close()
+		snaps, err := cat.Snapshots(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			tags, err := cat.Tags(ctx)
+			if err != nil {
+				return err
+			}
+			return json.NewEncoder(e.stdout).Encode(map[string]any{"snapshots": snaps, "tags": tags})
+		}
+		if len(snaps) == 0 {
+			fmt.Fprintf(e.stdout, "%s: no snapshots (nothing published yet)\n", cat.Spec)
+			return nil
+		}
+		printLog(e.stdout, snaps)
+		return nil
+	}
+}
+
+func printLog(w io.Writer, snaps []volume.Snapshot) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SNAPSHOT\tWHEN\tHOST\tOP\tSEGMENTS\tTAGS")
+	for _, s := range snaps {
+		when, op := "-", s.Op
+		if !s.Time.IsZero() {
+			when = humanize.Time(s.Time) + " (" + s.Time.Format("2006-01-02 15:04:05Z") + ")"
+		}
+		if s.Op == volume.OpRollback || s.Op == volume.OpRepair {
+			op += " to " + strconv.FormatUint(s.Target, 10)
+		}
+		segs := strconv.Itoa(s.Segments)
+		if s.Op != volume.OpLegacy {
+			segs += fmt.Sprintf(" (+%d -%d, %s)", s.SegmentsAdded, s.SegmentsRemoved, humanize.IBytes(uint64(s.MetaBytesAdded)))
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", s.Generation, when, orDash(s.Host), op, segs, orDash(strings.Join(s.Tags, ",")))
+	}
+	tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func setupTag(fl *pflag.FlagSet) runFunc {
+	sf := addStoreFlags(fl)
+	del := fl.Bool("delete", false, "delete tag NAME")
+	return func(ctx context.Context, e env, args []string) error {
+		if len(args) < 1 || len(args) > 2 || (*del && len(args) != 1) {
+			return usagef("want NAME [SNAPSHOT] or --delete NAME")
+		}
+		if err := volume.CheckTagName(args[0]); err != nil {
+			return usagef("%v", err)
+		}
+		cat, err := openCatalog(ctx, sf)
+		if err != nil {
+			return err
+		}
+		defer cat.Close()
+		if *del {
+			if err := cat.DeleteTag(ctx, args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "deleted tag %s\n", args[0])
+			return nil
+		}
+		spec := ""
+		if len(args) == 2 {
+			spec = args[1]
+		}
+		t, err := cat.Tag(ctx, args[0], spec)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "tagged snapshot %d as %s\n", t.Generation, t.Name)
+		return nil
+	}
+}
+
+// setupRestore is rollback (TAG|SNAPSHOT) or, with repair, repair.
+func setupRestore(fl *pflag.FlagSet, repair bool) runFunc {
+	sf := addStoreFlags(fl)
+	dry := fl.Bool("dry-run", false, "print what would change and change nothing")
+	asJSON := fl.Bool("json", false, "print the change as JSON")
+	return func(ctx context.Context, e env, args []string) error {
+		if repair && len(args) != 0 {
+			return usagef("want no arguments, got %d", len(args))
+		}
+		if !repair && len(args) != 1 {
+			return usagef("want TAG|SNAPSHOT, got %d arguments", len(args))
+		}
+		cat, err := openCatalog(ctx, sf)
+		if err != nil {
+			return err
+		}
+		defer cat.Close()
+		var ch *volume.Change
+		if repair {
+			ch, err = cat.Repair(ctx, *dry)
+		} else {
+			ch, err = cat.Rollback(ctx, args[0], *dry)
+		}
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(e.stdout).Encode(ch)
+		}
+		printChange(e.stdout, ch, repair)
+		return nil
+	}
+}
+
+func printChange(w io.Writer, ch *volume.Change, repair bool) {
+	for _, p := range ch.Damaged {
+		fmt.Fprintf(w, "damaged: %s: %s\n", p.Paths[0], p.Error)
+	}
+	if ch.From.Generation == ch.To.Generation {
+		fmt.Fprintf(w, "nothing to repair: the metadata of snapshot %d is whole\n", ch.To.Generation)
+		return
+	}
+	verb := "rolled back"
+	if repair {
+		verb = "repaired: rolled back"
+	}
+	if ch.DryRun {
+		verb = "would roll back"
+	}
+	fmt.Fprintf(w, "%s from snapshot %d to snapshot %d", verb, ch.From.Generation, ch.To.Generation)
+	if ch.Published != nil {
+		fmt.Fprintf(w, ", published as snapshot %d", ch.Published.Generation)
+	}
+	fmt.Fprintf(w, ": %d metadata segments dropped, %d restored\n", len(ch.Dropped), len(ch.Restored))
+	if len(ch.Undone) > 0 {
+		undone := make([]string, len(ch.Undone))
+		for i, g := range ch.Undone {
+			undone[i] = strconv.FormatUint(g, 10)
+		}
+		fmt.Fprintf(w, "changes of snapshots %s are no longer in the tree (still in the log)\n", strings.Join(undone, ", "))
+	}
+	if ch.Published != nil {
+		fmt.Fprintln(w, "running mounts keep serving what they have: remount them to serve this snapshot")
+	}
+}
