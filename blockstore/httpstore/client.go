@@ -293,6 +293,8 @@ func (e *statusError) Unwrap() error {
 		return blockstore.ErrMalformed
 	case http.StatusServiceUnavailable:
 		return blockstore.ErrBusy
+	case http.StatusNotImplemented:
+		return errors.ErrUnsupported // (the store keeps no refs)
 	}
 	return nil
 }
