@@ -53,6 +53,10 @@ type ClientOptions struct {
 	// capped at RetryMax, plus up to a quarter more (so a crowd of
 	// clients told the same thing does not come back in one instant).
 	RetryBase, RetryMax time.Duration
+	// FailFast ends a call after one failed attempt, unless the server
+	// said 503 (busy: retried as above). For a caller that fails over to
+	// another server (blockstore/tier) instead of retrying this one.
+	FailFast bool
 }
 
 // Errors. Test with errors.Is.
@@ -101,6 +105,21 @@ var (
 // token. Its error is one line, wrapping ErrUnreachable, ErrTLS or
 // ErrUnauthorized when one of those is the problem.
 func Open(ctx context.Context, baseURL string, opts ClientOptions) (*Client, error) {
+	c, err := New(baseURL, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Ping(ctx); err != nil {
+		c.hc.CloseIdleConnections()
+		return nil, err
+	}
+	return c, nil
+}
+
+// New returns a client for the server at baseURL without asking the
+// server anything: for a tier, whose members may be down when it starts
+// and come back later. Its only errors are a baseURL that does not parse.
+func New(baseURL string, opts ClientOptions) (*Client, error) {
 	policy := netstore.Policy{
 		RequestTimeout: opts.RequestTimeout, MaxAttempts: opts.MaxAttempts,
 		RetryBase: opts.RetryBase, RetryMax: opts.RetryMax,
@@ -121,7 +140,16 @@ func Open(ctx context.Context, baseURL string, opts ClientOptions) (*Client, err
 	}
 	c.retry = policy.Retry(&c.c)
 	c.retry.Transient, c.retry.Busy, c.retry.After, c.retry.Describe = transient, isBusy, retryAfter, describe
-	err = c.do(ctx, &c.c.Other, func(ctx context.Context) error {
+	c.retry.FailFast = opts.FailFast
+	return c, nil
+}
+
+// Ping checks, with one GET /healthz (retried like any other request),
+// that the server answers and accepts the token. Its error is one line,
+// wrapping ErrUnreachable, ErrTLS or ErrUnauthorized when one of those is
+// the problem.
+func (c *Client) Ping(ctx context.Context) error {
+	err := c.do(ctx, &c.c.Other, func(ctx context.Context) error {
 		resp, err := c.send(ctx, http.MethodGet, "/healthz", nil)
 		if err != nil {
 			return err
@@ -130,10 +158,9 @@ func Open(ctx context.Context, baseURL string, opts ClientOptions) (*Client, err
 		return nil
 	})
 	if err != nil {
-		c.hc.CloseIdleConnections()
-		return nil, fmt.Errorf("httpstore: open %s: %w", c.base, classifyOpen(err))
+		return fmt.Errorf("httpstore: open %s: %w", c.base, classifyOpen(err))
 	}
-	return c, nil
+	return nil
 }
 
 // Close closes idle connections. The client stays usable.
@@ -266,6 +293,8 @@ func (e *statusError) Unwrap() error {
 		return blockstore.ErrMalformed
 	case http.StatusServiceUnavailable:
 		return blockstore.ErrBusy
+	case http.StatusNotImplemented:
+		return errors.ErrUnsupported // (the store keeps no refs)
 	}
 	return nil
 }

@@ -122,7 +122,9 @@ func TestClientHonoursRetryAfter(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, blockstore.ErrBusy) {
 		t.Errorf("always busy: %v; want it to wrap context.DeadlineExceeded and ErrBusy", err)
 	}
-	if attempts <= DefaultMaxAttempts || attempts != f.refused.Load() ||
+	// The deadline can cut the last attempt off before the server has
+	// counted it, so the server sees every attempt, or all but that one.
+	if seen := f.refused.Load(); attempts <= DefaultMaxAttempts || seen != attempts && seen != attempts-1 ||
 		err == nil || !strings.Contains(err.Error(), fmt.Sprintf("after %d attempts", attempts)) {
 		t.Errorf("always busy: %d attempts (server saw %d), error %v; want more than %d, all counted in the error",
 			attempts, f.refused.Load(), err, DefaultMaxAttempts)

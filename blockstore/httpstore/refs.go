@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // serveRef handles /v1/refs/<name>.
@@ -32,15 +33,29 @@ func (h *Handler) serveRef(w *respWriter, r *http.Request, name string) {
 		return
 	}
 	data, version, err := h.refs.GetRef(r.Context(), name)
+	stale := false
 	if err != nil {
-		h.storeError(w, r, err, "get ref %s", name)
-		return
+		if data, version, stale = h.staleRef(r, name, err); !stale {
+			h.storeError(w, r, err, "get ref %s", name)
+			return
+		}
+	} else {
+		h.storeUp()
 	}
 	if !validVersion(version) {
 		h.fail(w, http.StatusBadGateway, "get ref %s: store gave unusable version %q", name, clip(version))
 		return
 	}
+	if !stale {
+		h.lastRefs.put(name, data, version)
+	}
 	hd := w.Header()
+	if stale {
+		// RFC 5861 stale-if-error: the last value this server read,
+		// flagged so a client can tell.
+		hd.Set("Warning", `111 - "Revalidation Failed"`)
+		hd.Set(staleHeader, "1")
+	}
 	hd.Set("ETag", `"`+version+`"`)
 	hd.Set("Cache-Control", "no-cache")
 	hd.Set("Content-Type", "application/octet-stream")
@@ -120,6 +135,7 @@ func (h *Handler) putRef(w *respWriter, r *http.Request, name string) {
 	if writer != "" {
 		h.rememberWrite(writer, refWrite{name: name, version: version})
 	}
+	h.lastRefs.put(name, data, version)
 	w.Header().Set("ETag", `"`+version+`"`)
 	w.WriteHeader(http.StatusOK)
 }
@@ -166,4 +182,75 @@ func unquoteETag(s string) (string, bool) {
 	}
 	v := s[1 : len(s)-1]
 	return v, validVersion(v)
+}
+
+// staleHeader flags a ref answer served from the last value read because
+// the store failed.
+const staleHeader = "Blockfs-Stale"
+
+// staleRef is stale-if-error for refs: when the store fails to answer a
+// ref read (not a definite answer such as not found), the last value this
+// server read or wrote for that ref is served instead, flagged, so that a
+// tier that loses its store keeps mounts working on the metadata they had.
+// The store is marked down in the stats until a ref read succeeds again.
+func (h *Handler) staleRef(r *http.Request, name string, err error) ([]byte, string, bool) {
+	if r.Context().Err() != nil || errors.Is(err, blockstore.ErrNotFound) || errors.Is(err, blockstore.ErrMalformed) ||
+		errors.Is(err, blockstore.ErrTooLarge) {
+		return nil, "", false
+	}
+	h.storeDown.Store(true)
+	data, version, ok := h.lastRefs.get(name)
+	if ok {
+		h.c.staleRefs.Add(1)
+	}
+	return data, version, ok
+}
+
+func (h *Handler) storeUp() { h.storeDown.Store(false) }
+
+// Bounds of the last ref values kept for stale-if-error: refs are small
+// pointers, and few.
+const (
+	maxLastRefs      = 1024
+	maxLastRefsBytes = 16 << 20
+)
+
+// lastRefs are the last ref values a Handler read or wrote.
+type lastRefs struct {
+	mu    sync.Mutex
+	m     map[string]refValue
+	bytes int
+}
+
+type refValue struct {
+	data    []byte
+	version string
+}
+
+func (l *lastRefs) put(name string, data []byte, version string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = make(map[string]refValue)
+	}
+	if old, ok := l.m[name]; ok {
+		l.bytes -= len(old.data)
+		delete(l.m, name)
+	}
+	for k, v := range l.m { // evict any until it fits (refs are few)
+		if len(l.m) < maxLastRefs && l.bytes+len(data) <= maxLastRefsBytes {
+			break
+		}
+		l.bytes -= len(v.data)
+		delete(l.m, k)
+	}
+	l.m[name] = refValue{data: append([]byte(nil), data...), version: version}
+	l.bytes += len(data)
+}
+
+func (l *lastRefs) get(name string) ([]byte, string, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	v, ok := l.m[name]
+	return v.data, v.version, ok
 }

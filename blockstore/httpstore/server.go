@@ -86,6 +86,9 @@ type Handler struct {
 	writers   map[string]refWrite // recent successful ref PUTs by writer id
 	writerQ   []string            // their ids, oldest first
 
+	lastRefs  lastRefs    // for stale-if-error (refs.go)
+	storeDown atomic.Bool // the last store call that tells failed
+
 	c serverCounters
 }
 
@@ -384,8 +387,10 @@ func (h *Handler) storeError(w *respWriter, r *http.Request, err error, format s
 	case errors.Is(err, blockstore.ErrMalformed):
 		h.bad(w, http.StatusBadRequest, "%s: %v", what, err)
 	case errors.Is(err, context.DeadlineExceeded):
+		h.storeDown.Store(true)
 		h.fail(w, http.StatusGatewayTimeout, "%s: store timed out: %v", what, err)
 	default: // ErrCorrupt (the store gave wrong bytes) and plain failures
+		h.storeDown.Store(true)
 		h.fail(w, http.StatusBadGateway, "%s: store failed: %v", what, err)
 	}
 }

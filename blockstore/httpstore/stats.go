@@ -33,6 +33,12 @@ type ServerStats struct {
 	BytesOut     int64 `json:"bytes_out"`    // response body bytes written
 	BytesIn      int64 `json:"bytes_in"`     // request body bytes read (PUTs)
 	InFlight     int64 `json:"in_flight"`    // gauge: requests being handled now
+	// StaleRefs counts ref reads answered with the last value this server
+	// had because the store failed (stale-if-error).
+	StaleRefs int64 `json:"stale_refs"`
+	// StoreDown: the last store call that tells (a ref read, a failed
+	// block fetch) failed; cleared by the next ref read that succeeds.
+	StoreDown bool `json:"store_down"`
 }
 
 type serverCounters struct {
@@ -40,6 +46,7 @@ type serverCounters struct {
 	s2xx, s3xx, s4xx, s5xx                    atomic.Int64
 	busy, unauthorized, badRequests, canceled atomic.Int64
 	bytesOut, bytesIn, inFlight               atomic.Int64
+	staleRefs                                 atomic.Int64
 }
 
 // status counts one finished request by the class of its status (0: the
@@ -82,6 +89,8 @@ func (h *Handler) Stats() ServerStats {
 		BytesOut:     c.bytesOut.Load(),
 		BytesIn:      c.bytesIn.Load(),
 		InFlight:     c.inFlight.Load(),
+		StaleRefs:    c.staleRefs.Load(),
+		StoreDown:    h.storeDown.Load(),
 	}
 	s.Requests = s.BlockGets + s.BlockHeads + s.BlockPuts + s.BlockDeletes + s.Lists +
 		s.RefGets + s.RefPuts + s.StatsGets + s.HealthChecks + s.Other

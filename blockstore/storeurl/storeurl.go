@@ -20,7 +20,9 @@ import (
 	"blockfs/blockstore"
 	"blockfs/blockstore/diskcache"
 	"blockfs/blockstore/httpstore"
+	"blockfs/blockstore/limit"
 	"blockfs/blockstore/s3"
+	"blockfs/blockstore/tier"
 )
 
 // ErrNoStore is wrapped by errors for store strings that name nothing usable.
@@ -135,7 +137,19 @@ func (s *Stack) BackendStats() any {
 	if b, ok := blockstore.As[*httpstore.Client](s.Blocks); ok {
 		return b.Stats()
 	}
+	if b, ok := blockstore.As[*tier.Store](s.Blocks); ok {
+		return b.Stats()
+	}
 	return nil
+}
+
+// LimitStats returns the counters of the backing-store bound a serve puts
+// under its pool (limit.Store), if there is one.
+func (s *Stack) LimitStats() (limit.Stats, bool) {
+	if l, ok := blockstore.As[*limit.Store](s.Blocks); ok {
+		return l.Stats(), true
+	}
+	return limit.Stats{}, false
 }
 
 // openBackend parses a store string into a block store:
@@ -143,11 +157,15 @@ func (s *Stack) BackendStats() any {
 //	/path/to/store, file:///path   a local directory
 //	s3://BUCKET[/PREFIX]           S3-compatible object storage
 //	http(s)://HOST:PORT            a blockfs serve
+//	http://A:PORT,http://B:PORT    a tier of serves over one store (blockstore/tier)
 func openBackend(ctx context.Context, spec string, opts Options) (blockstore.Store, error) {
 	if spec == "" {
 		return nil, fmt.Errorf("%w: no store given (use --store or BLOCKFS_STORE)", ErrNoStore)
 	}
 	scheme, rest, hasScheme := strings.Cut(spec, "://")
+	if hasScheme && (scheme == "http" || scheme == "https") && tier.IsTier(spec) {
+		return openTier(ctx, spec, opts)
+	}
 	if !hasScheme {
 		return openDir(spec, spec, opts.Create)
 	}
@@ -230,6 +248,20 @@ func checkMarker(spec string, b []byte) error {
 		return fmt.Errorf("%s: %w this blockfs can read: format %d, written by a newer blockfs (this one reads format %d)", spec, ErrNoStore, n, markerFormat)
 	}
 	return fmt.Errorf("%s: %w: unknown format in the %s marker", spec, ErrNoStore, markerName)
+}
+
+// openTier opens a comma-separated list of serves as one tier; the token
+// and CA file apply to every member.
+func openTier(ctx context.Context, spec string, opts Options) (blockstore.Store, error) {
+	tc, err := ClientTLS(opts.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", spec, err)
+	}
+	t, err := tier.Open(ctx, spec, tier.Options{Client: httpstore.ClientOptions{Token: opts.Token, TLS: tc}})
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", spec, err)
+	}
+	return t, nil
 }
 
 func openDir(spec, dir string, create bool) (blockstore.Store, error) {

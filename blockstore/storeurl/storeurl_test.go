@@ -8,7 +8,12 @@ import (
 	"strings"
 	"testing"
 
+	"net/http/httptest"
+
 	"blockfs/blockstore"
+	"blockfs/blockstore/httpstore"
+	"blockfs/blockstore/storetest"
+	"blockfs/blockstore/tier"
 )
 
 // TestOpenDir: a directory store is created with its marker by an
@@ -96,5 +101,33 @@ func TestMarkerFormat(t *testing.T) {
 	}
 	if err := checkMarker("s", []byte("hello")); !errors.Is(err, ErrNoStore) || !strings.Contains(err.Error(), "unknown format") {
 		t.Errorf("garbled marker: %v", err)
+	}
+}
+
+// TestOpenTier: a comma-separated list of serves opens as one tier, the
+// token going to every member, and its stats are the tier's.
+func TestOpenTier(t *testing.T) {
+	var urls []string
+	for range 2 {
+		pool := blockstore.NewPool(storetest.NewMem(), blockstore.PoolConfig{})
+		defer pool.Close()
+		srv := httptest.NewServer(httpstore.NewHandler(storetest.NewMem(), pool, httpstore.ServerOptions{Token: "tok"}))
+		defer srv.Close()
+		urls = append(urls, srv.URL)
+	}
+	spec := strings.Join(urls, ",")
+	if _, err := Open(context.Background(), spec, Options{Token: "wrong"}); !errors.Is(err, httpstore.ErrUnauthorized) {
+		t.Fatalf("wrong token: %v", err)
+	}
+	st, err := Open(context.Background(), spec, Options{Token: "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, ok := st.Backend.(*tier.Store); !ok {
+		t.Fatalf("backend %T, want a tier", st.Backend)
+	}
+	if ts, ok := st.BackendStats().(tier.Stats); !ok || ts.Up != 2 {
+		t.Fatalf("backend stats %#v", st.BackendStats())
 	}
 }

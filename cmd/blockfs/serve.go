@@ -11,6 +11,7 @@ import (
 
 	"blockfs/blockstore"
 	"blockfs/blockstore/httpstore"
+	"blockfs/blockstore/limit"
 	"blockfs/blockstore/storeurl"
 	"blockfs/internal/metrics"
 
@@ -39,6 +40,7 @@ func setupServe(fl *pflag.FlagSet) runFunc {
 	listen := fl.String("listen", "127.0.0.1:8420", "address to listen on")
 	poolSize := sizeFlag(fl, "pool-size", blockstore.DefaultMaxBytes, "memory for shared block buffers")
 	maxClients := fl.Int("max-clients", 256, "requests served at once; beyond that, 503 with Retry-After")
+	storeConc := fl.Int("store-concurrency", limit.DefaultMaxConcurrent, "requests to the store at once; more queue (16 per slot), then 503")
 	tokenFile := fl.String("token-file", "", "file holding the bearer token that writes (and non-public reads) need")
 	public := fl.Bool("public", false, "allow reads without the token on a non-loopback address")
 	tlsCert := fl.String("tls-cert", "", "TLS certificate (PEM); with --tls-key, serve https")
@@ -55,6 +57,9 @@ func setupServe(fl *pflag.FlagSet) runFunc {
 		}
 		if *maxClients < 1 {
 			return usagef("--max-clients must be at least 1")
+		}
+		if *storeConc < 1 {
+			return usagef("--store-concurrency must be at least 1")
 		}
 		if *poolSize < 4<<20 {
 			return usagef("--pool-size %s is too small (at least 4MiB)", humanize.IBytes(uint64(*poolSize)))
@@ -79,8 +84,14 @@ func setupServe(fl *pflag.FlagSet) runFunc {
 		// verifies hashes beside its request handlers too, so it may help
 		// here as well, but that is for bench/cluster_test.go to show first.
 		reg := metrics.New()
-		if *metricsAddr != "" {
-			openOpts.WrapBackend = reg.WrapStore
+		// The bound sits under the disk cache: it counts what reaches the
+		// store, not cache hits.
+		openOpts.WrapBackend = func(s blockstore.Store) blockstore.Store {
+			s = limit.New(s, limit.Options{MaxConcurrent: *storeConc})
+			if *metricsAddr != "" {
+				s = reg.WrapStore(s)
+			}
+			return s
 		}
 		store, err := storeurl.Open(ctx, spec, openOpts)
 		if err != nil {
@@ -121,6 +132,9 @@ func setupServe(fl *pflag.FlagSet) runFunc {
 func storeStats(spec string, store *storeurl.Stack) func() map[string]any {
 	return func() map[string]any {
 		extra := map[string]any{"store": spec, "backend": store.BackendStats()}
+		if ls, ok := store.LimitStats(); ok {
+			extra["store_limit"] = ls
+		}
 		if store.Cache != nil {
 			extra["cache"] = store.Cache.Stats()
 		}

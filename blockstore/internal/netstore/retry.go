@@ -42,6 +42,11 @@ type Retry struct {
 	Describe func(error) string
 	// Retries, if set, counts the retries.
 	Retries *atomic.Int64
+	// FailFast ends a call after its first failed attempt unless that
+	// failure is an overload answer (retried as always): for a caller
+	// with other servers to try (blockstore/tier), a retry on the server
+	// that just failed is a delay spent where the next one would answer.
+	FailFast bool
 }
 
 // AttemptTimeoutError marks an attempt that ran out of its Timeout.
@@ -121,7 +126,7 @@ func (r *Retry) Do(ctx context.Context, attempts *atomic.Int64, attempt func(ctx
 		}
 		if !r.overloaded(ctx, err, start) {
 			failed++
-			if failed >= r.MaxAttempts || r.isBusy(err) {
+			if failed >= r.MaxAttempts || r.isBusy(err) || r.FailFast {
 				return &GaveUpError{Attempts: n, Err: err, describe: describe}
 			}
 		}

@@ -1,0 +1,253 @@
+// Package tier is a Store over several `blockfs serve` members that all
+// serve the same backing store: a read tier that scales past one server.
+// Each block has an owner among the healthy members (rendezvous hashing, see
+// rank.go), so across every client of the tier a block is fetched from the
+// backing store by one member once, and each member's memory and uplink
+// carry only its share. A member that fails is marked down and its blocks go
+// to their next-ranked member at once; a prober brings it back when it
+// answers again. A tier is a store string like any other
+// ("http://a:8420,http://b:8420"), so a serve can itself read from a tier
+// (rack servers in front of site servers in front of S3).
+package tier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"blockfs/blockstore"
+	"blockfs/blockstore/httpstore"
+	"blockfs/blockstore/internal/netstore"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultProbeInterval = time.Second
+	DefaultRounds        = 5
+)
+
+// Options say how to reach the members. Zero fields take the defaults.
+type Options struct {
+	// Client is how each member is spoken to (token, TLS, timeouts). Its
+	// FailFast is set: a member that fails is not retried, the next one
+	// is asked instead (a 503 is still waited out on the member that
+	// said it, as netstore's policy says).
+	Client httpstore.ClientOptions
+	// ProbeInterval is how long a member stays down before the first
+	// health probe, and between probes (default 1s, with ±25% jitter).
+	ProbeInterval time.Duration
+	// Rounds bounds how many times a call goes through every member when
+	// all of them fail (default 5), with a jittered backoff between
+	// rounds (netstore's: Client.RetryBase doubling up to RetryMax).
+	Rounds int
+}
+
+// Store is a blockstore.Store and blockstore.RefStore over the members of
+// a tier. It is safe for concurrent use.
+type Store struct {
+	members []*member
+	seeds   []uint64
+	opts    Options
+	base    time.Duration // backoff between rounds
+	maxWait time.Duration
+
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	closeOne sync.Once
+}
+
+var (
+	_ blockstore.Store        = (*Store)(nil)
+	_ blockstore.RefStore     = (*Store)(nil)
+	_ blockstore.HashedPutter = (*Store)(nil)
+)
+
+// ErrAllDown wraps the error of a call that no member could serve.
+var ErrAllDown = errors.New("tier: no member could serve the request")
+
+// IsTier reports whether a store string names a tier: several URLs
+// separated by commas.
+func IsTier(spec string) bool { return strings.Contains(spec, ",") }
+
+// normalize is a member URL as it is compared and hashed.
+func normalize(u string) string { return strings.TrimRight(strings.TrimSpace(u), "/") }
+
+// Open returns the tier of the comma-separated member URLs in spec, after
+// checking each member (/healthz, concurrently). Members that do not
+// answer start down (the prober brings them back); a tier with none
+// answering, a member refusing the token, a TLS failure or a URL that does
+// not parse is an error.
+func Open(ctx context.Context, spec string, opts Options) (*Store, error) {
+	if opts.ProbeInterval <= 0 {
+		opts.ProbeInterval = DefaultProbeInterval
+	}
+	if opts.Rounds <= 0 {
+		opts.Rounds = DefaultRounds
+	}
+	opts.Client.FailFast = true
+	pol := netstore.Policy{RetryBase: opts.Client.RetryBase, RetryMax: opts.Client.RetryMax}.WithDefaults()
+	s := &Store{opts: opts, base: pol.RetryBase, maxWait: pol.RetryMax, stop: make(chan struct{})}
+	seen := map[string]bool{}
+	for _, raw := range strings.Split(spec, ",") {
+		u := normalize(raw)
+		if u == "" {
+			return nil, fmt.Errorf("tier %s: an empty member", spec)
+		}
+		if seen[u] {
+			return nil, fmt.Errorf("tier %s: member %s named twice", spec, u)
+		}
+		seen[u] = true
+		c, err := httpstore.New(u, opts.Client)
+		if err != nil {
+			return nil, fmt.Errorf("tier: %w", err)
+		}
+		s.members = append(s.members, &member{url: u, c: c})
+		s.seeds = append(s.seeds, seedOf(u))
+	}
+	if err := s.check(ctx); err != nil {
+		s.closeClients()
+		return nil, fmt.Errorf("tier %s: %w", spec, err)
+	}
+	s.wg.Add(1)
+	go s.probe()
+	return s, nil
+}
+
+// check pings every member at once; see Open.
+func (s *Store) check(ctx context.Context) error {
+	errs := make([]error, len(s.members))
+	var wg sync.WaitGroup
+	for i, m := range s.members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = m.c.Ping(ctx)
+		}()
+	}
+	wg.Wait()
+	up := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			up++
+		case errors.Is(err, httpstore.ErrUnauthorized), errors.Is(err, httpstore.ErrTLS):
+			return err // the same configuration would fail on every member
+		default:
+			s.members[i].markDown(time.Now(), err)
+		}
+	}
+	if up == 0 {
+		return fmt.Errorf("%w: %w", ErrAllDown, errors.Join(errs...))
+	}
+	return nil
+}
+
+// Close stops the prober and closes idle connections.
+func (s *Store) Close() error {
+	s.closeOne.Do(func() {
+		close(s.stop)
+		s.wg.Wait()
+		s.closeClients()
+	})
+	return nil
+}
+
+func (s *Store) closeClients() {
+	for _, m := range s.members {
+		m.c.Close()
+	}
+}
+
+// URLs returns the members' URLs, in the order the store string gave them.
+func (s *Store) URLs() []string {
+	out := make([]string, len(s.members))
+	for i, m := range s.members {
+		out[i] = m.url
+	}
+	return out
+}
+
+// order returns the members to try for key: the healthy ones by rank, then,
+// as a last resort, the ones marked down (by rank too): a member is only
+// skipped while another might answer.
+func (s *Store) order(key uint64) []*member {
+	out := make([]*member, 0, len(s.members))
+	ranked := rank(s.seeds, key)
+	for _, i := range ranked {
+		if !s.members[i].isDown() {
+			out = append(out, s.members[i])
+		}
+	}
+	for _, i := range ranked {
+		if s.members[i].isDown() {
+			out = append(out, s.members[i])
+		}
+	}
+	return out
+}
+
+// call runs fn on the members for key in order until one gives an answer:
+// success or a definite answer (not found, conflict, ...) ends the call; a
+// member failure marks that member down and moves to the next at once.
+// When every member failed, the call waits a jittered backoff and goes
+// round again, at most Rounds times, or until ctx ends.
+func (s *Store) call(ctx context.Context, key uint64, op string, fn func(*member) error) error {
+	var errs []error
+	for round := 1; ; round++ {
+		for _, m := range s.order(key) {
+			err := m.do(ctx, fn)
+			if err == nil || !memberFailure(ctx, err) {
+				return err
+			}
+			errs = append(errs, err)
+		}
+		if ctx.Err() != nil || round >= s.opts.Rounds {
+			break
+		}
+		d := min(s.maxWait, s.base<<min(round-1, 30))
+		t := time.NewTimer(time.Duration(rand.Int64N(int64(d) + 1)))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+	last := errs[len(errs)-1]
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("tier: %s: %w after %d member failures (last: %w)", op, err, len(errs), last)
+	}
+	return fmt.Errorf("tier: %s: %w: %d failures in %d rounds (last: %w)", op, ErrAllDown, len(errs), s.opts.Rounds, last)
+}
+
+// memberFailure reports whether err says the member, not the request, is
+// the problem: it refused, timed out, reset, answered 5xx or sent a body
+// of the wrong size. Definite answers (not found, conflict, malformed, too
+// large, unauthorized), a busy member waited out to the deadline, and the
+// caller's own context ending are not: another member would say the same.
+func memberFailure(ctx context.Context, err error) bool {
+	var perm permanentErr
+	if ctx.Err() != nil || errors.As(err, &perm) {
+		return false
+	}
+	switch {
+	case errors.Is(err, blockstore.ErrNotFound), errors.Is(err, blockstore.ErrConflict),
+		errors.Is(err, blockstore.ErrMalformed), errors.Is(err, blockstore.ErrTooLarge),
+		errors.Is(err, httpstore.ErrUnauthorized), errors.Is(err, blockstore.ErrBusy),
+		errors.Is(err, errors.ErrUnsupported):
+		return false
+	}
+	return true
+}
+
+// notDelivered reports whether err shows the request never reached the
+// member (the connection was refused or never made), so that sending it to
+// another member cannot apply it twice.
+func notDelivered(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}

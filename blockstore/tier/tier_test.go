@@ -1,0 +1,261 @@
+package tier
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"blockfs/blockstore"
+	"blockfs/blockstore/httpstore"
+	"blockfs/blockstore/storetest"
+	"blockfs/internal/testsvc"
+)
+
+// switchable is a member that can be taken down: while down it drops
+// every connection without an answer, or (busy > 0) answers 503 that many
+// times.
+type switchable struct {
+	h    http.Handler
+	down atomic.Bool
+	busy atomic.Int64
+}
+
+func (s *switchable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.busy.Add(-1) >= 0 {
+		w.Header().Set("Retry-After", "0")
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+		return
+	}
+	if s.down.Load() {
+		c, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			c.Close()
+		}
+		return
+	}
+	s.h.ServeHTTP(w, r)
+}
+
+// cluster is n members, each a Handler with its own pool over its own
+// Counting of one shared store.
+type cluster struct {
+	urls   []string
+	sw     []*switchable
+	counts []*storetest.Counting
+	srv    []*httptest.Server
+}
+
+func newCluster(t *testing.T, n int, shared blockstore.Store) *cluster {
+	c := &cluster{}
+	for range n {
+		cnt := storetest.NewCounting(shared)
+		pool := blockstore.NewPool(cnt, blockstore.PoolConfig{})
+		t.Cleanup(pool.Close)
+		sw := &switchable{h: httpstore.NewHandler(cnt, pool, httpstore.ServerOptions{Token: "tok"})}
+		sw.busy.Store(-1 << 40)
+		srv := httptest.NewServer(sw)
+		t.Cleanup(srv.Close)
+		c.urls, c.sw, c.counts, c.srv = append(c.urls, srv.URL), append(c.sw, sw), append(c.counts, cnt), append(c.srv, srv)
+	}
+	return c
+}
+
+func (c *cluster) open(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), strings.Join(c.urls, ","), Options{
+		Client:        httpstore.ClientOptions{Token: "tok", RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond},
+		ProbeInterval: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func newDir(t *testing.T) *blockstore.DirStore {
+	d, err := blockstore.OpenDir(t.TempDir(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// TestContract: the Store and RefStore contracts on a tier of 3 members
+// over one DirStore, and again with one member down from the start.
+func TestContract(t *testing.T) {
+	newStore := func(t *testing.T) blockstore.Store { return newCluster(t, 3, newDir(t)).open(t) }
+	storetest.Run(t, newStore)
+	storetest.RunRefs(t, newStore)
+	t.Run("OneDown", func(t *testing.T) {
+		newStore := func(t *testing.T) blockstore.Store {
+			c := newCluster(t, 3, newDir(t))
+			c.srv[0].Close() // refused
+			return c.open(t)
+		}
+		storetest.Run(t, newStore)
+		storetest.RunRefs(t, newStore)
+	})
+}
+
+func getAll(t *testing.T, s blockstore.Store, blocks [][]byte) {
+	t.Helper()
+	for _, b := range blocks {
+		loc := blockstore.LocatorOf(b)
+		dst := make([]byte, loc.Size)
+		if _, err := s.Get(context.Background(), loc, dst); err != nil {
+			t.Fatalf("get %v: %v", loc, err)
+		}
+		if blockstore.Sum(dst) != loc.Hash {
+			t.Fatalf("get %v: wrong bytes", loc)
+		}
+	}
+}
+
+// TestSharding: 4 clients of a 3-member tier read the same 90 blocks at
+// once; the store is read once per block, by the block's owner, and every
+// member owns some.
+func TestSharding(t *testing.T) {
+	blocks := storetest.Blocks(7, 90, 4096)
+	c := newCluster(t, 3, storetest.NewMem(blocks...))
+	var wg sync.WaitGroup
+	for range 4 {
+		s := c.open(t)
+		wg.Add(1)
+		go func() { defer wg.Done(); getAll(t, s, blocks) }()
+	}
+	wg.Wait()
+	owned := make([]int64, 3)
+	for _, b := range blocks {
+		h := blockstore.Sum(b)
+		o := Owner(c.urls, h)
+		owned[o]++
+		for i, cnt := range c.counts {
+			want := int64(0)
+			if i == o {
+				want = 1
+			}
+			if got := cnt.GetsOf(h); got != want {
+				t.Fatalf("member %d read block %v %d times from the store, want %d (owner %d)", i, h, got, want, o)
+			}
+		}
+	}
+	for i, n := range owned {
+		if n == 0 {
+			t.Errorf("member %d owns none of 90 blocks", i)
+		}
+	}
+}
+
+// TestFailover: with one member dropping connections, every read still
+// succeeds, its blocks served by the next-ranked members; it is marked
+// down, and once it answers again the prober marks it up and its blocks
+// come back to it.
+func TestFailover(t *testing.T) {
+	blocks := storetest.Blocks(8, 60, 4096)
+	c := newCluster(t, 3, storetest.NewMem(blocks...))
+	s := c.open(t)
+	c.sw[0].down.Store(true)
+	getAll(t, s, blocks)
+	st := s.Stats()
+	if st.Members[0].State != "down" || st.Members[0].Failures == 0 || st.Up != 2 {
+		t.Fatalf("after reads with member 0 dropping connections: %+v", st)
+	}
+	if n := c.counts[0].Gets(); n != 0 {
+		t.Fatalf("member 0, down, read %d blocks", n)
+	}
+	// Only the first call found out: the rest skipped the member.
+	if f := st.Members[0].Failures; f != 1 {
+		t.Errorf("member 0 was tried %d times while down, want once", f)
+	}
+	c.sw[0].down.Store(false)
+	testsvc.WaitFor(t, "member 0 probed back up", func() bool { return s.Stats().Members[0].State == "up" })
+	fresh := storetest.Blocks(9, 30, 4096)
+	for _, b := range fresh {
+		c.counts[0].Store.Put(context.Background(), blockstore.Sum(b), b)
+	}
+	getAll(t, s, fresh)
+	if n := c.counts[0].Gets(); n == 0 {
+		t.Fatal("member 0, back up, served none of 30 fresh blocks")
+	}
+	if st := s.Stats().Members[0]; st.Recoveries != 1 || st.Probes == 0 {
+		t.Fatalf("member 0: %+v", st)
+	}
+}
+
+// TestBusyIsNotDown: a member answering 503 is waited for (netstore's
+// policy), not marked down.
+func TestBusyIsNotDown(t *testing.T) {
+	blocks := storetest.Blocks(10, 30, 1000)
+	c := newCluster(t, 2, storetest.NewMem(blocks...))
+	s := c.open(t)
+	for _, sw := range c.sw {
+		sw.busy.Store(3)
+	}
+	getAll(t, s, blocks)
+	for i, m := range s.Stats().Members {
+		if m.State != "up" || m.Failures != 0 || m.Client.Busy == 0 {
+			t.Errorf("member %d: %+v; want up, no failures, some 503s", i, m)
+		}
+	}
+}
+
+// TestAllDown: with every member down, a call fails after its rounds with
+// ErrAllDown, and a missing block is still ErrNotFound when one answers.
+func TestAllDown(t *testing.T) {
+	blocks := storetest.Blocks(11, 1, 1000)
+	c := newCluster(t, 2, storetest.NewMem(blocks...))
+	s := c.open(t)
+	for _, sw := range c.sw {
+		sw.down.Store(true)
+	}
+	loc := blockstore.LocatorOf(blocks[0])
+	if _, err := s.Get(context.Background(), loc, make([]byte, loc.Size)); !errors.Is(err, ErrAllDown) {
+		t.Fatalf("all down: %v, want ErrAllDown", err)
+	}
+	if st := s.Stats(); st.Up != 0 || st.Members[0].Failures != DefaultRounds {
+		t.Fatalf("all down: %+v; want both down, each tried once per round", st)
+	}
+	c.sw[1].down.Store(false)
+	missing := blockstore.LocatorOf([]byte("never stored"))
+	if _, err := s.Get(context.Background(), missing, make([]byte, missing.Size)); !errors.Is(err, blockstore.ErrNotFound) {
+		t.Fatalf("one up, missing block: %v, want ErrNotFound", err)
+	}
+}
+
+// TestOpen: a tier starts with some members down (they start down), not
+// with none up, and not with a wrong token.
+func TestOpen(t *testing.T) {
+	c := newCluster(t, 2, storetest.NewMem())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	s, err := Open(context.Background(), c.urls[0]+","+dead, Options{Client: httpstore.ClientOptions{Token: "tok"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Up != 1 || st.Members[1].State != "down" {
+		t.Fatalf("one member dead at open: %+v", st)
+	}
+	s.Close()
+	if _, err := Open(context.Background(), dead+","+dead+"/x", Options{}); !errors.Is(err, ErrAllDown) {
+		t.Fatalf("none up: %v, want ErrAllDown", err)
+	}
+	if _, err := Open(context.Background(), strings.Join(c.urls, ","), Options{Client: httpstore.ClientOptions{Token: "wrong"}}); !errors.Is(err, httpstore.ErrUnauthorized) {
+		t.Fatalf("wrong token: %v, want ErrUnauthorized", err)
+	}
+	if _, err := Open(context.Background(), c.urls[0]+","+c.urls[0]+"/", Options{}); err == nil {
+		t.Fatal("a member named twice: no error")
+	}
+}

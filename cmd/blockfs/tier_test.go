@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"blockfs/blockstore"
+	"blockfs/blockstore/httpstore"
+	"blockfs/blockstore/s3"
+	"blockfs/blockstore/tier"
+	"blockfs/internal/testsvc"
+)
+
+// tierMiB is the size of the cold file the tier tests read: big enough for
+// every member to own many blocks, small enough for a shared 2-core machine.
+const tierMiB = 32
+
+// tierFile writes size bytes (a pattern of seed), imports them as name
+// into spec and returns their SHA-256 and the unique blocks the import
+// stored.
+func tierFile(t *testing.T, m *testsvc.MinIO, spec string, seed, size int, name string) (string, int64) {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "src.bin")
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i*seed + i/4093 + seed)
+	}
+	if err := os.WriteFile(src, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	// Fixed 512 KiB blocks: many per file, so every member owns a share.
+	st := importJSON(t, s3Env(m, m.Endpoint()), "--store", spec, "--fixed", "--chunk-avg", "512KiB", src, name)
+	return hex.EncodeToString(sum[:]), int64(st["new_blocks"] + st["meta_blocks"])
+}
+
+// readEverywhere runs readers concurrent sha256sums of name on every
+// mount; each wrong answer or read error is returned.
+func readEverywhere(mnts []string, readers int, name, want string) []error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(mnts)*readers)
+	for _, mnt := range mnts {
+		for range readers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				out, err := exec.Command("sha256sum", filepath.Join(mnt, name)).CombinedOutput()
+				if err != nil {
+					errs <- fmt.Errorf("%s: %v: %s", mnt, err, out)
+				} else if got := strings.Fields(string(out))[0]; got != want {
+					errs <- fmt.Errorf("%s: wrong bytes", mnt)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	var out []error
+	for err := range errs {
+		out = append(out, err)
+	}
+	return out
+}
+
+func mountAll(t *testing.T, store string, n int) []string {
+	t.Helper()
+	var mnts []string
+	for range n {
+		mnt := t.TempDir()
+		startMount(t, store, mnt, "--refresh", "0")
+		mnts = append(mnts, mnt)
+	}
+	return mnts
+}
+
+// owned counts, for each of urls, the blocks of the store (listed from
+// MinIO) it owns while all are up.
+func owned(t *testing.T, m *testsvc.MinIO, bucket, prefix string, urls []string) (counts []int64, total int64) {
+	t.Helper()
+	st, err := s3.Open(context.Background(), bucket, prefix, s3.Config{Endpoint: m.Endpoint(), AccessKey: m.AccessKey(), SecretKey: m.SecretKey(), PathStyle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts = make([]int64, len(urls))
+	err = st.List(context.Background(), func(loc blockstore.Locator) error {
+		counts[tier.Owner(urls, loc.Hash)]++
+		total++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return counts, total
+}
+
+// checkSharded asserts that each serve fetched from its store exactly the
+// blocks it owns, and returns the ref reads they passed to the store.
+func checkSharded(t *testing.T, what string, urls []string, own []int64) (refGets int64) {
+	t.Helper()
+	for i, u := range urls {
+		pool, h := serverStats(t, u)
+		if pool.Fetches != own[i] {
+			t.Errorf("%s %d (%s) fetched %d blocks, owns %d", what, i, u, pool.Fetches, own[i])
+		}
+		refGets += h.RefGets
+	}
+	return refGets
+}
+
+// TestTierHerd: 3 serves over the real MinIO, 4 mount processes with 2
+// readers each of a cold file, through the tier of the 3: every byte is
+// right, MinIO serves one GET per unique block (plus the ref reads the
+// serves passed on), and each serve fetched exactly the blocks it owns.
+func TestTierHerd(t *testing.T) {
+	testsvc.RequireFUSE(t)
+	m := testsvc.SharedMinIO(t)
+	bucket := m.NewBucket(t)
+	spec := "s3://" + bucket + "/tier"
+	want, unique := tierFile(t, m, spec, 7, tierMiB<<20, "/input.bin")
+	before := m.Requests(t, "getobject")
+	var urls []string
+	for range 3 {
+		_, u := startServe(t, s3Env(m, m.Endpoint()), "--store", spec)
+		urls = append(urls, u)
+	}
+	mnts := mountAll(t, strings.Join(urls, ","), 4)
+	for _, err := range readEverywhere(mnts, 2, "input.bin", want) {
+		t.Error(err)
+	}
+	own, total := owned(t, m, bucket, "tier", urls)
+	if total != unique {
+		t.Fatalf("MinIO lists %d blocks, the import stored %d", total, unique)
+	}
+	refGets := checkSharded(t, "serve", urls, own)
+	wantGets := before + unique + refGets
+	if got := m.WaitRequests(t, "getobject", wantGets); got != wantGets {
+		t.Errorf("MinIO served %d GETs, want %d (%d blocks + %d ref reads)", got-before, wantGets-before, unique, refGets)
+	}
+	t.Logf("3 serves, 4 mounts x 2 readers, %d MiB: %d unique blocks owned %v, MinIO GETs %d", tierMiB, unique, own, m.Requests(t, "getobject")-before)
+}
+
+// pollUntil calls cond every 10 ms until it holds, failing after d.
+func pollUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		<-tick.C
+	}
+}
+
+// memberState reads a mount's view of one tier member from its stats.
+func memberState(t *testing.T, mnt, url string) string {
+	t.Helper()
+	out, err := exec.Command(blockfsBin, "stats", "--json", mnt).Output()
+	if err != nil {
+		t.Fatalf("stats %s: %v", mnt, err)
+	}
+	var st struct {
+		Backend tier.Stats `json:"backend"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, ms := range st.Backend.Members {
+		if ms.URL == url {
+			return ms.State
+		}
+	}
+	t.Fatalf("mount %s has no member %s: %s", mnt, url, out)
+	return ""
+}
+
+// TestTierKillServe: 3 serves (MinIO behind 20 ms), 4 mounts x 2 readers
+// of a cold file; one serve is SIGKILLed mid-read. Every reader finishes
+// with the right bytes and no EIO. The serve restarted on its address is
+// probed back up by every mount and serves its share of the next cold file.
+func TestTierKillServe(t *testing.T) {
+	testsvc.RequireFUSE(t)
+	m := testsvc.SharedMinIO(t)
+	spec := "s3://" + m.NewBucket(t) + "/kill"
+	want1, _ := tierFile(t, m, spec, 11, tierMiB<<20, "/one.bin")
+	want2, _ := tierFile(t, m, spec, 13, tierMiB<<20, "/two.bin")
+	proxy := testsvc.StartProxy(t, m.Host())
+	proxy.Latency(20 * time.Millisecond)
+	env := s3Env(m, proxy.Endpoint())
+	var urls []string
+	var cmds []*exec.Cmd
+	for range 3 {
+		c, u := startServe(t, env, "--store", spec)
+		urls, cmds = append(urls, u), append(cmds, c)
+	}
+	mnts := mountAll(t, strings.Join(urls, ","), 4)
+	victim, err := httpstore.Open(context.Background(), urls[0], httpstore.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Close()
+
+	done := make(chan []error, 1)
+	go func() { done <- readEverywhere(mnts, 2, "one.bin", want1) }()
+	pollUntil(t, time.Minute, "serve 0 serving blocks", func() bool {
+		var st struct {
+			HTTP httpstore.ServerStats `json:"http"`
+		}
+		b, err := victim.ServerStats(context.Background())
+		return err == nil && json.Unmarshal(b, &st) == nil && st.HTTP.BlockGets >= 8
+	})
+	select {
+	case <-done:
+		t.Fatal("the readers finished before the serve was killed: nothing shown")
+	default:
+	}
+	cmds[0].Process.Kill()
+	cmds[0].Wait()
+	for _, err := range <-done {
+		t.Error(err)
+	}
+
+	// Back on its address: every mount's prober marks it up, and the next
+	// cold file's blocks it owns are read through it again.
+	addr := strings.TrimPrefix(urls[0], "http://")
+	c := serveCmd("--store", spec, "--listen", addr)
+	c.Env = env
+	if u := startServeCmd(t, c); u != urls[0] {
+		t.Fatalf("restarted at %s, want %s", u, urls[0])
+	}
+	for _, mnt := range mnts {
+		pollUntil(t, 30*time.Second, "the restarted serve up in "+mnt, func() bool { return memberState(t, mnt, urls[0]) == "up" })
+	}
+	for _, err := range readEverywhere(mnts, 2, "two.bin", want2) {
+		t.Error(err)
+	}
+	if _, h := serverStats(t, urls[0]); h.BlockGets == 0 {
+		t.Error("the restarted serve answered no block GET of the next file")
+	} else {
+		t.Logf("restarted serve: %d block GETs for the second file", h.BlockGets)
+	}
+}
+
+// TestTierLayers: 2 site serves over MinIO, 2 rack serves each reading
+// from the tier of the 2 sites, 2 mounts x 2 readers on the tier of the 2
+// racks. MinIO still serves one GET per block (plus ref reads), and at each
+// layer every serve fetched exactly the blocks it owns.
+func TestTierLayers(t *testing.T) {
+	testsvc.RequireFUSE(t)
+	m := testsvc.SharedMinIO(t)
+	bucket := m.NewBucket(t)
+	spec := "s3://" + bucket + "/layers"
+	want, unique := tierFile(t, m, spec, 17, tierMiB<<20, "/input.bin")
+	before := m.Requests(t, "getobject")
+	var sites, racks []string
+	for range 2 {
+		_, u := startServe(t, s3Env(m, m.Endpoint()), "--store", spec)
+		sites = append(sites, u)
+	}
+	for range 2 {
+		_, u := startServe(t, os.Environ(), "--store", strings.Join(sites, ","))
+		racks = append(racks, u)
+	}
+	mnts := mountAll(t, strings.Join(racks, ","), 2)
+	for _, err := range readEverywhere(mnts, 2, "input.bin", want) {
+		t.Error(err)
+	}
+	siteOwn, _ := owned(t, m, bucket, "layers", sites)
+	rackOwn, _ := owned(t, m, bucket, "layers", racks)
+	refGets := checkSharded(t, "site", sites, siteOwn)
+	checkSharded(t, "rack", racks, rackOwn)
+	wantGets := before + unique + refGets
+	if got := m.WaitRequests(t, "getobject", wantGets); got != wantGets {
+		t.Errorf("MinIO served %d GETs, want %d (%d blocks + %d ref reads)", got-before, wantGets-before, unique, refGets)
+	}
+}
