@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"syscall"
+	"time"
 
 	"blockfs/blockstore"
 	"blockfs/fs/tree"
@@ -83,6 +84,7 @@ var (
 func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.ReadResult, errno syscall.Errno) {
 	m := h.mount
 	defer m.timer()("read", &errno)
+	defer m.counters.readLatency.Since(time.Now())
 	n := h.node
 	m.counters.reads.Add(1)
 	if off >= n.Size || len(dest) == 0 {
