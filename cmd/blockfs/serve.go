@@ -13,6 +13,7 @@ import (
 	"blockfs/blockstore/httpstore"
 	"blockfs/blockstore/storeurl"
 	"blockfs/internal/metrics"
+	"blockfs/internal/procs"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
@@ -126,7 +127,10 @@ func setupServe(fl *pflag.FlagSet) runFunc {
 // storeStats is what /v1/stats adds about the store behind the pool.
 func storeStats(spec string, store *storeurl.Stack) func() map[string]any {
 	return func() map[string]any {
-		extra := map[string]any{"store": spec, "backend": store.BackendStats()}
+		// A server that answers is serving; what it costs the machine is
+		// its process's usage.
+		usage, _ := procs.Self()
+		extra := map[string]any{"store": spec, "backend": store.BackendStats(), "healthy": true, "process": usage}
 		if store.Cache != nil {
 			extra["cache"] = store.Cache.Stats()
 		}
