@@ -41,7 +41,7 @@ func setupMount(fl *pflag.FlagSet) runFunc {
 	fetchTimeout := fl.Duration("fetch-timeout", mount.DefaultFetchTimeout, "give a read EIO if its block cannot be fetched (retries included) within this")
 	refresh := fl.Duration("refresh", mount.DefaultRefresh, "how often to pick up newly imported data (0 disables)")
 	cacheTimeout := fl.Duration("cache-timeout", 0, "how long the kernel may cache names and attributes (default: the refresh interval, or 1h)")
-	metricsAddr := fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics")
+	metricsAddr := fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics (\":PORT\" listens on loopback; say 0.0.0.0:PORT for every interface)")
 	cpuprofile := fl.String("cpuprofile", "", "write a CPU profile of the mount's life to this file")
 	_ = fl.MarkHidden("cpuprofile")
 	return func(ctx context.Context, e env, args []string) error {
@@ -116,15 +116,6 @@ func setupMount(fl *pflag.FlagSet) runFunc {
 			vol.Spec, m.Mountpoint(), humanize.IBytes(uint64(*poolSize)))
 		return waitUnmounted(ctx, m)
 	}
-}
-
-// exportMount exports a mount's counters as Prometheus metrics.
-func exportMount(reg *metrics.Registry, m *mount.Mount, vol *volume.Volume) {
-	reg.Snapshot("pool", poolGauges, func() map[string]int64 { return metrics.Fields(m.Pool().Stats()) })
-	reg.Snapshot("fuse", nil, func() map[string]int64 { return metrics.Fields(m.Stats().Fuse) })
-	reg.Snapshot("meta", map[string]bool{"generation": true, "segments": true, "last_refresh_unix_ns": true},
-		func() map[string]int64 { return metrics.Fields(vol.MetaStats()) })
-	watchCache(reg, vol.Store())
 }
 
 // waitUnmounted returns when the mount is unmounted, by someone else or,
