@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := $(CURDIR)/bin
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build demo test check vet fmt-check staticcheck unit bench fuzz clean minio
+.PHONY: all build demo test check vet fmt-check staticcheck unit bench fuzz clean minio promtool
 
 # The pinned MinIO server the S3 tests run against (internal/testsvc finds
 # it here, or wherever BLOCKFS_MINIO_BIN points). Built once from source by
@@ -11,6 +11,12 @@ export GOFLAGS := -buildvcs=false
 MINIO_VERSION   := v0.0.0-20260212201848-7aac2a2c5b7c
 BLOCKFS_MINIO_BIN ?= $(HOME)/.cache/blockfs/bin/minio-$(MINIO_VERSION)
 export BLOCKFS_MINIO_BIN
+
+# Prometheus' own promtool, at a pinned version, for `promtool check
+# metrics` on real scrapes (cmd/blockfs TestMetricsLint, TestMetricsEndpoints).
+PROMTOOL_VERSION := v0.316.0
+BLOCKFS_PROMTOOL ?= $(HOME)/.cache/blockfs/bin/promtool-$(PROMTOOL_VERSION)
+export BLOCKFS_PROMTOOL
 
 all: build
 
@@ -23,7 +29,7 @@ demo: build
 	./scripts/demo.sh
 
 # The whole test suite: static checks, then every test with the race detector.
-test: check minio unit
+test: check minio promtool unit
 
 check: vet fmt-check staticcheck
 
@@ -49,6 +55,15 @@ minio:
 		GOBIN="$$tmp" GOFLAGS=-buildvcs=false $(GO) install github.com/minio/minio@$(MINIO_VERSION); \
 		mkdir -p "$$(dirname "$(BLOCKFS_MINIO_BIN)")"; \
 		mv "$$tmp/minio" "$(BLOCKFS_MINIO_BIN).tmp" && mv "$(BLOCKFS_MINIO_BIN).tmp" "$(BLOCKFS_MINIO_BIN)"; \
+	fi
+
+promtool:
+	@if [ ! -x "$(BLOCKFS_PROMTOOL)" ]; then \
+		set -e; echo "building promtool $(PROMTOOL_VERSION) into $(BLOCKFS_PROMTOOL) (once, a few minutes)"; \
+		tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+		GOBIN="$$tmp" GOFLAGS=-buildvcs=false $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION); \
+		mkdir -p "$$(dirname "$(BLOCKFS_PROMTOOL)")"; \
+		mv "$$tmp/promtool" "$(BLOCKFS_PROMTOOL).tmp" && mv "$(BLOCKFS_PROMTOOL).tmp" "$(BLOCKFS_PROMTOOL)"; \
 	fi
 
 bench:
