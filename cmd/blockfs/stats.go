@@ -152,7 +152,11 @@ func printStats(w io.Writer, s statsView) {
 	if !s.Healthy {
 		health = "UNHEALTHY: " + s.Reason
 	}
-	fmt.Fprintf(w, "blockfs %s %s  store %s  up %s  %s\n", s.Kind, s.Mountpoint, s.Store,
+	served := ""
+	if s.Kind == "mount" {
+		served = fmt.Sprintf("  generation %d", m.Generation)
+	}
+	fmt.Fprintf(w, "blockfs %s %s  store %s%s  up %s  %s\n", s.Kind, s.Mountpoint, s.Store, served,
 		time.Duration(s.UptimeNs).Round(time.Second), health)
 	fmt.Fprintf(w, "pool   gets %d = hits %d (%.1f%%) + shared %d (%.1f%%) + misses %d (%.1f%%); busy %d\n",
 		p.Gets, p.Hits, pct(p.Hits, p.Gets), p.Shared, pct(p.Shared, p.Gets), p.Misses, pct(p.Misses, p.Gets), p.Busy)
