@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -124,5 +125,50 @@ func TestStatsWatchTerminal(t *testing.T) {
 	}
 	if rec.Rates["fuse_read_bytes"].(float64) <= 0 || rec.Stats.Fuse.ReadBytes == 0 || !rec.Stats.Healthy {
 		t.Errorf("--json --watch record: %s", got[0])
+	}
+}
+
+// TestStatsVanishedStore: a mount whose store loses its manifest says so
+// in every form of `blockfs stats`: healthy false with the reason in
+// --json, UNHEALTHY in the summary, ERR in --watch; the generation stays.
+func TestStatsVanishedStore(t *testing.T) {
+	testsvc.RequireFUSE(t)
+	store := filepath.Join(t.TempDir(), "store")
+	if code, _, stderr := blockfs("import", "--store", store, "../../testdata/sample"); code != 0 {
+		t.Fatal(stderr)
+	}
+	mnt := t.TempDir()
+	startMount(t, store, mnt, "--refresh", "50ms")
+	refs := filepath.Join(store, "blocks", "refs")
+	if err := os.Rename(refs, refs+".gone"); err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Healthy bool   `json:"healthy"`
+		Reason  string `json:"reason"`
+		Meta    struct {
+			Generation uint64 `json:"generation"`
+		} `json:"meta"`
+	}
+	testsvc.WaitFor(t, "stats to report the store unhealthy", func() bool {
+		out, err := exec.Command(blockfsBin, "stats", "--json", mnt).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(out, &st); err != nil {
+			t.Fatal(err)
+		}
+		return !st.Healthy
+	})
+	if !strings.Contains(st.Reason, "no longer holds the manifest") || st.Meta.Generation == 0 {
+		t.Errorf("unhealthy stats: reason %q, generation %d", st.Reason, st.Meta.Generation)
+	}
+	human, err := exec.Command(blockfsBin, "stats", mnt).Output()
+	if err != nil || !strings.Contains(string(human), "UNHEALTHY: refreshing metadata") {
+		t.Errorf("stats summary: %v\n%s", err, human)
+	}
+	got := watchLines(t, 3, 20*time.Second, "--watch", "1h", mnt)
+	if row := strings.Fields(got[2]); row[len(row)-3] != "ERR" {
+		t.Errorf("--watch row of an unhealthy mount: %q", got[2])
 	}
 }
