@@ -19,20 +19,28 @@ func TestParseStat(t *testing.T) {
 	}
 }
 
-// TestSelf: this process's CPU time grows when it spins, and it has some
-// resident memory.
+// TestSelf: this process's CPU time grows while it spins (CPU time moves
+// in 10 ms ticks, so it spins until it does, up to a deadline), and it has
+// some resident memory and a thread.
 func TestSelf(t *testing.T) {
 	a, err := Self()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for end := time.Now().Add(50 * time.Millisecond); time.Now().Before(end); {
+	if a.RSSBytes < 1<<20 || a.Threads < 1 {
+		t.Fatalf("usage %+v", a)
 	}
-	b, err := Self()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b.CPUSeconds <= a.CPUSeconds || b.RSSBytes < 1<<20 || b.Threads < 1 {
-		t.Fatalf("usage %+v then %+v", a, b)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := Self()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.CPUSeconds > a.CPUSeconds {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CPU time stayed at %v while spinning for 10s", a.CPUSeconds)
+		}
 	}
 }
