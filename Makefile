@@ -10,7 +10,7 @@ GIT_DIRTY   := $(shell test -n "$$(git status --porcelain --untracked-files=no 2
 BUILD_DATE  := $(shell date -u -d "@$${SOURCE_DATE_EPOCH:-$$(date +%s)}" +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS     := -X main.buildDate=$(BUILD_DATE) -X main.commit=$(GIT_COMMIT) -X main.commitTime=$(GIT_TIME) -X main.modified=$(GIT_DIRTY)
 
-.PHONY: all build demo test check vet fmt-check staticcheck unit bench fuzz clean minio deps package
+.PHONY: all build demo test check vet fmt-check staticcheck unit bench fuzz clean minio deps package promtool
 
 # The pinned MinIO server the S3 tests run against (internal/testsvc finds
 # it here, or wherever BLOCKFS_MINIO_BIN points). Built once from source by
@@ -18,6 +18,12 @@ LDFLAGS     := -X main.buildDate=$(BUILD_DATE) -X main.commit=$(GIT_COMMIT) -X m
 MINIO_VERSION   := v0.0.0-20260212201848-7aac2a2c5b7c
 BLOCKFS_MINIO_BIN ?= $(HOME)/.cache/blockfs/bin/minio-$(MINIO_VERSION)
 export BLOCKFS_MINIO_BIN
+
+# Prometheus' own promtool, at a pinned version, for `promtool check
+# metrics` on real scrapes (cmd/blockfs TestMetricsLint, TestMetricsEndpoints).
+PROMTOOL_VERSION := v0.316.0
+BLOCKFS_PROMTOOL ?= $(HOME)/.cache/blockfs/bin/promtool-$(PROMTOOL_VERSION)
+export BLOCKFS_PROMTOOL
 
 all: build
 
@@ -30,7 +36,7 @@ demo: deps build
 	./scripts/demo.sh
 
 # The whole test suite: static checks, then every test with the race detector.
-test: deps check minio unit
+test: deps check minio promtool unit
 
 # System tools the mounts and their tests need: fuse3 gives mount.fuse3
 # (mount -t fuse.blockfs runs it) and fusermount3 (mounts without root).
@@ -87,6 +93,15 @@ package: build
 	sed 's|@BLOCKFS_BIN@|$(BIN)/blockfs|' packaging/nfpm.yaml > $(DIST)/.nfpm.yaml
 	BLOCKFS_VERSION=$(PKG_VERSION) $(GO) run $(NFPM) package -f $(DIST)/.nfpm.yaml -p deb -t $(DIST)
 	@rm -f $(DIST)/.nfpm.yaml
+
+promtool:
+	@if [ ! -x "$(BLOCKFS_PROMTOOL)" ]; then \
+		set -e; echo "building promtool $(PROMTOOL_VERSION) into $(BLOCKFS_PROMTOOL) (once, a few minutes)"; \
+		tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+		GOBIN="$$tmp" GOFLAGS=-buildvcs=false $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION); \
+		mkdir -p "$$(dirname "$(BLOCKFS_PROMTOOL)")"; \
+		mv "$$tmp/promtool" "$(BLOCKFS_PROMTOOL).tmp" && mv "$(BLOCKFS_PROMTOOL).tmp" "$(BLOCKFS_PROMTOOL)"; \
+	fi
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

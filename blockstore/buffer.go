@@ -38,6 +38,7 @@ type Buffer struct {
 	// that waits for it: its hashing may wait for a partner until then.
 	hurry      chan struct{}
 	ready      bool // fetched and verified
+	prefetched bool // fetched by a prefetch and not yet asked for by a Get
 	stale      bool // mapped file changed: out of the table, dropped by its last release
 	prev, next *Buffer
 }

@@ -66,6 +66,7 @@ type Pool struct {
 	c poolCounters
 
 	mu          sync.Mutex
+	part        partition           // counters that must add up in a snapshot
 	table       map[Locator]*Buffer // every buffer holding or fetching a block
 	lru         lruList             // idle (refs == 0) ready buffers
 	bytesHeld   int64               // sum of held over table
@@ -144,13 +145,13 @@ func (p *Pool) TryGet(ctx context.Context, loc Locator) (*Buffer, error) {
 var errChanged = errors.New("mapped block file changed since it was verified")
 
 func (p *Pool) get(ctx context.Context, loc Locator, mayWait bool) (*Buffer, error) {
-	b, err := p.getOnce(ctx, loc, mayWait)
+	b, err := p.getOnce(ctx, loc, mayWait, true)
 	if errors.Is(err, errChanged) {
 		// Map and verify the block afresh, once: a file whose metadata
 		// changed (a chmod, a hard link) still serves, and one whose bytes
 		// changed fails its hash. A file that changes again at once fails.
-		p.c.gets.Add(-1) // one Get, not two
-		b, err = p.getOnce(ctx, loc, mayWait)
+		// It is one Get, classified by its first look-up.
+		b, err = p.getOnce(ctx, loc, mayWait, false)
 		if errors.Is(err, errChanged) {
 			err = fmt.Errorf("%w: get %v: block file keeps changing", ErrCorrupt, loc)
 		}
@@ -158,8 +159,10 @@ func (p *Pool) get(ctx context.Context, loc Locator, mayWait bool) (*Buffer, err
 	return b, err
 }
 
-func (p *Pool) getOnce(ctx context.Context, loc Locator, mayWait bool) (*Buffer, error) {
-	p.c.gets.Add(1)
+// getOnce looks loc up, and fetches it if absent. count says whether to
+// classify this Get (hit, shared or miss), under p.mu so that a snapshot
+// always finds gets == hits + shared + misses.
+func (p *Pool) getOnce(ctx context.Context, loc Locator, mayWait, count bool) (*Buffer, error) {
 	if err := p.check(loc); err != nil {
 		return nil, err
 	}
@@ -175,17 +178,27 @@ func (p *Pool) getOnce(ctx context.Context, loc Locator, mayWait bool) (*Buffer,
 				close(b.hurry) // a prefetch's bytes are wanted now
 				b.hurry = nil
 			}
+			if b.prefetched {
+				b.prefetched = false
+				p.part.prefetchUsed++
+			}
+			if count {
+				p.part.count(ready)
+			}
 			p.mu.Unlock()
 			if ready {
-				p.c.hits.Add(1)
 				return p.handOut(b)
 			}
-			p.c.shared.Add(1)
 			return p.wait(ctx, b)
 		}
 		if b := p.reserveLocked(loc); b != nil {
 			b.refs = 2 // this caller and the fetch
 			p.c.inUse.Add(1)
+			if count {
+				p.part.gets++
+				p.part.misses++
+			}
+			p.part.demandFetches++
 			// Close waits for the fetches started before it; none is
 			// added once it has begun (a WaitGroup must not grow under
 			// a Wait).
@@ -203,8 +216,7 @@ func (p *Pool) getOnce(ctx context.Context, loc Locator, mayWait bool) (*Buffer,
 		}
 		// No memory to be had without waiting.
 		if !mayWait {
-			p.mu.Unlock()
-			p.c.gets.Add(-1) // not a Get after all: the caller asks again
+			p.mu.Unlock() // not a Get after all: the caller asks again
 			return nil, fmt.Errorf("%w: get %v", ErrWouldWait, loc)
 		}
 		if p.nwait >= p.maxWaiters {
@@ -281,10 +293,10 @@ func (p *Pool) StartPrefetch(loc Locator, done func()) (ok, started bool) {
 	}
 	b.refs = 1 // the fetch
 	hurry := make(chan struct{})
-	b.hurry = hurry
+	b.hurry, b.prefetched = hurry, true
 	p.c.inUse.Add(1)
 	p.prefetching++
-	p.c.prefetches.Add(1)
+	p.part.prefetchFetches++
 	p.wg.Add(1)
 	p.c.inFlight.Add(1)
 	go func() {
@@ -383,6 +395,7 @@ func (p *Pool) wait(ctx context.Context, b *Buffer) (*Buffer, error) {
 // reference is given back with errChanged.
 func (p *Pool) handOut(b *Buffer) (*Buffer, error) {
 	if b.check == nil || b.check() == nil {
+		p.c.readBytes.Add(b.loc.Size)
 		return b, nil
 	}
 	p.mu.Lock()
@@ -409,8 +422,9 @@ func (p *Pool) fetch(ctx context.Context, b *Buffer, hurry chan struct{}, tracke
 		ctx, cancel = context.WithTimeout(ctx, p.fetchTimeout)
 		defer cancel()
 	}
-	p.c.fetches.Add(1)
+	start := time.Now()
 	n, err := p.readBounded(ctx, b)
+	p.c.fetchLatency.Since(start)
 	if n > 0 {
 		p.c.fetchBytes.Add(int64(n))
 	}
@@ -637,6 +651,10 @@ func (p *Pool) evictLocked(v *Buffer) {
 	delete(p.table, v.loc)
 	p.c.buffers.Add(-1)
 	p.c.evictions.Add(1)
+	if v.prefetched { // fetched ahead, never asked for
+		v.prefetched = false
+		p.part.prefetchWasted++
+	}
 }
 
 // moveMemLocked hands v's memory (and its accounting) to b.

@@ -70,7 +70,7 @@ func addMountFlags(fl *pflag.FlagSet) *mountFlags {
 	f.fetchTimeout = fl.Duration("fetch-timeout", mount.DefaultFetchTimeout, "give a read EIO if its block cannot be fetched (retries included) within this")
 	f.refresh = fl.Duration("refresh", mount.DefaultRefresh, "how often to pick up newly imported data (0 disables)")
 	f.cacheTimeout = fl.Duration("cache-timeout", 0, "how long the kernel may cache names and attributes (default: the refresh interval, or 1h)")
-	f.metricsAddr = fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics")
+	f.metricsAddr = fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics (\":PORT\" listens on loopback; say 0.0.0.0:PORT for every interface)")
 	f.daemon = fl.Bool("daemon", false, "run in the background; return once the mount serves (exit 0) or failed (exit 1)")
 	f.lf = addLogFlags(fl)
 	f.cpuprofile = fl.String("cpuprofile", "", "write a CPU profile of the mount's life to this file")
@@ -227,15 +227,6 @@ func reportGenerations(stop <-chan struct{}, vol *volume.Volume, n notifier, eve
 			n.status(mountStatus(vol))
 		}
 	}
-}
-
-// exportMount exports a mount's counters as Prometheus metrics.
-func exportMount(reg *metrics.Registry, m *mount.Mount, vol *volume.Volume) {
-	reg.Snapshot("pool", poolGauges, func() map[string]int64 { return metrics.Fields(m.Pool().Stats()) })
-	reg.Snapshot("fuse", nil, func() map[string]int64 { return metrics.Fields(m.Stats().Fuse) })
-	reg.Snapshot("meta", map[string]bool{"generation": true, "segments": true, "last_refresh_unix_ns": true},
-		func() map[string]int64 { return metrics.Fields(vol.MetaStats()) })
-	watchCache(reg, vol.Store())
 }
 
 // stopGrace bounds how long a signalled mount waits for the kernel to let

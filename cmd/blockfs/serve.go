@@ -14,6 +14,7 @@ import (
 	"blockfs/blockstore/limit"
 	"blockfs/blockstore/storeurl"
 	"blockfs/internal/metrics"
+	"blockfs/internal/procs"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
@@ -45,7 +46,7 @@ func setupServe(fl *pflag.FlagSet) runFunc {
 	public := fl.Bool("public", false, "allow reads without the token on a non-loopback address")
 	tlsCert := fl.String("tls-cert", "", "TLS certificate (PEM); with --tls-key, serve https")
 	tlsKey := fl.String("tls-key", "", "TLS private key (PEM)")
-	metricsAddr := fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics")
+	metricsAddr := fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics (\":PORT\" listens on loopback; say 0.0.0.0:PORT for every interface)")
 	shutdown := fl.Duration("shutdown-timeout", 30*time.Second, "how long requests in flight may finish after SIGTERM")
 	return func(ctx context.Context, e env, args []string) error {
 		if len(args) != 0 {
@@ -107,9 +108,7 @@ func setupServe(fl *pflag.FlagSet) runFunc {
 			Extra:      storeStats(spec, store),
 		})
 		if *metricsAddr != "" {
-			reg.Snapshot("pool", poolGauges, func() map[string]int64 { return metrics.Fields(pool.Stats()) })
-			reg.Snapshot("http", map[string]bool{"in_flight": true}, func() map[string]int64 { return metrics.Fields(handler.Stats()) })
-			watchCache(reg, store)
+			exportServe(reg, pool, handler, store)
 			addr, err := reg.Serve(ctx, *metricsAddr)
 			if err != nil {
 				return err
@@ -131,7 +130,10 @@ func setupServe(fl *pflag.FlagSet) runFunc {
 // storeStats is what /v1/stats adds about the store behind the pool.
 func storeStats(spec string, store *storeurl.Stack) func() map[string]any {
 	return func() map[string]any {
-		extra := map[string]any{"store": spec, "backend": store.BackendStats()}
+		// A server that answers is serving; what it costs the machine is
+		// its process's usage.
+		usage, _ := procs.Self()
+		extra := map[string]any{"store": spec, "backend": store.BackendStats(), "healthy": true, "process": usage}
 		if ls, ok := store.LimitStats(); ok {
 			extra["store_limit"] = ls
 		}
@@ -178,18 +180,6 @@ func listenFor(srv *http.Server, addr, cert, key string) (net.Listener, string, 
 	}
 	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
 	return tls.NewListener(ln, srv.TLSConfig), "https", nil
-}
-
-// poolGauges are the PoolStats fields that go up and down.
-var poolGauges = map[string]bool{"buffers": true, "buffers_in_use": true, "bytes_held": true, "max_bytes": true, "waiters": true, "in_flight": true}
-
-// watchCache exports the disk cache's counters, if there is a cache.
-func watchCache(reg *metrics.Registry, store *storeurl.Stack) {
-	if store.Cache == nil {
-		return
-	}
-	reg.Snapshot("cache", map[string]bool{"bytes": true, "entries": true, "max_bytes": true},
-		func() map[string]int64 { return metrics.Fields(store.Cache.Stats()) })
 }
 
 // isLoopback reports whether a listen address binds only loopback.

@@ -190,23 +190,26 @@ func TestMetricsEndpoints(t *testing.T) {
 	}
 
 	m := scrape(mountMetrics)
-	for _, want := range []string{`blockfs_fuse_operation_seconds_count{op="read"}`, `blockfs_fuse_operation_seconds_count{op="lookup"}`,
-		"blockfs_pool_fetches_total", "blockfs_fuse_reads_total", `blockfs_store_request_seconds_count{op="get"}`, "blockfs_meta_generation",
+	for _, want := range []string{`blockfs_fuse_operation_duration_seconds_count{op="read"}`, `blockfs_fuse_operation_duration_seconds_count{op="lookup"}`,
+		"blockfs_pool_fetches_total", `blockfs_fuse_operations_total{op="read"}`, `blockfs_store_request_duration_seconds_count{op="get"}`, "blockfs_meta_generation",
+		"blockfs_healthy 1", "blockfs_build_info{", `blockfs_pool_gets_total{result="miss"}`,
 		"blockfs_cache_misses_total", "blockfs_cache_max_bytes 6.7108864e+07"} {
 		if !strings.Contains(m, want) {
 			t.Errorf("mount /metrics lacks %s", want)
 		}
 	}
-	if strings.Contains(m, "blockfs_pool_fetches_total 0\n") {
+	promtoolCheck(t, m)
+	if strings.Contains(m, `blockfs_pool_fetches_total{kind="demand"} 0`+"\n") {
 		t.Error("mount metrics show no fetches after a read")
 	}
 	s := scrape(metricsAddr(serveLines))
-	for _, want := range []string{"blockfs_http_block_gets_total", "blockfs_pool_fetches_total", `blockfs_store_request_seconds_count{op="get"}`} {
+	promtoolCheck(t, s)
+	for _, want := range []string{`blockfs_http_route_requests_total{route="block_get"}`, `blockfs_http_requests_total{code="2xx"}`, "blockfs_pool_fetches_total", `blockfs_store_request_duration_seconds_count{op="get"}`} {
 		if !strings.Contains(s, want) {
 			t.Errorf("serve /metrics lacks %s", want)
 		}
 	}
-	if strings.Contains(s, "blockfs_http_block_gets_total 0\n") {
+	if strings.Contains(s, `blockfs_http_route_requests_total{route="block_get"} 0`+"\n") {
 		t.Error("serve metrics show no block GETs after a mount read through it")
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"blockfs/blockstore/storeurl"
 	"blockfs/fs/mount"
 
-	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
 )
 
@@ -29,14 +28,17 @@ func init() {
 		summary: "show what a running mount's (or server's) shared buffer pool is doing",
 		help: `For a mount, reads its hidden ` + mount.StatsFileName + ` file, so no privileges
 beyond reading the mount are needed; for a blockfs serve, asks its /v1/stats
-(with $BLOCKFS_TOKEN if set). With --watch, prints per-interval rates until
-interrupted.`,
+(with $BLOCKFS_TOKEN if set). With --watch, prints one line of per-second
+rates per interval in columns grouped by layer (the first line at once, with
+the averages since start; a header every 20 lines); with --json --watch, one
+JSON object per interval holding the rates and the cumulative counters.
+docs/operations.md says what every field means.`,
 		setup: setupStats,
 	})
 }
 
 func setupStats(fl *pflag.FlagSet) runFunc {
-	asJSON := fl.Bool("json", false, "print one JSON object (with --watch: one per line)")
+	asJSON := fl.Bool("json", false, "print one JSON object (with --watch: one per interval and line)")
 	watch := fl.Duration("watch", 0, "print rates every DURATION (e.g. 1s) until interrupted")
 	caFile := fl.String("ca-file", "", "PEM roots to trust for an https:// server, besides the system's")
 	return func(ctx context.Context, e env, args []string) error {
@@ -50,38 +52,49 @@ func setupStats(fl *pflag.FlagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		prev, err := readStats(ctx, args[0], tc)
-		if err != nil {
-			return err
-		}
-		out := e.stdout
+		read := func() (statsView, error) { return readStats(ctx, args[0], tc) }
 		if *watch == 0 {
-			if *asJSON {
-				return json.NewEncoder(out).Encode(prev)
-			}
-			printStats(out, prev)
-			return nil
-		}
-		t := time.NewTicker(*watch)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-t.C:
-			}
-			cur, err := readStats(ctx, args[0], tc)
+			st, err := read()
 			if err != nil {
 				return err
 			}
 			if *asJSON {
-				if err := json.NewEncoder(out).Encode(cur); err != nil {
-					return err
-				}
-			} else {
-				printRates(out, prev, cur)
+				return json.NewEncoder(e.stdout).Encode(st)
 			}
-			prev = cur
+			printStats(e.stdout, st)
+			return nil
+		}
+		return watchStats(ctx, e.stdout, read, *watch, *asJSON)
+	}
+}
+
+// watchStats prints a line (or a JSON object) at once, with the averages
+// since the target started, then one per interval until ctx ends.
+func watchStats(ctx context.Context, out io.Writer, read func() (statsView, error), every time.Duration, asJSON bool) error {
+	var prev statsView // zero: the first line covers the time since start
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for n := 0; ; n++ {
+		cur, err := read()
+		if err != nil {
+			return err
+		}
+		r := ratesBetween(prev, cur)
+		if asJSON {
+			if err := json.NewEncoder(out).Encode(watchRecord{Time: time.Now().UTC(), Rates: r, Stats: cur}); err != nil {
+				return err
+			}
+		} else {
+			if n%headerEvery == 0 {
+				printHeader(out)
+			}
+			printRow(out, time.Now(), r)
+		}
+		prev = cur
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
 		}
 	}
 }
@@ -105,6 +118,9 @@ func readStats(ctx context.Context, target string, tc *tls.Config) (statsView, e
 		if err != nil {
 			return st, err
 		}
+		// A server that answers is healthy unless it says otherwise
+		// (an older one does not say).
+		st.Healthy = true
 		if err := json.Unmarshal(b, &st); err != nil {
 			return st, fmt.Errorf("%s: unreadable stats: %w", target, err)
 		}
@@ -127,8 +143,6 @@ func readStats(ctx context.Context, target string, tc *tls.Config) (statsView, e
 	return st, nil
 }
 
-func ibytes(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
-
 func pct(part, whole int64) float64 {
 	if whole == 0 {
 		return 0
@@ -137,13 +151,26 @@ func pct(part, whole int64) float64 {
 }
 
 func printStats(w io.Writer, s statsView) {
-	p, f := s.Pool, s.Fuse
-	fmt.Fprintf(w, "blockfs %s %s  (store %s, up %s)\n", s.Kind, s.Mountpoint, s.Store, time.Duration(s.UptimeNs).Round(time.Second))
-	fmt.Fprintf(w, "pool   gets %d: hits %d (%.1f%%), shared %d (%.1f%%), fetches %d (%s, %d mapped in place, %d in flight), prefetches %d\n",
-		p.Gets, p.Hits, pct(p.Hits, p.Gets), p.Shared, pct(p.Shared, p.Gets), p.Fetches, ibytes(p.FetchBytes), p.Mapped, p.InFlight, p.Prefetches)
+	p, f, m := s.Pool, s.Fuse, s.Meta
+	health := "healthy"
+	if !s.Healthy {
+		health = "UNHEALTHY: " + s.Reason
+	}
+	served := ""
+	if s.Kind == "mount" {
+		served = fmt.Sprintf("  generation %d", m.Generation)
+	}
+	fmt.Fprintf(w, "blockfs %s %s  store %s%s  up %s  %s\n", s.Kind, s.Mountpoint, s.Store, served,
+		time.Duration(s.UptimeNs).Round(time.Second), health)
+	fmt.Fprintf(w, "pool   gets %d = hits %d (%.1f%%) + shared %d (%.1f%%) + misses %d (%.1f%%); busy %d\n",
+		p.Gets, p.Hits, pct(p.Hits, p.Gets), p.Shared, pct(p.Shared, p.Gets), p.Misses, pct(p.Misses, p.Gets), p.Busy)
+	fmt.Fprintf(w, "       fetches %d = demand %d + prefetch %d (used %d, wasted %d); %d mapped in place, %d in flight\n",
+		p.Fetches, p.DemandFetches, p.Prefetches, p.PrefetchUsed, p.PrefetchWasted, p.Mapped, p.InFlight)
+	fmt.Fprintf(w, "       read %s, fetched %s: %s\n", ibytes(p.ReadBytes), ibytes(p.FetchBytes), saved(p.ReadBytes, p.FetchBytes))
+	fmt.Fprintf(w, "       fetch latency p50 %s p99 %s (since start)\n", dur(p.FetchLatency.P50Seconds), dur(p.FetchLatency.P99Seconds))
 	fmt.Fprintf(w, "       buffers %d (%d in use), holding %s of %s, waiters %d, evictions %d\n",
 		p.Buffers, p.BuffersInUse, ibytes(p.BytesHeld), ibytes(p.MaxBytes), p.Waiters, p.Evictions)
-	fmt.Fprintf(w, "       errors %d, verify failures %d, busy %d\n", p.Errors, p.VerifyFailures, p.Busy)
+	fmt.Fprintf(w, "       errors %d, verify failures %d, hung %d, changed %d\n", p.Errors, p.VerifyFailures, p.Hung, p.Changed)
 	if h := s.HTTP; h != nil {
 		fmt.Fprintf(w, "http   requests %d (block gets %d, ref gets %d, puts %d), in flight %d, busy 503 %d, unauthorized %d, bad %d, out %s\n",
 			h.Requests, h.BlockGets, h.RefGets, h.BlockPuts, h.InFlight, h.Busy503, h.Unauthorized, h.BadRequests, ibytes(h.BytesOut))
@@ -152,27 +179,31 @@ func printStats(w io.Writer, s statsView) {
 		fmt.Fprintf(w, "cache  hits %d (%s), misses %d, holding %s of %s in %d blocks, evictions %d, corrupt dropped %d\n",
 			c.Hits, ibytes(c.HitBytes), c.Misses, ibytes(c.Bytes), ibytes(c.MaxBytes), c.Entries, c.Evictions, c.CorruptDropped)
 	}
-	if s.Kind != "mount" {
-		return
+	if s.Kind == "mount" {
+		fmt.Fprintf(w, "fuse   reads %d (%s, %d copied for want of pool memory), latency p50 %s p99 %s; opens %d, lookups %d, getattrs %d, readdirs %d, errors %d\n",
+			f.Reads, ibytes(f.ReadBytes), f.CopiedReads, dur(f.ReadLatency.P50Seconds), dur(f.ReadLatency.P99Seconds),
+			f.Opens, f.Lookups, f.Getattrs, f.Readdirs, f.Errors)
+		last := "never"
+		if m.LastRefreshNs > 0 {
+			last = time.Since(time.Unix(0, m.LastRefreshNs)).Round(time.Second).String() + " ago"
+		}
+		fmt.Fprintf(w, "meta   generation %d, %d segments, refreshed %s (%d refreshes, %d with news, %d errors)\n",
+			m.Generation, m.Segments, last, m.Refreshes, m.Changes, m.RefreshErrors)
 	}
-	fmt.Fprintf(w, "fuse   reads %d (%s, %d copied for want of pool memory), opens %d, lookups %d, getattrs %d, readdirs %d, readlinks %d, errors %d\n",
-		f.Reads, ibytes(f.ReadBytes), f.CopiedReads, f.Opens, f.Lookups, f.Getattrs, f.Readdirs, f.Readlinks, f.Errors)
-	m := s.Meta
-	last := "never"
-	if m.LastRefreshNs > 0 {
-		last = time.Since(time.Unix(0, m.LastRefreshNs)).Round(time.Second).String() + " ago"
+	if u := s.Process; u.RSSBytes > 0 {
+		fmt.Fprintf(w, "proc   cpu %.1fs, rss %s, threads %d\n", u.CPUSeconds, ibytes(u.RSSBytes), u.Threads)
 	}
-	fmt.Fprintf(w, "meta   generation %d, %d segments, refreshed %s (%d refreshes, %d with news, %d errors)\n",
-		m.Generation, m.Segments, last, m.Refreshes, m.Changes, m.RefreshErrors)
 }
 
-// printRates prints one line of per-second rates between two snapshots.
-func printRates(w io.Writer, a, b statsView) {
-	secs := max(float64(b.UptimeNs-a.UptimeNs)/1e9, 1e-9)
-	rate := func(x, y int64) float64 { return float64(y-x) / secs }
-	fmt.Fprintf(w, "%s  reads/s %.0f  read %s/s  gets/s %.0f  hits/s %.0f  shared/s %.0f  fetches/s %.0f  fetched %s/s  held %s  waiters %d  errors %d\n",
-		time.Now().Format("15:04:05"), rate(a.Fuse.Reads, b.Fuse.Reads), ibytes(int64(rate(a.Fuse.ReadBytes, b.Fuse.ReadBytes))),
-		rate(a.Pool.Gets, b.Pool.Gets), rate(a.Pool.Hits, b.Pool.Hits), rate(a.Pool.Shared, b.Pool.Shared),
-		rate(a.Pool.Fetches, b.Pool.Fetches), ibytes(int64(rate(a.Pool.FetchBytes, b.Pool.FetchBytes))),
-		ibytes(b.Pool.BytesHeld), b.Pool.Waiters, b.Pool.Errors+b.Fuse.Errors)
+// saved says what the pool saved the store: without it every Get would
+// have been a fetch.
+func saved(read, fetched int64) string {
+	switch {
+	case read == 0 && fetched == 0:
+		return "nothing yet"
+	case fetched <= read:
+		return fmt.Sprintf("saved %s (the store sent %.2fx what readers got)", ibytes(read-fetched), float64(fetched)/float64(max(read, 1)))
+	default:
+		return fmt.Sprintf("fetched %s MORE than was read (%.2fx: prefetches wasted?)", ibytes(fetched-read), float64(fetched)/float64(max(read, 1)))
+	}
 }

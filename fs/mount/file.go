@@ -101,6 +101,7 @@ const failMemo = time.Second
 func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.ReadResult, errno syscall.Errno) {
 	m := h.mount
 	defer m.timer()("read", &errno)
+	defer m.counters.readLatency.Since(time.Now())
 	n := h.node
 	m.counters.reads.Add(1)
 	if off >= n.Size || len(dest) == 0 {

@@ -18,6 +18,7 @@ import (
 	"blockfs/blockstore"
 	"blockfs/fs/tree"
 	"blockfs/fs/volume"
+	"blockfs/internal/procs"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -293,6 +294,11 @@ func (m *Mount) Stats() Stats {
 		Meta:     m.vol.MetaStats(),
 		Backend:  m.vol.Store().BackendStats(),
 	}
+	st.Healthy, st.Reason = st.Meta.LastError == "", st.Meta.LastError
+	if st.Reason != "" {
+		st.Reason = "refreshing metadata: " + st.Reason
+	}
+	st.Process, _ = procs.Self() // zero where /proc is not mounted
 	if c := m.vol.Store().Cache; c != nil {
 		cs := c.Stats()
 		st.Cache = &cs

@@ -6,6 +6,8 @@ import (
 	"blockfs/blockstore"
 	"blockfs/blockstore/diskcache"
 	"blockfs/fs/volume"
+	"blockfs/internal/latency"
+	"blockfs/internal/procs"
 )
 
 // StatsFileName is the hidden, read-only file at the root of every mount
@@ -17,15 +19,21 @@ const StatsFileName = ".blockfs-stats"
 // Stats is what `blockfs stats` shows: the shared pool's counters and the
 // FUSE operations that fed it. Field names are a stable contract for scripts.
 type Stats struct {
-	Kind       string               `json:"kind"` // "mount"
-	Store      string               `json:"store"`
-	Mountpoint string               `json:"mountpoint,omitempty"`
-	UptimeNs   int64                `json:"uptime_ns"`
-	Pool       blockstore.PoolStats `json:"pool"`
-	Fuse       FuseStats            `json:"fuse"`
-	Meta       volume.MetaStats     `json:"meta"`
-	Cache      *diskcache.Stats     `json:"cache,omitempty"`   // with --cache-dir
-	Backend    any                  `json:"backend,omitempty"` // store requests (S3, HTTP)
+	Kind       string `json:"kind"` // "mount"
+	Store      string `json:"store"`
+	Mountpoint string `json:"mountpoint,omitempty"`
+	UptimeNs   int64  `json:"uptime_ns"`
+	// Healthy is false while the store cannot be reached or no longer
+	// holds the metadata this mount serves (Reason says which); the mount
+	// keeps serving what it has meanwhile.
+	Healthy bool                 `json:"healthy"`
+	Reason  string               `json:"reason,omitempty"`
+	Process procs.Usage          `json:"process"`
+	Pool    blockstore.PoolStats `json:"pool"`
+	Fuse    FuseStats            `json:"fuse"`
+	Meta    volume.MetaStats     `json:"meta"`
+	Cache   *diskcache.Stats     `json:"cache,omitempty"`   // with --cache-dir
+	Backend any                  `json:"backend,omitempty"` // store requests (S3, HTTP)
 }
 
 // FuseStats count kernel requests the mount answered.
@@ -51,12 +59,16 @@ type FuseStats struct {
 	// and fail on their own because they cannot be served (a name no
 	// kernel accepts, a node that does not decode), each counted once.
 	BadEntries int64 `json:"bad_entries"`
+	// ReadLatency times FUSE reads from the kernel's request to the reply
+	// (a pool hit, or the wait for a fetch).
+	ReadLatency latency.Snapshot `json:"read_latency"`
 }
 
 // fuseCounters are the live, lock-free counters behind FuseStats.
 type fuseCounters struct {
 	lookups, getattrs, readdirs, opens, reads, readBytes               atomic.Int64
 	readlinks, prefetches, errors, copiedReads, interrupts, badEntries atomic.Int64
+	readLatency                                                        latency.Histogram
 }
 
 func (c *fuseCounters) snapshot() FuseStats {
@@ -65,6 +77,7 @@ func (c *fuseCounters) snapshot() FuseStats {
 		Opens: c.opens.Load(), Reads: c.reads.Load(), ReadBytes: c.readBytes.Load(),
 		Readlinks: c.readlinks.Load(), Prefetches: c.prefetches.Load(), Errors: c.errors.Load(),
 		CopiedReads: c.copiedReads.Load(), Interrupts: c.interrupts.Load(),
-		BadEntries: c.badEntries.Load(),
+		BadEntries:  c.badEntries.Load(),
+		ReadLatency: c.readLatency.Snapshot(),
 	}
 }

@@ -56,7 +56,12 @@ type MetaStats struct {
 	Refreshes     int64  `json:"refreshes"`
 	Changes       int64  `json:"changes"`
 	RefreshErrors int64  `json:"refresh_errors"`
-	LastRefreshNs int64  `json:"last_refresh_unix_ns"`
+	LastRefreshNs int64  `json:"last_refresh_unix_ns"` // last refresh that reached the store
+	// LastError is why the latest refresh failed ("" once one succeeds
+	// again): an unreachable store, or one whose manifest went back or
+	// vanished (ErrGenerationBackwards). A mount serving what it has is
+	// not healthy while it is set.
+	LastError string `json:"last_error,omitempty"`
 	// PublishedBlocks counts the metadata blocks (segments and the
 	// manifests that made it into the ref) this process published.
 	PublishedBlocks int64 `json:"published_blocks"`
@@ -67,7 +72,15 @@ type MetaStats struct {
 
 type metaCounters struct {
 	generation, segments, refreshes, changes, errors, last, published, skipped atomic.Int64
+	lastErr                                                                    atomic.Pointer[string]
 }
+
+// ErrGenerationBackwards says the store's manifest is older than one this
+// volume already ingested, or gone: the store was replaced, restored from
+// an old backup or emptied. The volume keeps serving what it ingested
+// rather than silently going back; the refresh fails until the store
+// catches up again.
+var ErrGenerationBackwards = errors.New("store's metadata generation went backwards")
 
 // Options say how a Volume is opened: how to open its store, and where
 // its private metadata log lives.
@@ -151,8 +164,11 @@ func (v *Volume) Refresh(ctx context.Context) (bool, error) {
 	changed, err := v.refreshLocked(ctx)
 	if err != nil {
 		v.counters.errors.Add(1)
+		msg := err.Error()
+		v.counters.lastErr.Store(&msg)
 	} else {
 		v.counters.last.Store(time.Now().UnixNano())
+		v.counters.lastErr.Store(nil)
 	}
 	if changed {
 		v.counters.changes.Add(1)
@@ -167,6 +183,12 @@ func (v *Volume) refreshLocked(ctx context.Context) (bool, error) {
 	h, err := v.cat.load(ctx)
 	if err != nil || h.version == v.refVer {
 		return false, err
+	}
+	if have := uint64(v.counters.generation.Load()); h.m.Generation < have {
+		if h.version == "" {
+			return false, fmt.Errorf("%w: the store no longer holds the manifest (generation %d ingested)", ErrGenerationBackwards, have)
+		}
+		return false, fmt.Errorf("%w: from %d to %d", ErrGenerationBackwards, have, h.m.Generation)
 	}
 	if err := v.checkRewound(h.m); err != nil {
 		return false, err
@@ -345,7 +367,15 @@ func (v *Volume) MetaStats() MetaStats {
 		Refreshes: v.counters.refreshes.Load(), Changes: v.counters.changes.Load(),
 		RefreshErrors: v.counters.errors.Load(), LastRefreshNs: v.counters.last.Load(),
 		PublishedBlocks: v.counters.published.Load(), SkippedSegments: v.counters.skipped.Load(),
+		LastError: deref(v.counters.lastErr.Load()),
 	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // Close releases the metadata log and removes its directory if it was

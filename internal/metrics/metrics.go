@@ -1,8 +1,9 @@
 // Package metrics exports what a mount or a server is doing as Prometheus
 // metrics (`--metrics ADDR`). Counters that blockfs already keeps (the
 // pool's, the FUSE layer's, the disk cache's) are read from their snapshots
-// at scrape time rather than counted twice; latencies, which nothing else
-// keeps, are recorded here in histograms.
+// at scrape time (Export) rather than counted twice; the latency of every
+// FUSE operation and store request is recorded here in histograms.
+// docs/operations.md lists every metric.
 package metrics
 
 import (
@@ -11,9 +12,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
+	"runtime/debug"
+	"strings"
 	"time"
 
 	"blockfs/blockstore"
+	"blockfs/internal/latency"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -31,30 +36,34 @@ type Registry struct {
 	storeErr *prometheus.CounterVec
 }
 
-// New returns a registry with the Go runtime and process collectors.
+// New returns a registry with the Go runtime and process collectors and
+// blockfs_build_info.
 func New() *Registry {
 	r := &Registry{
 		reg: prometheus.NewRegistry(),
 		opLat: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: namespace, Subsystem: "fuse", Name: "operation_seconds",
-			Help:    "Latency of FUSE operations answered by the mount.",
-			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 10), // 10µs .. 2.6s
+			Namespace: namespace, Subsystem: "fuse", Name: "operation_duration_seconds",
+			Help: "Time the mount took to answer FUSE operations, by op (a read includes waiting for its block's fetch).",
+			// 10µs .. 168s: past the 2-minute fetch timeout, so a read
+			// that waited for it lands in a bucket of its own.
+			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 13),
 		}, []string{"op"}),
 		opErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "fuse", Name: "operation_errors_total",
-			Help: "FUSE operations answered with an error.",
+			Help: "FUSE operations answered with an error, by op.",
 		}, []string{"op"}),
 		storeLat: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: namespace, Subsystem: "store", Name: "request_seconds",
-			Help:    "Latency of block store requests (retries included).",
-			Buckets: prometheus.ExponentialBuckets(50e-6, 4, 10), // 50µs .. 13s
+			Namespace: namespace, Subsystem: "store", Name: "request_duration_seconds",
+			Help: "Time block store requests took, by op (get, put, has; retries included).",
+			// 50µs .. 210s, past the 2-minute fetch timeout.
+			Buckets: prometheus.ExponentialBuckets(50e-6, 4, 12),
 		}, []string{"op"}),
 		storeErr: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "store", Name: "request_errors_total",
-			Help: "Block store requests that failed (a missing block on Has is not a failure).",
+			Help: "Block store requests that failed, by op (a block that Has finds missing is not a failure).",
 		}, []string{"op"}),
 	}
-	r.reg.MustRegister(r.opLat, r.opErrs, r.storeLat, r.storeErr,
+	r.reg.MustRegister(r.opLat, r.opErrs, r.storeLat, r.storeErr, buildInfo(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return r
 }
@@ -67,38 +76,100 @@ func (r *Registry) ObserveOp(op string, d time.Duration, failed bool) {
 	}
 }
 
-// Snapshot exports a set of counters and gauges read from fn at scrape
-// time: fn returns name -> value; names in gauges are gauges, the rest
-// counters. Each name becomes blockfs_<subsystem>_<name> (counters get
-// _total).
-func (r *Registry) Snapshot(subsystem string, gauges map[string]bool, fn func() map[string]int64) {
-	r.reg.MustRegister(&snapshot{subsystem: subsystem, gauges: gauges, fn: fn})
+// Emit is how an exporter reports, at scrape time, values it reads from a
+// stats snapshot. Names are full Prometheus names (blockfs_..., base units,
+// the unit last, counters ending in _total); labels come in name, value
+// pairs.
+type Emit interface {
+	Counter(name, help string, v float64, labels ...string)
+	Gauge(name, help string, v float64, labels ...string)
+	// Histogram exports a latency.Snapshot in seconds.
+	Histogram(name, help string, h latency.Snapshot, labels ...string)
 }
 
-type snapshot struct {
-	subsystem string
-	gauges    map[string]bool
-	fn        func() map[string]int64
+// Export registers fn, called at every scrape to emit metrics read from
+// snapshots that blockfs keeps anyway (the pool's, the FUSE layer's, ...),
+// so nothing is counted twice.
+func (r *Registry) Export(fn func(Emit)) {
+	r.reg.MustRegister(exporter(fn))
 }
 
-func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
-	// Unchecked collector: the set of names comes from the snapshot.
-}
+type exporter func(Emit)
 
-func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
-	for name, v := range s.fn() {
-		kind, full := prometheus.CounterValue, prometheus.BuildFQName(namespace, s.subsystem, name+"_total")
-		if s.gauges[name] {
-			kind, full = prometheus.GaugeValue, prometheus.BuildFQName(namespace, s.subsystem, name)
-		}
-		desc := prometheus.NewDesc(full, fmt.Sprintf("blockfs %s %s (see `blockfs stats --json`).", s.subsystem, name), nil, nil)
-		ch <- prometheus.MustNewConstMetric(desc, kind, float64(v))
+// Describe sends nothing: an unchecked collector, whose set of metrics
+// (labelled ones, the cache's) depends on what the snapshot holds.
+func (e exporter) Describe(chan<- *prometheus.Desc) {}
+
+func (e exporter) Collect(ch chan<- prometheus.Metric) { e(emitter{ch}) }
+
+type emitter struct{ ch chan<- prometheus.Metric }
+
+func (e emitter) desc(name, help string, labels []string) (*prometheus.Desc, []string) {
+	var names, values []string
+	for i := 0; i+1 < len(labels); i += 2 {
+		names, values = append(names, labels[i]), append(values, labels[i+1])
 	}
+	return prometheus.NewDesc(name, help, names, nil), values
 }
 
-// Serve exposes /metrics on addr until ctx ends.
+func (e emitter) Counter(name, help string, v float64, labels ...string) {
+	d, lv := e.desc(name, help, labels)
+	e.ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, lv...)
+}
+
+func (e emitter) Gauge(name, help string, v float64, labels ...string) {
+	d, lv := e.desc(name, help, labels)
+	e.ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, lv...)
+}
+
+func (e emitter) Histogram(name, help string, h latency.Snapshot, labels ...string) {
+	d, lv := e.desc(name, help, labels)
+	buckets := make(map[float64]uint64, latency.Buckets-1)
+	var cum uint64
+	for i, c := range h.Counts {
+		cum += uint64(max(c, 0))
+		if i < latency.Buckets-1 { // the last bucket is +Inf
+			buckets[latency.Bound(i).Seconds()] = cum
+		}
+	}
+	e.ch <- prometheus.MustNewConstHistogram(d, cum, h.SumSeconds, buckets, lv...)
+}
+
+// buildInfo is the blockfs_build_info gauge: 1, labelled with what the
+// binary was built from, read from the binary itself (debug.ReadBuildInfo).
+func buildInfo() prometheus.Collector {
+	version, revision, goversion := "unknown", "unknown", runtime.Version()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		version, goversion = bi.Main.Version, bi.GoVersion
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				revision = s.Value
+			}
+		}
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help:        "Always 1; its labels say which blockfs build is running.",
+		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": goversion},
+	})
+	g.Set(1)
+	return g
+}
+
+// ListenAddr is the address --metrics ADDR listens on: a bare ":PORT"
+// means loopback (127.0.0.1:PORT), since the metrics say much about what a
+// node reads and carry no authentication; binding every interface takes
+// saying so ("0.0.0.0:PORT", "[::]:PORT").
+func ListenAddr(addr string) string {
+	if strings.HasPrefix(addr, ":") {
+		return "127.0.0.1" + addr
+	}
+	return addr
+}
+
+// Serve exposes /metrics on addr (see ListenAddr) until ctx ends.
 func (r *Registry) Serve(ctx context.Context, addr string) (net.Addr, error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", ListenAddr(addr))
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
@@ -196,3 +267,6 @@ func (t *timedStore) PutHashed(ctx context.Context, h blockstore.Hash, data []by
 	t.done("put", start, err)
 	return err
 }
+
+// Gatherer is the registry's metrics, for tests that check them.
+func (r *Registry) Gatherer() prometheus.Gatherer { return r.reg }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -14,29 +15,20 @@ import (
 
 	"blockfs/blockstore"
 	"blockfs/blockstore/storetest"
+	"blockfs/internal/latency"
 )
-
-func TestFieldsFlattens(t *testing.T) {
-	got := Fields(struct {
-		A int64 `json:"a"`
-		B struct {
-			C int64 `json:"c"`
-		} `json:"b"`
-		S string `json:"s"`
-	}{A: 1, B: struct {
-		C int64 `json:"c"`
-	}{C: 2}, S: "x"})
-	if len(got) != 2 || got["a"] != 1 || got["b_c"] != 2 {
-		t.Fatalf("Fields = %v", got)
-	}
-}
 
 // TestServeExposesEverything scrapes /metrics for real and finds snapshot
 // counters and gauges, FUSE operation and store request histograms.
 func TestServeExposesEverything(t *testing.T) {
 	r := New()
-	pool := blockstore.PoolStats{Gets: 7, BytesHeld: 4096}
-	r.Snapshot("pool", map[string]bool{"bytes_held": true}, func() map[string]int64 { return Fields(pool) })
+	var h latency.Histogram
+	h.Observe(3 * time.Millisecond)
+	r.Export(func(e Emit) {
+		e.Counter("blockfs_pool_gets_total", "Gets.", 7, "result", "hit")
+		e.Gauge("blockfs_pool_held_bytes", "Held.", 4096)
+		e.Histogram("blockfs_pool_fetch_duration_seconds", "Fetches.", h.Snapshot())
+	})
 	r.ObserveOp("read", 3*time.Millisecond, false)
 	r.ObserveOp("lookup", time.Millisecond, true)
 	dir, err := blockstore.OpenDir(filepath.Join(t.TempDir(), "s"), true)
@@ -65,12 +57,17 @@ func TestServeExposesEverything(t *testing.T) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	for _, want := range []string{
-		"blockfs_pool_gets_total 7",
-		"blockfs_pool_bytes_held 4096",
-		`blockfs_fuse_operation_seconds_count{op="read"} 1`,
+		`blockfs_pool_gets_total{result="hit"} 7`,
+		"blockfs_pool_held_bytes 4096",
+		`blockfs_pool_fetch_duration_seconds_bucket{le="0.004096"} 1`,
+		`blockfs_pool_fetch_duration_seconds_bucket{le="0.002048"} 0`,
+		`blockfs_pool_fetch_duration_seconds_count 1`,
+		`blockfs_fuse_operation_duration_seconds_count{op="read"} 1`,
+		`blockfs_fuse_operation_duration_seconds_bucket{op="read",le="167.77216"} 1`,
 		`blockfs_fuse_operation_errors_total{op="lookup"} 1`,
-		`blockfs_store_request_seconds_count{op="put"} 1`,
+		`blockfs_store_request_duration_seconds_count{op="put"} 1`,
 		`blockfs_store_request_errors_total{op="get"} 1`,
+		`blockfs_build_info{goversion="go`,
 		"go_goroutines",
 	} {
 		if !strings.Contains(string(body), want) {
@@ -121,7 +118,7 @@ func storeCount(t *testing.T, r *Registry, op string) uint64 {
 		t.Fatal(err)
 	}
 	for _, f := range fams {
-		if f.GetName() != "blockfs_store_request_seconds" {
+		if f.GetName() != "blockfs_store_request_duration_seconds" {
 			continue
 		}
 		for _, m := range f.GetMetric() {
@@ -160,5 +157,23 @@ func TestTimedStoreContract(t *testing.T) {
 	m, _ := blockstore.As[blockstore.Mapper](mem)
 	if _, err := m.Map(context.Background(), blockstore.LocatorOf(nil)); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("Map over a Mem: %v, want ErrUnsupported", err)
+	}
+}
+
+func TestListenAddrLoopback(t *testing.T) {
+	for in, want := range map[string]string{":9420": "127.0.0.1:9420", "0.0.0.0:9420": "0.0.0.0:9420", "[::]:1": "[::]:1", "10.0.0.5:9420": "10.0.0.5:9420"} {
+		if got := ListenAddr(in); got != want {
+			t.Errorf("ListenAddr(%q) = %q, want %q", in, got, want)
+		}
+	}
+	r := New()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, err := r.Serve(ctx, ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ip := addr.(*net.TCPAddr).IP; !ip.IsLoopback() {
+		t.Errorf("--metrics :0 listens on %v, not loopback", addr)
 	}
 }

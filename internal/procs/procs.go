@@ -1,6 +1,8 @@
-// Package procs holds the one scheduler setting blockfs processes share:
-// more Ps than CPUs. It is its own package because the CLI and the
-// benchmarks (which must run the mount as the CLI does) both need it.
+// Package procs is about the blockfs process itself: the one scheduler
+// setting its commands share (More) and what it costs the machine (Self).
+//
+// It is its own package because the CLI and the benchmarks (which must run
+// the mount as the CLI does) both need More.
 package procs
 
 import (
