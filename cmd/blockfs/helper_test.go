@@ -21,7 +21,7 @@ func TestHelperArgs(t *testing.T) {
 		{"S M -n -s -o readahead=4,refresh=10s,fetch_timeout=1m,cache_dir=/var/cache/b,cache_size=20G,metrics=:9100,debug,log_file=/l,log_level=warn",
 			"mount --store S --daemon --readahead=4 --refresh=10s --fetch-timeout=1m --cache-dir=/var/cache/b --cache-size=20G --metrics=:9100 --debug --log-file=/l --log-level=warn -- M"},
 		{"S M -oro,foreground", "mount --store S -- M"},
-		{"S M -o ro,nonempty", "mount --store S --daemon -- M"}, // accepted, as by other helpers, where no such flag exists
+		{"S M -o ro,nonempty", "mount --store S --daemon --allow-non-empty -- M"}, // fuse's own name for it
 	} {
 		got, err := mountHelperArgs(strings.Fields(c.in))
 		if err != nil || strings.Join(got, " ") != c.want {

@@ -7,11 +7,20 @@ import (
 )
 
 // suggest is ", did you mean "X"?" for the nearest command names to a
-// mistyped one (a prefix, or within two edits), or "".
+// mistyped one, or "": the commands it is a prefix of, else those fewest
+// edits away (at most two), so that "stat" suggests stats, not also tag.
 func suggest(name string) string {
 	var near []string
+	best := 3
 	for c := range commands {
-		if (len(name) >= 2 && strings.HasPrefix(c, name)) || editDistance(name, c) <= 2 {
+		d := editDistance(name, c)
+		if len(name) >= 2 && strings.HasPrefix(c, name) {
+			d = 0
+		}
+		switch {
+		case d < best:
+			best, near = d, []string{c}
+		case d == best:
 			near = append(near, c)
 		}
 	}

@@ -240,12 +240,13 @@ func (h *fileHandle) fail(ctx context.Context, off int64, loc blockstore.Locator
 		return syscall.EINTR
 	}
 	h.mount.counters.errors.Add(1)
-	if errors.Is(err, errFailedRecently) {
-		return syscall.EIO // logged the first time
+	if !errors.Is(err, errFailedRecently) {
+		h.failMu.Lock()
+		h.failed, h.failedAt = loc, time.Now()
+		h.failMu.Unlock()
 	}
-	h.failMu.Lock()
-	h.failed, h.failedAt = loc, time.Now()
-	h.failMu.Unlock()
+	// Every failure is logged under its block, so that the logger folds
+	// repeats into one line with a count that adds up to the errors.
 	h.mount.opts.Logger.Error("read failed", "path", h.path, "off", off, "block", loc.String(), "err", err)
 	return syscall.EIO
 }
