@@ -27,7 +27,9 @@ an edited file stores only the blocks around the edits; blocks the store
 already holds are not written again. DEST is the path inside the store
 (default: / + the base name of SRC). Regular files, directories and symlinks
 are imported with their modes and mtimes; anything else is skipped with a
-warning. Each file appears in the store whole or not at all.`,
+warning. Each file appears in the store whole or not at all. A long import
+publishes what it has finished every --publish-interval, so a crash loses
+at most that much of the work.`,
 		setup: setupImport,
 	})
 }
@@ -43,6 +45,7 @@ func setupImport(fl *pflag.FlagSet) runFunc {
 	asJSON := fl.Bool("json", false, "print the summary as JSON")
 	quiet := fl.BoolP("quiet", "q", false, "no progress bar")
 	del := fl.Bool("delete", false, "remove paths under DEST that SRC no longer has (mirror SRC)")
+	publish := fl.Duration("publish-interval", 10*time.Second, "how often a long import makes the files it has finished visible in the store")
 	return func(ctx context.Context, e env, args []string) error {
 		if len(args) < 1 || len(args) > 2 {
 			return usagef("want SRC [DEST], got %d arguments", len(args))
@@ -67,10 +70,11 @@ func setupImport(fl *pflag.FlagSet) runFunc {
 		}
 		defer vol.Close()
 		im, err := importer.New(vol, importer.Options{
-			Chunking: cfg,
-			Workers:  *workers,
-			Delete:   *del,
-			Warn:     func(err error) { fmt.Fprintf(e.stderr, "blockfs import: warning: %v\n", err) },
+			Chunking:        cfg,
+			Workers:         *workers,
+			Delete:          *del,
+			PublishInterval: *publish,
+			Warn:            func(err error) { fmt.Fprintf(e.stderr, "blockfs import: warning: %v\n", err) },
 		})
 		if err != nil {
 			return usagef("%v", err)

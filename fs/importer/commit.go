@@ -12,7 +12,9 @@ import (
 
 // committer gathers nodes into batches and writes each batch to the
 // volume's log with one atomic multi-write, then publishes to the store
-// now and then: every publishInterval, after every batch when it is
+// now and then: every publishInterval (a timer, so that an import of a few
+// large files, which fills no batch for minutes, still makes each finished
+// file visible within the interval), after every batch when it is
 // negative, and at the end.
 type committer struct {
 	ctx      context.Context
@@ -24,11 +26,50 @@ type committer struct {
 	batch       []objects.Entry
 	flushMu     sync.Mutex // one writer at a time keeps batches in order
 	lastPublish time.Time
+	dirty       bool // written to the log since the last publish
 	err         error
+
+	stop chan struct{} // ends the timer goroutine
+	done chan struct{}
 }
 
 func newCommitter(ctx context.Context, vol *volume.Volume, limit int, interval time.Duration) *committer {
-	return &committer{ctx: ctx, vol: vol, limit: limit, interval: interval, lastPublish: time.Now()}
+	c := &committer{ctx: ctx, vol: vol, limit: limit, interval: interval, lastPublish: time.Now(),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	if interval > 0 {
+		go c.tick()
+	} else {
+		close(c.done)
+	}
+	return c
+}
+
+// tick writes the pending partial batch and publishes every interval.
+func (c *committer) tick() {
+	defer close(c.done)
+	t := time.NewTicker(c.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+			c.mu.Lock()
+			rest := c.batch
+			c.batch = nil
+			c.mu.Unlock()
+			c.flushMu.Lock()
+			if len(rest) > 0 {
+				c.writeLocked(rest)
+			}
+			if c.dirty && c.err == nil && c.ctx.Err() == nil {
+				c.publishLocked(c.ctx)
+			}
+			c.flushMu.Unlock()
+		}
+	}
 }
 
 // add queues one node; a full batch is written by the goroutine that filled it.
@@ -48,6 +89,13 @@ func (c *committer) add(e objects.Entry) {
 func (c *committer) write(batch []objects.Entry) {
 	c.flushMu.Lock()
 	defer c.flushMu.Unlock()
+	c.writeLocked(batch)
+	if c.err == nil && c.ctx.Err() == nil && (c.interval < 0 || time.Since(c.lastPublish) >= c.interval) {
+		c.publishLocked(c.ctx)
+	}
+}
+
+func (c *committer) writeLocked(batch []objects.Entry) {
 	if c.err != nil || c.ctx.Err() != nil {
 		return
 	}
@@ -55,15 +103,14 @@ func (c *committer) write(batch []objects.Entry) {
 		c.err = fmt.Errorf("import: writing metadata: %w", err)
 		return
 	}
-	if c.interval < 0 || time.Since(c.lastPublish) >= c.interval {
-		c.publishLocked(c.ctx)
-	}
+	c.dirty = true
 }
 
 func (c *committer) publishLocked(ctx context.Context) {
 	if err := c.vol.Publish(ctx); err != nil && c.err == nil {
 		c.err = fmt.Errorf("import: %w", err)
 	}
+	c.dirty = false
 	c.lastPublish = time.Now()
 }
 
@@ -71,6 +118,8 @@ func (c *committer) publishLocked(ctx context.Context) {
 // nil), the whole files committed so far are still published, as a crash
 // after a periodic publish would leave them, and the cause is returned.
 func (c *committer) close(cause error) error {
+	close(c.stop)
+	<-c.done
 	if cause == nil {
 		c.mu.Lock()
 		rest := c.batch
