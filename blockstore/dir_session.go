@@ -121,3 +121,19 @@ func old(e fs.DirEntry) bool {
 	fi, err := e.Info()
 	return err == nil && time.Since(fi.ModTime()) >= staleTemp
 }
+
+// Close ends this store's temp session: its directory (temp files of
+// writes that did not finish, such as those an interrupted import left)
+// is removed and its lock released, so that nothing of ours stays open on
+// the store's filesystem. A later write starts a new session.
+func (d *DirStore) Close() error {
+	d.smu.Lock()
+	defer d.smu.Unlock()
+	if d.session == "" {
+		return nil
+	}
+	err := os.RemoveAll(d.session)
+	d.sessionLock.Close()
+	d.session, d.sessionLock = "", nil
+	return err
+}

@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -109,12 +110,19 @@ func Open(ctx context.Context, spec string, opts Options) (*Stack, error) {
 	return st, nil
 }
 
-// Close releases the cache directory, if any.
+// Close releases the cache directory, if any, and what the backend holds
+// (a directory store's temp session).
 func (s *Stack) Close() error {
+	var err error
 	if s.Cache != nil {
-		return s.Cache.Close()
+		err = s.Cache.Close()
 	}
-	return nil
+	if c, ok := s.Backend.(io.Closer); ok {
+		if cerr := c.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
 }
 
 // BackendStats returns the request counters of backends that keep them

@@ -104,7 +104,12 @@ func TestImportFullDiskLosesNothing(t *testing.T) {
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", disk).CombinedOutput(); err != nil {
 		t.Fatalf("mount tmpfs: %v %s", err, out)
 	}
-	defer exec.Command("umount", disk).Run()
+	defer func() {
+		// Busy means a descriptor of ours (a temp session's lock) outlived Close.
+		if out, err := exec.Command("umount", disk).CombinedOutput(); err != nil {
+			t.Errorf("umount of the store's tmpfs: %v %s", err, out)
+		}
+	}()
 	store := filepath.Join(disk, "store")
 
 	vol, err := volume.Open(context.Background(), store, volume.Options{Options: storeurl.Options{Create: true}})
@@ -119,6 +124,9 @@ func TestImportFullDiskLosesNothing(t *testing.T) {
 	vol.Close()
 	if !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("import onto a full disk: %v, want ENOSPC", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(store, "blocks", "tmp", "*", "*")); len(left) != 0 {
+		t.Errorf("temp files left after the failed import: %q", left)
 	}
 
 	vol, err = volume.Open(context.Background(), store, volume.Options{})
