@@ -42,6 +42,7 @@ func setupMount(fl *pflag.FlagSet) runFunc {
 	refresh := fl.Duration("refresh", mount.DefaultRefresh, "how often to pick up newly imported data (0 disables)")
 	cacheTimeout := fl.Duration("cache-timeout", 0, "how long the kernel may cache names and attributes (default: the refresh interval, or 1h)")
 	metricsAddr := fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics")
+	owners := addOwnerFlags(fl)
 	cpuprofile := fl.String("cpuprofile", "", "write a CPU profile of the mount's life to this file")
 	_ = fl.MarkHidden("cpuprofile")
 	return func(ctx context.Context, e env, args []string) error {
@@ -63,6 +64,9 @@ func setupMount(fl *pflag.FlagSet) runFunc {
 		}
 		if *poolSize < 1<<20 {
 			return usagef("--pool-size %s is too small (at least 1MiB)", humanize.IBytes(uint64(*poolSize)))
+		}
+		if err := owners.apply(&mount.Options{}); err != nil {
+			return err
 		}
 		// Check the mountpoint before opening anything, so that a typo fails fast.
 		if _, err := mount.CheckMountpoint(args[0]); err != nil {
@@ -93,12 +97,16 @@ func setupMount(fl *pflag.FlagSet) runFunc {
 		if *metricsAddr != "" {
 			observer = reg
 		}
-		m, err := mount.Start(args[0], vol, mount.Options{
+		mopts := mount.Options{
 			Observer: observer,
 			PoolSize: *poolSize, Readahead: zeroMeansOff(*readahead), AllowOther: *allowOther, Debug: *debug,
 			CacheTimeout: *cacheTimeout, Refresh: zeroMeansOff(*refresh), FetchTimeout: *fetchTimeout,
 			Logger: log.New(e.stderr, "blockfs mount: ", log.LstdFlags),
-		})
+		}
+		if err := owners.apply(&mopts); err != nil {
+			return err
+		}
+		m, err := mount.Start(args[0], vol, mopts)
 		if err != nil {
 			return err
 		}

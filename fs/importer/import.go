@@ -51,13 +51,18 @@ type Stats struct {
 	Files     int64 `json:"files"`
 	Dirs      int64 `json:"dirs"`
 	Symlinks  int64 `json:"symlinks"`
-	Skipped   int64 `json:"skipped"`
+	Skipped   int64 `json:"skipped"` // special files: devices, FIFOs, sockets
 	Deleted   int64 `json:"deleted"` // paths removed by Options.Delete
 	Bytes     int64 `json:"bytes"`
 	Blocks    int64 `json:"blocks"`
 	NewBlocks int64 `json:"new_blocks"`
 	NewBytes  int64 `json:"new_bytes"`
 	TotalSize int64 `json:"total_size"` // bytes the walk expects, for progress
+	HoleBytes int64 `json:"hole_bytes"` // bytes of all-zero blocks, stored as holes
+	// XattrsKept and XattrsDropped count extended attributes kept and not
+	// kept (a namespace blockfs does not keep, or over the size bound).
+	XattrsKept    int64 `json:"xattrs_kept"`
+	XattrsDropped int64 `json:"xattrs_dropped"`
 	// MetaBlocks counts the metadata blocks published (segments, manifest).
 	MetaBlocks int64         `json:"meta_blocks"`
 	Duration   time.Duration `json:"duration_ns"`
@@ -81,6 +86,9 @@ type Importer struct {
 	files, dirs, symlinks, skipped, deleted atomic.Int64
 	bytes, blocks                           atomic.Int64
 	newBlocks, newBytes, totalSize          atomic.Int64
+	holeBytes, xattrsKept, xattrsDropped    atomic.Int64
+
+	links map[linkKey]*linkGroup // source inodes with several paths
 }
 
 // New returns an Importer writing into vol, which must be writable.
@@ -112,6 +120,7 @@ func (im *Importer) Progress() Stats {
 		Files: im.files.Load(), Dirs: im.dirs.Load(), Symlinks: im.symlinks.Load(),
 		Skipped: im.skipped.Load(), Deleted: im.deleted.Load(), Bytes: im.bytes.Load(), Blocks: im.blocks.Load(),
 		NewBlocks: im.newBlocks.Load(), NewBytes: im.newBytes.Load(), TotalSize: im.totalSize.Load(),
+		HoleBytes: im.holeBytes.Load(), XattrsKept: im.xattrsKept.Load(), XattrsDropped: im.xattrsDropped.Load(),
 	}
 }
 
@@ -135,6 +144,7 @@ func (im *Importer) Import(ctx context.Context, src, dest string) (Stats, error)
 	if err != nil {
 		return im.Progress(), err
 	}
+	im.links = findLinks(items)
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -171,7 +181,7 @@ func (im *Importer) Import(ctx context.Context, src, dest string) (Stats, error)
 		switch {
 		case it.info.IsDir():
 			im.dirs.Add(1)
-			c.add(tree.Entry(it.dest, &tree.Node{Kind: tree.KindDir, Mode: modeBits(it.info.Mode()), MtimeNs: it.info.ModTime().UnixNano()}))
+			c.add(tree.Entry(it.dest, im.node(it, tree.KindDir)))
 		case it.info.Mode()&fs.ModeSymlink != 0:
 			target, err := os.Readlink(it.src)
 			if err != nil {
@@ -179,7 +189,9 @@ func (im *Importer) Import(ctx context.Context, src, dest string) (Stats, error)
 				break
 			}
 			im.symlinks.Add(1)
-			c.add(tree.Entry(it.dest, &tree.Node{Kind: tree.KindSymlink, Mode: modeBits(it.info.Mode()), MtimeNs: it.info.ModTime().UnixNano(), Target: target, Size: int64(len(target))}))
+			n := im.node(it, tree.KindSymlink)
+			n.Target, n.Size = target, int64(len(target))
+			c.add(tree.Entry(it.dest, n))
 		default:
 			if err := im.chunkFile(ctx, it, jobs, c); err != nil {
 				cancel(err)
@@ -211,7 +223,7 @@ func (im *Importer) walk(src, dest string) ([]item, error) {
 		m := info.Mode()
 		if !m.IsRegular() && !m.IsDir() && m&fs.ModeSymlink == 0 {
 			im.skipped.Add(1)
-			im.opts.Warn(fmt.Errorf("skipping %s: %s is not a regular file, directory or symlink", p, m.Type()))
+			im.opts.Warn(fmt.Errorf("skipping %s: a %s (only regular files, directories and symlinks are imported)", p, typeWord(m)))
 			return
 		}
 		if m.IsRegular() {
@@ -289,7 +301,7 @@ func (im *Importer) parents(dest string, c *committer) error {
 	now := time.Now().UnixNano()
 	for i := len(missing) - 1; i >= 0; i-- {
 		im.dirs.Add(1)
-		c.add(tree.Entry(missing[i], &tree.Node{Kind: tree.KindDir, Mode: 0o755, MtimeNs: now}))
+		c.add(tree.Entry(missing[i], &tree.Node{Kind: tree.KindDir, Mode: 0o755, MtimeNs: now, Owned: true, UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}))
 	}
 	return nil
 }
@@ -299,8 +311,12 @@ func (im *Importer) parents(dest string, c *committer) error {
 func (im *Importer) storeBlock(ctx context.Context, seen *sync.Map, j blockJob) (loc blockstore.Locator, err error) {
 	defer guardFault(j.file.item.src, &err)()
 	data := j.data
-	loc = blockstore.Locator{Hash: blockstore.Sum(data), Size: int64(len(data))}
 	im.blocks.Add(1)
+	if allZero(data) {
+		im.holeBytes.Add(int64(len(data)))
+		return blockstore.Locator{Size: int64(len(data))}, nil // a hole: tree.IsHole
+	}
+	loc = blockstore.Locator{Hash: blockstore.Sum(data), Size: int64(len(data))}
 	if _, dup := seen.LoadOrStore(loc.Hash, true); dup {
 		return loc, nil
 	}

@@ -26,8 +26,9 @@ type mappedFile struct {
 	data   []byte
 	mu     sync.Mutex
 	blocks []blockstore.Locator
-	refs   int  // the reader plus blocks not yet finished
-	failed bool // a block failed: the file is not committed
+	node   *tree.Node // owners, mode, xattrs; blocks are set when all are stored
+	refs   int        // the reader plus blocks not yet finished
+	failed bool       // a block failed: the file is not committed
 }
 
 // blockJob is one block for the workers.
@@ -56,7 +57,7 @@ func (f *mappedFile) finish(idx int, loc blockstore.Locator, ok bool, c *committ
 		f.data = nil
 	}
 	if !f.failed {
-		n := &tree.Node{Kind: tree.KindFile, Mode: modeBits(f.item.info.Mode()), MtimeNs: f.item.info.ModTime().UnixNano()}
+		n := f.node
 		n.SetBlocks(f.blocks)
 		c.add(tree.Entry(f.item.dest, n))
 	}
@@ -76,7 +77,7 @@ func (im *Importer) chunkFile(ctx context.Context, it item, jobs chan<- blockJob
 		return fmt.Errorf("import: %w", err)
 	}
 	im.files.Add(1)
-	mf := &mappedFile{item: it, refs: 1}
+	mf := &mappedFile{item: it, refs: 1, node: im.node(it, tree.KindFile)}
 	if fi.Size() == 0 {
 		mf.finish(-1, blockstore.Locator{}, true, c)
 		return nil

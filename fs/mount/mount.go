@@ -59,6 +59,15 @@ type Options struct {
 	CacheTimeout time.Duration
 	Logger       *log.Logger // errors worth an operator's eye (default: stderr)
 
+	// Owner and permission overrides, in the style of rclone and gcsfuse:
+	// UID and GID (nil: as stored) replace every node's owner; FileMode and
+	// DirMode (0: as stored) replace the permission bits of files and
+	// directories; Umask then clears bits of both. Useful when the users
+	// of a compute node are not those of the machine that imported.
+	UID, GID          *uint32
+	FileMode, DirMode uint32
+	Umask             uint32
+
 	// Observer, if set, receives the duration of every FUSE operation.
 	Observer OpObserver
 
@@ -135,6 +144,8 @@ func Start(mountpoint string, vol *volume.Volume, opts Options) (*Mount, error) 
 		// negative entries short.
 		NegativeTimeout: ptr(time.Second),
 		RootStableAttr:  &gofs.StableAttr{Ino: 1},
+		// Serve a mode of 0000 as 0000, not as go-fuse's default 0644.
+		NullPermissions: true,
 		MountOptions: fuse.MountOptions{
 			FsName:      "blockfs:" + vol.Spec,
 			Name:        "blockfs",
@@ -249,10 +260,7 @@ func (m *Mount) Stats() Stats {
 // version, so that a file replaced by a newer import is a new inode (with
 // its own page cache) while handles open on the old one keep reading it.
 func (m *Mount) ino(p string, n *tree.Node) uint64 {
-	key := p
-	if n.Kind != tree.KindDir {
-		key = fmt.Sprintf("%s\x00%d", p, n.Version)
-	}
+	key := inoKey(p, n)
 	m.inoMu.Lock()
 	defer m.inoMu.Unlock()
 	ino, ok := m.inos[key]

@@ -74,7 +74,7 @@ type Xattr struct {
 //
 //	format (1 byte, = 2) | kind (1 byte) | mode | mtime (signed varint, ns)
 //	| size | uid | gid | nlink | link id (only if nlink > 1)
-//	| xattr count, then per xattr (names strictly increasing):
+//	| xattr count, then per xattr (names unique, in the source's order):
 //	    name length | name | value length | value
 //	| then by kind:
 //	  file:    block count, then per block: size<<1 | hole (1 bit), then,
@@ -105,7 +105,9 @@ type Node struct {
 	// mount serves all of them as one inode.
 	Nlink  uint32
 	LinkID uint64
-	Xattrs []Xattr // sorted by name
+	// Xattrs are kept in the order the source listed them, so that tar
+	// and rsync -X of a mount write what they would of the source.
+	Xattrs []Xattr
 
 	// Version is the log's version of the object the node was read from
 	// (not encoded): a changed file gets a new inode number in a mount.
@@ -121,9 +123,10 @@ func IsHole(l blockstore.Locator) bool { return l.Hash == blockstore.Hash{} }
 
 // Xattr returns the value of the named attribute.
 func (n *Node) Xattr(name string) ([]byte, bool) {
-	i := sort.Search(len(n.Xattrs), func(i int) bool { return n.Xattrs[i].Name >= name })
-	if i < len(n.Xattrs) && n.Xattrs[i].Name == name {
-		return n.Xattrs[i].Value, true
+	for _, x := range n.Xattrs {
+		if x.Name == name {
+			return x.Value, true
+		}
 	}
 	return nil, false
 }
@@ -154,8 +157,8 @@ func (n *Node) Block(off int64) (i int, start int64, ok bool) {
 	return i, n.starts[i], true
 }
 
-// AppendBinary appends the encoded node (format 2) to dst. Xattrs must be
-// sorted by name with no duplicates, as the decoder insists.
+// AppendBinary appends the encoded node (format 2) to dst. Xattr names
+// must be unique, as the decoder insists.
 func (n *Node) AppendBinary(dst []byte) []byte {
 	dst = append(dst, nodeFormat, byte(n.Kind))
 	dst = binary.AppendUvarint(dst, uint64(n.Mode))
@@ -339,6 +342,7 @@ func (d *nodeDecoder) xattrs(n *Node) {
 		d.fail(fmt.Sprintf("xattr count %d exceeds record", count))
 	}
 	total := 0
+	seen := map[string]bool{}
 	for i := uint64(0); i < count && d.err == nil; i++ {
 		name := string(d.bytes("xattr name", MaxXattrName))
 		value := d.bytes("xattr value", MaxXattrValue)
@@ -349,11 +353,12 @@ func (d *nodeDecoder) xattrs(n *Node) {
 		switch {
 		case name == "":
 			d.fail("empty xattr name")
-		case len(n.Xattrs) > 0 && n.Xattrs[len(n.Xattrs)-1].Name >= name:
-			d.fail("xattrs not in strictly increasing name order")
+		case seen[name]:
+			d.fail("xattr " + name + " twice")
 		case total > MaxXattrTotal:
 			d.fail(fmt.Sprintf("xattrs over %d bytes", MaxXattrTotal))
 		}
+		seen[name] = true
 		n.Xattrs = append(n.Xattrs, Xattr{Name: name, Value: value})
 	}
 }
