@@ -50,6 +50,22 @@ func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
 
+// exitError ends a command with a status of its own (import's 23 for some
+// paths not imported, 130/143 for an interrupt); its message, if any, is
+// printed like any error.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string {
+	if e.err == nil {
+		return ""
+	}
+	return e.err.Error()
+}
+func (e exitError) Unwrap() error { return e.err }
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -106,8 +122,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "blockfs %s: %v (see 'blockfs help %s')\n", name, err, name)
 		return 2
 	}
-	fmt.Fprintf(stderr, "blockfs %s: %s\n", name, oneLine(err.Error()))
-	return 1
+	code := 1
+	var ee exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	if msg := err.Error(); msg != "" {
+		fmt.Fprintf(stderr, "blockfs %s: %s\n", name, oneLine(msg))
+	}
+	return code
 }
 
 const version = "0.1.0"

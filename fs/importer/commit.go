@@ -114,23 +114,23 @@ func (c *committer) publishLocked(ctx context.Context) {
 	c.lastPublish = time.Now()
 }
 
-// close writes and publishes what is left. If the import failed (cause !=
-// nil), the whole files committed so far are still published, as a crash
-// after a periodic publish would leave them, and the cause is returned.
+// close writes and publishes what is left: every node queued is a whole
+// file (its blocks are stored), so even when the import failed or was
+// interrupted (cause != nil) they are committed, and the cause is returned.
 func (c *committer) close(cause error) error {
 	close(c.stop)
 	<-c.done
-	if cause == nil {
-		c.mu.Lock()
-		rest := c.batch
-		c.batch = nil
-		c.mu.Unlock()
-		if len(rest) > 0 {
-			c.write(rest)
-		}
-	}
+	c.mu.Lock()
+	rest := c.batch
+	c.batch = nil
+	c.mu.Unlock()
 	c.flushMu.Lock()
 	defer c.flushMu.Unlock()
+	if len(rest) > 0 && c.err == nil {
+		if err := c.vol.Meta.MultiWrite(rest); err != nil {
+			c.err = fmt.Errorf("import: writing metadata: %w", err)
+		}
+	}
 	if c.err == nil {
 		// Not c.ctx: it is cancelled when the import failed.
 		c.publishLocked(context.WithoutCancel(c.ctx))
