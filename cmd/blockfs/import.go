@@ -38,6 +38,13 @@ A path that cannot be read (permissions, a name over PATH_MAX, a file that
 changed while it was read, twice) is reported on stderr with its reason,
 and the import goes on; --json lists them under "failures".
 
+SIGINT or SIGTERM stop the import cleanly: every file whose blocks are all
+stored is committed (so a rerun need not read it again), the temp files
+of unfinished blocks are removed, a line says what was kept, and the exit
+status is 130 (SIGINT) or 143 (SIGTERM). A second signal kills at once;
+even then nothing is half-visible. A rerun after an interrupt, a crash or a
+full disk stores only the blocks the store still lacks.
+
 Exit status: 0 all imported; 23 some paths could not be imported and
 everything else is committed; 1 a fatal error (the store failed), with what
 was whole by then committed; 2 a usage error. A long import
@@ -104,6 +111,12 @@ func setupImport(fl *pflag.FlagSet) runFunc {
 		}
 		st, err := im.Import(ctx, src, dest)
 		bar.stop()
+		var intr interrupted
+		if errors.As(context.Cause(ctx), &intr) {
+			// vol.Close, deferred, removes the temp files of blocks not finished.
+			return exitError{code: 128 + int(intr.sig), err: fmt.Errorf("%v: kept %d whole files (%s), committed; rerun the same import to store the rest, blocks already stored are not written again",
+				intr, st.Committed, humanize.IBytes(uint64(st.CommittedBytes)))}
+		}
 		partial := errors.Is(err, importer.ErrIncomplete)
 		if err != nil && !partial {
 			return err

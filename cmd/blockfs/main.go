@@ -111,7 +111,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "blockfs %s: %v (see 'blockfs help %s')\n", name, err, name)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := withSignals(context.Background())
 	defer stop()
 	err := runFn(ctx, env{stdout: stdout, stderr: stderr}, fl.Args())
 	if err == nil {
@@ -134,6 +134,42 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 const version = "0.1.0"
+
+// interrupted is the cause of a context ended by SIGINT or SIGTERM, so that
+// a command can say which and exit 128+signal as shells expect.
+type interrupted struct{ sig syscall.Signal }
+
+func (i interrupted) Error() string { return "interrupted by " + signalName(i.sig) }
+
+func signalName(s syscall.Signal) string {
+	if s == syscall.SIGINT {
+		return "SIGINT"
+	}
+	return "SIGTERM"
+}
+
+// withSignals returns a context cancelled, with cause interrupted, by the
+// first SIGINT or SIGTERM; a second one gets the default action (the
+// process dies), for a user who does not want to wait for a clean stop.
+func withSignals(parent context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-ch:
+			signal.Stop(ch)
+			cancel(interrupted{s.(syscall.Signal)})
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		close(done)
+		cancel(nil)
+	}
+}
 
 func newFlagSet(c *command) *pflag.FlagSet {
 	fl := pflag.NewFlagSet("blockfs "+c.name, pflag.ContinueOnError)

@@ -51,18 +51,21 @@ type Options struct {
 // Stats count what an import did. Bytes is what was read; NewBytes is
 // what had to be written because the store did not hold it yet.
 type Stats struct {
-	Files     int64 `json:"files"`
-	Dirs      int64 `json:"dirs"`
-	Symlinks  int64 `json:"symlinks"`
-	Skipped   int64 `json:"skipped"` // special files: devices, FIFOs, sockets
-	Errors    int64 `json:"errors"`  // paths that could not be imported (Importer.Failures)
-	Deleted   int64 `json:"deleted"` // paths removed by Options.Delete
-	Bytes     int64 `json:"bytes"`
-	Blocks    int64 `json:"blocks"`
-	NewBlocks int64 `json:"new_blocks"`
-	NewBytes  int64 `json:"new_bytes"`
-	TotalSize int64 `json:"total_size"` // bytes the walk expects, for progress
-	HoleBytes int64 `json:"hole_bytes"` // bytes of all-zero blocks, stored as holes
+	Files     int64 `json:"files"` // files read (Committed: of those, committed)
+	Committed int64 `json:"committed"`
+	// CommittedBytes is the size of the committed files.
+	CommittedBytes int64 `json:"committed_bytes"`
+	Dirs           int64 `json:"dirs"`
+	Symlinks       int64 `json:"symlinks"`
+	Skipped        int64 `json:"skipped"` // special files: devices, FIFOs, sockets
+	Errors         int64 `json:"errors"`  // paths that could not be imported (Importer.Failures)
+	Deleted        int64 `json:"deleted"` // paths removed by Options.Delete
+	Bytes          int64 `json:"bytes"`
+	Blocks         int64 `json:"blocks"`
+	NewBlocks      int64 `json:"new_blocks"`
+	NewBytes       int64 `json:"new_bytes"`
+	TotalSize      int64 `json:"total_size"` // bytes the walk expects, for progress
+	HoleBytes      int64 `json:"hole_bytes"` // bytes of all-zero blocks, stored as holes
 	// XattrsKept and XattrsDropped count extended attributes kept and not
 	// kept (a namespace blockfs does not keep, or over the size bound).
 	XattrsKept    int64 `json:"xattrs_kept"`
@@ -91,6 +94,7 @@ type Importer struct {
 	bytes, blocks                           atomic.Int64
 	newBlocks, newBytes, totalSize          atomic.Int64
 	holeBytes, xattrsKept, xattrsDropped    atomic.Int64
+	committed, committedBytes               atomic.Int64
 
 	links map[linkKey]*linkGroup // source inodes with several paths
 	seen  *sync.Map              // hashes stored (or being stored) by the running import
@@ -161,6 +165,7 @@ func (im *Importer) Progress() Stats {
 		Files: im.files.Load(), Dirs: im.dirs.Load(), Symlinks: im.symlinks.Load(),
 		Skipped: im.skipped.Load(), Errors: im.errors.Load(), Deleted: im.deleted.Load(), Bytes: im.bytes.Load(), Blocks: im.blocks.Load(),
 		NewBlocks: im.newBlocks.Load(), NewBytes: im.newBytes.Load(), TotalSize: im.totalSize.Load(),
+		Committed: im.committed.Load(), CommittedBytes: im.committedBytes.Load(),
 		HoleBytes: im.holeBytes.Load(), XattrsKept: im.xattrsKept.Load(), XattrsDropped: im.xattrsDropped.Load(),
 	}
 }

@@ -60,6 +60,7 @@ func unchanged(p string, before fs.FileInfo) bool {
 // and written straight from the page cache, with no copy into our own
 // buffers. It is unmapped when the reader and every block are done.
 type mappedFile struct {
+	im     *Importer
 	item   item
 	data   []byte
 	mu     sync.Mutex
@@ -106,6 +107,8 @@ func (f *mappedFile) finish(idx int, loc blockstore.Locator, err error, c *commi
 	if !f.failed {
 		n := f.node
 		n.SetBlocks(f.blocks)
+		f.im.committed.Add(1)
+		f.im.committedBytes.Add(n.Size)
 		c.add(tree.Entry(f.item.dest, n))
 	}
 }
@@ -139,7 +142,7 @@ func (im *Importer) chunkFile(ctx context.Context, it item, jobs chan<- blockJob
 		}
 	}
 	im.files.Add(1)
-	mf := &mappedFile{item: it, refs: 1, node: im.node(it, tree.KindFile), data: data}
+	mf := &mappedFile{im: im, item: it, refs: 1, node: im.node(it, tree.KindFile), data: data}
 	if fi.Size() == 0 {
 		mf.finish(-1, blockstore.Locator{}, nil, c, changed)
 		return nil
