@@ -65,6 +65,7 @@ func setupImport(fl *pflag.FlagSet) runFunc {
 	asJSON := fl.Bool("json", false, "print the summary as JSON")
 	quiet := fl.BoolP("quiet", "q", false, "no progress bar")
 	del := fl.Bool("delete", false, "remove paths under DEST that SRC no longer has (mirror SRC)")
+	repair := fl.Bool("repair", false, "read back every block the store already has and rewrite the corrupt ones from SRC (see docs/operations.md)")
 	publish := fl.Duration("publish-interval", 10*time.Second, "how often a long import makes the files it has finished visible in the store")
 	return func(ctx context.Context, e env, args []string) error {
 		if len(args) < 1 || len(args) > 2 {
@@ -94,6 +95,7 @@ func setupImport(fl *pflag.FlagSet) runFunc {
 			Workers:         *workers,
 			Delete:          *del,
 			PublishInterval: *publish,
+			Repair:          *repair,
 			Warn:            func(err error) { fmt.Fprintf(e.stderr, "blockfs import: warning: %v\n", err) },
 			OnFailure: func(f importer.Failure) {
 				fmt.Fprintf(e.stderr, "blockfs import: error: %s: %s\n", quotePath(f.Path), f.Error)
@@ -171,6 +173,9 @@ func importSummary(dest string, st importer.Stats) string {
 	}
 	if st.Errors > 0 {
 		extra += fmt.Sprintf(", %d errors", st.Errors)
+	}
+	if st.Repaired > 0 {
+		extra += fmt.Sprintf(", %d corrupt blocks repaired", st.Repaired)
 	}
 	if st.XattrsDropped > 0 {
 		extra += fmt.Sprintf(", %d xattrs not kept", st.XattrsDropped)

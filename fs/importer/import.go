@@ -41,6 +41,11 @@ type Options struct {
 	// destination that the source no longer has (like rsync --delete), so
 	// that re-importing a tree mirrors it. Off by default: import adds.
 	Delete bool
+	// Repair reads back every block the store already has and rewrites
+	// it from the source when its bytes do not hash to its name (a corrupt
+	// block that Has alone cannot see). It costs one read of every such
+	// block; Stats.Repaired counts the rewrites.
+	Repair bool
 	// Warn receives non-fatal problems (skipped devices, sockets, ...).
 	Warn func(error)
 	// OnFailure receives each path that could not be imported, as it
@@ -53,6 +58,7 @@ type Options struct {
 type Stats struct {
 	Files     int64 `json:"files"` // files read (Committed: of those, committed)
 	Committed int64 `json:"committed"`
+	Repaired  int64 `json:"repaired"` // corrupt blocks rewritten (Options.Repair)
 	// CommittedBytes is the size of the committed files.
 	CommittedBytes int64 `json:"committed_bytes"`
 	Dirs           int64 `json:"dirs"`
@@ -94,7 +100,7 @@ type Importer struct {
 	bytes, blocks                           atomic.Int64
 	newBlocks, newBytes, totalSize          atomic.Int64
 	holeBytes, xattrsKept, xattrsDropped    atomic.Int64
-	committed, committedBytes               atomic.Int64
+	committed, committedBytes, repaired     atomic.Int64
 
 	links map[linkKey]*linkGroup // source inodes with several paths
 	seen  *sync.Map              // hashes stored (or being stored) by the running import
@@ -165,7 +171,7 @@ func (im *Importer) Progress() Stats {
 		Files: im.files.Load(), Dirs: im.dirs.Load(), Symlinks: im.symlinks.Load(),
 		Skipped: im.skipped.Load(), Errors: im.errors.Load(), Deleted: im.deleted.Load(), Bytes: im.bytes.Load(), Blocks: im.blocks.Load(),
 		NewBlocks: im.newBlocks.Load(), NewBytes: im.newBytes.Load(), TotalSize: im.totalSize.Load(),
-		Committed: im.committed.Load(), CommittedBytes: im.committedBytes.Load(),
+		Committed: im.committed.Load(), Repaired: im.repaired.Load(), CommittedBytes: im.committedBytes.Load(),
 		HoleBytes: im.holeBytes.Load(), XattrsKept: im.xattrsKept.Load(), XattrsDropped: im.xattrsDropped.Load(),
 	}
 }
@@ -448,6 +454,20 @@ func (im *Importer) storeBlock(ctx context.Context, seen *sync.Map, j blockJob) 
 	if err != nil {
 		return loc, fmt.Errorf("import: %w", err)
 	}
+	if has && im.opts.Repair {
+		intact, err := im.intact(ctx, loc)
+		if err != nil {
+			return loc, err
+		}
+		if !intact {
+			if err := blockstore.PutHashed(ctx, im.vol.Blocks, loc.Hash, data); err != nil {
+				return loc, fmt.Errorf("import: repairing block %s of %s: %w", loc, j.file.item.src, err)
+			}
+			im.repaired.Add(1)
+			im.opts.Warn(fmt.Errorf("block %s of %s was corrupt in the store: rewritten", loc, j.file.item.src))
+		}
+		return loc, nil
+	}
 	if !has {
 		// The hash was computed from these bytes just above, and Has said
 		// the store lacks the block: no second hash, no second existence check.
@@ -458,6 +478,20 @@ func (im *Importer) storeBlock(ctx context.Context, seen *sync.Map, j blockJob) 
 		im.newBytes.Add(loc.Size)
 	}
 	return loc, nil
+}
+
+// intact reads a block the store has and reports whether its bytes hash
+// to its name; a block the store cannot serve as itself is not intact.
+func (im *Importer) intact(ctx context.Context, loc blockstore.Locator) (bool, error) {
+	buf := make([]byte, loc.Size)
+	n, err := im.vol.Blocks.Get(ctx, loc, buf)
+	switch {
+	case errors.Is(err, blockstore.ErrCorrupt), errors.Is(err, blockstore.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("import --repair: reading block %s: %w", loc, err)
+	}
+	return int64(n) == loc.Size && blockstore.Sum(buf[:n]) == loc.Hash, nil
 }
 
 // modeBits converts Go's file mode to the unix permission bits we store.
