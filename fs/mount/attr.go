@@ -2,7 +2,11 @@ package mount
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"strconv"
 	"syscall"
 
 	"blockfs/fs/tree"
@@ -59,15 +63,76 @@ func storedBytes(n *tree.Node) uint64 {
 	return s
 }
 
-// getxattr answers getxattr(2) from the node's stored attributes: with an
-// empty dest the size, with too small a dest ERANGE, as the kernel expects.
-// A name the node lacks is ENODATA, which tools handle quietly.
-func getxattr(n *tree.Node, attr string, dest []byte) (uint32, syscall.Errno) {
+// getxattr answers getxattr(2) from the node's stored attributes, or one
+// of the introspection attributes (magicXattr): with an empty dest the
+// size, with too small a dest ERANGE, as the kernel expects. A name the
+// node lacks is ENODATA, which tools handle quietly.
+func (m *Mount) getxattr(n *tree.Node, attr string, dest []byte) (uint32, syscall.Errno) {
 	v, ok := n.Xattr(attr)
+	if !ok {
+		v, ok = m.magicXattr(n, attr)
+	}
 	if !ok {
 		return 0, syscall.ENODATA
 	}
 	return copyOut(v, dest)
+}
+
+// Introspection attributes, answered by name and never listed (as CVMFS
+// does with its own), so that tar --xattrs and rsync -X copy only a file's
+// own attributes. docs/metadata.md describes their values.
+const (
+	xattrBlocks   = "user.blockfs.blocks"
+	xattrHash     = "user.blockfs.hash"
+	xattrCached   = "user.blockfs.cached"
+	xattrSnapshot = "user.blockfs.snapshot"
+)
+
+// magicXattr computes an introspection attribute of n.
+func (m *Mount) magicXattr(n *tree.Node, attr string) ([]byte, bool) {
+	switch {
+	case attr == xattrSnapshot:
+		return []byte(strconv.FormatUint(m.vol.MetaStats().Generation, 10)), true
+	case n.Kind != tree.KindFile:
+		return nil, false
+	case attr == xattrBlocks:
+		var b []byte
+		for i, l := range n.Blocks {
+			name := "hole"
+			if !tree.IsHole(l) {
+				name = l.Hash.String()
+			}
+			b = fmt.Appendf(b, "%s %d %d\n", name, n.Start(i), l.Size)
+		}
+		return b, true
+	case attr == xattrHash:
+		return []byte(ContentHash(n)), true
+	case attr == xattrCached:
+		var held int64
+		for _, l := range n.Blocks {
+			if !tree.IsHole(l) && m.pool.Holds(l) {
+				held += l.Size
+			}
+		}
+		return []byte(strconv.FormatInt(held, 10)), true
+	}
+	return nil, false
+}
+
+// ContentHash is a file's content identity as user.blockfs.hash gives it:
+// "sha256:" and the hex SHA-256 over, for each block in order, its 32-byte
+// hash (all zero for a hole) and its size as 8 bytes big-endian. Equal
+// values mean equal bytes; files with equal bytes imported with the same
+// chunking have equal values.
+func ContentHash(n *tree.Node) string {
+	h := sha256.New()
+	var size [8]byte
+	for _, l := range n.Blocks {
+		h.Write(l.Hash[:])
+		binary.BigEndian.PutUint64(size[:], uint64(l.Size))
+		h.Write(size[:])
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
 
 // listxattr answers listxattr(2): the stored names, each NUL-terminated.
@@ -110,7 +175,7 @@ var (
 )
 
 func (s *symlinkNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	return getxattr(s.node, attr, dest)
+	return s.mount.getxattr(s.node, attr, dest)
 }
 
 func (s *symlinkNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {

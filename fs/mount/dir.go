@@ -87,7 +87,7 @@ func (d *dirNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint3
 	if err != nil {
 		return 0, d.mount.errno("getxattr", d.path, err)
 	}
-	return getxattr(n, attr, dest)
+	return d.mount.getxattr(n, attr, dest)
 }
 
 func (d *dirNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {

@@ -3,6 +3,7 @@ package mount_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -317,4 +318,58 @@ func xattrDump(t *testing.T, p string) string {
 	}
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
+}
+
+// TestIntrospectionXattrs: user.blockfs.* answer by name (block list,
+// content identity, bytes cached, snapshot generation) and are not listed,
+// so tar and rsync -X do not copy them.
+func TestIntrospectionXattrs(t *testing.T) {
+	testsvc.RequireFUSE(t)
+	src := t.TempDir()
+	data := fstest.RandomBytes(9, 3<<20)
+	fstest.WriteFile(t, filepath.Join(src, "a"), data, 0o644)
+	fstest.WriteFile(t, filepath.Join(src, "same"), data, 0o644)
+	fstest.WriteFile(t, filepath.Join(src, "other"), []byte("other\n"), 0o644)
+	store := filepath.Join(t.TempDir(), "store")
+	fstest.ImportInto(t, store, src, "/d", chunker.Config{Min: 256 << 10, Avg: 512 << 10, Max: 1 << 20})
+	tm := fstest.MountStore(t, store, mount.Options{})
+	get := func(rel, name string) string {
+		t.Helper()
+		buf := make([]byte, 64<<10)
+		n, err := unix.Getxattr(tm.Path("d/"+rel), name, buf)
+		if err != nil {
+			t.Fatalf("getxattr %s %s: %v", rel, name, err)
+		}
+		return string(buf[:n])
+	}
+	blocks := tm.BlocksOf(t, "/d/a")
+	lines := strings.Split(strings.TrimSuffix(get("a", "user.blockfs.blocks"), "\n"), "\n")
+	if len(lines) != len(blocks) || !strings.HasPrefix(lines[0], blocks[0].Hash.String()+" 0 ") {
+		t.Errorf("user.blockfs.blocks: %q for %d blocks", lines, len(blocks))
+	}
+	n, err := tm.Vol.Tree.Lookup("/d/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := get("a", "user.blockfs.hash"); h != mount.ContentHash(n) || h != get("same", "user.blockfs.hash") || h == get("other", "user.blockfs.hash") {
+		t.Errorf("user.blockfs.hash: a %s, same %s, other %s", h, get("same", "user.blockfs.hash"), get("other", "user.blockfs.hash"))
+	}
+	if c := get("a", "user.blockfs.cached"); c != "0" {
+		t.Errorf("user.blockfs.cached before any read: %s", c)
+	}
+	if _, err := os.ReadFile(tm.Path("d/a")); err != nil {
+		t.Fatal(err)
+	}
+	if c := get("a", "user.blockfs.cached"); c != fmt.Sprint(len(data)) {
+		t.Errorf("user.blockfs.cached after reading it all: %s, want %d", c, len(data))
+	}
+	if s := get("a", "user.blockfs.snapshot"); s != fmt.Sprint(tm.Vol.MetaStats().Generation) || s == "0" {
+		t.Errorf("user.blockfs.snapshot %s, generation %d", s, tm.Vol.MetaStats().Generation)
+	}
+	if s := get("", "user.blockfs.snapshot"); s == "" {
+		t.Error("no snapshot on a directory")
+	}
+	if l := xattrDump(t, tm.Path("d/a")); l != "" {
+		t.Errorf("listxattr shows %q; the introspection attributes must not be listed", l)
+	}
 }
