@@ -56,18 +56,7 @@ func (c *committer) tick() {
 		case <-c.ctx.Done():
 			return
 		case <-t.C:
-			c.mu.Lock()
-			rest := c.batch
-			c.batch = nil
-			c.mu.Unlock()
-			c.flushMu.Lock()
-			if len(rest) > 0 {
-				c.writeLocked(rest)
-			}
-			if c.dirty && c.err == nil && c.ctx.Err() == nil {
-				c.publishLocked(c.ctx)
-			}
-			c.flushMu.Unlock()
+			c.flush(true)
 		}
 	}
 }
@@ -76,21 +65,32 @@ func (c *committer) tick() {
 func (c *committer) add(e objects.Entry) {
 	c.mu.Lock()
 	c.batch = append(c.batch, e)
-	var full []objects.Entry
-	if len(c.batch) >= c.limit {
-		full, c.batch = c.batch, nil
-	}
+	full := len(c.batch) >= c.limit
 	c.mu.Unlock()
-	if full != nil {
-		c.write(full)
+	if full {
+		c.flush(false)
 	}
 }
 
-func (c *committer) write(batch []objects.Entry) {
+// flush writes the queued nodes as one batch and publishes when it is
+// time (always, for the timer, if anything was written since the last
+// publish). The batch is taken under flushMu, so batches reach the log in
+// the order their nodes were queued: a directory before its children,
+// deletions children first.
+func (c *committer) flush(timer bool) {
 	c.flushMu.Lock()
 	defer c.flushMu.Unlock()
-	c.writeLocked(batch)
-	if c.err == nil && c.ctx.Err() == nil && (c.interval < 0 || time.Since(c.lastPublish) >= c.interval) {
+	c.mu.Lock()
+	batch := c.batch
+	c.batch = nil
+	c.mu.Unlock()
+	if len(batch) > 0 {
+		c.writeLocked(batch)
+	}
+	if c.err != nil || c.ctx.Err() != nil || !c.dirty {
+		return
+	}
+	if timer || c.interval < 0 || time.Since(c.lastPublish) >= c.interval {
 		c.publishLocked(c.ctx)
 	}
 }
@@ -120,12 +120,12 @@ func (c *committer) publishLocked(ctx context.Context) {
 func (c *committer) close(cause error) error {
 	close(c.stop)
 	<-c.done
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
 	c.mu.Lock()
 	rest := c.batch
 	c.batch = nil
 	c.mu.Unlock()
-	c.flushMu.Lock()
-	defer c.flushMu.Unlock()
 	if len(rest) > 0 && c.err == nil {
 		if err := c.vol.Meta.MultiWrite(rest); err != nil {
 			c.err = fmt.Errorf("import: writing metadata: %w", err)
