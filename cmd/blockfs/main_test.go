@@ -65,6 +65,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"mount", "--store", "s", "--uid", "bob", "/mnt"}, "--uid \"bob\": want a numeric id"},
 		{[]string{"mount", "--store", "s", "--umask", "999", "/mnt"}, "want octal permission bits"},
 		{[]string{"mount", "--store", "s", "--file-mode", "0", "/mnt"}, "not a mode"},
+		{[]string{"mount", "--store", "s", "-o", "uid=x", "/mnt"}, "want a numeric id"},
+		{[]string{"mount", "--store", "s", "-o", "noatime", "/mnt"}, "want uid=, gid="},
 		{[]string{"stats"}, "want MOUNTPOINT"},
 		{[]string{"help", "nope"}, "unknown command"},
 	} {

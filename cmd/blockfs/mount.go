@@ -26,7 +26,11 @@ func init() {
 		help: `Every read goes through one shared buffer pool: however many processes read
 the same block, the store is asked for it once. The mount runs until SIGINT,
 SIGTERM, umount or fusermount3 -u, then exits 0 with nothing left mounted.
-'blockfs stats MOUNTPOINT' shows what it is doing.`,
+'blockfs stats MOUNTPOINT' shows what it is doing.
+
+Files are served with the owners, modes, hard links and extended attributes
+they were imported with (docs/fidelity.md); --uid, --gid, --umask,
+--file-mode and --dir-mode (or -o uid=N,umask=077,...) override them.`,
 		setup: setupMount,
 	})
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"strconv"
+	"strings"
 
 	"blockfs/fs/mount"
 
@@ -12,6 +13,7 @@ import (
 // rclone and gcsfuse so that their users find them.
 type ownerFlags struct {
 	uid, gid, umask, fileMode, dirMode *string
+	opts                               *[]string // -o uid=N,gid=N,umask=OCT,file_mode=OCT,dir_mode=OCT
 }
 
 func addOwnerFlags(fl *pflag.FlagSet) *ownerFlags {
@@ -21,11 +23,32 @@ func addOwnerFlags(fl *pflag.FlagSet) *ownerFlags {
 		umask:    fl.String("umask", "", "octal permission bits to clear on every file and directory, e.g. 022 or 077"),
 		fileMode: fl.String("file-mode", "", "octal permissions for every file, e.g. 0444 (default: as imported)"),
 		dirMode:  fl.String("dir-mode", "", "octal permissions for every directory, e.g. 0555 (default: as imported)"),
+		opts:     fl.StringSliceP("options", "o", nil, "the same as mount(8) options: uid=N,gid=N,umask=OCT,file_mode=OCT,dir_mode=OCT (for fstab and autofs)"),
 	}
+}
+
+// fromOptions fills the overrides not given as flags from -o key=value
+// options, as an fstab line or autofs map would give them.
+func (f *ownerFlags) fromOptions() error {
+	keys := map[string]*string{"uid": f.uid, "gid": f.gid, "umask": f.umask, "file_mode": f.fileMode, "dir_mode": f.dirMode}
+	for _, o := range *f.opts {
+		k, v, ok := strings.Cut(o, "=")
+		dst := keys[k]
+		if !ok || dst == nil {
+			return usagef("-o %q: want uid=, gid=, umask=, file_mode= or dir_mode=", o)
+		}
+		if *dst == "" {
+			*dst = v
+		}
+	}
+	return nil
 }
 
 // apply puts the overrides given into opts; a bad value is a usage error.
 func (f *ownerFlags) apply(opts *mount.Options) error {
+	if err := f.fromOptions(); err != nil {
+		return err
+	}
 	id := func(name, s string) (*uint32, error) {
 		if s == "" {
 			return nil, nil

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"blockfs/blockstore"
+	"blockfs/internal/testsvc"
 )
 
 // TestImportRepairsCorruptBlock: a block corrupted in the store is found by
@@ -54,5 +57,43 @@ func TestImportRepairsCorruptBlock(t *testing.T) {
 	}
 	if got, err := os.ReadFile(block); err != nil || string(got) != string(data) {
 		t.Errorf("the block file after the repair: %q, %v", got, err)
+	}
+}
+
+// TestMountOwnerOverrides: --uid/--file-mode and the same as -o options
+// change what a real mount serves; without them the stored owner shows.
+func TestMountOwnerOverrides(t *testing.T) {
+	testsvc.RequireFUSE(t)
+	src := t.TempDir()
+	p := filepath.Join(src, "f")
+	if err := os.WriteFile(p, []byte("data\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(p, 1001, 1002); err != nil {
+		t.Fatal(err)
+	}
+	store := filepath.Join(t.TempDir(), "store")
+	if code, _, stderr := blockfs("import", "--store", store, src, "/d"); code != 0 {
+		t.Fatal(stderr)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "1001 1002 640"},
+		{[]string{"--uid", "7", "--gid", "8", "--file-mode", "0444"}, "7 8 444"},
+		{[]string{"-o", "uid=9,umask=077"}, "9 1002 600"},
+	} {
+		mnt := t.TempDir()
+		cmd := startMount(t, store, mnt, c.args...)
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join(mnt, "d", "f"), &st); err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprintf("%d %d %o", st.Uid, st.Gid, st.Mode&0o7777); got != c.want {
+			t.Errorf("mount %q: owner and mode %s, want %s", c.args, got, c.want)
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
 	}
 }
