@@ -31,6 +31,7 @@ func countBlocks(t *testing.T, store string) int {
 }
 
 type importReport struct {
+	Blocks     int64 `json:"blocks"`
 	NewBlocks  int64 `json:"new_blocks"`
 	MetaBlocks int64 `json:"meta_blocks"`
 	Committed  int64 `json:"committed"`
@@ -171,4 +172,69 @@ func checkWhole(t *testing.T, store string, want map[string][]byte) int {
 		t.Fatal(err)
 	}
 	return files
+}
+
+// TestImportFullDisk: a real import onto a small tmpfs that fills exits 1
+// with the reason on one line, leaves no temp file and only whole files; a
+// rerun once there is room stores only what is missing and verifies.
+func TestImportFullDisk(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	src := filepath.Join(t.TempDir(), "src")
+	want := map[string][]byte{}
+	rnd := rand.New(rand.NewPCG(3, 4))
+	for i := range 30 {
+		rel := fmt.Sprintf("f%02d", i)
+		data := make([]byte, 400<<10)
+		for j := range data {
+			data[j] = byte(rnd.Uint32())
+		}
+		want["/x/"+rel] = data
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, rel), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	disk := filepath.Join(t.TempDir(), "disk")
+	if err := os.Mkdir(disk, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", disk).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v %s", err, out)
+	}
+	defer func() {
+		if out, err := exec.Command("umount", disk).CombinedOutput(); err != nil {
+			t.Errorf("umount: %v %s", err, out)
+		}
+	}()
+	store := filepath.Join(disk, "store")
+	cmd := exec.Command(blockfsBin, "import", "--quiet", "--store", store, src, "/x")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "no space left on device") || strings.Count(string(out), "\n") != 1 {
+		t.Fatalf("import onto a full disk: %v, %s", err, out)
+	}
+	if left, _ := filepath.Glob(filepath.Join(store, "blocks", "tmp", "*", "*")); len(left) > 0 {
+		t.Errorf("temp files survive: %q", left)
+	}
+	kept := checkWhole(t, store, want)
+	t.Logf("%d of %d files committed before the disk filled", kept, len(want))
+
+	if out, err := exec.Command("mount", "-o", "remount,size=64m", disk).CombinedOutput(); err != nil {
+		t.Fatalf("remount: %v %s", err, out)
+	}
+	before := countBlocks(t, store)
+	r := runJSON(t, "import", "--quiet", "--json", "--store", store, src, "/x")
+	if gained := countBlocks(t, store) - before; int(r.NewBlocks+r.MetaBlocks) != gained {
+		t.Errorf("rerun: %d new + %d metadata blocks, the store gained %d", r.NewBlocks, r.MetaBlocks, gained)
+	}
+	if kept > 0 && r.NewBlocks >= r.Blocks {
+		t.Errorf("rerun stored all %d blocks again although %d files were kept", r.Blocks, kept)
+	}
+	if n := checkWhole(t, store, want); n != len(want) {
+		t.Errorf("after the rerun %d of %d files", n, len(want))
+	}
 }
