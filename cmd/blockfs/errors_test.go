@@ -204,3 +204,49 @@ func TestImportChangingFile(t *testing.T) {
 		t.Errorf("the steady file was not: %v", err)
 	}
 }
+
+// TestImportDeleteKeepsWhatCouldNotBeRead: import --delete by a user who
+// cannot read part of SRC deletes nothing (as rsync), so the files it
+// could not see stay in the store.
+func TestImportDeleteKeepsWhatCouldNotBeRead(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("running the import as another user needs root")
+	}
+	root := t.TempDir()
+	src := filepath.Join(root, "src")
+	for _, rel := range []string{"open/a.txt", "closed/b.txt"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(src, rel)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, rel), []byte(rel), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store := filepath.Join(root, "store")
+	if code, _, stderr := blockfs("import", "--store", store, src, "/d"); code != 0 {
+		t.Fatal(stderr)
+	}
+	if out, err := exec.Command("chown", "-R", "65534:65534", store).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v %s", err, out)
+	}
+	if err := os.Chmod(filepath.Join(src, "closed"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	openToAll(t, src)
+	openToAll(t, filepath.Dir(blockfsBin))
+	cmd := exec.Command(blockfsBin, "import", "--delete", "--store", store, src, "/d")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 23 || !strings.Contains(string(out), "not deleting anything under /d") {
+		t.Fatalf("import --delete with an unreadable dir: %v, %s", err, out)
+	}
+	vol, err := volume.Open(context.Background(), store, volume.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vol.Close()
+	if _, err := vol.Tree.Lookup("/d/closed/b.txt"); err != nil {
+		t.Errorf("a file import --delete could not read was deleted: %v", err)
+	}
+}
