@@ -113,41 +113,47 @@ func setupImport(fl *pflag.FlagSet) runFunc {
 		}
 		st, err := im.Import(ctx, src, dest)
 		bar.stop()
-		var intr interrupted
-		if errors.As(context.Cause(ctx), &intr) {
-			// vol.Close, deferred, removes the temp files of blocks not finished.
-			return exitError{code: 128 + int(intr.sig), err: fmt.Errorf("%v: kept %d whole files (%s), committed; rerun the same import to store the rest, blocks already stored are not written again",
-				intr, st.Committed, humanize.IBytes(uint64(st.CommittedBytes)))}
+		return reportImport(ctx, e, im, st, err, tree.CleanPath(dest), *asJSON)
+	}
+}
+
+// reportImport prints an import's summary (or JSON report) and turns its
+// outcome into the exit status the help promises.
+func reportImport(ctx context.Context, e env, im *importer.Importer, st importer.Stats, err error, dest string, asJSON bool) error {
+	var intr interrupted
+	if errors.As(context.Cause(ctx), &intr) {
+		// vol.Close, deferred, removes the temp files of blocks not finished.
+		return exitError{code: 128 + int(intr.sig), err: fmt.Errorf("%v: kept %d whole files (%s), committed; rerun the same import to store the rest, blocks already stored are not written again",
+			intr, st.Committed, humanize.IBytes(uint64(st.CommittedBytes)))}
+	}
+	partial := errors.Is(err, importer.ErrIncomplete)
+	if err != nil && !partial {
+		return err
+	}
+	if asJSON {
+		var ratio *float64 // null when nothing new was stored
+		if r, ok := st.DedupRatio(); ok {
+			ratio = &r
 		}
-		partial := errors.Is(err, importer.ErrIncomplete)
-		if err != nil && !partial {
+		failures := im.Failures()
+		if failures == nil {
+			failures = []importer.Failure{}
+		}
+		if err := json.NewEncoder(e.stdout).Encode(struct {
+			importer.Stats
+			Dest       string             `json:"dest"`
+			DedupRatio *float64           `json:"dedup_ratio"`
+			Failures   []importer.Failure `json:"failures"`
+		}{st, dest, ratio, failures}); err != nil {
 			return err
 		}
-		if *asJSON {
-			var ratio *float64 // null when nothing new was stored
-			if r, ok := st.DedupRatio(); ok {
-				ratio = &r
-			}
-			failures := im.Failures()
-			if failures == nil {
-				failures = []importer.Failure{}
-			}
-			if err := json.NewEncoder(e.stdout).Encode(struct {
-				importer.Stats
-				Dest       string             `json:"dest"`
-				DedupRatio *float64           `json:"dedup_ratio"`
-				Failures   []importer.Failure `json:"failures"`
-			}{st, tree.CleanPath(dest), ratio, failures}); err != nil {
-				return err
-			}
-		} else {
-			fmt.Fprintln(e.stdout, importSummary(tree.CleanPath(dest), st))
-		}
-		if partial {
-			return exitError{code: exitPartial, err: fmt.Errorf("%d paths could not be imported (listed above); everything else is committed", st.Errors)}
-		}
-		return nil
+	} else {
+		fmt.Fprintln(e.stdout, importSummary(dest, st))
 	}
+	if partial {
+		return exitError{code: exitPartial, err: fmt.Errorf("%d paths could not be imported (listed above); everything else is committed", st.Errors)}
+	}
+	return nil
 }
 
 // exitPartial is import's status when some paths could not be imported

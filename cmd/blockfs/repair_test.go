@@ -97,3 +97,14 @@ func TestMountOwnerOverrides(t *testing.T) {
 		cmd.Wait()
 	}
 }
+
+// TestImportHelpSaysExitStatuses: what an interrupt keeps and every exit
+// status are in `blockfs help import`.
+func TestImportHelpSaysExitStatuses(t *testing.T) {
+	code, out, _ := blockfs("help", "import")
+	for _, want := range []string{"130 (SIGINT)", "143 (SIGTERM)", "every file whose blocks are all\nstored is committed", "23 some paths could not be imported", "--repair", "--publish-interval"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("help import lacks %q:\n%s", want, out)
+		}
+	}
+}
