@@ -723,3 +723,13 @@ func (p *Pool) wakeLocked() {
 		p.wake = nil
 	}
 }
+
+// Holds reports whether the pool holds loc fetched and verified right now
+// (a read of it would not go to the store); for introspection such as a
+// mount's user.blockfs.cached attribute. It waits for nothing.
+func (p *Pool) Holds(loc Locator) bool {
+	p.mu.Lock()
+	defer p.unlock()
+	b := p.table[loc]
+	return b != nil && b.ready && !b.stale
+}

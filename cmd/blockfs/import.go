@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"blockfs/fs/chunker"
 	"blockfs/fs/importer"
@@ -26,8 +29,27 @@ func init() {
 an edited file stores only the blocks around the edits; blocks the store
 already holds are not written again. DEST is the path inside the store
 (default: / + the base name of SRC). Regular files, directories and symlinks
-are imported with their modes and mtimes; anything else is skipped with a
-warning. Each file appears in the store whole or not at all.`,
+are imported with their modes, owners, mtimes, hard links, holes and
+extended attributes (user.* and security.capability); devices, FIFOs and
+sockets are skipped with a warning and counted. Each file appears in the
+store whole or not at all.
+
+A path that cannot be read (permissions, a name over PATH_MAX, a file that
+changed while it was read, twice) is reported on stderr with its reason,
+and the import goes on; --json lists them under "failures".
+
+SIGINT or SIGTERM stop the import cleanly: every file whose blocks are all
+stored is committed (so a rerun need not read it again), the temp files
+of unfinished blocks are removed, a line says what was kept, and the exit
+status is 130 (SIGINT) or 143 (SIGTERM). A second signal kills at once;
+even then nothing is half-visible. A rerun after an interrupt, a crash or a
+full disk stores only the blocks the store still lacks.
+
+Exit status: 0 all imported; 23 some paths could not be imported and
+everything else is committed; 1 a fatal error (the store failed), with what
+was whole by then committed; 2 a usage error. A long import
+publishes what it has finished every --publish-interval, so a crash loses
+at most that much of the work.`,
 		setup: setupImport,
 	})
 }
@@ -44,6 +66,8 @@ func setupImport(fl *pflag.FlagSet) runFunc {
 	asJSON := fl.Bool("json", false, "print the summary as JSON")
 	quiet := fl.BoolP("quiet", "q", false, "no progress bar and no summary (errors and warnings only)")
 	del := fl.Bool("delete", false, "remove paths under DEST that SRC no longer has (mirror SRC)")
+	repair := fl.Bool("repair", false, "read back every block the store already has and rewrite the corrupt ones from SRC (see docs/operations.md)")
+	publish := fl.Duration("publish-interval", 10*time.Second, "how often a long import makes the files it has finished visible in the store")
 	return func(ctx context.Context, e env, args []string) error {
 		if len(args) < 1 || len(args) > 2 {
 			return usagef("want SRC [DEST], got %d arguments", len(args))
@@ -68,10 +92,15 @@ func setupImport(fl *pflag.FlagSet) runFunc {
 		}
 		defer vol.Close()
 		im, err := importer.New(vol, importer.Options{
-			Chunking: cfg,
-			Workers:  *workers,
-			Delete:   *del,
-			Warn:     func(err error) { fmt.Fprintf(e.stderr, "blockfs import: warning: %v\n", err) },
+			Chunking:        cfg,
+			Workers:         *workers,
+			Delete:          *del,
+			PublishInterval: *publish,
+			Repair:          *repair,
+			Warn:            func(err error) { fmt.Fprintf(e.stderr, "blockfs import: warning: %v\n", err) },
+			OnFailure: func(f importer.Failure) {
+				fmt.Fprintf(e.stderr, "blockfs import: error: %s: %s\n", quotePath(f.Path), f.Error)
+			},
 		})
 		if err != nil {
 			return usagef("%v", err)
@@ -85,39 +114,86 @@ func setupImport(fl *pflag.FlagSet) runFunc {
 		}
 		st, err := im.Import(ctx, src, dest)
 		bar.stop()
-		if err != nil {
+		return reportImport(ctx, e, im, st, err, tree.CleanPath(dest), *asJSON, *quiet)
+	}
+}
+
+// reportImport prints an import's summary (or JSON report; nothing with
+// quiet) and turns its
+// outcome into the exit status the help promises.
+func reportImport(ctx context.Context, e env, im *importer.Importer, st importer.Stats, err error, dest string, asJSON, quiet bool) error {
+	var intr interrupted
+	if errors.As(context.Cause(ctx), &intr) {
+		// vol.Close, deferred, removes the temp files of blocks not finished.
+		return exitError{code: 128 + int(intr.sig), err: fmt.Errorf("%v: kept %d whole files (%s), committed; rerun the same import to store the rest, blocks already stored are not written again",
+			intr, st.Committed, humanize.IBytes(uint64(st.CommittedBytes)))}
+	}
+	partial := errors.Is(err, importer.ErrIncomplete)
+	if err != nil && !partial {
+		return err
+	}
+	if asJSON {
+		var ratio *float64 // null when nothing new was stored
+		if r, ok := st.DedupRatio(); ok {
+			ratio = &r
+		}
+		failures := im.Failures()
+		if failures == nil {
+			failures = []importer.Failure{}
+		}
+		if err := json.NewEncoder(e.stdout).Encode(struct {
+			importer.Stats
+			Dest       string             `json:"dest"`
+			DedupRatio *float64           `json:"dedup_ratio"`
+			Failures   []importer.Failure `json:"failures"`
+		}{st, dest, ratio, failures}); err != nil {
 			return err
 		}
-		if *asJSON {
-			var ratio *float64 // null when nothing new was stored
-			if r, ok := st.DedupRatio(); ok {
-				ratio = &r
-			}
-			return json.NewEncoder(e.stdout).Encode(struct {
-				importer.Stats
-				Dest       string   `json:"dest"`
-				DedupRatio *float64 `json:"dedup_ratio"`
-			}{st, tree.CleanPath(dest), ratio})
-		}
-		if !*quiet {
-			fmt.Fprintln(e.stdout, importSummary(tree.CleanPath(dest), st))
-		}
-		return nil
+	} else if !quiet {
+		fmt.Fprintln(e.stdout, importSummary(dest, st))
 	}
+	if partial {
+		return exitError{code: exitPartial, err: fmt.Errorf("%d paths could not be imported (listed above); everything else is committed", st.Errors)}
+	}
+	return nil
+}
+
+// exitPartial is import's status when some paths could not be imported
+// and everything else was committed: rsync's 23, which scripts know.
+const exitPartial = 23
+
+// quotePath shows a path on one line whatever bytes it holds.
+func quotePath(p string) string {
+	if strconv.CanBackquote(p) && utf8.ValidString(p) {
+		return p
+	}
+	return strconv.Quote(p)
 }
 
 func importSummary(dest string, st importer.Stats) string {
 	rate := float64(st.Bytes) / max(st.Duration.Seconds(), 1e-9)
-	deleted := ""
+	extra := ""
 	if st.Deleted > 0 {
-		deleted = fmt.Sprintf(", %d deleted", st.Deleted)
+		extra = fmt.Sprintf(", %d deleted", st.Deleted)
+	}
+	if st.Skipped > 0 {
+		extra += fmt.Sprintf(", %d special files skipped", st.Skipped)
+	}
+	if st.Errors > 0 {
+		extra += fmt.Sprintf(", %d errors", st.Errors)
+	}
+	if st.Repaired > 0 {
+		extra += fmt.Sprintf(", %d corrupt blocks repaired", st.Repaired)
+	}
+	if st.XattrsDropped > 0 {
+		extra += fmt.Sprintf(", %d xattrs not kept", st.XattrsDropped)
 	}
 	dedup := "nothing new to store"
 	if r, ok := st.DedupRatio(); ok {
 		dedup = fmt.Sprintf("dedup %.2fx", r)
 	}
 	return fmt.Sprintf("imported %s: %d files, %d dirs, %d symlinks%s, %s in %d blocks; new: %d blocks, %s; %s; %s (%s/s)",
-		dest, st.Files, st.Dirs, st.Symlinks, deleted, humanize.IBytes(uint64(st.Bytes)), st.Blocks,
+		dest, st.Files, st.Dirs, st.Symlinks, extra, humanize.IBytes(uint64(st.Bytes)), st.Blocks,
 		st.NewBlocks, humanize.IBytes(uint64(st.NewBytes)), dedup,
 		st.Duration.Round(time.Millisecond), humanize.IBytes(uint64(rate)))
 }

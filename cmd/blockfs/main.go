@@ -53,6 +53,22 @@ func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
 
+// exitError ends a command with a status of its own (import's 23 for some
+// paths not imported, 130/143 for an interrupt); its message, if any, is
+// printed like any error.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string {
+	if e.err == nil {
+		return ""
+	}
+	return e.err.Error()
+}
+func (e exitError) Unwrap() error { return e.err }
+
 func main() {
 	args := os.Args[1:]
 	if isHelperName(os.Args[0]) {
@@ -97,7 +113,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "blockfs %s: %v (see 'blockfs help %s')\n", name, err, name)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := withSignals(context.Background())
 	defer stop()
 	err = runFn(ctx, env{stdout: stdout, stderr: stderr, argv: args}, fl.Args())
 	if err == nil {
@@ -108,8 +124,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "blockfs %s: %v (see 'blockfs help %s')\n", name, err, name)
 		return 2
 	}
-	fmt.Fprintf(stderr, "blockfs %s: %s\n", name, oneLine(err.Error()))
-	return 1
+	code := 1
+	var ee exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	if msg := err.Error(); msg != "" {
+		fmt.Fprintf(stderr, "blockfs %s: %s\n", name, oneLine(msg))
+	}
+	return code
 }
 
 // normalize turns the ways blockfs can be called into COMMAND ARGS: a
@@ -162,6 +185,42 @@ func runHelp(rest []string, stdout, stderr io.Writer) int {
 	c.setup(fl)
 	printUsage(stdout, c, fl)
 	return 0
+}
+
+// interrupted is the cause of a context ended by SIGINT or SIGTERM, so that
+// a command can say which and exit 128+signal as shells expect.
+type interrupted struct{ sig syscall.Signal }
+
+func (i interrupted) Error() string { return "interrupted by " + signalName(i.sig) }
+
+func signalName(s syscall.Signal) string {
+	if s == syscall.SIGINT {
+		return "SIGINT"
+	}
+	return "SIGTERM"
+}
+
+// withSignals returns a context cancelled, with cause interrupted, by the
+// first SIGINT or SIGTERM; a second one gets the default action (the
+// process dies), for a user who does not want to wait for a clean stop.
+func withSignals(parent context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-ch:
+			signal.Stop(ch)
+			cancel(interrupted{s.(syscall.Signal)})
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		close(done)
+		cancel(nil)
+	}
 }
 
 func newFlagSet(c *command) *pflag.FlagSet {

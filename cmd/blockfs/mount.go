@@ -38,7 +38,11 @@ As a mount helper: mount -t fuse.blockfs STORE MOUNTPOINT -o OPTIONS, or an
 fstab line of type fuse.blockfs. Every flag is an option NAME=VALUE with
 underscores for dashes (pool_size=4G, cache_dir=/var/cache/b, log_file=...;
 allow_other, debug bare); ro, noauto, _netdev, nofail, x-systemd.* and the
-other generic options are ignored, rw is refused. See docs/operations.md.`,
+other generic options are ignored, rw is refused. See docs/operations.md.
+
+Files are served with the owners, modes, hard links and extended attributes
+they were imported with (docs/fidelity.md); --uid, --gid, --umask,
+--file-mode and --dir-mode (or -o uid=N,umask=077,...) override them.`,
 		setup: setupMount,
 	})
 }
@@ -49,6 +53,7 @@ type mountFlags struct {
 	cf                                  *cacheFlags
 	lf                                  *logFlags
 	metaDir, at                         *string
+	owners                              *ownerFlags
 	poolSize                            *int64
 	readahead                           *int
 	allowOther, allowNonEmpty, debug    *bool
@@ -72,6 +77,7 @@ func addMountFlags(fl *pflag.FlagSet) *mountFlags {
 	f.cacheTimeout = fl.Duration("cache-timeout", 0, "how long the kernel may cache names and attributes (default: the refresh interval, or 1h)")
 	f.metricsAddr = fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics (\":PORT\" listens on loopback; say 0.0.0.0:PORT for every interface)")
 	f.daemon = fl.Bool("daemon", false, "run in the background; return once the mount serves (exit 0) or failed (exit 1)")
+	f.owners = addOwnerFlags(fl)
 	f.lf = addLogFlags(fl)
 	f.cpuprofile = fl.String("cpuprofile", "", "write a CPU profile of the mount's life to this file")
 	_ = fl.MarkHidden("cpuprofile")
@@ -94,6 +100,9 @@ func (f *mountFlags) check(args []string) error {
 	}
 	if *f.poolSize < 1<<20 {
 		return usagef("--pool-size %s is too small (at least 1MiB)", humanize.IBytes(uint64(*f.poolSize)))
+	}
+	if err := f.owners.apply(&mount.Options{}); err != nil {
+		return err
 	}
 	return f.lf.check()
 }
@@ -157,13 +166,17 @@ func serveMount(ctx context.Context, e env, f *mountFlags, spec string, openOpts
 	if *f.metricsAddr != "" {
 		observer = reg
 	}
-	m, err := mount.Start(mnt, vol, mount.Options{
+	mopts := mount.Options{
 		Observer: observer,
 		PoolSize: *f.poolSize, Readahead: zeroMeansOff(*f.readahead), AllowOther: *f.allowOther, Debug: *f.debug,
 		AllowNonEmpty: *f.allowNonEmpty,
 		CacheTimeout:  *f.cacheTimeout, Refresh: zeroMeansOff(*f.refresh), FetchTimeout: *f.fetchTimeout,
 		Logger: logger,
-	})
+	}
+	if err := f.owners.apply(&mopts); err != nil {
+		return err
+	}
+	m, err := mount.Start(mnt, vol, mopts)
 	if err != nil {
 		return withFUSEHint(err)
 	}

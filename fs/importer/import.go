@@ -41,23 +41,41 @@ type Options struct {
 	// destination that the source no longer has (like rsync --delete), so
 	// that re-importing a tree mirrors it. Off by default: import adds.
 	Delete bool
+	// Repair reads back every block the store already has and rewrites
+	// it from the source when its bytes do not hash to its name (a corrupt
+	// block that Has alone cannot see). It costs one read of every such
+	// block; Stats.Repaired counts the rewrites.
+	Repair bool
 	// Warn receives non-fatal problems (skipped devices, sockets, ...).
 	Warn func(error)
+	// OnFailure receives each path that could not be imported, as it
+	// happens (they are also in Importer.Failures).
+	OnFailure func(Failure)
 }
 
 // Stats count what an import did. Bytes is what was read; NewBytes is
 // what had to be written because the store did not hold it yet.
 type Stats struct {
-	Files     int64 `json:"files"`
-	Dirs      int64 `json:"dirs"`
-	Symlinks  int64 `json:"symlinks"`
-	Skipped   int64 `json:"skipped"`
-	Deleted   int64 `json:"deleted"` // paths removed by Options.Delete
-	Bytes     int64 `json:"bytes"`
-	Blocks    int64 `json:"blocks"`
-	NewBlocks int64 `json:"new_blocks"`
-	NewBytes  int64 `json:"new_bytes"`
-	TotalSize int64 `json:"total_size"` // bytes the walk expects, for progress
+	Files     int64 `json:"files"` // files read (Committed: of those, committed)
+	Committed int64 `json:"committed"`
+	Repaired  int64 `json:"repaired"` // corrupt blocks rewritten (Options.Repair)
+	// CommittedBytes is the size of the committed files.
+	CommittedBytes int64 `json:"committed_bytes"`
+	Dirs           int64 `json:"dirs"`
+	Symlinks       int64 `json:"symlinks"`
+	Skipped        int64 `json:"skipped"` // special files: devices, FIFOs, sockets
+	Errors         int64 `json:"errors"`  // paths that could not be imported (Importer.Failures)
+	Deleted        int64 `json:"deleted"` // paths removed by Options.Delete
+	Bytes          int64 `json:"bytes"`
+	Blocks         int64 `json:"blocks"`
+	NewBlocks      int64 `json:"new_blocks"`
+	NewBytes       int64 `json:"new_bytes"`
+	TotalSize      int64 `json:"total_size"` // bytes the walk expects, for progress
+	HoleBytes      int64 `json:"hole_bytes"` // bytes of all-zero blocks, stored as holes
+	// XattrsKept and XattrsDropped count extended attributes kept and not
+	// kept (a namespace blockfs does not keep, or over the size bound).
+	XattrsKept    int64 `json:"xattrs_kept"`
+	XattrsDropped int64 `json:"xattrs_dropped"`
 	// MetaBlocks counts the metadata blocks published (segments, manifest).
 	MetaBlocks int64         `json:"meta_blocks"`
 	Duration   time.Duration `json:"duration_ns"`
@@ -81,6 +99,44 @@ type Importer struct {
 	files, dirs, symlinks, skipped, deleted atomic.Int64
 	bytes, blocks                           atomic.Int64
 	newBlocks, newBytes, totalSize          atomic.Int64
+	holeBytes, xattrsKept, xattrsDropped    atomic.Int64
+	committed, committedBytes, repaired     atomic.Int64
+
+	links map[linkKey]*linkGroup // source inodes with several paths
+	seen  *sync.Map              // hashes stored (or being stored) by the running import
+
+	errors   atomic.Int64
+	failMu   sync.Mutex
+	failures []Failure
+}
+
+// Failure is a path an import could not import, and why.
+type Failure struct {
+	Path  string `json:"path"`
+	Error string `json:"error"`
+}
+
+// maxFailures bounds the failures kept for Failures (all are counted).
+const maxFailures = 10000
+
+// fail records a path that could not be imported.
+func (im *Importer) fail(p string, err error) {
+	im.errors.Add(1)
+	f := Failure{Path: p, Error: err.Error()}
+	im.failMu.Lock()
+	if len(im.failures) < maxFailures {
+		im.failures = append(im.failures, f)
+	}
+	im.failMu.Unlock()
+	im.opts.OnFailure(f)
+}
+
+// Failures returns the paths that could not be imported (at most the
+// first 10000; Stats.Errors counts them all).
+func (im *Importer) Failures() []Failure {
+	im.failMu.Lock()
+	defer im.failMu.Unlock()
+	return append([]Failure(nil), im.failures...)
 }
 
 // New returns an Importer writing into vol, which must be writable.
@@ -103,6 +159,9 @@ func New(vol *volume.Volume, opts Options) (*Importer, error) {
 	if opts.Warn == nil {
 		opts.Warn = func(error) {}
 	}
+	if opts.OnFailure == nil {
+		opts.OnFailure = func(Failure) {}
+	}
 	return &Importer{vol: vol, opts: opts}, nil
 }
 
@@ -110,8 +169,10 @@ func New(vol *volume.Volume, opts Options) (*Importer, error) {
 func (im *Importer) Progress() Stats {
 	return Stats{
 		Files: im.files.Load(), Dirs: im.dirs.Load(), Symlinks: im.symlinks.Load(),
-		Skipped: im.skipped.Load(), Deleted: im.deleted.Load(), Bytes: im.bytes.Load(), Blocks: im.blocks.Load(),
+		Skipped: im.skipped.Load(), Errors: im.errors.Load(), Deleted: im.deleted.Load(), Bytes: im.bytes.Load(), Blocks: im.blocks.Load(),
 		NewBlocks: im.newBlocks.Load(), NewBytes: im.newBytes.Load(), TotalSize: im.totalSize.Load(),
+		Committed: im.committed.Load(), Repaired: im.repaired.Load(), CommittedBytes: im.committedBytes.Load(),
+		HoleBytes: im.holeBytes.Load(), XattrsKept: im.xattrsKept.Load(), XattrsDropped: im.xattrsDropped.Load(),
 	}
 }
 
@@ -122,12 +183,20 @@ type item struct {
 	info fs.FileInfo
 }
 
+// ErrIncomplete is wrapped by the error of an import that committed
+// everything it could but could not import some paths (Importer.Failures
+// lists them): the model is rsync's exit status 23.
+var ErrIncomplete = errors.New("some paths could not be imported")
+
 // Import copies the file or tree at src into the store under dest.
 //
 // Each file's node is committed only after all its blocks are stored, and
 // nodes go to the log in atomic multi-writes, so a crash at any point leaves
 // every file either complete or absent. Blocks the store already has are not
-// written again.
+// written again. A path that cannot be read (or changed while it was read,
+// twice) is a Failure: the import goes on, commits everything else and
+// returns an error wrapping ErrIncomplete. A store error ends the import;
+// what was whole by then is committed.
 func (im *Importer) Import(ctx context.Context, src, dest string) (Stats, error) {
 	start := time.Now()
 	dest = tree.CleanPath(dest)
@@ -135,6 +204,8 @@ func (im *Importer) Import(ctx context.Context, src, dest string) (Stats, error)
 	if err != nil {
 		return im.Progress(), err
 	}
+	im.links = findLinks(items)
+	im.seen = &sync.Map{}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -142,10 +213,37 @@ func (im *Importer) Import(ctx context.Context, src, dest string) (Stats, error)
 	if err := im.parents(dest, c); err != nil {
 		cancel(err)
 	}
+	// A file that changed while it was read is read once more; if it
+	// changes again it is a failure, never a torn file in the store.
+	if changed := im.pass(ctx, cancel, items, c); len(changed) > 0 && ctx.Err() == nil {
+		for _, it := range im.pass(ctx, cancel, im.restat(changed), c) {
+			im.fail(it.src, fmt.Errorf("%w, twice: not stored", ErrChanged))
+		}
+	}
+	if im.opts.Delete && context.Cause(ctx) == nil {
+		if im.errors.Load() > 0 {
+			// As rsync: what could not be read must not be deleted from DEST.
+			im.opts.Warn(fmt.Errorf("not deleting anything under %s: some of %s could not be read", dest, src))
+		} else if err := im.deleteMissing(dest, items, c); err != nil {
+			cancel(err)
+		}
+	}
+	err = c.close(context.Cause(ctx))
+	st := im.Progress()
+	st.Duration = time.Since(start)
+	st.MetaBlocks = im.vol.MetaStats().PublishedBlocks
+	if err == nil && st.Errors > 0 {
+		err = fmt.Errorf("%w: %d of them (the rest is committed)", ErrIncomplete, st.Errors)
+	}
+	return st, err
+}
 
+// pass imports items with a pool of block workers and returns the files
+// that changed while they were read (not committed).
+func (im *Importer) pass(ctx context.Context, cancel context.CancelCauseFunc, items []item, c *committer) []item {
+	var changed changedList
 	jobs := make(chan blockJob, 2*im.opts.Workers)
 	var workers sync.WaitGroup
-	seen := &sync.Map{} // hashes stored (or being stored) by this import
 	for range im.opts.Workers {
 		workers.Add(1)
 		go func() {
@@ -154,50 +252,77 @@ func (im *Importer) Import(ctx context.Context, src, dest string) (Stats, error)
 				var loc blockstore.Locator
 				var err error
 				if err = ctx.Err(); err == nil {
-					loc, err = im.storeBlock(ctx, seen, j)
+					loc, err = im.storeBlock(ctx, im.seen, j)
 				}
-				if err != nil {
+				if err != nil && !errors.Is(err, ErrChanged) {
 					cancel(err)
 				}
-				j.file.finish(j.idx, loc, err == nil, c)
+				j.file.finish(j.idx, loc, err, c, &changed)
 			}
 		}()
 	}
-
 	for _, it := range items {
 		if ctx.Err() != nil {
 			break
 		}
-		switch {
-		case it.info.IsDir():
-			im.dirs.Add(1)
-			c.add(tree.Entry(it.dest, &tree.Node{Kind: tree.KindDir, Mode: modeBits(it.info.Mode()), MtimeNs: it.info.ModTime().UnixNano()}))
-		case it.info.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(it.src)
-			if err != nil {
-				cancel(fmt.Errorf("importing %s: %w", it.src, err))
-				break
-			}
-			im.symlinks.Add(1)
-			c.add(tree.Entry(it.dest, &tree.Node{Kind: tree.KindSymlink, Mode: modeBits(it.info.Mode()), MtimeNs: it.info.ModTime().UnixNano(), Target: target, Size: int64(len(target))}))
-		default:
-			if err := im.chunkFile(ctx, it, jobs, c); err != nil {
-				cancel(err)
-			}
+		if err := im.one(ctx, it, jobs, c, &changed); err != nil {
+			cancel(err)
 		}
 	}
 	close(jobs)
 	workers.Wait()
-	if im.opts.Delete && context.Cause(ctx) == nil {
-		if err := im.deleteMissing(dest, items, c); err != nil {
-			cancel(err)
+	return changed.items
+}
+
+// one imports one item. Problems of the item itself are failures (counted,
+// and the import goes on); only what ends the import is returned.
+func (im *Importer) one(ctx context.Context, it item, jobs chan<- blockJob, c *committer, changed *changedList) error {
+	switch {
+	case it.info.IsDir():
+		im.dirs.Add(1)
+		c.add(tree.Entry(it.dest, im.node(it, tree.KindDir)))
+	case it.info.Mode()&fs.ModeSymlink != 0:
+		target, err := os.Readlink(it.src)
+		if err != nil {
+			im.fail(it.src, err)
+			return nil
+		}
+		im.symlinks.Add(1)
+		n := im.node(it, tree.KindSymlink)
+		n.Target, n.Size = target, int64(len(target))
+		c.add(tree.Entry(it.dest, n))
+	default:
+		err := im.chunkFile(ctx, it, jobs, c, changed)
+		var fe fileError
+		switch {
+		case errors.Is(err, ErrChanged):
+			changed.add(it)
+		case errors.As(err, &fe):
+			im.fail(it.src, fe.err)
+		case err != nil:
+			return err
 		}
 	}
-	err = c.close(context.Cause(ctx))
-	st := im.Progress()
-	st.Duration = time.Since(start)
-	st.MetaBlocks = im.vol.MetaStats().PublishedBlocks
-	return st, err
+	return nil
+}
+
+// restat looks again at files that changed, for their second reading.
+func (im *Importer) restat(items []item) []item {
+	var out []item
+	for _, it := range items {
+		info, err := os.Lstat(it.src)
+		if err != nil {
+			im.fail(it.src, err)
+			continue
+		}
+		if !info.Mode().IsRegular() {
+			im.fail(it.src, fmt.Errorf("%w: no longer a regular file", ErrChanged))
+			continue
+		}
+		it.info = info
+		out = append(out, it)
+	}
+	return out
 }
 
 // walk lists what src holds, parents before children, and counts the bytes.
@@ -211,7 +336,7 @@ func (im *Importer) walk(src, dest string) ([]item, error) {
 		m := info.Mode()
 		if !m.IsRegular() && !m.IsDir() && m&fs.ModeSymlink == 0 {
 			im.skipped.Add(1)
-			im.opts.Warn(fmt.Errorf("skipping %s: %s is not a regular file, directory or symlink", p, m.Type()))
+			im.opts.Warn(fmt.Errorf("skipping %s: a %s (only regular files, directories and symlinks are imported)", p, typeWord(m)))
 			return
 		}
 		if m.IsRegular() {
@@ -225,11 +350,19 @@ func (im *Importer) walk(src, dest string) ([]item, error) {
 	}
 	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return fmt.Errorf("import: %w", err)
+			if p == src {
+				return fmt.Errorf("import: %w", err)
+			}
+			im.fail(p, unwrapPath(err)) // an unreadable directory: its entries are not imported
+			return nil
 		}
 		info, err := d.Info()
 		if err != nil {
-			return fmt.Errorf("import: %w", err)
+			im.fail(p, unwrapPath(err))
+			if d.IsDir() {
+				return filepath.SkipDir // not imported: do not report its entries too
+			}
+			return nil
 		}
 		rel, err := filepath.Rel(src, p)
 		if err != nil {
@@ -239,6 +372,15 @@ func (im *Importer) walk(src, dest string) ([]item, error) {
 		return nil
 	})
 	return items, err
+}
+
+// unwrapPath drops the path from a *fs.PathError: a Failure names it already.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
 }
 
 // deleteMissing queues a tombstone for every path under dest that the
@@ -289,7 +431,7 @@ func (im *Importer) parents(dest string, c *committer) error {
 	now := time.Now().UnixNano()
 	for i := len(missing) - 1; i >= 0; i-- {
 		im.dirs.Add(1)
-		c.add(tree.Entry(missing[i], &tree.Node{Kind: tree.KindDir, Mode: 0o755, MtimeNs: now}))
+		c.add(tree.Entry(missing[i], &tree.Node{Kind: tree.KindDir, Mode: 0o755, MtimeNs: now, Owned: true, UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}))
 	}
 	return nil
 }
@@ -299,14 +441,32 @@ func (im *Importer) parents(dest string, c *committer) error {
 func (im *Importer) storeBlock(ctx context.Context, seen *sync.Map, j blockJob) (loc blockstore.Locator, err error) {
 	defer guardFault(j.file.item.src, &err)()
 	data := j.data
-	loc = blockstore.Locator{Hash: blockstore.Sum(data), Size: int64(len(data))}
 	im.blocks.Add(1)
+	if allZero(data) {
+		im.holeBytes.Add(int64(len(data)))
+		return blockstore.Locator{Size: int64(len(data))}, nil // a hole: tree.IsHole
+	}
+	loc = blockstore.Locator{Hash: blockstore.Sum(data), Size: int64(len(data))}
 	if _, dup := seen.LoadOrStore(loc.Hash, true); dup {
 		return loc, nil
 	}
 	has, err := im.vol.Blocks.Has(ctx, loc.Hash)
 	if err != nil {
 		return loc, fmt.Errorf("import: %w", err)
+	}
+	if has && im.opts.Repair {
+		intact, err := im.intact(ctx, loc)
+		if err != nil {
+			return loc, err
+		}
+		if !intact {
+			if err := blockstore.PutHashed(ctx, im.vol.Blocks, loc.Hash, data); err != nil {
+				return loc, fmt.Errorf("import: repairing block %s of %s: %w", loc, j.file.item.src, err)
+			}
+			im.repaired.Add(1)
+			im.opts.Warn(fmt.Errorf("block %s of %s was corrupt in the store: rewritten", loc, j.file.item.src))
+		}
+		return loc, nil
 	}
 	if !has {
 		// The hash was computed from these bytes just above, and Has said
@@ -318,6 +478,20 @@ func (im *Importer) storeBlock(ctx context.Context, seen *sync.Map, j blockJob) 
 		im.newBytes.Add(loc.Size)
 	}
 	return loc, nil
+}
+
+// intact reads a block the store has and reports whether its bytes hash
+// to its name; a block the store cannot serve as itself is not intact.
+func (im *Importer) intact(ctx context.Context, loc blockstore.Locator) (bool, error) {
+	buf := make([]byte, loc.Size)
+	n, err := im.vol.Blocks.Get(ctx, loc, buf)
+	switch {
+	case errors.Is(err, blockstore.ErrCorrupt), errors.Is(err, blockstore.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("import --repair: reading block %s: %w", loc, err)
+	}
+	return int64(n) == loc.Size && blockstore.Sum(buf[:n]) == loc.Hash, nil
 }
 
 // modeBits converts Go's file mode to the unix permission bits we store.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -15,19 +16,60 @@ import (
 	"blockfs/fs/tree"
 )
 
-// ErrChanged is wrapped when a source file shrinks while it is imported.
-var ErrChanged = errors.New("file changed during import")
+// ErrChanged is wrapped when a source file changes while it is imported
+// (its size, mtime, ctime or inode differ before and after, or it shrank
+// under the mapping).
+var ErrChanged = errors.New("file changed while it was imported")
+
+// fileError is a problem of one source file (it cannot be opened, read or
+// mapped): a Failure, not the end of the import.
+type fileError struct{ err error }
+
+func (e fileError) Error() string { return e.err.Error() }
+func (e fileError) Unwrap() error { return e.err }
+
+// changedList gathers the files of a pass that changed while read.
+type changedList struct {
+	mu    sync.Mutex
+	items []item
+}
+
+func (l *changedList) add(it item) {
+	l.mu.Lock()
+	l.items = append(l.items, it)
+	l.mu.Unlock()
+}
+
+// unchanged reports whether the file at p is still what was opened: a file
+// whose size, mtime, ctime or inode moved while its blocks were read may be
+// torn, and is not committed.
+func unchanged(p string, before fs.FileInfo) bool {
+	after, err := os.Lstat(p)
+	if err != nil {
+		return false
+	}
+	a, ok1 := before.Sys().(*syscall.Stat_t)
+	b, ok2 := after.Sys().(*syscall.Stat_t)
+	if !ok1 || !ok2 {
+		return after.Size() == before.Size() && after.ModTime().Equal(before.ModTime())
+	}
+	return a.Size == b.Size && a.Mtim == b.Mtim && a.Ctim == b.Ctim && a.Ino == b.Ino && a.Dev == b.Dev
+}
 
 // mappedFile is one source file mapped into memory. Blocks are cut, hashed
 // and written straight from the page cache, with no copy into our own
 // buffers. It is unmapped when the reader and every block are done.
 type mappedFile struct {
+	im     *Importer
 	item   item
 	data   []byte
 	mu     sync.Mutex
 	blocks []blockstore.Locator
-	refs   int  // the reader plus blocks not yet finished
-	failed bool // a block failed: the file is not committed
+	node   *tree.Node // owners, mode, xattrs; blocks are set when all are stored
+	refs   int        // the reader plus blocks not yet finished
+	failed bool       // a block failed: the file is not committed
+	// changed: the file changed under us, so it is read again.
+	changed bool
 }
 
 // blockJob is one block for the workers.
@@ -39,12 +81,13 @@ type blockJob struct {
 
 // finish records a stored block (or a failure) and commits the file when it
 // was the last one.
-func (f *mappedFile) finish(idx int, loc blockstore.Locator, ok bool, c *committer) {
+func (f *mappedFile) finish(idx int, loc blockstore.Locator, err error, c *committer, changed *changedList) {
 	f.mu.Lock()
 	if idx >= 0 {
 		f.blocks[idx] = loc
 	}
-	f.failed = f.failed || !ok
+	f.failed = f.failed || err != nil
+	f.changed = f.changed || errors.Is(err, ErrChanged)
 	f.refs--
 	last := f.refs == 0
 	f.mu.Unlock()
@@ -55,9 +98,17 @@ func (f *mappedFile) finish(idx int, loc blockstore.Locator, ok bool, c *committ
 		syscall.Munmap(f.data)
 		f.data = nil
 	}
+	if !f.failed && !unchanged(f.item.src, f.item.info) {
+		f.failed, f.changed = true, true
+	}
+	if f.changed {
+		changed.add(f.item)
+	}
 	if !f.failed {
-		n := &tree.Node{Kind: tree.KindFile, Mode: modeBits(f.item.info.Mode()), MtimeNs: f.item.info.ModTime().UnixNano()}
+		n := f.node
 		n.SetBlocks(f.blocks)
+		f.im.committed.Add(1)
+		f.im.committedBytes.Add(n.Size)
 		c.add(tree.Entry(f.item.dest, n))
 	}
 }
@@ -65,34 +116,45 @@ func (f *mappedFile) finish(idx int, loc blockstore.Locator, ok bool, c *committ
 // chunkFile maps one file, cuts it into content-defined blocks and queues
 // them for the workers; the workers commit the file when its last block is
 // stored.
-func (im *Importer) chunkFile(ctx context.Context, it item, jobs chan<- blockJob, c *committer) (err error) {
+func (im *Importer) chunkFile(ctx context.Context, it item, jobs chan<- blockJob, c *committer, changed *changedList) (err error) {
 	f, err := os.Open(it.src)
 	if err != nil {
-		return fmt.Errorf("import: %w", err)
+		return fileError{unwrapPath(err)}
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("import: %w", err)
+		return fileError{unwrapPath(err)}
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w: no longer a regular file", ErrChanged)
+	}
+	// The node is made from what was opened, and unchanged compares with it.
+	it.info = fi
+	if fi.Size() > int64(^uint(0)>>1) {
+		return fileError{errors.New("too large to map")}
+	}
+	var data []byte
+	if fi.Size() > 0 {
+		data, err = syscall.Mmap(int(f.Fd()), 0, int(fi.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+		if err != nil {
+			return fileError{fmt.Errorf("mapping: %w", err)}
+		}
 	}
 	im.files.Add(1)
-	mf := &mappedFile{item: it, refs: 1}
+	mf := &mappedFile{im: im, item: it, refs: 1, node: im.node(it, tree.KindFile), data: data}
 	if fi.Size() == 0 {
-		mf.finish(-1, blockstore.Locator{}, true, c)
+		mf.finish(-1, blockstore.Locator{}, nil, c, changed)
 		return nil
-	}
-	if fi.Size() > int64(^uint(0)>>1) {
-		return fmt.Errorf("import: %s: too large to map", it.src)
-	}
-	mf.data, err = syscall.Mmap(int(f.Fd()), 0, int(fi.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
-	if err != nil {
-		return fmt.Errorf("import: mapping %s: %w", it.src, err)
 	}
 	_ = syscall.Madvise(mf.data, syscall.MADV_SEQUENTIAL|syscall.MADV_WILLNEED)
 
 	defer func() {
-		// The reader's own reference; a fault below marks the file failed.
-		mf.finish(-1, blockstore.Locator{}, err == nil, c)
+		// The reader's own reference; a fault below marks the file changed.
+		mf.finish(-1, blockstore.Locator{}, err, c, changed)
+		if errors.Is(err, ErrChanged) {
+			err = nil // finish has queued it for a second reading
+		}
 	}()
 	defer guardFault(it.src, &err)()
 	cfg := im.opts.Chunking
@@ -107,7 +169,7 @@ func (im *Importer) chunkFile(ctx context.Context, it item, jobs chan<- blockJob
 		select {
 		case jobs <- blockJob{file: mf, idx: idx, data: data[:n]}:
 		case <-ctx.Done():
-			mf.finish(idx, blockstore.Locator{}, false, c)
+			mf.finish(idx, blockstore.Locator{}, context.Cause(ctx), c, changed)
 			return context.Cause(ctx)
 		}
 		data = data[n:]

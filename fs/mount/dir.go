@@ -115,14 +115,21 @@ func (d *dirNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Attr
 	return 0
 }
 
-// Extended attributes are not stored: say "no such attribute" rather than
-// "not supported", which tools such as ls and cp handle quietly.
+// Getxattr and Listxattr re-read the node, as Getattr does.
 func (d *dirNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	return 0, syscall.ENODATA
+	n, err := d.mount.vol.Tree.Lookup(d.path)
+	if err != nil {
+		return 0, d.mount.errno("getxattr", d.path, err)
+	}
+	return d.mount.getxattr(n, attr, dest)
 }
 
 func (d *dirNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	return 0, 0
+	n, err := d.mount.vol.Tree.Lookup(d.path)
+	if err != nil {
+		return 0, d.mount.errno("listxattr", d.path, err)
+	}
+	return listxattr(n, dest)
 }
 
 // Statfs reports the snapshot as df shows it: its bytes (the sum of its

@@ -38,11 +38,11 @@ func (f *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.At
 }
 
 func (f *fileNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	return 0, syscall.ENODATA
+	return f.mount.getxattr(f.node, attr, dest)
 }
 
 func (f *fileNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	return 0, 0
+	return listxattr(f.node, dest)
 }
 
 // Open hands out a handle bound to the node as it is now, so that a file
@@ -117,6 +117,11 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.R
 	res := &poolResult{}
 	for i, pos := first, start; pos < end; i++ {
 		loc := n.Blocks[i]
+		if tree.IsHole(loc) { // zeros, never fetched
+			res.data = append(res.data, zeroBuf[:min(end, pos+loc.Size)-max(off, pos)])
+			pos += loc.Size
+			continue
+		}
 		get := m.pool.TryGet
 		if len(res.bufs) == 0 {
 			get = m.pool.Get
@@ -172,6 +177,9 @@ func (h *fileHandle) fetchAlongside(first int, start, end int64) {
 		return
 	}
 	for i := first + 1; i <= last; i++ {
+		if tree.IsHole(n.Blocks[i]) {
+			continue // zeros, never fetched
+		}
 		m.pool.Prefetch(n.Blocks[i])
 	}
 }
@@ -199,6 +207,13 @@ func (h *fileHandle) copyRead(ctx, rctx context.Context, dest []byte, off, end i
 	done := 0
 	for i, pos := first, start; pos < end; i++ {
 		loc := n.Blocks[i]
+		if tree.IsHole(loc) {
+			k := int(min(end, pos+loc.Size) - max(off, pos))
+			clear(dest[done : done+k])
+			done += k
+			pos += loc.Size
+			continue
+		}
 		buf, err := h.get(rctx, h.mount.pool.Get, loc)
 		if err != nil {
 			return nil, h.fail(ctx, off, loc, err)

@@ -66,6 +66,15 @@ type Options struct {
 	// a rate-limiting handler can fold repeats of one failure.
 	Logger *slog.Logger
 
+	// Owner and permission overrides, in the style of rclone and gcsfuse:
+	// UID and GID (nil: as stored) replace every node's owner; FileMode and
+	// DirMode (0: as stored) replace the permission bits of files and
+	// directories; Umask then clears bits of both. Useful when the users
+	// of a compute node are not those of the machine that imported.
+	UID, GID          *uint32
+	FileMode, DirMode uint32
+	Umask             uint32
+
 	// Observer, if set, receives the duration of every FUSE operation.
 	Observer OpObserver
 
@@ -311,10 +320,7 @@ func (m *Mount) Stats() Stats {
 // version, so that a file replaced by a newer import is a new inode (with
 // its own page cache) while handles open on the old one keep reading it.
 func (m *Mount) ino(p string, n *tree.Node) uint64 {
-	key := p
-	if n.Kind != tree.KindDir {
-		key = fmt.Sprintf("%s\x00%d", p, n.Version)
-	}
+	key := inoKey(p, n)
 	m.inoMu.Lock()
 	defer m.inoMu.Unlock()
 	ino, ok := m.inos[key]

@@ -65,8 +65,8 @@ func (m *Mount) newNode(p string, n *tree.Node) gofs.InodeEmbedder {
 	}
 }
 
-// fillAttr turns a tree node into kernel attributes. Owner is the mounting
-// user: blockfs does not store owners, since compute nodes map users anyway.
+// fillAttr turns a tree node into kernel attributes (owners, overrides,
+// links and holes: fillOwnerAttr in attr.go).
 func (m *Mount) fillAttr(n *tree.Node, ino uint64, a *fuse.Attr) {
 	a.Ino = ino
 	a.Size = uint64(n.Size)
@@ -89,5 +89,5 @@ func (m *Mount) fillAttr(n *tree.Node, ino uint64, a *fuse.Attr) {
 	a.Mtime, a.Mtimensec = uint64(sec), uint32(nsec)
 	a.Ctime, a.Ctimensec = a.Mtime, a.Mtimensec
 	a.Atime, a.Atimensec = a.Mtime, a.Mtimensec
-	a.Uid, a.Gid = uint32(syscall.Getuid()), uint32(syscall.Getgid())
+	m.fillOwnerAttr(n, a)
 }

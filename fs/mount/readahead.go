@@ -90,6 +90,10 @@ func (h *readahead) fill() {
 	readerEnd := n.Start(h.reading) + n.Blocks[h.reading].Size
 	for h.inFlight < h.window && h.prefetched < len(n.Blocks) && h.prefetched-h.reading <= 2*h.window {
 		loc := n.Blocks[h.prefetched]
+		if tree.IsHole(loc) { // nothing to fetch
+			h.prefetched++
+			continue
+		}
 		if n.Start(h.prefetched)+loc.Size-readerEnd > m.opts.PoolSize/4 {
 			return
 		}

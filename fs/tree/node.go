@@ -43,19 +43,48 @@ func (k Kind) String() string {
 // metadata record is recognisable with errors.Is.
 var ErrBadNode = errors.New("malformed node record")
 
-// nodeFormat is the first byte of every encoded Node; a new layout gets a new
-// number so that old logs stay readable.
-const nodeFormat = 1
+// Node formats, the first byte of every encoded Node. A new layout gets a
+// new number so that old logs stay readable: format 1 (no owners, links,
+// xattrs or holes) is still decoded, and every node is written as format 2.
+const (
+	nodeFormat1 = 1
+	nodeFormat  = 2
+)
+
+// Bounds on what a node keeps of a file's extended attributes, so that one
+// file cannot make a metadata record (and every mount's memory) huge. The
+// value limit is Linux's own (XATTR_SIZE_MAX); the importer counts what it
+// could not keep.
+const (
+	MaxXattrName  = 255
+	MaxXattrValue = 64 << 10
+	MaxXattrTotal = 64 << 10 // names and values of one node together
+)
+
+// Xattr is one extended attribute.
+type Xattr struct {
+	Name  string
+	Value []byte
+}
 
 // Node is one entry of the tree as stored in the metadata log.
 //
-// Encoded layout (all integers are unsigned varints unless noted):
+// Encoded layout of format 2 (all integers are unsigned varints unless
+// noted):
 //
-//	format (1 byte, = 1) | kind (1 byte) | mode | mtime (signed varint, ns)
-//	| size | then by kind:
-//	  file:    block count, then per block: 32-byte SHA-256 | block size
+//	format (1 byte, = 2) | kind (1 byte) | mode | mtime (signed varint, ns)
+//	| size | uid | gid | nlink | link id (only if nlink > 1)
+//	| xattr count, then per xattr (names unique, in the source's order):
+//	    name length | name | value length | value
+//	| then by kind:
+//	  file:    block count, then per block: size<<1 | hole (1 bit), then,
+//	           unless a hole, the 32-byte SHA-256
 //	  symlink: target length | target bytes
 //	  dir:     nothing
+//
+// Format 1 is the same without uid .. xattrs, and with every block as
+// 32-byte hash | size. A hole is a run of zero bytes that is not stored
+// as a block at all: it costs no fetch, and SEEK_HOLE finds it.
 //
 // Block offsets are not stored: they follow from the sizes and are
 // rebuilt once at decode time for the binary search of Block.
@@ -65,7 +94,20 @@ type Node struct {
 	MtimeNs int64
 	Size    int64
 	Target  string               // symlinks
-	Blocks  []blockstore.Locator // files, in order
+	Blocks  []blockstore.Locator // files, in order; a zero Hash is a hole
+
+	// Owned says the record carries owners (format 2); format-1 nodes are
+	// served as owned by the mounting user, as before.
+	Owned    bool
+	UID, GID uint32
+	// Nlink is how many paths of the import shared this file's inode, and
+	// LinkID names that inode within the store (0 when Nlink is 1): a
+	// mount serves all of them as one inode.
+	Nlink  uint32
+	LinkID uint64
+	// Xattrs are kept in the order the source listed them, so that tar
+	// and rsync -X of a mount write what they would of the source.
+	Xattrs []Xattr
 
 	// Version is the log's version of the object the node was read from
 	// (not encoded): a changed file gets a new inode number in a mount.
@@ -74,6 +116,19 @@ type Node struct {
 	// starts[i] is the file offset of Blocks[i]; built by DecodeNode and
 	// SetBlocks so that reads find their blocks by binary search.
 	starts []int64
+}
+
+// IsHole reports whether a block of a file's list is a hole (zeros, not stored).
+func IsHole(l blockstore.Locator) bool { return l.Hash == blockstore.Hash{} }
+
+// Xattr returns the value of the named attribute.
+func (n *Node) Xattr(name string) ([]byte, bool) {
+	for _, x := range n.Xattrs {
+		if x.Name == name {
+			return x.Value, true
+		}
+	}
+	return nil, false
 }
 
 // SetBlocks sets the block list of a file node, its size and its offsets.
@@ -102,18 +157,37 @@ func (n *Node) Block(off int64) (i int, start int64, ok bool) {
 	return i, n.starts[i], true
 }
 
-// AppendBinary appends the encoded node to dst.
+// AppendBinary appends the encoded node (format 2) to dst. Xattr names
+// must be unique, as the decoder insists.
 func (n *Node) AppendBinary(dst []byte) []byte {
 	dst = append(dst, nodeFormat, byte(n.Kind))
 	dst = binary.AppendUvarint(dst, uint64(n.Mode))
 	dst = binary.AppendVarint(dst, n.MtimeNs)
 	dst = binary.AppendUvarint(dst, uint64(n.Size))
+	dst = binary.AppendUvarint(dst, uint64(n.UID))
+	dst = binary.AppendUvarint(dst, uint64(n.GID))
+	nlink := max(n.Nlink, 1)
+	dst = binary.AppendUvarint(dst, uint64(nlink))
+	if nlink > 1 {
+		dst = binary.AppendUvarint(dst, n.LinkID)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(n.Xattrs)))
+	for _, x := range n.Xattrs {
+		dst = binary.AppendUvarint(dst, uint64(len(x.Name)))
+		dst = append(dst, x.Name...)
+		dst = binary.AppendUvarint(dst, uint64(len(x.Value)))
+		dst = append(dst, x.Value...)
+	}
 	switch n.Kind {
 	case KindFile:
 		dst = binary.AppendUvarint(dst, uint64(len(n.Blocks)))
 		for _, b := range n.Blocks {
+			if IsHole(b) {
+				dst = binary.AppendUvarint(dst, uint64(b.Size)<<1|1)
+				continue
+			}
+			dst = binary.AppendUvarint(dst, uint64(b.Size)<<1)
 			dst = append(dst, b.Hash[:]...)
-			dst = binary.AppendUvarint(dst, uint64(b.Size))
 		}
 	case KindSymlink:
 		dst = binary.AppendUvarint(dst, uint64(len(n.Target)))
@@ -137,6 +211,9 @@ func (d *nodeDecoder) fail(what string) {
 // uvarint and varint accept only minimal encodings, so that a node has
 // exactly one spelling (found by FuzzDecodeNode: "\x80\x00" is also 0).
 func (d *nodeDecoder) uvarint(what string) uint64 {
+	if d.err != nil {
+		return 0
+	}
 	v, n := binary.Uvarint(d.b)
 	if n <= 0 || n != uvarintLen(v) {
 		d.fail("bad " + what)
@@ -147,6 +224,9 @@ func (d *nodeDecoder) uvarint(what string) uint64 {
 }
 
 func (d *nodeDecoder) varint(what string) int64 {
+	if d.err != nil {
+		return 0
+	}
 	v, n := binary.Varint(d.b)
 	if n <= 0 || n != uvarintLen(uint64(v)<<1^uint64(v>>63)) {
 		d.fail("bad " + what)
@@ -156,21 +236,37 @@ func (d *nodeDecoder) varint(what string) int64 {
 	return v
 }
 
+// bytes reads a length-prefixed byte string of at most limit bytes.
+func (d *nodeDecoder) bytes(what string, limit uint64) []byte {
+	l := d.uvarint(what + " length")
+	if d.err == nil && (l > limit || l > uint64(len(d.b))) {
+		d.fail(fmt.Sprintf("%s of %d bytes", what, l))
+	}
+	if d.err != nil {
+		return nil
+	}
+	v := d.b[:l:l]
+	d.b = d.b[l:]
+	return v
+}
+
 // uvarintLen is the length of the minimal uvarint encoding of v.
 func uvarintLen(v uint64) int {
 	return max(1, (bits.Len64(v)+6)/7)
 }
 
-// DecodeNode parses an encoded node. It never panics and never allocates more
-// than the record's own size justifies, whatever the input.
+// DecodeNode parses an encoded node of either format. It never panics and
+// never allocates more than the record's own size justifies, whatever the
+// input.
 func DecodeNode(b []byte) (*Node, error) {
 	if len(b) < 2 {
 		return nil, fmt.Errorf("%w: %d bytes", ErrBadNode, len(b))
 	}
-	if b[0] != nodeFormat {
+	format := b[0]
+	if format != nodeFormat1 && format != nodeFormat {
 		return nil, fmt.Errorf("%w: unknown format %d", ErrBadNode, b[0])
 	}
-	n := &Node{Kind: Kind(b[1])}
+	n := &Node{Kind: Kind(b[1]), Nlink: 1}
 	d := nodeDecoder{b: b[2:]}
 	mode := d.uvarint("mode")
 	n.MtimeNs = d.varint("mtime")
@@ -182,50 +278,27 @@ func DecodeNode(b []byte) (*Node, error) {
 		return nil, fmt.Errorf("%w: mode %o", ErrBadNode, mode)
 	}
 	n.Mode = uint32(mode)
+	if format == nodeFormat {
+		d.owners(n)
+		d.xattrs(n)
+		if d.err != nil {
+			return nil, d.err
+		}
+	}
 	switch n.Kind {
 	case KindDir:
 		if size != 0 { // directories are written with size 0
 			return nil, fmt.Errorf("%w: directory with size %d", ErrBadNode, size)
 		}
 	case KindFile:
-		count := d.uvarint("block count")
-		// Each block takes at least 33 bytes; refuse counts the record cannot hold.
-		if d.err == nil && count > uint64(len(d.b)/33) {
-			d.fail(fmt.Sprintf("block count %d exceeds record", count))
-		}
-		blocks := make([]blockstore.Locator, 0, int(min(count, uint64(len(d.b)/33))))
-		for i := uint64(0); i < count && d.err == nil; i++ {
-			var l blockstore.Locator
-			if len(d.b) < 32 {
-				d.fail("truncated block hash")
-				break
-			}
-			copy(l.Hash[:], d.b[:32])
-			d.b = d.b[32:]
-			s := d.uvarint("block size")
-			if d.err == nil && (s == 0 || s > blockstore.MaxBlockSize) {
-				d.fail(fmt.Sprintf("block size %d", s))
-			}
-			l.Size = int64(s)
-			blocks = append(blocks, l)
-		}
-		if d.err != nil {
-			return nil, d.err
-		}
-		n.SetBlocks(blocks)
-		if uint64(n.Size) != size {
-			return nil, fmt.Errorf("%w: size %d but blocks add up to %d", ErrBadNode, size, n.Size)
+		if err := d.blocks(n, format, size); err != nil {
+			return nil, err
 		}
 	case KindSymlink:
-		l := d.uvarint("target length")
-		if d.err == nil && l > uint64(len(d.b)) {
-			d.fail("truncated symlink target")
-		}
+		n.Target = string(d.bytes("symlink target", uint64(len(d.b))))
 		if d.err != nil {
 			return nil, d.err
 		}
-		n.Target = string(d.b[:l])
-		d.b = d.b[l:]
 		n.Size = int64(len(n.Target))
 		if size != uint64(n.Size) {
 			return nil, fmt.Errorf("%w: symlink size %d, target %d bytes", ErrBadNode, size, n.Size)
@@ -240,6 +313,105 @@ func DecodeNode(b []byte) (*Node, error) {
 		return nil, fmt.Errorf("%w: %d trailing bytes", ErrBadNode, len(d.b))
 	}
 	return n, nil
+}
+
+// owners reads uid, gid, nlink and the link id of a format-2 node.
+func (d *nodeDecoder) owners(n *Node) {
+	uid, gid := d.uvarint("uid"), d.uvarint("gid")
+	nlink := d.uvarint("nlink")
+	if d.err == nil && (uid > 1<<32-1 || gid > 1<<32-1) {
+		d.fail(fmt.Sprintf("owner %d:%d", uid, gid))
+	}
+	if d.err == nil && (nlink == 0 || nlink > 1<<32-1) {
+		d.fail(fmt.Sprintf("nlink %d", nlink))
+	}
+	if nlink > 1 {
+		n.LinkID = d.uvarint("link id")
+		if d.err == nil && n.LinkID == 0 {
+			d.fail("hard link without a link id")
+		}
+	}
+	n.Owned, n.UID, n.GID, n.Nlink = true, uint32(uid), uint32(gid), uint32(nlink)
+}
+
+// xattrs reads the extended attributes of a format-2 node.
+func (d *nodeDecoder) xattrs(n *Node) {
+	count := d.uvarint("xattr count")
+	// Each attribute takes at least 3 bytes; refuse counts the record cannot hold.
+	if d.err == nil && count > uint64(len(d.b)/3) {
+		d.fail(fmt.Sprintf("xattr count %d exceeds record", count))
+	}
+	total := 0
+	seen := map[string]bool{}
+	for i := uint64(0); i < count && d.err == nil; i++ {
+		name := string(d.bytes("xattr name", MaxXattrName))
+		value := d.bytes("xattr value", MaxXattrValue)
+		if d.err != nil {
+			return
+		}
+		total += len(name) + len(value)
+		switch {
+		case name == "":
+			d.fail("empty xattr name")
+		case seen[name]:
+			d.fail("xattr " + name + " twice")
+		case total > MaxXattrTotal:
+			d.fail(fmt.Sprintf("xattrs over %d bytes", MaxXattrTotal))
+		}
+		seen[name] = true
+		n.Xattrs = append(n.Xattrs, Xattr{Name: name, Value: value})
+	}
+}
+
+// blocks reads a file's block list and checks it against the size.
+func (d *nodeDecoder) blocks(n *Node, format byte, size uint64) error {
+	count := d.uvarint("block count")
+	// A block takes at least 33 bytes in format 1 and 1 (a hole) in 2;
+	// refuse counts the record cannot hold.
+	per := 1
+	if format == nodeFormat1 {
+		per = 33
+	}
+	if d.err == nil && count > uint64(len(d.b)/per) {
+		d.fail(fmt.Sprintf("block count %d exceeds record", count))
+	}
+	blocks := make([]blockstore.Locator, 0, int(min(count, uint64(len(d.b)/per))))
+	for i := uint64(0); i < count && d.err == nil; i++ {
+		var l blockstore.Locator
+		var s uint64
+		hole := false
+		if format == nodeFormat {
+			s = d.uvarint("block size")
+			s, hole = s>>1, s&1 == 1
+		}
+		if !hole {
+			if len(d.b) < 32 {
+				d.fail("truncated block hash")
+				break
+			}
+			copy(l.Hash[:], d.b[:32])
+			d.b = d.b[32:]
+			if IsHole(l) {
+				d.fail("a block with the zero hash")
+			}
+		}
+		if format == nodeFormat1 {
+			s = d.uvarint("block size")
+		}
+		if d.err == nil && (s == 0 || s > blockstore.MaxBlockSize) {
+			d.fail(fmt.Sprintf("block size %d", s))
+		}
+		l.Size = int64(s)
+		blocks = append(blocks, l)
+	}
+	if d.err != nil {
+		return d.err
+	}
+	n.SetBlocks(blocks)
+	if uint64(n.Size) != size {
+		return fmt.Errorf("%w: size %d but blocks add up to %d", ErrBadNode, size, n.Size)
+	}
+	return nil
 }
 
 // CleanPath turns a user-supplied tree path into the canonical form used as a

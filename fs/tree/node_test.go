@@ -2,7 +2,9 @@ package tree
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"os"
 	"testing"
 
 	"blockfs/blockstore"
@@ -24,11 +26,16 @@ func TestNodeRoundTrip(t *testing.T) {
 		{Kind: KindDir, Mode: 0o1777, MtimeNs: 42},
 		{Kind: KindSymlink, Mode: 0o777, Target: "../a/b", Size: 6},
 		{Kind: KindFile, Mode: 0o600},
+		richFile(),
+		{Kind: KindDir, Mode: 0o750, UID: 1000, GID: 100, Xattrs: []Xattr{{"user.x", nil}}},
 	} {
 		b := n.AppendBinary(nil)
 		got, err := DecodeNode(b)
 		if err != nil {
 			t.Fatalf("%v: %v", n.Kind, err)
+		}
+		if !got.Owned || got.UID != n.UID || got.GID != n.GID || got.Nlink != max(n.Nlink, 1) || got.LinkID != n.LinkID || len(got.Xattrs) != len(n.Xattrs) {
+			t.Fatalf("round trip of %+v lost owners, links or xattrs: %+v", n, got)
 		}
 		if !bytes.Equal(got.AppendBinary(nil), b) || got.Size != n.Size || got.Target != n.Target || got.Mode != n.Mode || got.MtimeNs != n.MtimeNs {
 			t.Fatalf("round trip of %+v gave %+v", n, got)
@@ -93,6 +100,8 @@ func FuzzDecodeNode(f *testing.F) {
 	f.Add(sampleFile().AppendBinary(nil))
 	f.Add((&Node{Kind: KindDir, Mode: 0o755}).AppendBinary(nil))
 	f.Add((&Node{Kind: KindSymlink, Target: "x", Size: 1}).AppendBinary(nil))
+	f.Add(richFile().AppendBinary(nil))
+	f.Add(appendFormat1(sampleFile()))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		n, err := DecodeNode(b)
 		if err != nil {
@@ -101,8 +110,15 @@ func FuzzDecodeNode(f *testing.F) {
 			}
 			return
 		}
-		if !bytes.Equal(n.AppendBinary(nil), b) {
+		again := n.AppendBinary(nil)
+		if b[0] == nodeFormat && !bytes.Equal(again, b) {
 			t.Fatalf("accepted bytes do not re-encode identically")
+		}
+		if b[0] == nodeFormat1 && !bytes.Equal(appendFormat1(n), b) {
+			t.Fatalf("accepted format-1 bytes do not re-encode identically")
+		}
+		if m, err := DecodeNode(again); err != nil || !bytes.Equal(m.AppendBinary(nil), again) {
+			t.Fatalf("re-encoded node does not decode: %v", err)
 		}
 		var sum int64
 		for i, l := range n.Blocks {
@@ -130,6 +146,94 @@ func TestDecodeNodeRejectsOverlongVarints(t *testing.T) {
 		n := &Node{Kind: KindDir, MtimeNs: v, Mode: 0o755}
 		if _, err := DecodeNode(n.AppendBinary(nil)); err != nil {
 			t.Errorf("mtime %d: %v", v, err)
+		}
+	}
+}
+
+// richFile has everything format 2 adds: owners, a hard link, xattrs, a hole.
+func richFile() *Node {
+	n := &Node{Kind: KindFile, Mode: 0o4750, MtimeNs: 7, UID: 65534, GID: 4242, Nlink: 3, LinkID: 0xdeadbeef,
+		Xattrs: []Xattr{{"user.mime", []byte("text/plain")}, {"security.capability", []byte{1, 0, 0, 2}}, {"user.empty", nil}}}
+	n.SetBlocks([]blockstore.Locator{
+		blockstore.LocatorOf([]byte("head")),
+		{Size: 1 << 20}, // a hole
+		blockstore.LocatorOf([]byte("tail")),
+	})
+	return n
+}
+
+// appendFormat1 encodes n as blockfs wrote nodes before format 2, so that
+// the tests hold the decoder to reading old stores.
+func appendFormat1(n *Node) []byte {
+	dst := []byte{nodeFormat1, byte(n.Kind)}
+	dst = binary.AppendUvarint(dst, uint64(n.Mode))
+	dst = binary.AppendVarint(dst, n.MtimeNs)
+	dst = binary.AppendUvarint(dst, uint64(n.Size))
+	switch n.Kind {
+	case KindFile:
+		dst = binary.AppendUvarint(dst, uint64(len(n.Blocks)))
+		for _, b := range n.Blocks {
+			dst = append(dst, b.Hash[:]...)
+			dst = binary.AppendUvarint(dst, uint64(b.Size))
+		}
+	case KindSymlink:
+		dst = binary.AppendUvarint(dst, uint64(len(n.Target)))
+		dst = append(dst, n.Target...)
+	}
+	return dst
+}
+
+// TestDecodeFormat1: records written before owners, links and xattrs
+// existed still decode, as unowned single-link nodes; the seed file
+// testdata/fuzz/FuzzDecodeNode/file-one-block is such a record.
+func TestDecodeFormat1(t *testing.T) {
+	for _, old := range []*Node{sampleFile(), {Kind: KindDir, Mode: 0o755, MtimeNs: 9}, {Kind: KindSymlink, Target: "../t", Size: 4}} {
+		n, err := DecodeNode(appendFormat1(old))
+		if err != nil {
+			t.Fatalf("%v: %v", old.Kind, err)
+		}
+		if n.Owned || n.Nlink != 1 || n.LinkID != 0 || n.Xattrs != nil || n.Size != old.Size || n.Mode != old.Mode || n.Target != old.Target || len(n.Blocks) != len(old.Blocks) {
+			t.Errorf("format-1 %v decoded as %+v", old.Kind, n)
+		}
+	}
+	seed, err := os.ReadFile("testdata/fuzz/FuzzDecodeNode/file-one-block")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(seed, []byte(`[]byte("\x01\x02`)) {
+		t.Fatalf("the seed is no longer a format-1 file record: %s", seed)
+	}
+}
+
+func TestXattrLookup(t *testing.T) {
+	n := richFile()
+	if v, ok := n.Xattr("user.mime"); !ok || string(v) != "text/plain" {
+		t.Errorf("user.mime = %q, %v", v, ok)
+	}
+	if v, ok := n.Xattr("security.capability"); !ok || len(v) != 4 {
+		t.Errorf("security.capability = %x, %v", v, ok)
+	}
+	if _, ok := n.Xattr("user.nope"); ok {
+		t.Error("found an attribute the node lacks")
+	}
+}
+
+func TestDecodeNodeRejectsFormat2(t *testing.T) {
+	enc := func(n *Node) []byte { return n.AppendBinary(nil) }
+	for name, b := range map[string][]byte{
+		"duplicate xattrs": enc(&Node{Kind: KindDir, Xattrs: []Xattr{{"user.a", nil}, {"user.a", nil}}}),
+		"empty xattr name": enc(&Node{Kind: KindDir, Xattrs: []Xattr{{"", []byte("v")}}}),
+		"long xattr name":  enc(&Node{Kind: KindDir, Xattrs: []Xattr{{string(bytes.Repeat([]byte("n"), MaxXattrName+1)), nil}}}),
+		"xattrs too big": enc(&Node{Kind: KindDir, Xattrs: []Xattr{
+			{"user.a", make([]byte, MaxXattrValue)}, {"user.b", []byte("x")}}}),
+		"link without id": {nodeFormat, byte(KindDir), 0, 0, 0, 0, 0, 2, 0, 0},
+		"zero nlink":      {nodeFormat, byte(KindDir), 0, 0, 0, 0, 0, 0, 0},
+		"zero hole":       {nodeFormat, byte(KindFile), 0, 0, 0, 0, 0, 1, 0, 1, 1},
+		"zero-hash block": append([]byte{nodeFormat, byte(KindFile), 0, 0, 2, 0, 0, 1, 0, 1, 4}, make([]byte, 32)...),
+		"huge hole":       binary.AppendUvarint([]byte{nodeFormat, byte(KindFile), 0, 0, 0x80, 0x80, 0x80, 0x80, 0x10, 0, 0, 1, 0, 1}, (blockstore.MaxBlockSize+1)<<1|1),
+	} {
+		if _, err := DecodeNode(b); !errors.Is(err, ErrBadNode) {
+			t.Errorf("%s: got %v, want ErrBadNode", name, err)
 		}
 	}
 }

@@ -58,6 +58,9 @@ func (v *Volume) Verify(ctx context.Context, root string, deep bool, workers int
 		}
 		rep.Files++
 		for _, l := range n.Blocks {
+			if tree.IsHole(l) {
+				continue // zeros, not stored
+			}
 			if _, seen := users[l]; !seen {
 				rep.Blocks++
 				rep.Bytes += l.Size

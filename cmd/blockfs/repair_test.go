@@ -1,0 +1,110 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"blockfs/blockstore"
+	"blockfs/internal/testsvc"
+)
+
+// TestImportRepairsCorruptBlock: a block corrupted in the store is found by
+// verify --deep, is not noticed by a plain re-import (the store has a file
+// of that name), and is rewritten by import --repair, after which verify
+// --deep is clean.
+func TestImportRepairsCorruptBlock(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	if code, _, stderr := blockfs("import", "--store", store, "../../testdata/sample"); code != 0 {
+		t.Fatal(stderr)
+	}
+	data, err := os.ReadFile("../../testdata/sample/models/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := blockstore.Sum(data).String()
+	block := filepath.Join(store, "blocks", h[:2], h)
+	if err := os.Chmod(block, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(block, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("XXXX"), 1); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	if code, out, stderr := blockfs("verify", "--deep", "--store", store); code != 1 || !strings.Contains(out+stderr, "corrupt") {
+		t.Fatalf("verify --deep of a corrupt block: exit %d, %s %s", code, out, stderr)
+	}
+	if code, out, stderr := blockfs("import", "--store", store, "../../testdata/sample"); code != 0 || strings.Contains(out, "repaired") {
+		t.Fatalf("plain re-import: %d %s %s", code, out, stderr)
+	}
+	if code, _, _ := blockfs("verify", "--deep", "--store", store); code != 1 {
+		t.Fatal("a plain re-import repaired the block: the test shows nothing")
+	}
+	code, out, stderr := blockfs("import", "--repair", "--store", store, "../../testdata/sample")
+	if code != 0 || !strings.Contains(out, "1 corrupt blocks repaired") || !strings.Contains(stderr, "was corrupt in the store: rewritten") {
+		t.Fatalf("import --repair: exit %d, %q %q", code, out, stderr)
+	}
+	if code, out, stderr := blockfs("verify", "--deep", "--store", store); code != 0 {
+		t.Errorf("verify --deep after the repair: exit %d, %s %s", code, out, stderr)
+	}
+	if got, err := os.ReadFile(block); err != nil || string(got) != string(data) {
+		t.Errorf("the block file after the repair: %q, %v", got, err)
+	}
+}
+
+// TestMountOwnerOverrides: --uid/--file-mode and the same as -o options
+// change what a real mount serves; without them the stored owner shows.
+func TestMountOwnerOverrides(t *testing.T) {
+	testsvc.RequireFUSE(t)
+	src := t.TempDir()
+	p := filepath.Join(src, "f")
+	if err := os.WriteFile(p, []byte("data\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(p, 1001, 1002); err != nil {
+		t.Fatal(err)
+	}
+	store := filepath.Join(t.TempDir(), "store")
+	if code, _, stderr := blockfs("import", "--store", store, src, "/d"); code != 0 {
+		t.Fatal(stderr)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "1001 1002 640"},
+		{[]string{"--uid", "7", "--gid", "8", "--file-mode", "0444"}, "7 8 444"},
+		{[]string{"-o", "uid=9,umask=077"}, "9 1002 600"},
+	} {
+		mnt := t.TempDir()
+		cmd := startMount(t, store, mnt, c.args...)
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join(mnt, "d", "f"), &st); err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprintf("%d %d %o", st.Uid, st.Gid, st.Mode&0o7777); got != c.want {
+			t.Errorf("mount %q: owner and mode %s, want %s", c.args, got, c.want)
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}
+}
+
+// TestImportHelpSaysExitStatuses: what an interrupt keeps and every exit
+// status are in `blockfs help import`.
+func TestImportHelpSaysExitStatuses(t *testing.T) {
+	code, out, _ := blockfs("help", "import")
+	for _, want := range []string{"130 (SIGINT)", "143 (SIGTERM)", "every file whose blocks are all\nstored is committed", "23 some paths could not be imported", "--repair", "--publish-interval"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("help import lacks %q:\n%s", want, out)
+		}
+	}
+}
