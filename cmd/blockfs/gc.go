@@ -76,7 +76,9 @@ func setupGC(fl *pflag.FlagSet) runFunc {
 }
 
 func printGCReport(w io.Writer, r *gc.Report) {
-	c := func(n gc.Count) string { return fmt.Sprintf("%d blocks (%s)", n.Blocks, humanize.IBytes(uint64(n.Bytes))) }
+	c := func(n gc.Count) string {
+		return fmt.Sprintf("%d blocks (%s)", n.Blocks, humanize.IBytes(uint64(n.Bytes)))
+	}
 	verb := "freed"
 	if r.DryRun {
 		verb = "would free"

@@ -354,4 +354,3 @@ func TestAccounting(t *testing.T) {
 	}
 	t.Logf("B unique %d bytes, old manifests %d bytes: freed %+v, kept %+v", unique, oldManifests, rep.Freed, rep.Kept)
 }
-
