@@ -161,8 +161,11 @@ func mountLease(ctx context.Context, spec string, opts storeurl.Options, logger 
 	hm := &heldMount{cat: cat, logger: logger}
 	hm.held, err = acquireLease(ctx, cat.Blocks(), gc.LeaseOptions{Kind: gc.KindMount, AvoidSweep: true, Reacquire: true, OnReacquire: hm.reacquired})
 	if err != nil {
-		cat.Close()
-		return nil, err
+		// A read-only client (a serve store without the token) cannot
+		// write refs: it mounts unprotected, and a collected block reads
+		// as EIO (never wrong bytes), rather than not mounting at all.
+		logger.Warn("mounting without a gc lease: gc may collect old snapshots this mount serves", "err", err)
+		hm.held = nil
 	}
 	return hm, nil
 }
