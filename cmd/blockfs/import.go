@@ -10,7 +10,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"blockfs/blockstore"
 	"blockfs/fs/chunker"
+	"blockfs/fs/gc"
 	"blockfs/fs/importer"
 	"blockfs/fs/tree"
 	"blockfs/fs/volume"
@@ -91,7 +93,20 @@ func setupImport(fl *pflag.FlagSet) runFunc {
 			return err
 		}
 		defer vol.Close()
+		lease, err := acquireLease(ctx, vol.Blocks, gc.LeaseOptions{Kind: gc.KindImport})
+		if err != nil {
+			return err
+		}
+		var reuse func(context.Context, blockstore.Hash) (bool, error)
+		if lease != nil {
+			defer lease.Release(context.WithoutCancel(ctx))
+			var stop context.CancelFunc
+			ctx, stop = lease.Bind(ctx) // no publish once the lease is lost
+			defer stop()
+			reuse = lease.Reuse
+		}
 		im, err := importer.New(vol, importer.Options{
+			Reuse:           reuse,
 			Chunking:        cfg,
 			Workers:         *workers,
 			Delete:          *del,

@@ -157,11 +157,17 @@ func serveMount(ctx context.Context, e env, f *mountFlags, spec string, openOpts
 	if *f.metricsAddr != "" {
 		openOpts.WrapBackend = reg.WrapStore
 	}
+	lease, err := mountLease(ctx, spec, openOpts, logger)
+	if err != nil {
+		return err
+	}
+	defer lease.release()
 	vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts, MetaDir: *f.metaDir, At: *f.at})
 	if err != nil {
 		return err
 	}
 	defer vol.Close()
+	lease.serve(ctx, vol)
 	var observer mount.OpObserver
 	if *f.metricsAddr != "" {
 		observer = reg

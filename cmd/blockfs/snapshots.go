@@ -150,6 +150,11 @@ func setupTag(fl *pflag.FlagSet) runFunc {
 		if len(args) == 2 {
 			spec = args[1]
 		}
+		release, err := catalogLease(ctx, cat) // the tag may name history gc condemned
+		if err != nil {
+			return err
+		}
+		defer release()
 		t, err := cat.Tag(ctx, args[0], spec)
 		if err != nil {
 			return err
@@ -176,6 +181,13 @@ func setupRestore(fl *pflag.FlagSet, repair bool) runFunc {
 			return err
 		}
 		defer cat.Close()
+		if !*dry {
+			release, err := catalogLease(ctx, cat) // restores reference old metadata
+			if err != nil {
+				return err
+			}
+			defer release()
+		}
 		var ch *volume.Change
 		if repair {
 			ch, err = cat.Repair(ctx, *dry)

@@ -51,6 +51,11 @@ type Options struct {
 	// OnFailure receives each path that could not be imported, as it
 	// happens (they are also in Importer.Failures).
 	OnFailure func(Failure)
+	// Reuse, if set, is asked before a block the store already has is
+	// reused instead of uploaded (the garbage collector's lease, gc.Held.
+	// Reuse): false means a sweep may have deleted it since Has, so the
+	// store is asked again and the block uploaded if it is missing.
+	Reuse func(ctx context.Context, h blockstore.Hash) (bool, error)
 }
 
 // Stats count what an import did. Bytes is what was read; NewBytes is
@@ -451,6 +456,12 @@ func (im *Importer) storeBlock(ctx context.Context, seen *sync.Map, j blockJob) 
 		return loc, nil
 	}
 	has, err := im.vol.Blocks.Has(ctx, loc.Hash)
+	if err == nil && has && im.opts.Reuse != nil {
+		var ok bool
+		if ok, err = im.opts.Reuse(ctx, loc.Hash); err == nil && !ok {
+			has, err = im.vol.Blocks.Has(ctx, loc.Hash)
+		}
+	}
 	if err != nil {
 		return loc, fmt.Errorf("import: %w", err)
 	}
