@@ -90,12 +90,12 @@ func setupImport(fl *pflag.FlagSet) runFunc {
 		procs.More()
 		vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts, MetaDir: *metaDir})
 		if err != nil {
-			return err
+			return interruptedEarly(ctx, err)
 		}
 		defer vol.Close()
 		lease, err := acquireLease(ctx, vol.Blocks, gc.LeaseOptions{Kind: gc.KindImport})
 		if err != nil {
-			return err
+			return interruptedEarly(ctx, err)
 		}
 		var reuse func(context.Context, blockstore.Hash) (bool, error)
 		if lease != nil {
@@ -131,6 +131,17 @@ func setupImport(fl *pflag.FlagSet) runFunc {
 		bar.stop()
 		return reportImport(ctx, e, im, st, err, tree.CleanPath(dest), *asJSON, *quiet)
 	}
+}
+
+// interruptedEarly is err, unless a signal ended ctx before the import
+// began: then the exit status says so (130/143) and that nothing was
+// stored yet, as an interrupt later in the import does.
+func interruptedEarly(ctx context.Context, err error) error {
+	var intr interrupted
+	if errors.As(context.Cause(ctx), &intr) {
+		return exitError{code: 128 + int(intr.sig), err: fmt.Errorf("%v before importing anything: kept 0 whole files; rerun the same import", intr)}
+	}
+	return err
 }
 
 // reportImport prints an import's summary (or JSON report; nothing with
