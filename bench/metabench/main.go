@@ -38,8 +38,16 @@ func main() {
 	files := flag.Int("files", 20000, "number of files in the tree")
 	perDir := flag.Int("per-dir", 1000, "files per directory")
 	keep := flag.String("work", "", "work directory to use and keep (default: a temporary one, removed)")
+	memChild := flag.String("memory-of", "", "(internal) mount this store at -work/mnt, walk it and print memory figures")
 	flag.Parse()
 	procs.More()
+	if *memChild != "" {
+		if err := memoryChild(*memChild, filepath.Join(*keep, "mnt"), *files); err != nil {
+			fmt.Fprintln(os.Stderr, "metabench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*files, *perDir, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "metabench:", err)
 		os.Exit(1)
@@ -79,8 +87,8 @@ func run(files, perDir int, work string) error {
 		{"stat every file", []string{"sh", "-c", "xargs -0 stat -c %i < " + list}},
 	}
 	fmt.Printf("\n%-16s %10s %10s %10s %10s %8s %8s\n", "", "local cold", "local warm", "mount cold", "mount warm", "cold x", "warm x")
-	var rss memFigures
-	for i, op := range ops {
+	var startup time.Duration
+	for _, op := range ops {
 		lc, err := timed(local, op.cmd, true)
 		if err != nil {
 			return err
@@ -90,7 +98,7 @@ func run(files, perDir int, work string) error {
 			return err
 		}
 		var mc, mw time.Duration
-		fig, err := withMount(store, mnt, func() error {
+		startup, err = withMount(store, mnt, func() error {
 			if mc, err = timed(mnt, op.cmd, false); err != nil {
 				return err
 			}
@@ -100,20 +108,50 @@ func run(files, perDir int, work string) error {
 		if err != nil {
 			return err
 		}
-		if i == 1 {
-			rss = fig // after ls -lR: every entry looked up with its attributes
-		}
 		fmt.Printf("%-16s %9.2fs %9.2fs %9.2fs %9.2fs %7.1fx %7.1fx\n", op.name, lc.Seconds(), lw.Seconds(),
 			mc.Seconds(), mw.Seconds(), mc.Seconds()/lc.Seconds(), mw.Seconds()/lw.Seconds())
 	}
-	fmt.Printf("\nmount start-up (open the store, ingest its metadata, mount, first ls): %.2fs\n", rss.startup.Seconds())
-	perFile := func(b uint64) float64 { return float64(int64(b)) / float64(files) }
-	fmt.Printf("RSS after ls -lR through the mount: %.1f MiB; %.1f MiB (%.0f bytes/file) more than before opening the store\n",
-		mib(rss.rssAfter), mib(rss.rssAfter-rss.rssBase), perFile(rss.rssAfter-rss.rssBase))
-	fmt.Printf("  Go heap in use: opening the store (metadata log and its index) %.1f MiB (%.0f bytes/file);\n",
-		mib(rss.heapOpen-rss.heapBase), perFile(rss.heapOpen-rss.heapBase))
-	fmt.Printf("  the walk %.1f MiB more (%.0f bytes/file: go-fuse inodes and the mount's nodes)\n",
-		mib(rss.heapAfter-rss.heapOpen), perFile(rss.heapAfter-rss.heapOpen))
+	fmt.Printf("\nmount start-up (open the store, ingest its metadata, mount, first ls): %.2fs\n", startup.Seconds())
+	// Memory is measured in a fresh process of its own, which does
+	// nothing but mount and walk.
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	c := exec.Command(self, "-memory-of", store, "-work", work, "-files", strconv.Itoa(files))
+	c.Stdout, c.Stderr = os.Stdout, os.Stderr
+	return c.Run()
+}
+
+// memoryChild mounts store at mnt, runs ls -lR through it and prints the
+// process's memory before and after.
+func memoryChild(store, mnt string, files int) error {
+	rssBase, heapBase := memory()
+	vol, err := volume.Open(context.Background(), store, volume.Options{})
+	if err != nil {
+		return err
+	}
+	defer vol.Close()
+	rssOpen, heapOpen := memory()
+	m, err := mount.Start(mnt, vol, mount.Options{Refresh: -1})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		m.Unmount()
+		m.Wait()
+	}()
+	if _, err := timed(mnt, []string{"ls", "-lR", "."}, false); err != nil {
+		return err
+	}
+	rssAfter, heapAfter := memory()
+	per := func(a, b uint64) string {
+		return fmt.Sprintf("%.1f MiB (%.0f bytes/file)", mib(a-b), float64(int64(a-b))/float64(files))
+	}
+	fmt.Printf("memory of a fresh mount process, after ls -lR of all %d files through it:\n", files)
+	fmt.Printf("  RSS %.1f MiB: %s for the metadata log opened, %s more for the walk\n", mib(rssAfter), per(rssOpen, rssBase), per(rssAfter, rssOpen))
+	fmt.Printf("  Go heap in use: %s for the metadata log and its index, %s more for the walk (go-fuse inodes and the mount's nodes)\n",
+		per(heapOpen, heapBase), per(heapAfter, heapOpen))
 	return nil
 }
 
@@ -183,41 +221,28 @@ func timed(dir string, cmd []string, cold bool) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
-type memFigures struct {
-	startup                       time.Duration
-	rssBase, rssAfter             uint64
-	heapBase, heapOpen, heapAfter uint64
-}
-
 // withMount opens and mounts the store as a fresh node would, runs fn,
-// and reports start-up time and memory before and after it.
-func withMount(store, mnt string, fn func() error) (memFigures, error) {
-	var fig memFigures
-	fig.rssBase, fig.heapBase = memory()
+// and reports the start-up time (up to a first listing of the root).
+func withMount(store, mnt string, fn func() error) (time.Duration, error) {
 	start := time.Now()
 	vol, err := volume.Open(context.Background(), store, volume.Options{})
 	if err != nil {
-		return fig, err
+		return 0, err
 	}
 	defer vol.Close()
-	_, fig.heapOpen = memory()
 	m, err := mount.Start(mnt, vol, mount.Options{Refresh: -1})
 	if err != nil {
-		return fig, err
+		return 0, err
 	}
 	defer func() {
 		m.Unmount()
 		m.Wait()
 	}()
 	if _, err := os.ReadDir(mnt); err != nil {
-		return fig, err
+		return 0, err
 	}
-	fig.startup = time.Since(start)
-	if err := fn(); err != nil {
-		return fig, err
-	}
-	fig.rssAfter, fig.heapAfter = memory()
-	return fig, nil
+	startup := time.Since(start)
+	return startup, fn()
 }
 
 // memory returns this process's resident set and Go heap in use, after a
