@@ -297,3 +297,24 @@ func (l *Log) writeIngested(hdr segHeader, data []byte) (*segment, error) {
 	}
 	return newSegment(l.dir, hdr.id, f, hdr), nil
 }
+
+// SegmentKeys calls fn with the primary key of every object and tombstone
+// record in data, a whole segment as Ingest takes it (objects first, then
+// tombstones, each in log order; a key may come more than once). It checks
+// the segment as Ingest does and calls fn only if it is whole. A reader that
+// caches what it served (a FUSE mount, whose kernel keeps names and
+// listings) learns from it exactly which keys an ingested segment may have
+// changed. key is valid only during the call.
+func SegmentKeys(data []byte, fn func(key string)) error {
+	_, p, err := parseIngest(data)
+	if err != nil {
+		return err
+	}
+	for i := range p.objs {
+		fn(p.key(p.objs[i].key))
+	}
+	for i := range p.tombs {
+		fn(p.key(p.tombs[i].key))
+	}
+	return nil
+}

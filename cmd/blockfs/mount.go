@@ -74,7 +74,7 @@ func addMountFlags(fl *pflag.FlagSet) *mountFlags {
 	f.debug = fl.Bool("debug", false, "log every FUSE request (at log level debug)")
 	f.fetchTimeout = fl.Duration("fetch-timeout", mount.DefaultFetchTimeout, "give a read EIO if its block cannot be fetched (retries included) within this")
 	f.refresh = fl.Duration("refresh", mount.DefaultRefresh, "how often to pick up newly imported data (0 disables)")
-	f.cacheTimeout = fl.Duration("cache-timeout", 0, "how long the kernel may cache names and attributes (default: the refresh interval, or 1h)")
+	f.cacheTimeout = fl.Duration("cache-timeout", 0, "how long the kernel may cache names and attributes (default 24h: a refresh invalidates what it changes)")
 	f.metricsAddr = fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics (\":PORT\" listens on loopback; say 0.0.0.0:PORT for every interface)")
 	f.daemon = fl.Bool("daemon", false, "run in the background; return once the mount serves (exit 0) or failed (exit 1)")
 	f.owners = addOwnerFlags(fl)

@@ -154,21 +154,6 @@ func copyOut(v, dest []byte) (uint32, syscall.Errno) {
 	return uint32(copy(dest, v)), 0
 }
 
-// inoKey is what gives a node its inode number: a hard-linked file's link
-// identity (so that all its paths are one inode), else the path, and for
-// files and symlinks the version too (a changed file is a new inode).
-func inoKey(p string, n *tree.Node) string {
-	switch {
-	case n.LinkID != 0:
-		// Not the version: each path's object has its own, and a re-import
-		// that changes the file gives it a new link id anyway.
-		return fmt.Sprintf("\x00link\x00%d", n.LinkID)
-	case n.Kind == tree.KindDir:
-		return p
-	}
-	return fmt.Sprintf("%s\x00%d", p, n.Version)
-}
-
 var (
 	_ gofs.NodeGetxattrer  = (*symlinkNode)(nil)
 	_ gofs.NodeListxattrer = (*symlinkNode)(nil)

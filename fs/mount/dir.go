@@ -14,7 +14,8 @@ import (
 )
 
 // dirNode is a directory of the tree. Children are looked up in the log on
-// demand; the kernel caches the answers for the mount's cache timeout.
+// demand; the kernel caches the answers, and the listing (dirhandle.go),
+// for the mount's cache timeout or until a refresh changes them.
 type dirNode struct {
 	gofs.Inode
 	mount *Mount
@@ -22,12 +23,12 @@ type dirNode struct {
 }
 
 var (
-	_ gofs.NodeLookuper    = (*dirNode)(nil)
-	_ gofs.NodeReaddirer   = (*dirNode)(nil)
-	_ gofs.NodeGetattrer   = (*dirNode)(nil)
-	_ gofs.NodeGetxattrer  = (*dirNode)(nil)
-	_ gofs.NodeListxattrer = (*dirNode)(nil)
-	_ gofs.NodeStatfser    = (*dirNode)(nil)
+	_ gofs.NodeLookuper       = (*dirNode)(nil)
+	_ gofs.NodeOpendirHandler = (*dirNode)(nil)
+	_ gofs.NodeGetattrer      = (*dirNode)(nil)
+	_ gofs.NodeGetxattrer     = (*dirNode)(nil)
+	_ gofs.NodeListxattrer    = (*dirNode)(nil)
+	_ gofs.NodeStatfser       = (*dirNode)(nil)
 )
 
 func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *gofs.Inode, errno syscall.Errno) {
@@ -46,19 +47,31 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if err != nil {
 		return nil, m.errno("lookup", p, err)
 	}
-	ino := m.ino(p, n)
-	m.fillAttr(n, ino, &out.Attr)
-	return d.NewInode(ctx, m.newNode(p, n), gofs.StableAttr{Mode: out.Attr.Mode & syscall.S_IFMT, Ino: ino}), 0
+	return m.child(ctx, &d.Inode, p, n, out), 0
 }
 
-// Readdir lists the directory, skipping entries that cannot be served (see
+// child makes the inode for node n at path p, a child of parent, and fills
+// out with its attributes. The kernel keeps the entry and the attributes
+// for the cache timeout (long: a refresh invalidates what it changes).
+func (m *Mount) child(ctx context.Context, parent *gofs.Inode, p string, n *tree.Node, out *fuse.EntryOut) *gofs.Inode {
+	id := identity(p, n)
+	m.fillAttr(n, id.Ino, &out.Attr)
+	return parent.NewInode(ctx, m.newNode(p, n), id)
+}
+
+// listed is one directory entry as read from the tree.
+type listed struct {
+	name string
+	node *tree.Node
+}
+
+// list reads the directory, skipping entries that cannot be served (see
 // badName) or decoded: one hostile entry must not hide the rest. Each is
 // counted and logged once.
-func (d *dirNode) Readdir(ctx context.Context) (_ gofs.DirStream, errno syscall.Errno) {
+func (d *dirNode) list() (entries []listed, errno syscall.Errno) {
 	m := d.mount
 	defer m.timer()("readdir", &errno)
 	m.counters.readdirs.Add(1)
-	var entries []fuse.DirEntry
 	err := m.vol.Tree.ListEach(d.path, func(name string, n *tree.Node, err error) bool {
 		if d.path == "/" && name == StatsFileName {
 			return true
@@ -72,15 +85,13 @@ func (d *dirNode) Readdir(ctx context.Context) (_ gofs.DirStream, errno syscall.
 			m.badEntry(p, fmt.Sprintf("readdir %s: skipping %q: %v", d.path, name, err))
 			return true
 		}
-		var a fuse.Attr
-		m.fillAttr(n, 0, &a)
-		entries = append(entries, fuse.DirEntry{Name: name, Mode: a.Mode, Ino: m.ino(p, n)})
+		entries = append(entries, listed{name, n})
 		return true
 	})
 	if err != nil {
 		return nil, m.errno("readdir", d.path, err)
 	}
-	return gofs.NewListDirStream(entries), 0
+	return entries, 0
 }
 
 // badName says why name cannot be a directory entry ("" if it can): the

@@ -16,12 +16,32 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
-// fileNode is a regular file: a list of blocks.
+// fileNode is a regular file: a list of blocks. The kernel may hold
+// millions of them after a walk, so a node keeps its metadata encoded (a
+// third of the decoded size for a small file) and decodes it when opened,
+// and knows its path only through go-fuse's tree (Inode.Path).
 type fileNode struct {
 	gofs.Inode
-	mount *Mount
-	path  string
-	node  *tree.Node
+	mount   *Mount
+	rec     []byte // the tree.Node, encoded (tree.Node.AppendBinary)
+	version uint64 // its Version, which the encoding leaves out
+}
+
+func newFileNode(m *Mount, n *tree.Node) *fileNode {
+	return &fileNode{mount: m, rec: n.AppendBinary(nil), version: n.Version}
+}
+
+// node decodes the file's tree node. The record was encoded by this
+// process from a node that decoded, so it decodes again; if it did not,
+// the file fails with EIO (logged once), as a bad record in the log does.
+func (f *fileNode) node() (*tree.Node, syscall.Errno) {
+	n, err := tree.DecodeNode(f.rec)
+	if err != nil {
+		p := "/" + f.Path(nil)
+		return nil, f.mount.errno("decode", p, fmt.Errorf("re-decoding the node of %s: %w", p, err))
+	}
+	n.Version = f.version
+	return n, 0
 }
 
 var (
@@ -33,16 +53,28 @@ var (
 
 func (f *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	f.mount.counters.getattrs.Add(1)
-	f.mount.fillAttr(f.node, f.StableAttr().Ino, &out.Attr)
+	n, errno := f.node()
+	if errno != 0 {
+		return errno
+	}
+	f.mount.fillAttr(n, f.StableAttr().Ino, &out.Attr)
 	return 0
 }
 
 func (f *fileNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	return f.mount.getxattr(f.node, attr, dest)
+	n, errno := f.node()
+	if errno != 0 {
+		return 0, errno
+	}
+	return f.mount.getxattr(n, attr, dest)
 }
 
 func (f *fileNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	return listxattr(f.node, dest)
+	n, errno := f.node()
+	if errno != 0 {
+		return 0, errno
+	}
+	return listxattr(n, dest)
 }
 
 // Open hands out a handle bound to the node as it is now, so that a file
@@ -54,7 +86,11 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _
 		return nil, 0, syscall.EROFS
 	}
 	f.mount.counters.opens.Add(1)
-	return newFileHandle(f.mount, f.path, f.node), fuse.FOPEN_KEEP_CACHE, 0
+	n, errno := f.node()
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	return newFileHandle(f.mount, "/"+f.Path(nil), n), fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // fileHandle is one open file: reads through the pool, and the readahead

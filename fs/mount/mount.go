@@ -31,6 +31,7 @@ const (
 	DefaultReadahead    = 32
 	DefaultFetchTimeout = 2 * time.Minute
 	DefaultRefresh      = 30 * time.Second
+	DefaultCacheTimeout = 24 * time.Hour
 )
 
 // Options tune a mount; the zero value is sensible.
@@ -57,9 +58,11 @@ type Options struct {
 	// (default DefaultRefresh; <0 disables). Files already open keep
 	// reading the version they opened.
 	Refresh time.Duration
-	// CacheTimeout is how long the kernel may cache names and attributes
-	// (default: the refresh interval, or 1h without refresh; a file's data
-	// never changes under one inode, so its page cache is kept regardless).
+	// CacheTimeout is how long the kernel may cache names, attributes and
+	// listings (default DefaultCacheTimeout). It can be long: the tree does
+	// not change between refreshes, and a refresh invalidates exactly the
+	// entries and listings it changed (invalidate.go). A file's data never
+	// changes under one inode, so its page cache is kept regardless.
 	CacheTimeout time.Duration
 	// Logger gets errors worth an operator's eye (default: text on
 	// stderr); failed reads carry the block as logx.DedupKey ("block"), so
@@ -107,8 +110,8 @@ type Mount struct {
 	usageGen uint64
 	usageOK  bool
 
-	inoMu sync.Mutex
-	inos  map[string]uint64 // path (and version) -> inode number, stable for the mount's life
+	root  *dirNode      // the root directory's node
+	inval invalidations // what refreshes told the kernel to drop (see invalidate.go)
 }
 
 // Start mounts vol at mountpoint and starts answering the kernel. It
@@ -136,17 +139,14 @@ func Start(mountpoint string, vol *volume.Volume, opts Options) (*Mount, error) 
 		opts.Refresh = DefaultRefresh
 	}
 	if opts.CacheTimeout <= 0 {
-		opts.CacheTimeout = time.Hour
-		if opts.Refresh > 0 {
-			opts.CacheTimeout = opts.Refresh
-		}
+		opts.CacheTimeout = DefaultCacheTimeout
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	m := &Mount{
 		vol: vol, opts: opts, mountpoint: abs, started: time.Now(),
-		inos: map[string]uint64{"/": 1}, stop: make(chan struct{}), badSeen: map[string]struct{}{},
+		stop: make(chan struct{}), badSeen: map[string]struct{}{},
 		pool: blockstore.NewPool(vol.Blocks, blockstore.PoolConfig{
 			MaxBytes: opts.PoolSize,
 			// Kernel requests must not fail because many wait: they queue.
@@ -187,12 +187,13 @@ func (m *Mount) serve(abs string) (*fuse.Server, error) {
 	opts := m.opts
 	timeout := opts.CacheTimeout
 	root := &dirNode{mount: m, path: "/"}
+	m.root = root
 	server, err := fuse.NewServer(gofs.NewNodeFS(root, &gofs.Options{
 		EntryTimeout: &timeout,
 		AttrTimeout:  &timeout,
-		// A name that is not there now may appear after a refresh; keep
-		// negative entries short.
-		NegativeTimeout: ptr(time.Second),
+		// A name that appears with a refresh is invalidated like any
+		// other change, so negative entries can be kept as long.
+		NegativeTimeout: &timeout,
 		RootStableAttr:  &gofs.StableAttr{Ino: 1},
 		// Serve modes as stored: without this go-fuse turns a 0000 file
 		// into 0644 (a directory into 0755), which --allow-other would
@@ -242,8 +243,10 @@ func (m *Mount) refreshLoop() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), max(m.opts.Refresh, time.Minute))
-		changed, err := m.vol.Refresh(ctx)
+		pending := m.newPendingInval()
+		changed, err := m.vol.RefreshNotify(ctx, pending.add)
 		cancel()
+		pending.apply()
 		if err != nil {
 			m.opts.Logger.Warn("refreshing metadata failed", "err", err)
 		}
@@ -252,8 +255,6 @@ func (m *Mount) refreshLoop() {
 		}
 	}
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // OpObserver receives the duration and outcome of FUSE operations (for
 // Prometheus histograms); it must be cheap and safe for concurrent use.
@@ -299,7 +300,7 @@ func (m *Mount) Stats() Stats {
 		Kind: "mount", Store: m.vol.Spec, Mountpoint: m.mountpoint,
 		UptimeNs: int64(time.Since(m.started)),
 		Pool:     m.pool.Stats(),
-		Fuse:     m.counters.snapshot(),
+		Fuse:     m.fuseStats(),
 		Meta:     m.vol.MetaStats(),
 		Backend:  m.vol.Store().BackendStats(),
 	}
@@ -313,20 +314,4 @@ func (m *Mount) Stats() Stats {
 		st.Cache = &cs
 	}
 	return st
-}
-
-// ino returns the inode number of node n at path p, the same one every
-// time. Directories are numbered by path; files and symlinks by path and
-// version, so that a file replaced by a newer import is a new inode (with
-// its own page cache) while handles open on the old one keep reading it.
-func (m *Mount) ino(p string, n *tree.Node) uint64 {
-	key := inoKey(p, n)
-	m.inoMu.Lock()
-	defer m.inoMu.Unlock()
-	ino, ok := m.inos[key]
-	if !ok {
-		ino = uint64(len(m.inos) + 1)
-		m.inos[key] = ino
-	}
-	return ino
 }

@@ -61,7 +61,7 @@ func (m *Mount) newNode(p string, n *tree.Node) gofs.InodeEmbedder {
 	case tree.KindSymlink:
 		return &symlinkNode{mount: m, node: n}
 	default:
-		return &fileNode{mount: m, path: p, node: n}
+		return newFileNode(m, n)
 	}
 }
 

@@ -62,6 +62,15 @@ type FuseStats struct {
 	// ReadLatency times FUSE reads from the kernel's request to the reply
 	// (a pool hit, or the wait for a fetch).
 	ReadLatency latency.Snapshot `json:"read_latency"`
+	// PlusEntries are directory entries handed to the kernel with their
+	// attributes by READDIRPLUS, each sparing a LOOKUP.
+	PlusEntries int64 `json:"plus_entries"`
+	// Invalidated entries (names; deleted ones also told to inotify) and
+	// listings the kernel was told to drop because a refresh changed
+	// them.
+	InvalEntries  int64 `json:"inval_entries"`
+	InvalDeletes  int64 `json:"inval_deletes"`
+	InvalListings int64 `json:"inval_listings"`
 }
 
 // fuseCounters are the live, lock-free counters behind FuseStats.
@@ -69,6 +78,7 @@ type fuseCounters struct {
 	lookups, getattrs, readdirs, opens, reads, readBytes               atomic.Int64
 	readlinks, prefetches, errors, copiedReads, interrupts, badEntries atomic.Int64
 	readLatency                                                        latency.Histogram
+	plusEntries                                                        atomic.Int64
 }
 
 func (c *fuseCounters) snapshot() FuseStats {
@@ -77,7 +87,7 @@ func (c *fuseCounters) snapshot() FuseStats {
 		Opens: c.opens.Load(), Reads: c.reads.Load(), ReadBytes: c.readBytes.Load(),
 		Readlinks: c.readlinks.Load(), Prefetches: c.prefetches.Load(), Errors: c.errors.Load(),
 		CopiedReads: c.copiedReads.Load(), Interrupts: c.interrupts.Load(),
-		BadEntries:  c.badEntries.Load(),
+		BadEntries: c.badEntries.Load(), PlusEntries: c.plusEntries.Load(),
 		ReadLatency: c.readLatency.Snapshot(),
 	}
 }

@@ -45,6 +45,7 @@ type Volume struct {
 	skipped   map[string]bool // poisoned segments, not ingested (see refreshLocked)
 	logger    *log.Logger
 	published map[uint32]bool // local segments that are in the store already
+	onChange  func(p string)  // RefreshNotify's callback, during it
 	counters  metaCounters
 }
 
@@ -158,10 +159,23 @@ func damagedCatalog(err error) bool {
 // Refresh ingests the segments published since the last call and reports
 // whether there were any.
 func (v *Volume) Refresh(ctx context.Context) (bool, error) {
+	return v.RefreshNotify(ctx, nil)
+}
+
+// RefreshNotify is Refresh that also calls changed (if not nil) with every
+// tree path the ingested segments wrote or deleted, once each segment is
+// applied (so a Lookup in changed sees the new state), under the volume's
+// lock: changed must not call back into the Volume. A mount uses it to
+// invalidate exactly the names and listings the kernel caches that a
+// refresh changed. A path may be reported although its node is unchanged
+// (a segment whose objects lost to newer versions), never the reverse.
+func (v *Volume) RefreshNotify(ctx context.Context, changed func(p string)) (bool, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.counters.refreshes.Add(1)
-	changed, err := v.refreshLocked(ctx)
+	v.onChange = changed
+	defer func() { v.onChange = nil }()
+	got, err := v.refreshLocked(ctx)
 	if err != nil {
 		v.counters.errors.Add(1)
 		msg := err.Error()
@@ -170,10 +184,10 @@ func (v *Volume) Refresh(ctx context.Context) (bool, error) {
 		v.counters.last.Store(time.Now().UnixNano())
 		v.counters.lastErr.Store(nil)
 	}
-	if changed {
+	if got {
 		v.counters.changes.Add(1)
 	}
-	return changed, err
+	return got, err
 }
 
 func (v *Volume) refreshLocked(ctx context.Context) (bool, error) {
@@ -231,6 +245,12 @@ func (v *Volume) ingestLocked(ctx context.Context, m Manifest) (bool, error) {
 		v.published[info.ID] = true
 		v.counters.segments.Add(1)
 		changed = true
+		if v.onChange != nil {
+			// The segment verified and ingested whole, so its keys parse.
+			if err := objects.SegmentKeys(data, v.onChange); err != nil {
+				return changed, fmt.Errorf("metadata segment %s: listing its keys: %w", s.ID, err)
+			}
+		}
 	}
 	return changed, nil
 }

@@ -1,0 +1,269 @@
+// Command metabench measures metadata operations through a blockfs mount
+// side by side with the same tree on the local disk, in one run: `find`,
+// `ls -lR` and a stat of every file, cold and warm, plus the mount's
+// start-up time and resident memory after a full walk.
+//
+// The tree is N empty files in directories of -per-dir files. Its
+// metadata is written to a directory store directly (as an import would
+// write it, without reading any file), so that a big tree is quick to set
+// up; no file data is read by the measurements. Cold means a fresh mount
+// (nothing in the kernel's caches for it) and, for the local disk, after
+// dropping the kernel's caches (echo 3 > /proc/sys/vm/drop_caches). The
+// mount is served by this process, so its RSS is the mount's. Needs root
+// and /dev/fuse; absolute numbers on a shared machine are noisy.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"blockfs/blockstore/storeurl"
+	"blockfs/fs/mount"
+	"blockfs/fs/tree"
+	"blockfs/fs/volume"
+	"blockfs/internal/procs"
+	"blockfs/objects"
+)
+
+func main() {
+	files := flag.Int("files", 20000, "number of files in the tree")
+	perDir := flag.Int("per-dir", 1000, "files per directory")
+	keep := flag.String("work", "", "work directory to use and keep (default: a temporary one, removed)")
+	memChild := flag.String("memory-of", "", "(internal) mount this store at -work/mnt, walk it and print memory figures")
+	flag.Parse()
+	procs.More()
+	if *memChild != "" {
+		if err := memoryChild(*memChild, filepath.Join(*keep, "mnt"), *files); err != nil {
+			fmt.Fprintln(os.Stderr, "metabench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(*files, *perDir, *keep); err != nil {
+		fmt.Fprintln(os.Stderr, "metabench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(files, perDir int, work string) error {
+	if work == "" {
+		dir, err := os.MkdirTemp("", "metabench")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		work = dir
+	}
+	local, store, mnt := filepath.Join(work, "local"), filepath.Join(work, "store"), filepath.Join(work, "mnt")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		return err
+	}
+	start := time.Now()
+	paths, err := makeTree(local, store, files, perDir)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("tree: %d files in %d directories, local tree and store written in %.1fs\n",
+		files, (files+perDir-1)/perDir, time.Since(start).Seconds())
+	list := filepath.Join(work, "paths")
+	if err := os.WriteFile(list, []byte(strings.Join(paths, "\x00")), 0o644); err != nil {
+		return err
+	}
+	ops := []struct {
+		name string
+		cmd  []string
+	}{
+		{"find -type f", []string{"find", ".", "-type", "f"}},
+		{"ls -lR", []string{"ls", "-lR", "."}},
+		{"stat every file", []string{"sh", "-c", "xargs -0 stat -c %i < " + list}},
+	}
+	fmt.Printf("\n%-16s %10s %10s %10s %10s %8s %8s\n", "", "local cold", "local warm", "mount cold", "mount warm", "cold x", "warm x")
+	var startup time.Duration
+	for _, op := range ops {
+		lc, err := timed(local, op.cmd, true)
+		if err != nil {
+			return err
+		}
+		lw, err := timed(local, op.cmd, false)
+		if err != nil {
+			return err
+		}
+		var mc, mw time.Duration
+		startup, err = withMount(store, mnt, func() error {
+			if mc, err = timed(mnt, op.cmd, false); err != nil {
+				return err
+			}
+			mw, err = timed(mnt, op.cmd, false)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%-16s %9.2fs %9.2fs %9.2fs %9.2fs %7.1fx %7.1fx\n", op.name, lc.Seconds(), lw.Seconds(),
+			mc.Seconds(), mw.Seconds(), mc.Seconds()/lc.Seconds(), mw.Seconds()/lw.Seconds())
+	}
+	fmt.Printf("\nmount start-up (open the store, ingest its metadata, mount, first ls): %.2fs\n", startup.Seconds())
+	// Memory is measured in a fresh process of its own, which does
+	// nothing but mount and walk.
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	c := exec.Command(self, "-memory-of", store, "-work", work, "-files", strconv.Itoa(files))
+	c.Stdout, c.Stderr = os.Stdout, os.Stderr
+	return c.Run()
+}
+
+// memoryChild mounts store at mnt, runs ls -lR through it and prints the
+// process's memory before and after.
+func memoryChild(store, mnt string, files int) error {
+	rssBase, heapBase := memory()
+	vol, err := volume.Open(context.Background(), store, volume.Options{})
+	if err != nil {
+		return err
+	}
+	defer vol.Close()
+	rssOpen, heapOpen := memory()
+	m, err := mount.Start(mnt, vol, mount.Options{Refresh: -1})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		m.Unmount()
+		m.Wait()
+	}()
+	if _, err := timed(mnt, []string{"ls", "-lR", "."}, false); err != nil {
+		return err
+	}
+	rssAfter, heapAfter := memory()
+	per := func(a, b uint64) string {
+		return fmt.Sprintf("%.1f MiB (%.0f bytes/file)", mib(a-b), float64(int64(a-b))/float64(files))
+	}
+	fmt.Printf("memory of a fresh mount process, after ls -lR of all %d files through it:\n", files)
+	fmt.Printf("  RSS %.1f MiB: %s for the metadata log opened, %s more for the walk\n", mib(rssAfter), per(rssOpen, rssBase), per(rssAfter, rssOpen))
+	fmt.Printf("  Go heap in use: %s for the metadata log and its index, %s more for the walk (go-fuse inodes and the mount's nodes)\n",
+		per(heapOpen, heapBase), per(heapAfter, heapOpen))
+	return nil
+}
+
+// makeTree writes the local tree and the same tree's metadata to a new
+// directory store, and returns the files' paths relative to the root.
+func makeTree(local, store string, files, perDir int) ([]string, error) {
+	ctx := context.Background()
+	vol, err := volume.Open(ctx, store, volume.Options{Options: storeurl.Options{Create: true}})
+	if err != nil {
+		return nil, err
+	}
+	defer vol.Close()
+	mtime := time.Now().UnixNano()
+	dirNode := &tree.Node{Kind: tree.KindDir, Mode: 0o755, MtimeNs: mtime}
+	fileNode := &tree.Node{Kind: tree.KindFile, Mode: 0o644, MtimeNs: mtime}
+	var batch []objects.Entry
+	flush := func() error {
+		err := vol.Meta.MultiWrite(batch)
+		batch = batch[:0]
+		return err
+	}
+	paths := make([]string, 0, files)
+	for i := range files {
+		dir := fmt.Sprintf("d%05d", i/perDir)
+		if i%perDir == 0 {
+			if err := os.MkdirAll(filepath.Join(local, dir), 0o755); err != nil {
+				return nil, err
+			}
+			batch = append(batch, tree.Entry("/"+dir, dirNode))
+		}
+		p := fmt.Sprintf("%s/f%07d", dir, i)
+		f, err := os.Create(filepath.Join(local, p))
+		if err != nil {
+			return nil, err
+		}
+		f.Close()
+		batch = append(batch, tree.Entry("/"+p, fileNode))
+		paths = append(paths, p)
+		if len(batch) >= 10000 {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return paths, vol.Publish(ctx)
+}
+
+// timed runs cmd in dir with its output discarded; cold drops the
+// kernel's caches first.
+func timed(dir string, cmd []string, cold bool) (time.Duration, error) {
+	if cold {
+		exec.Command("sync").Run()
+		if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
+			return 0, fmt.Errorf("dropping caches: %w", err)
+		}
+	}
+	c := exec.Command(cmd[0], cmd[1:]...)
+	c.Dir = dir
+	c.Stderr = os.Stderr
+	start := time.Now()
+	if err := c.Run(); err != nil {
+		return 0, fmt.Errorf("%s in %s: %w", strings.Join(cmd, " "), dir, err)
+	}
+	return time.Since(start), nil
+}
+
+// withMount opens and mounts the store as a fresh node would, runs fn,
+// and reports the start-up time (up to a first listing of the root).
+func withMount(store, mnt string, fn func() error) (time.Duration, error) {
+	start := time.Now()
+	vol, err := volume.Open(context.Background(), store, volume.Options{})
+	if err != nil {
+		return 0, err
+	}
+	defer vol.Close()
+	m, err := mount.Start(mnt, vol, mount.Options{Refresh: -1})
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		m.Unmount()
+		m.Wait()
+	}()
+	if _, err := os.ReadDir(mnt); err != nil {
+		return 0, err
+	}
+	startup := time.Since(start)
+	return startup, fn()
+}
+
+// memory returns this process's resident set and Go heap in use, after a
+// collection.
+func memory() (rss, heap uint64) {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0, ms.HeapInuse
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if v, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			rss = kb << 10
+		}
+	}
+	return rss, ms.HeapInuse
+}
+
+func mib(b uint64) float64 { return float64(int64(b)) / (1 << 20) }

@@ -1,0 +1,83 @@
+package mount
+
+import (
+	"encoding/binary"
+	"hash/fnv"
+	"syscall"
+
+	"blockfs/fs/tree"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+)
+
+// Inode numbers are derived, not remembered: a table of every path and
+// version ever looked up would grow with every lookup for the mount's life,
+// however little the kernel still holds.
+//
+// A node's identity is a 128-bit FNV-1a hash of its path (directories) or
+// of its path and version (files and symlinks, so that a file replaced by a
+// newer import is a new inode with its own page cache, while handles open
+// on the old one keep reading it). The top 64 bits are st_ino, the rest the
+// FUSE generation. go-fuse tells nodes apart by (type, ino, generation), so
+// two nodes that share an st_ino (likely once in about 10^6 mounts of 10^7
+// files) are still two nodes to the kernel and never serve each other's
+// bytes; only tools that compare st_ino (hard-link detection with nlink
+// > 1, find's loop check along one path) could be misled, with odds of a
+// full 128-bit collision for the rest.
+
+// rootIno is the root directory's inode number (FUSE_ROOT_ID).
+const rootIno = 1
+
+// reservedInos are the numbers at either end of the range that the mount
+// keeps for itself (0, the root, hidden files such as the stats file at
+// the top); a hash that lands there is moved away.
+const reservedInos = 1 << 16
+
+// identity returns the stable attributes of node n at path p.
+func identity(p string, n *tree.Node) gofs.StableAttr {
+	if p == "/" {
+		return gofs.StableAttr{Mode: modeType(n), Ino: rootIno}
+	}
+	h := fnv.New128a()
+	var b [9]byte
+	b[0] = byte(n.Kind)
+	k := 1
+	switch {
+	case n.LinkID != 0:
+		// Hard links: every path of the one source inode is one inode
+		// here, so the identity is the link, not the path. Not the
+		// version either: each path's object has its own, and a re-import
+		// that changes the file gives it a new link id anyway.
+		b[0] = 0xff
+		binary.LittleEndian.PutUint64(b[1:], n.LinkID)
+		h.Write(b[:])
+	case n.Kind != tree.KindDir:
+		binary.LittleEndian.PutUint64(b[1:], n.Version)
+		k = 9
+		fallthrough
+	default:
+		h.Write(b[:k])
+		h.Write([]byte(p))
+	}
+	var sum [16]byte
+	h.Sum(sum[:0])
+	ino := binary.BigEndian.Uint64(sum[:8])
+	if ino < reservedInos || ino > ^uint64(0)-reservedInos {
+		ino ^= 1 << 62
+	}
+	return gofs.StableAttr{Mode: modeType(n), Ino: ino, Gen: binary.BigEndian.Uint64(sum[8:])}
+}
+
+// ino is the inode number of node n at path p, the same one every time.
+func (m *Mount) ino(p string, n *tree.Node) uint64 { return identity(p, n).Ino }
+
+// modeType is the file type bits of a node's kind.
+func modeType(n *tree.Node) uint32 {
+	switch n.Kind {
+	case tree.KindDir:
+		return syscall.S_IFDIR
+	case tree.KindSymlink:
+		return syscall.S_IFLNK
+	}
+	return syscall.S_IFREG
+}
