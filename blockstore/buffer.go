@@ -39,6 +39,9 @@ type Buffer struct {
 	hurry      chan struct{}
 	ready      bool // fetched and verified
 	prefetched bool // fetched by a prefetch and not yet asked for by a Get
+	// byPrefetch says a prefetch started this buffer's fetch (set once,
+	// before the buffer is in the table).
+	byPrefetch bool
 	stale      bool // mapped file changed: out of the table, dropped by its last release
 	prev, next *Buffer
 }

@@ -156,7 +156,34 @@ func (p *Pool) get(ctx context.Context, loc Locator, mayWait bool) (*Buffer, err
 			err = fmt.Errorf("%w: get %v: block file keeps changing", ErrCorrupt, loc)
 		}
 	}
+	var pf prefetchFailed
+	if errors.As(err, &pf) {
+		// The store failed a prefetch this Get joined, on the prefetch's
+		// schedule: perhaps during an outage that is over by now. The
+		// reader asks the store once for itself before it gives up.
+		b, err = p.getOnce(ctx, loc, mayWait, false)
+		if errors.As(err, &pf) {
+			err = pf.err
+		}
+	}
 	return b, err
+}
+
+// prefetchFailed is the error of a Get that joined a prefetch whose fetch
+// failed for a reason that may pass (not a missing or corrupt block).
+type prefetchFailed struct{ err error }
+
+func (e prefetchFailed) Error() string { return e.err.Error() }
+func (e prefetchFailed) Unwrap() error { return e.err }
+
+// joinedFailure is err from a fetch this Get joined, marked for one retry
+// (see get) when a prefetch started it and the failure may pass.
+func joinedFailure(ctx context.Context, b *Buffer, err error) error {
+	if err == nil || !b.byPrefetch || ctx.Err() != nil ||
+		errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrTooLarge) {
+		return err
+	}
+	return prefetchFailed{err}
 }
 
 // getOnce looks loc up, and fetches it if absent. count says whether to
@@ -189,7 +216,8 @@ func (p *Pool) getOnce(ctx context.Context, loc Locator, mayWait, count bool) (*
 			if ready {
 				return p.handOut(b)
 			}
-			return p.wait(ctx, b)
+			buf, err := p.wait(ctx, b)
+			return buf, joinedFailure(ctx, b, err)
 		}
 		if b := p.reserveLocked(loc); b != nil {
 			b.refs = 2 // this caller and the fetch
@@ -293,7 +321,7 @@ func (p *Pool) StartPrefetch(loc Locator, done func()) (ok, started bool) {
 	}
 	b.refs = 1 // the fetch
 	hurry := make(chan struct{})
-	b.hurry, b.prefetched = hurry, true
+	b.hurry, b.prefetched, b.byPrefetch = hurry, true, true
 	p.c.inUse.Add(1)
 	p.prefetching++
 	p.part.prefetchFetches++
