@@ -116,15 +116,8 @@ func runGC(ctx context.Context, st store, opts gc.Options) (*gc.Report, error) {
 	return gc.New(cat, opts).Run(ctx)
 }
 
-// importLeased imports as blockfs import does: under a gc lease whose
-// Reuse the importer asks.
-func importLeased(t testing.TB, spec, src, dest string) {
-	t.Helper()
-	if err := importLeasedErr(context.Background(), store{spec: spec}, src, dest); err != nil {
-		t.Fatal(err)
-	}
-}
-
+// importLeasedErr imports as blockfs import does: under a gc lease whose
+// Reuse the importer asks, publishing under the lease's context.
 func importLeasedErr(ctx context.Context, st store, src, dest string) error {
 	vol, err := volume.Open(ctx, st.spec, st.oo)
 	if err != nil {
