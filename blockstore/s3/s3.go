@@ -161,8 +161,9 @@ type Store struct {
 }
 
 var (
-	_ blockstore.Store    = (*Store)(nil)
-	_ blockstore.RefStore = (*Store)(nil)
+	_ blockstore.Store        = (*Store)(nil)
+	_ blockstore.RefStore     = (*Store)(nil)
+	_ blockstore.BatchDeleter = (*Store)(nil)
 )
 
 // Open returns the store for bucket under prefix ("" for the bucket's
@@ -450,41 +451,6 @@ func (s *Store) Has(ctx context.Context, h blockstore.Hash) (bool, error) {
 	return false, s.fail(fmt.Sprintf("has %v", h), err)
 }
 
-// List implements blockstore.Store with ListObjectsV2, 1000 keys a page,
-// each page retried on its own. Keys that are not exactly a block's name
-// in the right fan-out folder are skipped.
-func (s *Store) List(ctx context.Context, fn func(blockstore.Locator) error) error {
-	base := s.prefix + "blocks/"
-	after := ""
-	for {
-		page, err := s.listPage(ctx, base, after, listPageSize)
-		if err != nil {
-			return s.fail("list", err)
-		}
-		for _, o := range page {
-			fan, name, ok := strings.Cut(strings.TrimPrefix(o.Key, base), "/")
-			if !ok || len(fan) != 2 || !strings.HasPrefix(name, fan) {
-				continue
-			}
-			h, err := blockstore.ParseHash(name)
-			if err != nil {
-				continue
-			}
-			if err := fn(blockstore.Locator{Hash: h, Size: o.Size}); err != nil {
-				return err
-			}
-		}
-		if len(page) < listPageSize {
-			return nil
-		}
-		after = page[len(page)-1].Key
-	}
-}
-
-// listPageSize is the number of keys List asks for per request (S3's
-// maximum).
-const listPageSize = 1000
-
 // listPage lists up to max keys under prefix after the key after, in one
 // ListObjectsV2 request (retried like any other).
 func (s *Store) listPage(ctx context.Context, prefix, after string, max int) ([]minio.ObjectInfo, error) {
@@ -526,4 +492,39 @@ func (s *Store) Delete(ctx context.Context, h blockstore.Hash) error {
 		return s.fail(fmt.Sprintf("delete %v", h), err)
 	}
 	return nil
+}
+
+// deleteBatchSize is the number of keys one DeleteObjects request takes
+// (S3's maximum).
+const deleteBatchSize = 1000
+
+// DeleteBatch implements blockstore.BatchDeleter with DeleteObjects, at
+// most deleteBatchSize keys a request, each request retried on its own
+// (deleting a key twice is harmless). S3 reports missing keys as deleted,
+// which is what a collector rerun wants.
+func (s *Store) DeleteBatch(ctx context.Context, hs []blockstore.Hash) error {
+	for i := 0; i < len(hs); i += deleteBatchSize {
+		part := hs[i:min(i+deleteBatchSize, len(hs))]
+		if err := s.do(ctx, &s.c.Deletes, func(ctx context.Context) error { return s.removeObjects(ctx, part) }); err != nil {
+			return s.fail(fmt.Sprintf("delete %d blocks", len(part)), err)
+		}
+	}
+	return nil
+}
+
+// removeObjects deletes part (at most deleteBatchSize keys: one request)
+// and returns the first per-key error.
+func (s *Store) removeObjects(ctx context.Context, part []blockstore.Hash) error {
+	objs := make(chan minio.ObjectInfo, len(part))
+	for _, h := range part {
+		objs <- minio.ObjectInfo{Key: s.blockKey(h)}
+	}
+	close(objs)
+	var first error
+	for e := range s.core.RemoveObjects(ctx, s.bucket, objs, minio.RemoveObjectsOptions{}) {
+		if first == nil && e.Err != nil {
+			first = fmt.Errorf("%s: %w", e.ObjectName, e.Err)
+		}
+	}
+	return first
 }

@@ -29,6 +29,7 @@ func Capabilities(t *testing.T, wrapped, inner blockstore.Store) []string {
 	check("RefStore", found[blockstore.RefStore](inner), found[blockstore.RefStore](wrapped))
 	check("Flusher", found[blockstore.Flusher](inner), found[blockstore.Flusher](wrapped))
 	check("HashedPutter", found[blockstore.HashedPutter](inner), found[blockstore.HashedPutter](wrapped))
+	check("BatchDeleter", found[blockstore.BatchDeleter](inner), found[blockstore.BatchDeleter](wrapped))
 	return have
 }
 

@@ -33,6 +33,7 @@ func Run(t *testing.T, newStore func(t *testing.T) blockstore.Store) {
 	t.Run("Map", func(t *testing.T) { testMap(t, newStore(t)) })
 	t.Run("PutHashed", func(t *testing.T) { testPutHashed(t, newStore(t)) })
 	t.Run("Canceled", func(t *testing.T) { testCanceled(t, newStore(t)) })
+	t.Run("DeleteBatch", func(t *testing.T) { testDeleteBatch(t, newStore(t)) })
 }
 
 // put stores data and returns its locator.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"blockfs/blockstore"
+	"blockfs/blockstore/httpstore"
 	"blockfs/blockstore/storeurl"
 	"blockfs/fs/gc"
 	"blockfs/fs/volume"
@@ -57,13 +59,16 @@ func setupGC(fl *pflag.FlagSet) runFunc {
 		defer cat.Close()
 		var done, total atomic.Int64
 		var bar *progressBar
-		opts := gc.Options{KeepLast: *keepLast, KeepWithin: *keepWithin, Grace: *grace, DryRun: *dry, MetaDir: *metaDir, Skew: leaseSkew()}
+		opts := gc.Options{KeepLast: *keepLast, KeepWithin: *keepWithin, Grace: *grace, DryRun: *dry, MetaDir: *metaDir, Skew: leaseSkew(), SweepTTL: leaseTTL()}
 		if !*asJSON && isTerminal(e.stdout) {
 			opts.Progress = func(_ string, d, t int64) { done.Store(d); total.Store(t) }
 			bar = startProgressOf(e.stdout, func(n int64) string { return fmt.Sprint(n) + " blocks" }, func() (int64, int64) { return done.Load(), total.Load() })
 		}
 		rep, err := gc.New(cat, opts).Run(ctx)
 		bar.stop()
+		if errors.Is(err, httpstore.ErrUnauthorized) {
+			return fmt.Errorf("gc lists, writes its state and deletes blocks, which a blockfs serve allows only with its token (--store-token-file or $BLOCKFS_TOKEN): %w", err)
+		}
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"blockfs/fs/gc"
 	"blockfs/fs/tree"
 	"blockfs/fs/volume"
 	"blockfs/objects"
@@ -62,6 +63,19 @@ func setupRm(fl *pflag.FlagSet) runFunc {
 		if *dry {
 			printRmSummary(e.stdout, "would remove", sum)
 			return nil
+		}
+		// rm writes a segment of tombstones before it publishes it: like
+		// an import it holds a lease from before the write, or a sweep
+		// could delete the unpublished segment (docs/gc.md, case 1).
+		lease, err := acquireLease(ctx, vol.Blocks, gc.LeaseOptions{Kind: gc.KindImport})
+		if err != nil {
+			return err
+		}
+		if lease != nil {
+			defer lease.Release(context.WithoutCancel(ctx))
+			var stop context.CancelFunc
+			ctx, stop = lease.Bind(ctx) // no publish once the lease is lost
+			defer stop()
 		}
 		if err := removePaths(ctx, vol, gone); err != nil {
 			return err

@@ -457,11 +457,8 @@ func (c *Collector) renewSweep(ctx context.Context, sw *Sweep, epoch uint64) err
 	return err
 }
 
-// BatchDeleter is implemented by stores that delete many blocks per
-// request (S3 DeleteObjects). Missing blocks are not an error.
-type BatchDeleter interface {
-	DeleteBatch(ctx context.Context, hs []blockstore.Hash) error
-}
+// BatchDeleter is the store capability deleteBlocks uses when present.
+type BatchDeleter = blockstore.BatchDeleter
 
 // deleteBlocks deletes hs, in one batch request where the store has one,
 // else with bounded parallel deletes. A block already gone (a rerun after

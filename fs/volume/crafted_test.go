@@ -271,6 +271,10 @@ func TestStaleMetaDirsRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	fstest.WriteFile(t, filepath.Join(dead, "LOCK"), nil, 0o644)
+	long := time.Now().Add(-2 * time.Minute) // past the setup window of a LOCK
+	if err := os.Chtimes(filepath.Join(dead, "LOCK"), long, long); err != nil {
+		t.Fatal(err)
+	}
 	fstest.WriteFile(t, filepath.Join(dead, "00000001.seg"), make([]byte, 4096), 0o644)
 	other := filepath.Join(parent, "not-ours")
 	if err := os.Mkdir(other, 0o700); err != nil {

@@ -68,13 +68,21 @@ func removeStaleMetaDirs(parent string) (int, error) {
 	return removed, errors.Join(errs...)
 }
 
+// lockSetup spares a LOCK file this young even if its lock is free: its
+// owner creates it and flocks it in two steps, and a cleaner that took the
+// lock between them would remove a live log's directory (seen under
+// concurrent gc, import and mount processes).
+const lockSetup = time.Minute
+
 func removeIfStale(dir string) (bool, error) {
 	lockPath := filepath.Join(dir, metaLock)
-	if _, err := os.Lstat(lockPath); errors.Is(err, os.ErrNotExist) {
+	if fi, err := os.Lstat(lockPath); errors.Is(err, os.ErrNotExist) {
 		fi, err := os.Lstat(dir)
 		if err != nil || time.Since(fi.ModTime()) < unlockedGrace {
 			return false, nil
 		}
+	} else if err == nil && time.Since(fi.ModTime()) < lockSetup {
+		return false, nil
 	}
 	f, err := fileutil.LockFile(lockPath, true)
 	if errors.Is(err, fileutil.ErrLocked) || errors.Is(err, os.ErrNotExist) {

@@ -1,0 +1,121 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"blockfs/blockstore/storeurl"
+	"blockfs/fs/chunker"
+	"blockfs/fs/gc"
+	"blockfs/fs/importer"
+	"blockfs/fs/tree"
+	"blockfs/fs/volume"
+	"blockfs/objects"
+)
+
+// BenchmarkGCDir: a directory store made by BLOCKFS_BENCH_GC_IMPORTS
+// imports (default 10) of BLOCKFS_BENCH_GC_MIB MiB each (default 10) in
+// 1 KiB fixed blocks, every other import then removed (rm): about 100k
+// blocks, half of them unreachable. Two gc runs with no grace: the first
+// condemns, the second sweeps. It logs the store's blocks and bytes before
+// and after and each run's wall time (bench/gc.sh runs it).
+func BenchmarkGCDir(b *testing.B) {
+	imports, mib := envInt("BLOCKFS_BENCH_GC_IMPORTS", 10), envInt("BLOCKFS_BENCH_GC_MIB", 10)
+	ctx := context.Background()
+	for range b.N {
+		b.StopTimer()
+		spec := filepath.Join(b.TempDir(), "store")
+		buildGCStore(b, spec, imports, mib)
+		cat, err := volume.OpenCatalog(ctx, spec, storeurl.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		var ms runtime.MemStats
+		var reps [2]*gc.Report
+		var took [2]time.Duration
+		for i := range reps {
+			start := time.Now()
+			reps[i], err = gc.New(cat, gc.Options{KeepLast: 1, MetaDir: b.TempDir()}).Run(ctx)
+			took[i] = time.Since(start)
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		runtime.ReadMemStats(&ms)
+		cat.Close()
+		c, s := reps[0], reps[1]
+		b.Logf("%d imports of %d MiB, %d removed: before %d blocks (%d MiB), unreachable %d blocks (%d MiB)",
+			imports, mib, imports/2, c.Stored.Blocks, c.Stored.Bytes>>20, c.Unreachable.Blocks, c.Unreachable.Bytes>>20)
+		b.Logf("condemn run %v; sweep run %v freed %d blocks (%d MiB); after: %d blocks (%d MiB); Go runtime Sys %d MiB",
+			took[0].Round(time.Millisecond), took[1].Round(time.Millisecond), s.Freed.Blocks, s.Freed.Bytes>>20,
+			s.Stored.Blocks, s.Stored.Bytes>>20, ms.Sys>>20) // the sweep run lists after deleting
+		b.ReportMetric(took[0].Seconds(), "condemn-s")
+		b.ReportMetric(took[1].Seconds(), "sweep-s")
+		b.ReportMetric(float64(s.Freed.Blocks), "freed-blocks")
+	}
+}
+
+// buildGCStore imports n datasets of mib MiB (one random file each) in
+// 1 KiB fixed blocks, then removes every other one in one rm.
+func buildGCStore(b *testing.B, spec string, n, mib int) {
+	ctx := context.Background()
+	src := b.TempDir()
+	data := make([]byte, mib<<20)
+	for i := range n {
+		r := mrand.New(mrand.NewPCG(uint64(i), 42))
+		for j := 0; j+8 <= len(data); j += 8 {
+			v := r.Uint64()
+			for k := range 8 {
+				data[j+k] = byte(v >> (8 * k))
+			}
+		}
+		p := filepath.Join(src, fmt.Sprint(i))
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		vol, err := volume.Open(ctx, spec, volume.Options{Options: storeurl.Options{Create: true}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		im, err := importer.New(vol, importer.Options{Chunking: chunker.Config{Fixed: true, Avg: 1 << 10}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := im.Import(ctx, p, fmt.Sprintf("/d%d", i)); err != nil {
+			b.Fatal(err)
+		}
+		vol.Close()
+		os.Remove(p)
+	}
+	vol, err := volume.Open(ctx, spec, volume.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer vol.Close()
+	var es []objects.Entry
+	for i := 0; i < n; i += 2 {
+		es = append(es, tree.DeleteEntry(fmt.Sprintf("/d%d", i)))
+	}
+	if err := vol.Meta.MultiWrite(es); err != nil {
+		b.Fatal(err)
+	}
+	if err := vol.Publish(ctx); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func envInt(name string, def int) int {
+	var v int
+	if _, err := fmt.Sscan(os.Getenv(name), &v); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
