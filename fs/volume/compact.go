@@ -44,10 +44,10 @@ const compactSegmentSize = 64 << 20
 
 // Compacted is what a compaction did.
 type Compacted struct {
-	SegmentsBefore int                  `json:"segments_before"`
-	SegmentsAfter  int                  `json:"segments_after"` // compacted ones plus any a racing publish added
+	SegmentsBefore int                 `json:"segments_before"`
+	SegmentsAfter  int                 `json:"segments_after"` // compacted ones plus any a racing publish added
 	Written        objects.ExportStats `json:"written"`
-	Published      *Snapshot            `json:"published"` // nil if there was nothing to compact
+	Published      *Snapshot           `json:"published"` // nil if there was nothing to compact
 }
 
 // errCompactRaced: a rollback or repair changed the segments a compaction
