@@ -37,6 +37,14 @@ func writeLinks(t *testing.T, vol *volume.Volume, dir, prefix string, n int, del
 
 // publishLinks is writeLinks returning its error (for goroutines).
 func publishLinks(vol *volume.Volume, dir, prefix string, n int, del ...string) error {
+	if err := writeLinksNoPublish(vol, dir, prefix, n, del...); err != nil {
+		return err
+	}
+	return vol.Publish(context.Background())
+}
+
+// writeLinksNoPublish writes what writeLinks publishes.
+func writeLinksNoPublish(vol *volume.Volume, dir, prefix string, n int, del ...string) error {
 	entries := []objects.Entry{tree.Entry(dir, &tree.Node{Kind: tree.KindDir, Mode: 0o755})}
 	for i := range n {
 		p := fmt.Sprintf("%s/%s%d", dir, prefix, i)
@@ -45,10 +53,7 @@ func publishLinks(vol *volume.Volume, dir, prefix string, n int, del ...string) 
 	for _, p := range del {
 		entries = append(entries, tree.DeleteEntry(p))
 	}
-	if err := vol.Meta.MultiWrite(entries); err != nil {
-		return err
-	}
-	return vol.Publish(context.Background())
+	return vol.Meta.MultiWrite(entries)
 }
 
 // dumpTree renders every node of vol's tree with its version.
