@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -70,6 +71,7 @@ func setupImport(fl *pflag.FlagSet) runFunc {
 	del := fl.Bool("delete", false, "remove paths under DEST that SRC no longer has (mirror SRC)")
 	repair := fl.Bool("repair", false, "read back every block the store already has and rewrite the corrupt ones from SRC (see docs/operations.md)")
 	publish := fl.Duration("publish-interval", 10*time.Second, "how often a long import makes the files it has finished visible in the store")
+	dry := fl.Bool("dry-run", false, "list what the import would add, change and (with --delete) delete, and change nothing")
 	return func(ctx context.Context, e env, args []string) error {
 		if len(args) < 1 || len(args) > 2 {
 			return usagef("want SRC [DEST], got %d arguments", len(args))
@@ -119,6 +121,13 @@ func setupImport(fl *pflag.FlagSet) runFunc {
 		})
 		if err != nil {
 			return usagef("%v", err)
+		}
+		if *dry {
+			plan, err := im.Plan(src, dest)
+			if err != nil {
+				return err
+			}
+			return printPlan(e.stdout, plan, *asJSON)
 		}
 		var bar *progressBar
 		if !*quiet && !*asJSON && isTerminal(e.stdout) {
@@ -222,4 +231,22 @@ func importSummary(dest string, st importer.Stats) string {
 		dest, st.Files, st.Dirs, st.Symlinks, extra, humanize.IBytes(uint64(st.Bytes)), st.Blocks,
 		st.NewBlocks, humanize.IBytes(uint64(st.NewBytes)), dedup,
 		st.Duration.Round(time.Millisecond), humanize.IBytes(uint64(rate)))
+}
+
+// printPlan prints what an import would do (import --dry-run): every path,
+// then the counts.
+func printPlan(w io.Writer, p importer.Plan, asJSON bool) error {
+	if asJSON {
+		return json.NewEncoder(w).Encode(p)
+	}
+	for _, l := range []struct {
+		verb  string
+		paths []string
+	}{{"would add", p.Added}, {"would change", p.Changed}, {"would delete", p.Deleted}} {
+		for _, q := range l.paths {
+			fmt.Fprintf(w, "%s %s\n", l.verb, q)
+		}
+	}
+	fmt.Fprintf(w, "dry run: would add %d, change %d, delete %d paths; nothing changed\n", len(p.Added), len(p.Changed), len(p.Deleted))
+	return nil
 }

@@ -41,8 +41,9 @@ its snapshot in the log.`,
 		help: `The store's tree becomes that of the given snapshot, as a new snapshot: the
 history is never rewritten, so a rollback can itself be undone by rolling
 back to the snapshot before it. New mounts serve it at once; running mounts
-keep serving what they have and log that they must be remounted. Checks
-first that every metadata block of the target is present.`,
+switch to it at their next refresh (files already open keep reading the
+version they opened). Checks first that every metadata block of the target
+is present.`,
 		setup: func(fl *pflag.FlagSet) runFunc { return setupRestore(fl, false) },
 	})
 	register(&command{
@@ -233,6 +234,6 @@ func printChange(w io.Writer, ch *volume.Change, repair bool) {
 		fmt.Fprintf(w, "changes of snapshots %s are no longer in the tree (still in the log)\n", strings.Join(undone, ", "))
 	}
 	if ch.Published != nil {
-		fmt.Fprintln(w, "running mounts keep serving what they have: remount them to serve this snapshot")
+		fmt.Fprintln(w, "running mounts switch to this snapshot at their next refresh")
 	}
 }

@@ -223,3 +223,40 @@ func TestMountAtCommand(t *testing.T) {
 		t.Errorf("mount --at nope: %v %q", err, out)
 	}
 }
+
+// TestImportDeleteDryRun: import --delete --dry-run lists exactly what the
+// import would add, change and delete, and leaves meta/head as it was; the
+// real run then does just that.
+func TestImportDeleteDryRun(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "keep"), "k\n")
+	writeFile(t, filepath.Join(src, "change"), "c1\n")
+	writeFile(t, filepath.Join(src, "sub", "gone"), "g\n")
+	mustRun(t, "import", "--store", store, src, "/d")
+	writeFile(t, filepath.Join(src, "change"), "c2 longer\n")
+	writeFile(t, filepath.Join(src, "new"), "n\n")
+	if err := os.RemoveAll(filepath.Join(src, "sub")); err != nil {
+		t.Fatal(err)
+	}
+	before := readHead(t, store)
+	out := mustRun(t, "import", "--delete", "--dry-run", "--store", store, src, "/d")
+	want := "would add /d/new\nwould change /d/change\nwould delete /d/sub/gone\nwould delete /d/sub\n" +
+		"dry run: would add 1, change 1, delete 2 paths; nothing changed\n"
+	if out != want {
+		t.Fatalf("dry run printed:\n%s\nwant\n%s", out, want)
+	}
+	if readHead(t, store) != before {
+		t.Fatal("import --dry-run changed meta/head")
+	}
+	if got := mustRun(t, "ls", "--store", store, "/d"); got != "change\nkeep\nsub\n" {
+		t.Fatalf("after the dry run /d lists %q", got)
+	}
+	out = mustRun(t, "import", "--delete", "--store", store, src, "/d")
+	if !strings.Contains(out, "2 deleted") {
+		t.Fatalf("import --delete summary: %s", out)
+	}
+	if got := mustRun(t, "ls", "--store", store, "/d"); got != "change\nkeep\nnew\n" {
+		t.Fatalf("after the import /d lists %q", got)
+	}
+}

@@ -392,6 +392,19 @@ func unwrapPath(err error) error {
 // walk did not find: children before their directories, so that no
 // listing ever shows a child of a deleted directory.
 func (im *Importer) deleteMissing(dest string, items []item, c *committer) error {
+	gone, err := im.missing(dest, items)
+	if err != nil {
+		return err
+	}
+	for i := len(gone) - 1; i >= 0; i-- { // Walk lists parents first
+		im.deleted.Add(1)
+		c.add(tree.DeleteEntry(gone[i]))
+	}
+	return nil
+}
+
+// missing lists the paths under dest that items lacks, parents first.
+func (im *Importer) missing(dest string, items []item) ([]string, error) {
 	keep := make(map[string]bool, len(items))
 	for _, it := range items {
 		keep[it.dest] = true
@@ -404,16 +417,12 @@ func (im *Importer) deleteMissing(dest string, items []item, c *committer) error
 		return nil
 	})
 	if errors.Is(err, tree.ErrNotExist) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("import --delete: %w", err)
+		return nil, fmt.Errorf("import --delete: %w", err)
 	}
-	for i := len(gone) - 1; i >= 0; i-- { // Walk lists parents first
-		im.deleted.Add(1)
-		c.add(tree.DeleteEntry(gone[i]))
-	}
-	return nil
+	return gone, nil
 }
 
 // parents makes sure every ancestor of dest exists as a directory.

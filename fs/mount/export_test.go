@@ -1,6 +1,8 @@
 package mount
 
 import (
+	"context"
+
 	"blockfs/fs/tree"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -20,3 +22,7 @@ func SetAfterRefresh(o *Options, fn func(changed bool, err error)) { o.afterRefr
 
 // CopyMapped is copyMapped, for a test with a real mapping.
 var CopyMapped = copyMapped
+
+// RefreshNow does what one tick of the refresh loop does, so that a test
+// decides when the mount refreshes.
+func RefreshNow(m *Mount) (bool, error) { return m.vol.Refresh(context.Background()) }

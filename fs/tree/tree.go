@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"sync/atomic"
 
 	"blockfs/objects"
 )
@@ -13,18 +14,30 @@ var ErrNotExist = errors.New("no such file or directory")
 
 // Tree is the read side of the metadata: nodes by path and directory
 // listings, decoded from the objects in the log.
+//
+// The log can be replaced (SetLog) while readers run: a volume whose store
+// was rolled back rebuilds its metadata in a fresh log, since a log cannot
+// forget objects, and swaps it in. Each call reads one log; nodes already
+// returned stay valid (they hold their block lists).
 type Tree struct {
-	log *objects.Log
+	log atomic.Pointer[objects.Log]
 }
 
 // NewTree reads the tree held in log.
-func NewTree(log *objects.Log) *Tree { return &Tree{log: log} }
+func NewTree(log *objects.Log) *Tree {
+	t := &Tree{}
+	t.log.Store(log)
+	return t
+}
+
+// SetLog makes the tree read log from now on.
+func (t *Tree) SetLog(log *objects.Log) { t.log.Store(log) }
 
 // Lookup returns the node at path p. The root always exists, even in an
 // empty store, so that a fresh store mounts as an empty directory.
 func (t *Tree) Lookup(p string) (*Node, error) {
 	p = CleanPath(p)
-	obj, err := t.log.ReadObject(pathKey(p))
+	obj, err := t.log.Load().ReadObject(pathKey(p))
 	if errors.Is(err, objects.ErrNotFound) {
 		if p == "/" {
 			return &Node{Kind: KindDir, Mode: 0o755}, nil
@@ -47,7 +60,7 @@ func (t *Tree) Lookup(p string) (*Node, error) {
 func (t *Tree) List(dir string, fn func(name string, n *Node) bool) error {
 	dir = CleanPath(dir)
 	var derr error
-	err := t.log.Scan(1, dirPrefix(dir), func(o objects.Object) bool {
+	err := t.log.Load().Scan(1, dirPrefix(dir), func(o objects.Object) bool {
 		n, err := DecodeNode(o.Value())
 		if err != nil {
 			derr = fmt.Errorf("metadata of %s: %w", path.Join(dir, childName(o.Key(1))), err)
@@ -67,7 +80,7 @@ func (t *Tree) List(dir string, fn func(name string, n *Node) bool) error {
 // returns false. The error returned is the listing's own.
 func (t *Tree) ListEach(dir string, fn func(name string, n *Node, err error) bool) error {
 	dir = CleanPath(dir)
-	err := t.log.Scan(1, dirPrefix(dir), func(o objects.Object) bool {
+	err := t.log.Load().Scan(1, dirPrefix(dir), func(o objects.Object) bool {
 		name := childName(o.Key(1))
 		n, err := DecodeNode(o.Value())
 		if err != nil {

@@ -32,17 +32,24 @@ type Volume struct {
 	Meta   *objects.Log
 	Tree   *tree.Tree
 
-	store    *storeurl.Stack
-	cat      catalog
-	metaDir  string
-	ownsDir  bool
-	importID string
+	store      *storeurl.Stack
+	cat        catalog
+	metaDir    string
+	metaParent string // Options.MetaDir: where rebuilt logs' directories go
+	ownsDir    bool
+	importID   string
+	// compactAbove: Publish compacts when the manifest lists more segments.
+	compactAbove int
 
 	at        *Snapshot  // Options.At: the pinned snapshot
 	mu        sync.Mutex // one Refresh or Publish at a time
 	refVer    string     // ref version last ingested
+	cur       Manifest   // the manifest read at refVer
 	ingested  map[string]bool
-	skipped   map[string]bool // poisoned segments, not ingested (see refreshLocked)
+	local     map[string]string // published segment id -> its copy in the private log (rebuild reads it)
+	skipped   map[string]bool   // poisoned segments, not ingested (see refreshLocked)
+	retired   []retiredLog      // logs replaced by a rebuild, closed at the next refresh
+	reuse     map[string]string // rebuild: local copies of segments to read instead of the store
 	logger    *log.Logger
 	published map[uint32]bool // local segments that are in the store already
 	onChange  func(p string)  // RefreshNotify's callback, during it
@@ -69,11 +76,14 @@ type MetaStats struct {
 	// SkippedSegments counts published segments refused by Ingest as
 	// corrupt (poison) and skipped, each logged.
 	SkippedSegments int64 `json:"skipped_segments"`
+	// Rebuilds counts the times the metadata was rebuilt because the
+	// store's segments shrank (a rollback, repair or compaction).
+	Rebuilds int64 `json:"rebuilds"`
 }
 
 type metaCounters struct {
-	generation, segments, refreshes, changes, errors, last, published, skipped atomic.Int64
-	lastErr                                                                    atomic.Pointer[string]
+	generation, segments, refreshes, changes, errors, last, published, skipped, rebuilds atomic.Int64
+	lastErr                                                                              atomic.Pointer[string]
 }
 
 // ErrGenerationBackwards says the store's manifest is older than one this
@@ -99,6 +109,10 @@ type Options struct {
 	// Logger gets loud errors that do not fail the volume (a skipped
 	// poisoned segment); nil means log.Default().
 	Logger *log.Logger
+	// CompactAbove: a Publish that leaves the manifest with more segments
+	// than this compacts it (see Compact). 0 means DefaultCompactAbove; < 0
+	// never.
+	CompactAbove int
 }
 
 // Open opens the store named by spec (see storeurl.Open) and ingests the
@@ -115,7 +129,11 @@ func Open(ctx context.Context, spec string, opts Options) (*Volume, error) {
 	}
 	v := &Volume{
 		Spec: spec, Blocks: store.Blocks, store: store, cat: catalog{blocks: store.Blocks, refs: refs, flush: flusherOf(store.Blocks)},
-		ingested: map[string]bool{}, skipped: map[string]bool{}, published: map[uint32]bool{}, logger: opts.Logger,
+		ingested: map[string]bool{}, local: map[string]string{}, skipped: map[string]bool{}, published: map[uint32]bool{}, logger: opts.Logger,
+		metaParent: opts.MetaDir, compactAbove: opts.CompactAbove,
+	}
+	if v.compactAbove == 0 {
+		v.compactAbove = DefaultCompactAbove
 	}
 	if v.logger == nil {
 		v.logger = log.Default()
@@ -194,6 +212,7 @@ func (v *Volume) refreshLocked(ctx context.Context) (bool, error) {
 	if v.at != nil {
 		return false, nil // pinned to a snapshot: never changes
 	}
+	v.closeRetired()
 	h, err := v.cat.load(ctx)
 	if err != nil || h.version == v.refVer {
 		return false, err
@@ -204,14 +223,14 @@ func (v *Volume) refreshLocked(ctx context.Context) (bool, error) {
 		}
 		return false, fmt.Errorf("%w: from %d to %d", ErrGenerationBackwards, have, h.m.Generation)
 	}
-	if err := v.checkRewound(h.m); err != nil {
-		return false, err
+	if lost := v.lostSegments(h.m); lost != "" {
+		return v.followShrunk(ctx, h, lost)
 	}
 	changed, err := v.ingestLocked(ctx, h.m)
 	if err != nil {
 		return changed, err
 	}
-	v.refVer = h.version
+	v.refVer, v.cur = h.version, h.m
 	v.counters.generation.Store(int64(h.m.Generation))
 	return changed, nil
 }
@@ -223,7 +242,7 @@ func (v *Volume) ingestLocked(ctx context.Context, m Manifest) (bool, error) {
 		if v.ingested[s.ID] || v.skipped[s.ID] {
 			continue
 		}
-		data, err := v.cat.getBlob(ctx, s.Blocks, s.Size)
+		data, err := v.segmentData(ctx, s)
 		if err != nil {
 			return changed, fmt.Errorf("metadata segment %s: %w", s.ID, err)
 		}
@@ -242,6 +261,7 @@ func (v *Volume) ingestLocked(ctx context.Context, m Manifest) (bool, error) {
 			return changed, fmt.Errorf("metadata segment %s: %w", s.ID, err)
 		}
 		v.ingested[s.ID] = true
+		v.local[s.ID] = info.Path
 		v.published[info.ID] = true
 		v.counters.segments.Add(1)
 		changed = true
@@ -253,6 +273,18 @@ func (v *Volume) ingestLocked(ctx context.Context, m Manifest) (bool, error) {
 		}
 	}
 	return changed, nil
+}
+
+// segmentData is the content of published segment s: from the store, or
+// during a rebuild from the copy the old log holds (verified when it was
+// ingested; its header differs, which Ingest accepts).
+func (v *Volume) segmentData(ctx context.Context, s SegmentRef) ([]byte, error) {
+	if p, ok := v.reuse[s.ID]; ok && p != "" {
+		if data, err := os.ReadFile(p); err == nil && int64(len(data)) == s.Size {
+			return data, nil
+		}
+	}
+	return v.cat.getBlob(ctx, s.Blocks, s.Size)
 }
 
 // openAt ingests snapshot spec (a generation or a tag) and pins the
@@ -285,22 +317,26 @@ func (v *Volume) openAt(ctx context.Context, spec string) error {
 func (v *Volume) At() *Snapshot { return v.at }
 
 // ErrRewound is returned by Refresh once the store's catalog was rolled
-// back (or repaired) past segments this volume has ingested: a private log
-// cannot forget objects, so the volume keeps serving what it has and a new
-// Open (a remount) is needed to serve the restored snapshot.
+// back (or repaired) past segments this volume has ingested while the
+// volume holds writes of its own not published yet: a private log cannot
+// forget objects, and a rebuilt one would lose those writes, so the volume
+// keeps what it has. (A volume without such writes, a mount, rebuilds
+// instead: see followShrunk.)
 var ErrRewound = errors.New("metadata rolled back in the store; remount to serve the restored snapshot")
 
-func (v *Volume) checkRewound(m Manifest) error {
+// lostSegments names a segment this volume ingested that m no longer
+// lists ("" if none).
+func (v *Volume) lostSegments(m Manifest) string {
 	in := make(map[string]bool, len(m.Segments))
 	for _, s := range m.Segments {
 		in[s.ID] = true
 	}
 	for id := range v.ingested {
 		if !in[id] {
-			return fmt.Errorf("snapshot %d lacks segment %s: %w", m.Generation, id, ErrRewound)
+			return id
 		}
 	}
-	return nil
+	return ""
 }
 
 func (v *Volume) logf(format string, a ...any) {
@@ -340,6 +376,23 @@ func (v *Volume) Publish(ctx context.Context) error {
 	if len(fresh) == 0 {
 		return nil
 	}
+	m, err := v.publishLocked(ctx, fresh, local)
+	if err != nil {
+		return err
+	}
+	if v.compactAbove > 0 && len(m.Segments) > v.compactAbove {
+		// The publish itself succeeded: a compaction that fails (a rollback
+		// raced it, the store went away) leaves a store that is merely slower
+		// to mount, so it is logged, not returned.
+		if _, err := v.compactLocked(ctx); err != nil {
+			v.logf("blockfs: compacting the metadata of %s (%d segments): %v", v.Spec, len(m.Segments), err)
+		}
+	}
+	return nil
+}
+
+// publishLocked adds the segments fresh (local ids local) to the manifest.
+func (v *Volume) publishLocked(ctx context.Context, fresh []SegmentRef, local []uint32) (Manifest, error) {
 	maxVersion := v.Meta.MaxVersion()
 	m, manifestLocs, err := v.cat.update(ctx, Snapshot{Op: OpPublish}, func(m *Manifest) error {
 		have := make(map[string]bool, len(m.Segments))
@@ -355,17 +408,18 @@ func (v *Volume) Publish(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return m, err
 	}
 	published := int64(len(manifestLocs))
 	for i, s := range fresh {
 		v.ingested[s.ID] = true
 		v.published[local[i]] = true
+		v.local[s.ID] = v.segmentPath(local[i])
 		published += int64(len(s.Blocks))
 	}
 	v.counters.published.Add(published)
 	v.counters.generation.Store(int64(m.Generation))
-	return nil
+	return m, nil
 }
 
 // HasMetadata reports whether the store had published metadata (a
@@ -387,6 +441,7 @@ func (v *Volume) MetaStats() MetaStats {
 		Refreshes: v.counters.refreshes.Load(), Changes: v.counters.changes.Load(),
 		RefreshErrors: v.counters.errors.Load(), LastRefreshNs: v.counters.last.Load(),
 		PublishedBlocks: v.counters.published.Load(), SkippedSegments: v.counters.skipped.Load(),
+		Rebuilds:  v.counters.rebuilds.Load(),
 		LastError: deref(v.counters.lastErr.Load()),
 	}
 }
@@ -405,6 +460,9 @@ func (v *Volume) Close() error {
 	if v.Meta != nil {
 		err = v.Meta.Close()
 	}
+	v.mu.Lock()
+	v.retireAll()
+	v.mu.Unlock()
 	if cerr := v.store.Close(); err == nil {
 		err = cerr
 	}
