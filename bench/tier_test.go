@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"blockfs/bench/cpustat"
 	"blockfs/blockstore"
 	"blockfs/blockstore/httpstore"
 	"blockfs/blockstore/s3"
@@ -49,6 +50,8 @@ type tierRun struct {
 	refGets  int64         // of which ref reads the serves passed on
 	fetches  []int64       // blocks each serve fetched from MinIO
 	sent     []int64       // bytes through each serve's uplink
+	ours     time.Duration // CPU time of the proxies, serves and mounts (not sha256sum, not MinIO)
+	idle     float64       // share of the machine left idle during the reads
 }
 
 // BenchmarkTier: mount processes, each with one reader of the same cold
@@ -82,11 +85,11 @@ func BenchmarkTier(b *testing.B) {
 		mounts, size>>20, len(blocks), tierBlock>>10)
 	fmt.Printf("each serve's uplink %.0f MB/s, each mount's downlink %.0f MB/s (shared toxiproxy links).\n", tierUplink/1e6, tierDownlink/1e6)
 	fmt.Printf("ideal = max(bytes x mounts / (serves x uplink), bytes / downlink); owner-bound = busiest serve's owned bytes x mounts / uplink\n")
-	fmt.Printf("  %6s %9s %9s %6s %12s %10s %7s  %s\n", "serves", "makespan", "ideal", "ratio", "owner-bound", "MinIO GETs", "blocks", "fetches per serve")
+	fmt.Printf("  %6s %9s %9s %6s %12s %10s %7s %9s %5s  %s\n", "serves", "makespan", "ideal", "ratio", "owner-bound", "MinIO GETs", "blocks", "our CPU", "idle", "fetches per serve")
 	for _, r := range runs {
-		fmt.Printf("  %6d %9s %9s %5.2fx %12s %10d %7d  %v (= %d blocks + %d ref reads + %d format markers)\n", r.serves,
+		fmt.Printf("  %6d %9s %9s %5.2fx %12s %10d %7d %8.1fs %4.0f%%  %v (GETs = %d blocks + %d ref reads + %d format markers)\n", r.serves,
 			r.makespan.Round(10*time.Millisecond), r.ideal.Round(10*time.Millisecond), r.makespan.Seconds()/r.ideal.Seconds(),
-			r.owners.Round(10*time.Millisecond), r.gets, len(blocks), r.fetches, r.gets-r.refGets-int64(r.serves), r.refGets, r.serves)
+			r.owners.Round(10*time.Millisecond), r.gets, len(blocks), r.ours.Seconds(), 100*r.idle, r.fetches, r.gets-r.refGets-int64(r.serves), r.refGets, r.serves)
 		b.ReportMetric(r.makespan.Seconds(), fmt.Sprintf("s-%dserves", r.serves))
 		b.ReportMetric(r.makespan.Seconds()/r.ideal.Seconds(), fmt.Sprintf("x-ideal-%dserves", r.serves))
 		if r.gets-r.refGets-int64(r.serves) != int64(len(blocks)) {
@@ -103,14 +106,15 @@ func runTier(b *testing.B, m *testsvc.MinIO, bin string, env []string, spec, wan
 	var urls, names []string
 	var uplinks []*testsvc.Link
 	var stops []func()
+	pids := []int{os.Getpid()} // this process runs the proxies
 	defer func() {
 		for i := len(stops) - 1; i >= 0; i-- { // mounts first, then serves
 			stops[i]()
 		}
 	}()
 	for i := range serves {
-		lines, stop := startProc(b, env, bin, "serving", "serve", "--listen", "127.0.0.1:0", "--store", spec)
-		stops = append(stops, stop)
+		lines, pid, stop := startProc(b, env, bin, "serving", "serve", "--listen", "127.0.0.1:0", "--store", spec)
+		stops, pids = append(stops, stop), append(pids, pid)
 		urls = append(urls, serveURL(b, lines))
 		names = append(names, fmt.Sprintf("#serve%d", i))
 		uplinks = append(uplinks, testsvc.NewLink(tierUplink))
@@ -129,10 +133,11 @@ func runTier(b *testing.B, m *testsvc.MinIO, bin string, env []string, spec, wan
 			}
 		}
 		mnt := b.TempDir()
-		_, stop := startProc(b, os.Environ(), bin, "serving", "mount", "--store", strings.Join(members, ","), mnt, "--refresh", "0")
-		stops = append(stops, stop)
+		_, pid, stop := startProc(b, os.Environ(), bin, "serving", "mount", "--store", strings.Join(members, ","), mnt, "--refresh", "0")
+		stops, pids = append(stops, stop), append(pids, pid)
 		mnts = append(mnts, mnt)
 	}
+	cpu := cpustat.Take(pids...)
 	start := time.Now()
 	var wg sync.WaitGroup
 	done := make([]time.Duration, len(mnts))
@@ -148,7 +153,11 @@ func runTier(b *testing.B, m *testsvc.MinIO, bin string, env []string, spec, wan
 		}()
 	}
 	wg.Wait()
-	r := tierRun{serves: serves}
+	used := cpu.Since()
+	r := tierRun{serves: serves, idle: used.Idle}
+	for _, p := range used.Procs {
+		r.ours += p
+	}
 	for _, d := range done {
 		r.makespan = max(r.makespan, d)
 	}
@@ -222,7 +231,7 @@ func listBlocks(b *testing.B, m *testsvc.MinIO, bucket, prefix string) map[block
 // startProc starts bin with args and returns its stderr lines up to the
 // first containing ready (the rest goes to the benchmark's stderr) and a
 // stop (SIGTERM, then wait), called at the latest when the benchmark ends.
-func startProc(b *testing.B, env []string, bin, ready string, args ...string) ([]string, func()) {
+func startProc(b *testing.B, env []string, bin, ready string, args ...string) ([]string, int, func()) {
 	b.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
@@ -249,7 +258,7 @@ func startProc(b *testing.B, env []string, bin, ready string, args ...string) ([
 		}
 	}
 	go func() { _, _ = r.WriteTo(os.Stderr) }()
-	return lines, stop
+	return lines, cmd.Process.Pid, stop
 }
 
 // serveURL is the URL in a serve's "serving ... at URL" line.
