@@ -92,6 +92,11 @@ type Client struct {
 	retry   netstore.Retry
 
 	c netstore.Counters
+	// What the server's ref answers said of its own store (refs.go's
+	// stale-if-error): how many came flagged stale, and whether the last
+	// one did, so a client of a tier can tell its store is down.
+	staleRefs atomic.Int64
+	storeDown atomic.Bool
 }
 
 var (
@@ -563,12 +568,25 @@ func (c *Client) GetRef(ctx context.Context, name string) ([]byte, string, error
 			return fmt.Errorf("reading ref body: %d bytes, expected %d: %w", len(data), resp.ContentLength, io.ErrUnexpectedEOF)
 		}
 		version = v
+		stale := resp.Header.Get(staleHeader) != ""
+		if stale {
+			c.staleRefs.Add(1)
+		}
+		c.storeDown.Store(stale)
 		return nil
 	})
 	if err != nil {
 		return nil, "", c.fail("get ref "+name, err)
 	}
 	return data, version, nil
+}
+
+// Upstream reports what the server said of its own store in its ref
+// answers: how many were stale (served from its last value because its
+// store failed) and whether the last one was, i.e. whether its store is
+// down as far as this client knows.
+func (c *Client) Upstream() (staleRefs int64, storeDown bool) {
+	return c.staleRefs.Load(), c.storeDown.Load()
 }
 
 // PutRef implements blockstore.RefStore with a conditional PUT:

@@ -26,8 +26,8 @@ func (o *outage) GetRef(ctx context.Context, name string) ([]byte, string, error
 
 // TestStaleRefIfError: a server that loses its store keeps answering a
 // ref read with the last value it read, flagged in its stats and the
-// answer; a ref it never read is still an error; the flag clears once the
-// store answers again.
+// answer (which the client counts: Upstream); a ref it never read is still
+// an error; the flags clear once the store answers again.
 func TestStaleRefIfError(t *testing.T) {
 	st := &outage{Mem: storetest.NewMem()}
 	ctx := context.Background()
@@ -60,11 +60,17 @@ func TestStaleRefIfError(t *testing.T) {
 	if s := h.Stats(); s.StaleRefs != 1 || !s.StoreDown {
 		t.Fatalf("stats %+v: want 1 stale ref answer, store down", s)
 	}
+	if n, down := c.Upstream(); n != 1 || !down {
+		t.Fatalf("client: %d stale answers, store down %v; want 1, true", n, down)
+	}
 	st.down.Store(false)
 	if _, _, err := c.GetRef(ctx, "meta/head"); err != nil {
 		t.Fatal(err)
 	}
 	if s := h.Stats(); s.StoreDown {
 		t.Fatal("store still flagged down after a ref read succeeded")
+	}
+	if n, down := c.Upstream(); n != 1 || down {
+		t.Fatalf("client after a fresh answer: %d stale answers, store down %v; want 1, false", n, down)
 	}
 }

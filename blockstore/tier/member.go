@@ -122,6 +122,8 @@ type MemberStats struct {
 	Probes     int64                 `json:"probes"`               // health probes while down
 	Recoveries int64                 `json:"recoveries"`           // times back up
 	LastError  string                `json:"last_error,omitempty"` // why it was last marked down
+	StaleRefs  int64                 `json:"stale_refs"`           // ref answers it flagged stale
+	StoreDown  bool                  `json:"store_down"`           // its last ref answer was stale
 	Client     httpstore.ClientStats `json:"client"`               // the HTTP client's counters
 }
 
@@ -129,6 +131,12 @@ type MemberStats struct {
 type Stats struct {
 	Members []MemberStats `json:"members"`
 	Up      int           `json:"up"` // members up now
+	// StoreDown: a member's last ref answer was stale (served from its
+	// last value because the store behind it failed): the tier answers,
+	// the store behind it does not.
+	StoreDown bool `json:"store_down"`
+	// StaleRefs counts the stale ref answers members gave.
+	StaleRefs int64 `json:"stale_refs"`
 }
 
 // Stats returns the per-member counters and states.
@@ -147,6 +155,9 @@ func (s *Store) Stats() Stats {
 		m.mu.Lock()
 		ms.LastError = m.lastErr
 		m.mu.Unlock()
+		ms.StaleRefs, ms.StoreDown = m.c.Upstream()
+		st.StaleRefs += ms.StaleRefs
+		st.StoreDown = st.StoreDown || ms.StoreDown
 		st.Members = append(st.Members, ms)
 	}
 	return st

@@ -16,8 +16,9 @@ import (
 // member, spread over all the others, while every other key stays where it
 // was (a ring would pile a dead member's keys onto its one successor).
 
-// seedOf is a member's identity in the scores: its URL, so that clients
-// that name the members the same way agree on owners.
+// seedOf is a member's identity in the scores: its name (its URL, or the
+// URL's fragment, see memberName), so that clients that name the members
+// the same way agree on owners.
 func seedOf(url string) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(url))
@@ -59,12 +60,14 @@ func rank(seeds []uint64, key uint64) []int {
 	return idx
 }
 
-// Owner returns which of urls owns block h while all are up: the one that
-// fetches it from the store. For tests and tools that check the sharding.
+// Owner returns which of urls (members as a store string names them)
+// owns block h while all are up: the one that fetches it from the store.
+// For tests and tools that check the sharding.
 func Owner(urls []string, h blockstore.Hash) int {
 	seeds := make([]uint64, len(urls))
 	for i, u := range urls {
-		seeds[i] = seedOf(normalize(u))
+		_, name := memberName(u)
+		seeds[i] = seedOf(name)
 	}
 	return rank(seeds, blockKey(h))[0]
 }

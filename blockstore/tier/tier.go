@@ -77,6 +77,21 @@ func IsTier(spec string) bool { return strings.Contains(spec, ",") }
 // normalize is a member URL as it is compared and hashed.
 func normalize(u string) string { return strings.TrimRight(strings.TrimSpace(u), "/") }
 
+// memberName splits a member of a store string into the URL it is reached
+// at and the name it is hashed by: the URL's fragment ("http://10.1.2.3:8420#site-a")
+// when there is one, else the URL itself. A fragment lets clients that
+// reach one member at different addresses (NAT, per-rack DNS names, a proxy
+// in front of each client) still agree on every block's owner; it is never
+// sent to the member.
+func memberName(raw string) (url, name string) {
+	url, frag, _ := strings.Cut(strings.TrimSpace(raw), "#")
+	url = normalize(url)
+	if frag = strings.TrimSpace(frag); frag != "" {
+		return url, frag
+	}
+	return url, url
+}
+
 // Open returns the tier of the comma-separated member URLs in spec, after
 // checking each member (/healthz, concurrently). Members that do not
 // answer start down (the prober brings them back); a tier with none
@@ -94,20 +109,21 @@ func Open(ctx context.Context, spec string, opts Options) (*Store, error) {
 	s := &Store{opts: opts, base: pol.RetryBase, maxWait: pol.RetryMax, stop: make(chan struct{})}
 	seen := map[string]bool{}
 	for _, raw := range strings.Split(spec, ",") {
-		u := normalize(raw)
+		u, name := memberName(raw)
 		if u == "" {
 			return nil, fmt.Errorf("tier %s: an empty member", spec)
 		}
-		if seen[u] {
-			return nil, fmt.Errorf("tier %s: member %s named twice", spec, u)
+		if seen[u] || seen["#"+name] {
+			return nil, fmt.Errorf("tier %s: member %s named twice", spec, strings.TrimSpace(raw))
 		}
-		seen[u] = true
+		seen[u], seen["#"+name] = true, true
 		c, err := httpstore.New(u, opts.Client)
 		if err != nil {
+			s.closeClients()
 			return nil, fmt.Errorf("tier: %w", err)
 		}
 		s.members = append(s.members, &member{url: u, c: c})
-		s.seeds = append(s.seeds, seedOf(u))
+		s.seeds = append(s.seeds, seedOf(name))
 	}
 	if err := s.check(ctx); err != nil {
 		s.closeClients()

@@ -259,3 +259,54 @@ func TestOpen(t *testing.T) {
 		t.Fatal("a member named twice: no error")
 	}
 }
+
+// TestMemberNames: two clients reach the same three members at different
+// addresses (a second listener in front of each), both naming them by URL
+// fragments: they agree on every block's owner, so each member read each
+// block it owns from the store once and no other block.
+func TestMemberNames(t *testing.T) {
+	blocks := storetest.Blocks(11, 60, 4096)
+	c := newCluster(t, 3, storetest.NewMem(blocks...))
+	var direct, other []string
+	for i, sw := range c.sw {
+		alt := httptest.NewServer(sw)
+		t.Cleanup(alt.Close)
+		name := "#m" + string(rune('0'+i))
+		direct, other = append(direct, c.urls[i]+name), append(other, alt.URL+name)
+	}
+	var wg sync.WaitGroup
+	for _, spec := range []string{strings.Join(direct, ","), strings.Join(other, ",")} {
+		s, err := Open(context.Background(), spec, Options{Client: httpstore.ClientOptions{Token: "tok"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		for _, u := range s.URLs() {
+			if strings.Contains(u, "#") {
+				t.Fatalf("the fragment is part of the URL asked: %s", u)
+			}
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); getAll(t, s, blocks) }()
+	}
+	wg.Wait()
+	for _, b := range blocks {
+		h := blockstore.Sum(b)
+		o := Owner(other, h)
+		if Owner(direct, h) != o {
+			t.Fatalf("block %v: owners differ between the two namings", h)
+		}
+		for i, cnt := range c.counts {
+			want := int64(0)
+			if i == o {
+				want = 1
+			}
+			if got := cnt.GetsOf(h); got != want {
+				t.Fatalf("member %d read block %v %d times from the store, want %d (owner %d)", i, h, got, want, o)
+			}
+		}
+	}
+	if _, err := Open(context.Background(), c.urls[0]+"#a,"+c.urls[1]+"#a", Options{}); err == nil {
+		t.Fatal("two members with one name: no error")
+	}
+}

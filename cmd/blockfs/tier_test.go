@@ -289,3 +289,92 @@ func TestTierLayers(t *testing.T) {
 		t.Errorf("MinIO served %d GETs, want %d (%d blocks + %d ref reads + %d markers)", got-before, wantGets-before, unique, refGets, markers)
 	}
 }
+
+// tierBackend reads a mount's tier stats (its backend) from stats --json.
+func tierBackend(t *testing.T, mnt string) tier.Stats {
+	t.Helper()
+	out, err := exec.Command(blockfsBin, "stats", "--json", mnt).Output()
+	if err != nil {
+		t.Fatalf("stats %s: %v %s", mnt, err, stderrOf(err))
+	}
+	var st struct {
+		Backend tier.Stats `json:"backend"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	return st.Backend
+}
+
+// TestTierStoreOutage: 2 serves over MinIO behind a proxy, a mount on
+// their tier reads a file (now in the serves' pools); then the MinIO link
+// goes down. The mount still lists and reads the file, a mount started
+// during the outage does too (the tier answers the ref with its last value
+// and the blocks from its pools), and both the serves' and the mounts'
+// stats say the store is down; once the link is back, a ref read clears it.
+func TestTierStoreOutage(t *testing.T) {
+	testsvc.RequireFUSE(t)
+	m := testsvc.SharedMinIO(t)
+	spec := "s3://" + m.NewBucket(t) + "/outage"
+	want, _ := tierFile(t, m, spec, 19, 8<<20, "/held.bin")
+	proxy := testsvc.StartProxy(t, m.Host())
+	env := s3Env(m, proxy.Endpoint())
+	var urls []string
+	for range 2 {
+		_, u := startServe(t, env, "--store", spec)
+		urls = append(urls, u)
+	}
+	store := strings.Join(urls, ",")
+	first := t.TempDir()
+	startMount(t, store, first, "--refresh", "200ms")
+	for _, err := range readEverywhere([]string{first}, 1, "held.bin", want) {
+		t.Fatal(err)
+	}
+	fetched := int64(0)
+	for _, u := range urls {
+		pool, _ := serverStats(t, u)
+		fetched += pool.Fetches
+	}
+
+	proxy.Down()
+	// The mount's refresh reads the ref through the tier: each serve that
+	// owns it answers with its last value, flagged.
+	pollUntil(t, time.Minute, "the mount to see the store down", func() bool { return tierBackend(t, first).StoreDown })
+	second := t.TempDir()
+	startMount(t, store, second, "--refresh", "200ms")
+	for _, mnt := range []string{first, second} {
+		entries, err := os.ReadDir(mnt)
+		if err != nil || len(entries) != 1 || entries[0].Name() != "held.bin" {
+			t.Fatalf("listing %s during the outage: %v %v", mnt, entries, err)
+		}
+	}
+	for _, err := range readEverywhere([]string{first, second}, 2, "held.bin", want) {
+		t.Error(err)
+	}
+	var stale int64
+	var down int
+	refetched := int64(0)
+	for _, u := range urls {
+		pool, h := serverStats(t, u)
+		refetched += pool.Fetches
+		stale += h.StaleRefs
+		if h.StoreDown {
+			down++
+		}
+	}
+	t.Logf("during the outage: %d of 2 serves store_down, %d stale ref answers, %d blocks fetched before and after", down, stale, fetched)
+	if down == 0 || stale == 0 {
+		t.Errorf("serves during the outage: %d say store_down, %d stale ref answers; want >0 of both", down, stale)
+	}
+	if refetched != fetched {
+		t.Errorf("the serves fetched %d blocks before the outage, %d after: the reads did not all come from their pools", fetched, refetched)
+	}
+	for _, mnt := range []string{first, second} {
+		if b := tierBackend(t, mnt); !b.StoreDown || b.StaleRefs == 0 || b.Up != 2 {
+			t.Errorf("mount %s during the outage: %+v; want store_down, stale refs, both members up", mnt, b)
+		}
+	}
+
+	proxy.Up()
+	pollUntil(t, time.Minute, "the mount to see the store back", func() bool { return !tierBackend(t, first).StoreDown })
+}
