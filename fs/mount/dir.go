@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 
+	"blockfs/blockstore"
 	"blockfs/fs/tree"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -80,6 +81,7 @@ func (d *dirNode) Readdir(ctx context.Context) (_ gofs.DirStream, errno syscall.
 	if err != nil {
 		return nil, m.errno("readdir", d.path, err)
 	}
+	m.prefetchSiblings(d.path, blockstore.Locator{})
 	return gofs.NewListDirStream(entries), 0
 }
 

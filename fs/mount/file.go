@@ -54,6 +54,7 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _
 		return nil, 0, syscall.EROFS
 	}
 	f.mount.counters.opens.Add(1)
+	f.mount.prefetchForOpen(f.path, f.node)
 	return newFileHandle(f.mount, f.path, f.node), fuse.FOPEN_KEEP_CACHE, 0
 }
 

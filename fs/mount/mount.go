@@ -43,8 +43,13 @@ type Options struct {
 	// with long round trips and bounded per-request throughput, one block
 	// at a time caps a reader at one block per round trip; several in
 	// flight overlap them (docs/performance.md has the measurements).
-	Readahead  int
-	AllowOther bool // let other users read the mount
+	Readahead int
+	// SiblingPrefetch bounds the bytes of packs prefetched when a
+	// directory is listed or a packed file in it opened (see siblings.go;
+	// default DefaultSiblingPrefetch, at most a quarter of the pool; <0
+	// disables).
+	SiblingPrefetch int64
+	AllowOther      bool // let other users read the mount
 	// AllowNonEmpty mounts over a directory that has entries, hiding
 	// them; by default that is refused.
 	AllowNonEmpty bool
@@ -109,6 +114,8 @@ type Mount struct {
 
 	inoMu sync.Mutex
 	inos  map[string]uint64 // path (and version) -> inode number, stable for the mount's life
+
+	packs packIndex // the packs of directories, for prefetchSiblings
 }
 
 // Start mounts vol at mountpoint and starts answering the kernel. It
@@ -131,6 +138,9 @@ func Start(mountpoint string, vol *volume.Volume, opts Options) (*Mount, error) 
 	}
 	if opts.FetchTimeout == 0 {
 		opts.FetchTimeout = DefaultFetchTimeout
+	}
+	if opts.SiblingPrefetch == 0 {
+		opts.SiblingPrefetch = DefaultSiblingPrefetch
 	}
 	if opts.Refresh == 0 {
 		opts.Refresh = DefaultRefresh

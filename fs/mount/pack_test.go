@@ -17,6 +17,7 @@ import (
 	"blockfs/fs/mount"
 	"blockfs/fs/tree"
 	"blockfs/fs/volume"
+	"blockfs/internal/testsvc"
 
 	"golang.org/x/sys/unix"
 )
@@ -146,5 +147,88 @@ func TestMountOldStore(t *testing.T) {
 	got, err := os.ReadFile(tm.Path("/v2/lib/a.py"))
 	if err != nil || !bytes.Contains(got, []byte(`print("hello")`)) {
 		t.Errorf("a.py = %q, %v", got, err)
+	}
+}
+
+// distinctPacks is the set of packs of files.
+func distinctPacks(t *testing.T, tm *fstest.Mount, files map[string][]byte, dir string) map[blockstore.Locator]bool {
+	t.Helper()
+	packs := map[blockstore.Locator]bool{}
+	for p := range files {
+		if strings.HasPrefix(p, dir+"/") {
+			packs[tm.BlocksOf(t, p)[0]] = true
+		}
+	}
+	return packs
+}
+
+// TestOpenPrefetchesSiblingPacks: opening one packed file fetches the
+// packs of its directory's other files in parallel (and not those of
+// another directory), so reading them all afterwards costs no GET more.
+func TestOpenPrefetchesSiblingPacks(t *testing.T) {
+	store, files := packedStore(t, []string{"a", "b"}, 60, 64<<10)
+	tm := fstest.MountStore(t, store, mount.Options{})
+	packsA, packsB := distinctPacks(t, tm, files, "/p/a"), distinctPacks(t, tm, files, "/p/b")
+	if len(packsA) < 4 {
+		t.Fatalf("only %d packs in /p/a", len(packsA))
+	}
+	// Open by path: the lookups do not list the directory.
+	if got := fstest.Sh(t, "cat", tm.Path("/p/a/f010.py")); got != string(files["/p/a/f010.py"]) {
+		t.Fatal("cat differs")
+	}
+	want := int64(len(packsA))
+	testsvc.WaitFor(t, "sibling packs fetched", func() bool {
+		return tm.Pool().Stats().InFlight == 0 && tm.Store.Gets() >= want
+	})
+	for l := range packsA {
+		if n := tm.Store.GetsOf(l.Hash); n != 1 {
+			t.Errorf("pack %v of /p/a fetched %d times", l, n)
+		}
+	}
+	for l := range packsB {
+		if packsA[l] {
+			continue // packs are cut by size: one may hold the end of a and the start of b
+		}
+		if n := tm.Store.GetsOf(l.Hash); n != 0 {
+			t.Errorf("pack %v of /p/b fetched on an open in /p/a", l)
+		}
+	}
+	for p, data := range files {
+		if strings.HasPrefix(p, "/p/a/") {
+			if got, err := os.ReadFile(tm.Path(p)); err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("%s: %v", p, err)
+			}
+		}
+	}
+	if got := tm.Store.Gets(); got != want {
+		t.Errorf("reading all of /p/a took %d GETs, want %d (its packs, once each)", got, want)
+	}
+}
+
+// TestListingPrefetchesPacksWithinBudget: listing a directory prefetches
+// its packs, no more bytes of them than SiblingPrefetch, and none with
+// SiblingPrefetch < 0.
+func TestListingPrefetchesPacksWithinBudget(t *testing.T) {
+	store, files := packedStore(t, []string{"a"}, 60, 64<<10)
+	for _, c := range []struct {
+		budget int64
+		want   func(n int) int
+	}{
+		{budget: 0, want: func(n int) int { return n }},
+		{budget: 150 << 10, want: func(int) int { return 2 }}, // packs are 64-73 KiB
+		{budget: -1, want: func(int) int { return 0 }},
+	} {
+		tm := fstest.MountStore(t, store, mount.Options{SiblingPrefetch: c.budget})
+		packs := distinctPacks(t, tm, files, "/p/a")
+		if _, err := os.ReadDir(tm.Path("/p/a")); err != nil {
+			t.Fatal(err)
+		}
+		want := int64(c.want(len(packs)))
+		testsvc.WaitFor(t, "listing's prefetches", func() bool {
+			return tm.Pool().Stats().InFlight == 0 && tm.Store.Gets() >= want
+		})
+		if got := tm.Store.Gets(); got != want {
+			t.Errorf("budget %d: listing fetched %d packs, want %d of %d", c.budget, got, want, len(packs))
+		}
 	}
 }
