@@ -126,6 +126,9 @@ type Importer struct {
 	packedFiles, packs                      atomic.Int64
 
 	packer *packer // small files being packed, when Options.PackBelow is set
+	// catalogBlocks are the blocks the catalog's nodes referenced when a
+	// packing import began (read-only during the import).
+	catalogBlocks map[blockstore.Hash]bool
 
 	links map[linkKey]*linkGroup // source inodes with several paths
 	seen  *sync.Map              // hashes stored (or being stored) by the running import
@@ -506,7 +509,7 @@ func (im *Importer) storeBlock(ctx context.Context, seen *sync.Map, j blockJob) 
 	if _, dup := seen.LoadOrStore(loc.Hash, true); dup {
 		return loc, nil
 	}
-	has, err := im.vol.Blocks.Has(ctx, loc.Hash)
+	has, err := im.has(ctx, j, loc.Hash)
 	if err == nil && has && im.opts.Reuse != nil {
 		var ok bool
 		if ok, err = im.opts.Reuse(ctx, loc.Hash); err == nil && !ok {
@@ -540,6 +543,24 @@ func (im *Importer) storeBlock(ctx context.Context, seen *sync.Map, j blockJob) 
 		im.newBytes.Add(loc.Size)
 	}
 	return loc, nil
+}
+
+// has asks the store whether it holds h, unless the answer is known
+// without a round trip:
+//   - a block some node of the catalog references is there (Reuse, below,
+//     still guards against a sweep; --repair asks and reads regardless);
+//   - a new pack is not: its bytes are small files that no known content
+//     matched, in this import's order, so only a repeat of an interrupted
+//     import could have stored it, and then the PUT rewrites the same bytes.
+func (im *Importer) has(ctx context.Context, j blockJob, h blockstore.Hash) (bool, error) {
+	switch {
+	case im.opts.Repair:
+	case im.catalogBlocks[h]:
+		return true, nil
+	case j.pack != nil:
+		return false, nil
+	}
+	return im.vol.Blocks.Has(ctx, h)
 }
 
 // intact reads a block the store has and reports whether its bytes hash

@@ -67,10 +67,19 @@ type packer struct {
 	cur   *pack
 }
 
-// newPacker indexes the small files the catalog already has by content.
+// newPacker indexes the small files the catalog already has by content,
+// and every block the catalog references (Importer.catalogBlocks): an
+// import of many files over a store with long round trips then asks the
+// store only about blocks nothing in the catalog names.
 func newPacker(im *Importer) (*packer, error) {
 	p := &packer{im: im, known: map[blockstore.Hash]packRef{}}
+	im.catalogBlocks = map[blockstore.Hash]bool{}
 	err := im.vol.Tree.Walk("/", func(_ string, n *tree.Node) error {
+		for _, l := range n.Blocks {
+			if !tree.IsHole(l) {
+				im.catalogBlocks[l.Hash] = true
+			}
+		}
 		switch {
 		case n.Kind != tree.KindFile || len(n.Blocks) != 1 || tree.IsHole(n.Blocks[0]) || n.Size >= im.opts.PackBelow:
 		case n.Packed():

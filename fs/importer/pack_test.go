@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"blockfs/blockstore"
+	"blockfs/blockstore/storeurl"
 	"blockfs/fs/importer"
 	"blockfs/fs/internal/fstest"
 	"blockfs/fs/tree"
@@ -168,4 +170,61 @@ func filepathWalkSize(root string, fn func(rel string, size int64)) error {
 		fn(filepath.ToSlash(rel), fi.Size())
 		return nil
 	})
+}
+
+// hasCounter counts the existence checks an import asks its store.
+type hasCounter struct {
+	blockstore.Store
+	has atomic.Int64
+}
+
+func (c *hasCounter) Has(ctx context.Context, h blockstore.Hash) (bool, error) {
+	c.has.Add(1)
+	return c.Store.Has(ctx, h)
+}
+
+func (c *hasCounter) Unwrap() blockstore.Store { return c.Store }
+
+// importCounting imports src into store under dest and counts Has calls.
+func importCounting(t *testing.T, store, src, dest string, opts importer.Options) (importer.Stats, int64) {
+	t.Helper()
+	vol, err := volume.Open(context.Background(), store, volume.Options{Options: storeurl.Options{Create: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vol.Close()
+	c := &hasCounter{Store: vol.Blocks}
+	vol.Blocks = c
+	im, err := importer.New(vol, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := im.Import(context.Background(), src, dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, c.has.Load()
+}
+
+// TestPackImportAsksLittle: a packing import asks the store about no new
+// pack (its bytes are contents nothing known matched) and about no block
+// the catalog references; only the large files' new blocks are checked.
+func TestPackImportAsksLittle(t *testing.T) {
+	src, store := t.TempDir(), filepath.Join(t.TempDir(), "store")
+	smallTree(t, src, 1, []string{"a", "b", "c"}, 50)
+	opts := importer.Options{PackBelow: 64 << 10, PackSize: 32 << 10}
+	first, has := importCounting(t, store, src, "/one", opts)
+	if first.Packs < 3 {
+		t.Fatalf("only %d packs", first.Packs)
+	}
+	if big := first.NewBlocks - first.Packs; has != big {
+		t.Errorf("first import: %d existence checks for %d packs and %d other blocks, want %d", has, first.Packs, big, big)
+	}
+	second, has := importCounting(t, store, src, "/two", opts)
+	if has != 0 || second.NewBlocks != 0 || second.Packed != first.Packed {
+		t.Errorf("import of a tree the catalog has: %d existence checks, %d new blocks, %d of %d packed", has, second.NewBlocks, second.Packed, first.Packed)
+	}
+	if _, has = importCounting(t, store, src, "/three", importer.Options{PackBelow: 64 << 10, Repair: true}); has == 0 {
+		t.Error("--repair trusted the catalog instead of checking the store")
+	}
 }
