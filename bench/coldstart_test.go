@@ -120,6 +120,7 @@ func BenchmarkColdStart(b *testing.B) {
 		{name: "mount cold, no packs"},
 		{name: "mount cold, packs, no sibling prefetch", pack: importer.Options{PackBelow: 64 << 10}, mount: mount.Options{SiblingPrefetch: -1}},
 		{name: "mount cold, packs + sibling prefetch", pack: importer.Options{PackBelow: 64 << 10}, usesSpecs: "mount cold, packs, no sibling prefetch"},
+		{name: "mount cold, packs < 1 MiB + prefetch", pack: importer.Options{PackBelow: importer.MaxPackBelow}},
 	}
 	byName := map[string]*coldVariant{}
 	for _, v := range variants {
@@ -193,7 +194,7 @@ func printColdStart(files int, localCold, localWarm []time.Duration, variants []
 		}
 		st := v.stats
 		fmt.Printf("  %-40s %6.2f s  %5.0f files/s  %6.1f MiB/s  PUTs %d  HEADs %d  (%d files, %d packed in %d packs)\n",
-			"packs "+fmt.Sprint(v.pack.PackBelow > 0), v.imported.Seconds(), float64(st.Files)/v.imported.Seconds(),
+			fmt.Sprintf("pack below %d KiB", v.pack.PackBelow>>10), v.imported.Seconds(), float64(st.Files)/v.imported.Seconds(),
 			float64(st.Bytes)/(1<<20)/v.imported.Seconds(), v.puts, v.heads, st.Files, st.Packed, st.Packs)
 	}
 }
