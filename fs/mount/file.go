@@ -54,6 +54,7 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _
 		return nil, 0, syscall.EROFS
 	}
 	f.mount.counters.opens.Add(1)
+	f.mount.traceOpen(f.path, f.node)
 	f.mount.prefetchForOpen(f.path, f.node)
 	return newFileHandle(f.mount, f.path, f.node), fuse.FOPEN_KEEP_CACHE, 0
 }
@@ -110,6 +111,7 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.R
 	}
 	end := min(n.Size, off+int64(len(dest)))
 	first, start, _ := n.Block(off)
+	m.traceRead(n, off, end)
 	h.ra.observe(off, end)
 	rctx, cancel := m.readContext(ctx)
 	defer cancel()

@@ -49,7 +49,13 @@ type Options struct {
 	// default DefaultSiblingPrefetch, at most a quarter of the pool; <0
 	// disables).
 	SiblingPrefetch int64
-	AllowOther      bool // let other users read the mount
+	// TraceTrigger, a path in the tree, makes the mount replay the
+	// published start-up trace of that file's content when it is first
+	// opened, or record and publish one if there is none (trace.go), for
+	// TraceWindow (default DefaultTraceWindow).
+	TraceTrigger string
+	TraceWindow  time.Duration
+	AllowOther   bool // let other users read the mount
 	// AllowNonEmpty mounts over a directory that has entries, hiding
 	// them; by default that is refused.
 	AllowNonEmpty bool
@@ -116,6 +122,7 @@ type Mount struct {
 	inos  map[string]uint64 // path (and version) -> inode number, stable for the mount's life
 
 	packs packIndex // the packs of directories, for prefetchSiblings
+	trace tracer    // the trigger's trace, recorded or replayed (trace.go)
 }
 
 // Start mounts vol at mountpoint and starts answering the kernel. It
@@ -138,6 +145,9 @@ func Start(mountpoint string, vol *volume.Volume, opts Options) (*Mount, error) 
 	}
 	if opts.FetchTimeout == 0 {
 		opts.FetchTimeout = DefaultFetchTimeout
+	}
+	if opts.TraceWindow <= 0 {
+		opts.TraceWindow = DefaultTraceWindow
 	}
 	if opts.SiblingPrefetch == 0 {
 		opts.SiblingPrefetch = DefaultSiblingPrefetch
@@ -300,6 +310,7 @@ func (m *Mount) Wait() {
 
 // Unmount detaches the mount; Wait returns afterwards.
 func (m *Mount) Unmount() error {
+	m.FinishTrace() // a recording cut short still tells the next node something
 	return m.server.Unmount()
 }
 
