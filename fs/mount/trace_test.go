@@ -114,7 +114,7 @@ func TestDecodeTraceRejects(t *testing.T) {
 		t.Fatalf("round trip: %v %v", got, err)
 	}
 	for name, b := range map[string][]byte{
-		"unterminated": []byte(l.String()),
+		"unterminated":  []byte(l.String()),
 		"not a locator": []byte("hello\n"),
 		"empty line":    []byte(l.String() + "\n\n"),
 	} {
@@ -139,4 +139,3 @@ func FuzzDecodeTrace(f *testing.F) {
 		}
 	})
 }
-
