@@ -70,6 +70,8 @@ func setupImport(fl *pflag.FlagSet) runFunc {
 	quiet := fl.BoolP("quiet", "q", false, "no progress bar and no summary (errors and warnings only)")
 	del := fl.Bool("delete", false, "remove paths under DEST that SRC no longer has (mirror SRC)")
 	repair := fl.Bool("repair", false, "read back every block the store already has and rewrite the corrupt ones from SRC (see docs/operations.md)")
+	packBelow := sizeFlag(fl, "pack-below", 0, "pack files smaller than this into shared blocks (e.g. 64K; 0: off). Packed files need mounts of this version or later (docs/metadata.md)")
+	packSize := sizeFlag(fl, "pack-size", 1<<20, "size at which a pack of small files is cut")
 	publish := fl.Duration("publish-interval", 10*time.Second, "how often a long import makes the files it has finished visible in the store")
 	dry := fl.Bool("dry-run", false, "list what the import would add, change and (with --delete) delete, and change nothing")
 	return func(ctx context.Context, e env, args []string) error {
@@ -114,6 +116,8 @@ func setupImport(fl *pflag.FlagSet) runFunc {
 			Delete:          *del,
 			PublishInterval: *publish,
 			Repair:          *repair,
+			PackBelow:       *packBelow,
+			PackSize:        *packSize,
 			Warn:            func(err error) { fmt.Fprintf(e.stderr, "blockfs import: warning: %v\n", err) },
 			OnFailure: func(f importer.Failure) {
 				fmt.Fprintf(e.stderr, "blockfs import: error: %s: %s\n", quotePath(f.Path), f.Error)
@@ -222,6 +226,9 @@ func importSummary(dest string, st importer.Stats) string {
 	}
 	if st.XattrsDropped > 0 {
 		extra += fmt.Sprintf(", %d xattrs not kept", st.XattrsDropped)
+	}
+	if st.Packed > 0 {
+		extra += fmt.Sprintf(", %d files packed (%d new packs)", st.Packed, st.Packs)
 	}
 	dedup := "nothing new to store"
 	if r, ok := st.DedupRatio(); ok {

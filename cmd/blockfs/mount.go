@@ -60,6 +60,9 @@ type mountFlags struct {
 	daemon                              *bool
 	fetchTimeout, refresh, cacheTimeout *time.Duration
 	metricsAddr, cpuprofile             *string
+	trace                               *string
+	traceWindow                         *time.Duration
+	siblings                            *int64
 }
 
 func addMountFlags(fl *pflag.FlagSet) *mountFlags {
@@ -69,6 +72,9 @@ func addMountFlags(fl *pflag.FlagSet) *mountFlags {
 	f.cf = addCacheFlags(fl)
 	f.poolSize = sizeFlag(fl, "pool-size", blockstore.DefaultMaxBytes, "memory for shared block buffers")
 	f.readahead = fl.Int("readahead", mount.DefaultReadahead, "block fetches a sequential reader keeps in flight (0 disables)")
+	f.trace = fl.String("trace", "", "a file in the tree (the interpreter, the job script): on its first open, prefetch the start-up trace published for its content, or record one and publish it (docs/performance.md)")
+	f.traceWindow = fl.Duration("trace-window", mount.DefaultTraceWindow, "how long a --trace recording runs after the trigger opens")
+	f.siblings = sizeFlag(fl, "prefetch-siblings", mount.DefaultSiblingPrefetch, "bytes of packs of a directory's files prefetched when it is listed or a packed file in it opened (0 disables)")
 	f.allowOther = fl.Bool("allow-other", false, "let users other than the mounting one read the mount")
 	f.allowNonEmpty = fl.Bool("allow-non-empty", false, "mount over a directory that has files, hiding them")
 	f.debug = fl.Bool("debug", false, "log every FUSE request (at log level debug)")
@@ -177,7 +183,12 @@ func serveMount(ctx context.Context, e env, f *mountFlags, spec string, openOpts
 		PoolSize: *f.poolSize, Readahead: zeroMeansOff(*f.readahead), AllowOther: *f.allowOther, Debug: *f.debug,
 		AllowNonEmpty: *f.allowNonEmpty,
 		CacheTimeout:  *f.cacheTimeout, Refresh: zeroMeansOff(*f.refresh), FetchTimeout: *f.fetchTimeout,
-		Logger: logger,
+		Logger:       logger,
+		TraceTrigger: *f.trace, TraceWindow: *f.traceWindow,
+		SiblingPrefetch: *f.siblings,
+	}
+	if *f.siblings == 0 {
+		mopts.SiblingPrefetch = -1
 	}
 	if err := f.owners.apply(&mopts); err != nil {
 		return err

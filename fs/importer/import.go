@@ -56,7 +56,20 @@ type Options struct {
 	// Reuse): false means a sweep may have deleted it since Has, so the
 	// store is asked again and the block uploaded if it is missing.
 	Reuse func(ctx context.Context, h blockstore.Hash) (bool, error)
+	// PackBelow, if positive, packs regular files smaller than this many
+	// bytes into shared pack blocks of about PackSize bytes (default
+	// 1 MiB; see pack.go). Packed nodes are node format 3, which mounts
+	// older than packing refuse.
+	PackBelow int64
+	PackSize  int64
 }
+
+// MaxPackBelow bounds Options.PackBelow, and with it how far a pack may
+// run past PackSize: a pack is cut once it reaches PackSize.
+const MaxPackBelow = 1 << 20
+
+// MaxPackSize bounds Options.PackSize, well within a block's bounds.
+const MaxPackSize = 16 << 20
 
 // Stats count what an import did. Bytes is what was read; NewBytes is
 // what had to be written because the store did not hold it yet.
@@ -81,6 +94,10 @@ type Stats struct {
 	// kept (a namespace blockfs does not keep, or over the size bound).
 	XattrsKept    int64 `json:"xattrs_kept"`
 	XattrsDropped int64 `json:"xattrs_dropped"`
+	// Packed counts the files stored as ranges of packs (Options.PackBelow),
+	// new or reused; Packs the packs this import stored.
+	Packed int64 `json:"packed"`
+	Packs  int64 `json:"packs"`
 	// MetaBlocks counts the metadata blocks published (segments, manifest).
 	MetaBlocks int64         `json:"meta_blocks"`
 	Duration   time.Duration `json:"duration_ns"`
@@ -106,6 +123,12 @@ type Importer struct {
 	newBlocks, newBytes, totalSize          atomic.Int64
 	holeBytes, xattrsKept, xattrsDropped    atomic.Int64
 	committed, committedBytes, repaired     atomic.Int64
+	packedFiles, packs                      atomic.Int64
+
+	packer *packer // small files being packed, when Options.PackBelow is set
+	// catalogBlocks are the blocks the catalog's nodes referenced when a
+	// packing import began (read-only during the import).
+	catalogBlocks map[blockstore.Hash]bool
 
 	links map[linkKey]*linkGroup // source inodes with several paths
 	seen  *sync.Map              // hashes stored (or being stored) by the running import
@@ -161,6 +184,12 @@ func New(vol *volume.Volume, opts Options) (*Importer, error) {
 	if opts.PublishInterval == 0 {
 		opts.PublishInterval = 10 * time.Second
 	}
+	if opts.PackSize <= 0 {
+		opts.PackSize = 1 << 20
+	}
+	if opts.PackBelow > MaxPackBelow || opts.PackSize > MaxPackSize {
+		return nil, fmt.Errorf("import: packing files below %d bytes into packs of %d: at most %d and %d", opts.PackBelow, opts.PackSize, MaxPackBelow, MaxPackSize)
+	}
 	if opts.Warn == nil {
 		opts.Warn = func(error) {}
 	}
@@ -178,6 +207,7 @@ func (im *Importer) Progress() Stats {
 		NewBlocks: im.newBlocks.Load(), NewBytes: im.newBytes.Load(), TotalSize: im.totalSize.Load(),
 		Committed: im.committed.Load(), Repaired: im.repaired.Load(), CommittedBytes: im.committedBytes.Load(),
 		HoleBytes: im.holeBytes.Load(), XattrsKept: im.xattrsKept.Load(), XattrsDropped: im.xattrsDropped.Load(),
+		Packed: im.packedFiles.Load(), Packs: im.packs.Load(),
 	}
 }
 
@@ -211,6 +241,12 @@ func (im *Importer) Import(ctx context.Context, src, dest string) (Stats, error)
 	}
 	im.links = findLinks(items)
 	im.seen = &sync.Map{}
+	if im.opts.PackBelow > 0 {
+		packOrder(items, dest)
+		if im.packer, err = newPacker(im); err != nil {
+			return im.Progress(), err
+		}
+	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -262,6 +298,10 @@ func (im *Importer) pass(ctx context.Context, cancel context.CancelCauseFunc, it
 				if err != nil && !errors.Is(err, ErrChanged) {
 					cancel(err)
 				}
+				if j.pack != nil {
+					j.pack.finish(im, loc, err, c)
+					continue
+				}
 				j.file.finish(j.idx, loc, err, c, &changed)
 			}
 		}()
@@ -271,6 +311,11 @@ func (im *Importer) pass(ctx context.Context, cancel context.CancelCauseFunc, it
 			break
 		}
 		if err := im.one(ctx, it, jobs, c, &changed); err != nil {
+			cancel(err)
+		}
+	}
+	if im.packer != nil && ctx.Err() == nil {
+		if err := im.packer.flush(ctx, jobs); err != nil {
 			cancel(err)
 		}
 	}
@@ -297,7 +342,12 @@ func (im *Importer) one(ctx context.Context, it item, jobs chan<- blockJob, c *c
 		n.Target, n.Size = target, int64(len(target))
 		c.add(tree.Entry(it.dest, n))
 	default:
-		err := im.chunkFile(ctx, it, jobs, c, changed)
+		var err error
+		if im.packable(it) {
+			err = im.packFile(ctx, it, jobs, c)
+		} else {
+			err = im.chunkFile(ctx, it, jobs, c, changed)
+		}
 		var fe fileError
 		switch {
 		case errors.Is(err, ErrChanged):
@@ -453,7 +503,11 @@ func (im *Importer) parents(dest string, c *committer) error {
 // storeBlock hashes one block and writes it unless the store (or this
 // import) already has it.
 func (im *Importer) storeBlock(ctx context.Context, seen *sync.Map, j blockJob) (loc blockstore.Locator, err error) {
-	defer guardFault(j.file.item.src, &err)()
+	src := "a pack"
+	if j.file != nil {
+		src = j.file.item.src
+	}
+	defer guardFault(src, &err)()
 	data := j.data
 	im.blocks.Add(1)
 	if allZero(data) {
@@ -464,7 +518,7 @@ func (im *Importer) storeBlock(ctx context.Context, seen *sync.Map, j blockJob) 
 	if _, dup := seen.LoadOrStore(loc.Hash, true); dup {
 		return loc, nil
 	}
-	has, err := im.vol.Blocks.Has(ctx, loc.Hash)
+	has, err := im.has(ctx, j, loc.Hash)
 	if err == nil && has && im.opts.Reuse != nil {
 		var ok bool
 		if ok, err = im.opts.Reuse(ctx, loc.Hash); err == nil && !ok {
@@ -481,10 +535,10 @@ func (im *Importer) storeBlock(ctx context.Context, seen *sync.Map, j blockJob) 
 		}
 		if !intact {
 			if err := blockstore.PutHashed(ctx, im.vol.Blocks, loc.Hash, data); err != nil {
-				return loc, fmt.Errorf("import: repairing block %s of %s: %w", loc, j.file.item.src, err)
+				return loc, fmt.Errorf("import: repairing block %s of %s: %w", loc, src, err)
 			}
 			im.repaired.Add(1)
-			im.opts.Warn(fmt.Errorf("block %s of %s was corrupt in the store: rewritten", loc, j.file.item.src))
+			im.opts.Warn(fmt.Errorf("block %s of %s was corrupt in the store: rewritten", loc, src))
 		}
 		return loc, nil
 	}
@@ -492,12 +546,30 @@ func (im *Importer) storeBlock(ctx context.Context, seen *sync.Map, j blockJob) 
 		// The hash was computed from these bytes just above, and Has said
 		// the store lacks the block: no second hash, no second existence check.
 		if err := blockstore.PutHashed(ctx, im.vol.Blocks, loc.Hash, data); err != nil {
-			return loc, fmt.Errorf("import: storing a block of %s: %w", j.file.item.src, err)
+			return loc, fmt.Errorf("import: storing a block of %s: %w", src, err)
 		}
 		im.newBlocks.Add(1)
 		im.newBytes.Add(loc.Size)
 	}
 	return loc, nil
+}
+
+// has asks the store whether it holds h, unless the answer is known
+// without a round trip:
+//   - a block some node of the catalog references is there (Reuse, below,
+//     still guards against a sweep; --repair asks and reads regardless);
+//   - a new pack is not: its bytes are small files that no known content
+//     matched, in this import's order, so only a repeat of an interrupted
+//     import could have stored it, and then the PUT rewrites the same bytes.
+func (im *Importer) has(ctx context.Context, j blockJob, h blockstore.Hash) (bool, error) {
+	switch {
+	case im.opts.Repair:
+	case im.catalogBlocks[h]:
+		return true, nil
+	case j.pack != nil:
+		return false, nil
+	}
+	return im.vol.Blocks.Has(ctx, h)
 }
 
 // intact reads a block the store has and reports whether its bytes hash

@@ -72,9 +72,10 @@ type mappedFile struct {
 	changed bool
 }
 
-// blockJob is one block for the workers.
+// blockJob is one block for the workers: a block of a file, or a pack.
 type blockJob struct {
 	file *mappedFile
+	pack *pack
 	idx  int
 	data []byte
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"blockfs/blockstore"
 	"blockfs/fs/tree"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -55,9 +56,9 @@ func (m *Mount) perm(n *tree.Node) uint32 {
 // not), for st_blocks: du of a sparse file shows what it costs.
 func storedBytes(n *tree.Node) uint64 {
 	var s uint64
-	for _, l := range n.Blocks {
+	for i, l := range n.Blocks {
 		if !tree.IsHole(l) {
-			s += uint64(l.Size)
+			s += uint64(n.Len(i)) // a packed file's own bytes, not its pack's
 		}
 	}
 	return s
@@ -102,16 +103,20 @@ func (m *Mount) magicXattr(n *tree.Node, attr string) ([]byte, bool) {
 			if !tree.IsHole(l) {
 				name = l.Hash.String()
 			}
-			b = fmt.Appendf(b, "%s %d %d\n", name, n.Start(i), l.Size)
+			b = fmt.Appendf(b, "%s %d %d", name, n.Start(i), n.Len(i))
+			if n.Packed() { // where in the (pack) block the file's bytes are
+				b = fmt.Appendf(b, " %d", n.Off(i))
+			}
+			b = append(b, '\n')
 		}
 		return b, true
 	case attr == xattrHash:
 		return []byte(ContentHash(n)), true
 	case attr == xattrCached:
 		var held int64
-		for _, l := range n.Blocks {
+		for i, l := range n.Blocks {
 			if !tree.IsHole(l) && m.pool.Holds(l) {
-				held += l.Size
+				held += n.Len(i)
 			}
 		}
 		return []byte(strconv.FormatInt(held, 10)), true
@@ -123,11 +128,17 @@ func (m *Mount) magicXattr(n *tree.Node, attr string) ([]byte, bool) {
 // "sha256:" and the hex SHA-256 over, for each block in order, its 32-byte
 // hash (all zero for a hole) and its size as 8 bytes big-endian. Equal
 // values mean equal bytes; files with equal bytes imported with the same
-// chunking have equal values.
+// chunking have equal values. A packed file counts as one block of its
+// content (Node.Sum, its size), which is what a small file stored whole
+// as one block gives: packing does not change the value.
 func ContentHash(n *tree.Node) string {
 	h := sha256.New()
 	var size [8]byte
-	for _, l := range n.Blocks {
+	blocks := n.Blocks
+	if n.Packed() {
+		blocks = []blockstore.Locator{{Hash: n.Sum, Size: n.Size}}
+	}
+	for _, l := range blocks {
 		h.Write(l.Hash[:])
 		binary.BigEndian.PutUint64(size[:], uint64(l.Size))
 		h.Write(size[:])

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 
+	"blockfs/blockstore"
 	"blockfs/fs/tree"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -91,6 +92,7 @@ func (d *dirNode) list() (entries []listed, errno syscall.Errno) {
 	if err != nil {
 		return nil, m.errno("readdir", d.path, err)
 	}
+	m.prefetchSiblings(d.path, blockstore.Locator{})
 	return entries, 0
 }
 

@@ -90,7 +90,10 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _
 	if errno != 0 {
 		return nil, 0, errno
 	}
-	return newFileHandle(f.mount, "/"+f.Path(nil), n), fuse.FOPEN_KEEP_CACHE, 0
+	p := "/" + f.Path(nil)
+	f.mount.traceOpen(p, n)
+	f.mount.prefetchForOpen(p, n)
+	return newFileHandle(f.mount, p, n), fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // fileHandle is one open file: reads through the pool, and the readahead
@@ -145,6 +148,7 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.R
 	}
 	end := min(n.Size, off+int64(len(dest)))
 	first, start, _ := n.Block(off)
+	m.traceRead(n, off, end)
 	h.ra.observe(off, end)
 	rctx, cancel := m.readContext(ctx)
 	defer cancel()
@@ -152,10 +156,13 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.R
 
 	res := &poolResult{}
 	for i, pos := first, start; pos < end; i++ {
-		loc := n.Blocks[i]
+		// The file's bytes of block i are [boff, boff+ln) of the block: all
+		// of it, or a packed file's range (the pool holds the whole pack, so
+		// the other files of the pack are hits).
+		loc, boff, ln := n.Blocks[i], n.Off(i), n.Len(i)
 		if tree.IsHole(loc) { // zeros, never fetched
-			res.data = append(res.data, zeroBuf[:min(end, pos+loc.Size)-max(off, pos)])
-			pos += loc.Size
+			res.data = append(res.data, zeroBuf[:min(end, pos+ln)-max(off, pos)])
+			pos += ln
 			continue
 		}
 		get := m.pool.TryGet
@@ -173,8 +180,8 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.R
 			return nil, h.fail(ctx, off, loc, err)
 		}
 		res.bufs = append(res.bufs, buf)
-		res.data = append(res.data, buf.Bytes()[max(off, pos)-pos:min(end, pos+loc.Size)-pos])
-		pos += loc.Size
+		res.data = append(res.data, buf.Bytes()[boff+max(off, pos)-pos:boff+min(end, pos+ln)-pos])
+		pos += ln
 	}
 	m.counters.readBytes.Add(end - off)
 	return res, 0
@@ -209,7 +216,7 @@ func (m *Mount) readContext(ctx context.Context) (context.Context, context.Cance
 func (h *fileHandle) fetchAlongside(first int, start, end int64) {
 	n, m := h.node, h.mount
 	last, _, _ := n.Block(end - 1)
-	if last == first || n.Start(last)+n.Blocks[last].Size-start > m.opts.PoolSize/4 {
+	if last == first || n.Start(last)+n.Len(last)-start > m.opts.PoolSize/4 {
 		return
 	}
 	for i := first + 1; i <= last; i++ {
@@ -242,25 +249,25 @@ func (h *fileHandle) copyRead(ctx, rctx context.Context, dest []byte, off, end i
 	first, start, _ := n.Block(off)
 	done := 0
 	for i, pos := first, start; pos < end; i++ {
-		loc := n.Blocks[i]
+		loc, boff, ln := n.Blocks[i], n.Off(i), n.Len(i)
 		if tree.IsHole(loc) {
-			k := int(min(end, pos+loc.Size) - max(off, pos))
+			k := int(min(end, pos+ln) - max(off, pos))
 			clear(dest[done : done+k])
 			done += k
-			pos += loc.Size
+			pos += ln
 			continue
 		}
 		buf, err := h.get(rctx, h.mount.pool.Get, loc)
 		if err != nil {
 			return nil, h.fail(ctx, off, loc, err)
 		}
-		c, err := copyMapped(dest[done:], buf.Bytes()[max(off, pos)-pos:min(end, pos+loc.Size)-pos])
+		c, err := copyMapped(dest[done:], buf.Bytes()[boff+max(off, pos)-pos:boff+min(end, pos+ln)-pos])
 		buf.Release()
 		if err != nil {
 			return nil, h.fail(ctx, off, loc, err)
 		}
 		done += c
-		pos += loc.Size
+		pos += ln
 	}
 	h.mount.counters.readBytes.Add(int64(done))
 	return fuse.ReadResultData(dest[:done]), 0

@@ -44,8 +44,19 @@ type Options struct {
 	// with long round trips and bounded per-request throughput, one block
 	// at a time caps a reader at one block per round trip; several in
 	// flight overlap them (docs/performance.md has the measurements).
-	Readahead  int
-	AllowOther bool // let other users read the mount
+	Readahead int
+	// SiblingPrefetch bounds the bytes of packs prefetched when a
+	// directory is listed or a packed file in it opened (see siblings.go;
+	// default DefaultSiblingPrefetch, at most a quarter of the pool; <0
+	// disables).
+	SiblingPrefetch int64
+	// TraceTrigger, a path in the tree, makes the mount replay the
+	// published start-up trace of that file's content when it is first
+	// opened, or record and publish one if there is none (trace.go), for
+	// TraceWindow (default DefaultTraceWindow).
+	TraceTrigger string
+	TraceWindow  time.Duration
+	AllowOther   bool // let other users read the mount
 	// AllowNonEmpty mounts over a directory that has entries, hiding
 	// them; by default that is refused.
 	AllowNonEmpty bool
@@ -112,6 +123,9 @@ type Mount struct {
 
 	root  *dirNode      // the root directory's node
 	inval invalidations // what refreshes told the kernel to drop (see invalidate.go)
+
+	packs packIndex // the packs of directories, for prefetchSiblings
+	trace tracer    // the trigger's trace, recorded or replayed (trace.go)
 }
 
 // Start mounts vol at mountpoint and starts answering the kernel. It
@@ -134,6 +148,12 @@ func Start(mountpoint string, vol *volume.Volume, opts Options) (*Mount, error) 
 	}
 	if opts.FetchTimeout == 0 {
 		opts.FetchTimeout = DefaultFetchTimeout
+	}
+	if opts.TraceWindow <= 0 {
+		opts.TraceWindow = DefaultTraceWindow
+	}
+	if opts.SiblingPrefetch == 0 {
+		opts.SiblingPrefetch = DefaultSiblingPrefetch
 	}
 	if opts.Refresh == 0 {
 		opts.Refresh = DefaultRefresh
@@ -291,6 +311,7 @@ func (m *Mount) Wait() {
 
 // Unmount detaches the mount; Wait returns afterwards.
 func (m *Mount) Unmount() error {
+	m.FinishTrace() // a recording cut short still tells the next node something
 	return m.server.Unmount()
 }
 

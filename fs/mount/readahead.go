@@ -87,14 +87,14 @@ func (h *readahead) fill() {
 	if h.released {
 		return
 	}
-	readerEnd := n.Start(h.reading) + n.Blocks[h.reading].Size
+	readerEnd := n.Start(h.reading) + n.Len(h.reading)
 	for h.inFlight < h.window && h.prefetched < len(n.Blocks) && h.prefetched-h.reading <= 2*h.window {
 		loc := n.Blocks[h.prefetched]
 		if tree.IsHole(loc) { // nothing to fetch
 			h.prefetched++
 			continue
 		}
-		if n.Start(h.prefetched)+loc.Size-readerEnd > m.opts.PoolSize/4 {
+		if n.Start(h.prefetched)+n.Len(h.prefetched)-readerEnd > m.opts.PoolSize/4 {
 			return
 		}
 		ok, started := m.pool.StartPrefetch(loc, h.done)

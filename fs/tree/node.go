@@ -45,10 +45,15 @@ var ErrBadNode = errors.New("malformed node record")
 
 // Node formats, the first byte of every encoded Node. A new layout gets a
 // new number so that old logs stay readable: format 1 (no owners, links,
-// xattrs or holes) is still decoded, and every node is written as format 2.
+// xattrs or holes) is still decoded. A node is written as format 2 unless
+// it uses part of a block (a packed file), which only format 3 can say:
+// so a store of unpacked files stays readable by binaries that predate
+// packing, and such a binary refuses a packed node by its format number
+// instead of misreading it.
 const (
-	nodeFormat1 = 1
-	nodeFormat  = 2
+	nodeFormat1      = 1
+	nodeFormat       = 2
+	nodeFormatRanged = 3
 )
 
 // Bounds on what a node keeps of a file's extended attributes, so that one
@@ -83,7 +88,19 @@ type Xattr struct {
 //	  dir:     nothing
 //
 // Format 1 is the same without uid .. xattrs, and with every block as
-// 32-byte hash | size. A hole is a run of zero bytes that is not stored
+// 32-byte hash | size.
+//
+// Format 3 is format 2 with file blocks that may be used in part (a range):
+//
+//	file:    block count, then per block: length<<2 | ranged<<1 | hole,
+//	         unless a hole the 32-byte SHA-256, and if ranged the block's
+//	         own size and the offset of the range in it; then, since at
+//	         least one block is ranged, the 32-byte SHA-256 of the file's
+//	         whole content (Node.Sum)
+//
+// where length is how many of the file's bytes the block holds. A range
+// is never the whole block and never a hole, and a format-3 node has at
+// least one range, so that every node has exactly one encoding. A hole is a run of zero bytes that is not stored
 // as a block at all: it costs no fetch, and SEEK_HOLE finds it.
 //
 // Block offsets are not stored: they follow from the sizes and are
@@ -109,6 +126,18 @@ type Node struct {
 	// and rsync -X of a mount write what they would of the source.
 	Xattrs []Xattr
 
+	// Ranges, when not nil, has one entry per block: the part of
+	// Blocks[i] the file uses. A packed file is one range of a shared pack
+	// block. Blocks keep the whole blocks' locators, so that everything
+	// that marks, verifies or fetches blocks (gc, verify, the pool) sees
+	// the block as stored and hashed.
+	Ranges []Range
+	// Sum is the SHA-256 of the file's whole content, kept when the file
+	// has ranges (format 3): a later import finds the same small file by
+	// its content, wherever its pack is, and reuses the range (dedup that
+	// does not depend on a pack's neighbours).
+	Sum blockstore.Hash
+
 	// Version is the log's version of the object the node was read from
 	// (not encoded): a changed file gets a new inode number in a mount.
 	Version uint64
@@ -117,6 +146,9 @@ type Node struct {
 	// SetBlocks so that reads find their blocks by binary search.
 	starts []int64
 }
+
+// Range is the part of a block a file uses: Len bytes from Off.
+type Range struct{ Off, Len int64 }
 
 // IsHole reports whether a block of a file's list is a hole (zeros, not stored).
 func IsHole(l blockstore.Locator) bool { return l.Hash == blockstore.Hash{} }
@@ -131,20 +163,48 @@ func (n *Node) Xattr(name string) ([]byte, bool) {
 	return nil, false
 }
 
-// SetBlocks sets the block list of a file node, its size and its offsets.
-func (n *Node) SetBlocks(blocks []blockstore.Locator) {
-	n.Blocks = blocks
+// SetBlocks sets the block list of a file node (whole blocks), its size
+// and its offsets.
+func (n *Node) SetBlocks(blocks []blockstore.Locator) { n.SetRanges(blocks, nil) }
+
+// SetRanges sets a block list of which the file uses ranges[i] of
+// blocks[i] (ranges nil: every block whole), its size and its offsets.
+// It panics if the lengths differ: that is a programming error.
+func (n *Node) SetRanges(blocks []blockstore.Locator, ranges []Range) {
+	if ranges != nil && len(ranges) != len(blocks) {
+		panic("tree: SetRanges with a range count unlike the block count")
+	}
+	n.Blocks, n.Ranges = blocks, ranges
 	n.starts = make([]int64, len(blocks))
 	var off int64
-	for i, b := range blocks {
+	for i := range blocks {
 		n.starts[i] = off
-		off += b.Size
+		off += n.Len(i)
 	}
 	n.Size = off
 }
 
 // Start returns the file offset at which block i starts.
 func (n *Node) Start(i int) int64 { return n.starts[i] }
+
+// Len returns how many of the file's bytes block i holds.
+func (n *Node) Len(i int) int64 {
+	if n.Ranges != nil {
+		return n.Ranges[i].Len
+	}
+	return n.Blocks[i].Size
+}
+
+// Off returns where in block i the file's bytes start.
+func (n *Node) Off(i int) int64 {
+	if n.Ranges != nil {
+		return n.Ranges[i].Off
+	}
+	return 0
+}
+
+// Packed reports whether the file uses part of a block (is packed with others).
+func (n *Node) Packed() bool { return n.Ranges != nil }
 
 // Block returns the index of the block holding byte off and the offset at
 // which that block starts; ok is false past the end of the file.
@@ -157,10 +217,15 @@ func (n *Node) Block(off int64) (i int, start int64, ok bool) {
 	return i, n.starts[i], true
 }
 
-// AppendBinary appends the encoded node (format 2) to dst. Xattr names
-// must be unique, as the decoder insists.
+// AppendBinary appends the encoded node (format 2, or 3 for a file with
+// ranges) to dst. Xattr names must be unique, as the decoder insists, and
+// ranges must be proper parts of their blocks (see Node.Ranges).
 func (n *Node) AppendBinary(dst []byte) []byte {
-	dst = append(dst, nodeFormat, byte(n.Kind))
+	format := byte(nodeFormat)
+	if n.Kind == KindFile && n.ranged() {
+		format = nodeFormatRanged
+	}
+	dst = append(dst, format, byte(n.Kind))
 	dst = binary.AppendUvarint(dst, uint64(n.Mode))
 	dst = binary.AppendVarint(dst, n.MtimeNs)
 	dst = binary.AppendUvarint(dst, uint64(n.Size))
@@ -178,8 +243,10 @@ func (n *Node) AppendBinary(dst []byte) []byte {
 		dst = binary.AppendUvarint(dst, uint64(len(x.Value)))
 		dst = append(dst, x.Value...)
 	}
-	switch n.Kind {
-	case KindFile:
+	switch {
+	case format == nodeFormatRanged:
+		dst = n.appendRanged(dst)
+	case n.Kind == KindFile:
 		dst = binary.AppendUvarint(dst, uint64(len(n.Blocks)))
 		for _, b := range n.Blocks {
 			if IsHole(b) {
@@ -189,11 +256,49 @@ func (n *Node) AppendBinary(dst []byte) []byte {
 			dst = binary.AppendUvarint(dst, uint64(b.Size)<<1)
 			dst = append(dst, b.Hash[:]...)
 		}
-	case KindSymlink:
+	case n.Kind == KindSymlink:
 		dst = binary.AppendUvarint(dst, uint64(len(n.Target)))
 		dst = append(dst, n.Target...)
 	}
 	return dst
+}
+
+// isRange reports whether block i is used in part.
+func (n *Node) isRange(i int) bool {
+	return n.Ranges != nil && (n.Ranges[i].Off != 0 || n.Ranges[i].Len != n.Blocks[i].Size)
+}
+
+// ranged reports whether any block is used in part.
+func (n *Node) ranged() bool {
+	for i := range n.Blocks {
+		if n.isRange(i) {
+			return true
+		}
+	}
+	return false
+}
+
+// appendRanged appends the block list of format 3.
+func (n *Node) appendRanged(dst []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(n.Blocks)))
+	for i, b := range n.Blocks {
+		r := n.isRange(i)
+		v := uint64(n.Len(i)) << 2
+		if r {
+			v |= 2
+		}
+		if IsHole(b) {
+			dst = binary.AppendUvarint(dst, v|1)
+			continue
+		}
+		dst = binary.AppendUvarint(dst, v)
+		dst = append(dst, b.Hash[:]...)
+		if r {
+			dst = binary.AppendUvarint(dst, uint64(b.Size))
+			dst = binary.AppendUvarint(dst, uint64(n.Ranges[i].Off))
+		}
+	}
+	return append(dst, n.Sum[:]...)
 }
 
 // nodeDecoder reads varints off a record, remembering the first error.
@@ -263,7 +368,7 @@ func DecodeNode(b []byte) (*Node, error) {
 		return nil, fmt.Errorf("%w: %d bytes", ErrBadNode, len(b))
 	}
 	format := b[0]
-	if format != nodeFormat1 && format != nodeFormat {
+	if format != nodeFormat1 && format != nodeFormat && format != nodeFormatRanged {
 		return nil, fmt.Errorf("%w: unknown format %d", ErrBadNode, b[0])
 	}
 	n := &Node{Kind: Kind(b[1]), Nlink: 1}
@@ -278,7 +383,7 @@ func DecodeNode(b []byte) (*Node, error) {
 		return nil, fmt.Errorf("%w: mode %o", ErrBadNode, mode)
 	}
 	n.Mode = uint32(mode)
-	if format == nodeFormat {
+	if format != nodeFormat1 {
 		d.owners(n)
 		d.xattrs(n)
 		if d.err != nil {
@@ -291,7 +396,11 @@ func DecodeNode(b []byte) (*Node, error) {
 			return nil, fmt.Errorf("%w: directory with size %d", ErrBadNode, size)
 		}
 	case KindFile:
-		if err := d.blocks(n, format, size); err != nil {
+		decode := d.blocks
+		if format == nodeFormatRanged {
+			decode = d.rangedBlocks
+		}
+		if err := decode(n, format, size); err != nil {
 			return nil, err
 		}
 	case KindSymlink:
@@ -305,6 +414,9 @@ func DecodeNode(b []byte) (*Node, error) {
 		}
 	default:
 		return nil, fmt.Errorf("%w: unknown kind %d", ErrBadNode, b[1])
+	}
+	if format == nodeFormatRanged && n.Kind != KindFile {
+		return nil, fmt.Errorf("%w: format %d is for files", ErrBadNode, format)
 	}
 	if d.err != nil {
 		return nil, d.err
@@ -412,6 +524,72 @@ func (d *nodeDecoder) blocks(n *Node, format byte, size uint64) error {
 		return fmt.Errorf("%w: size %d but blocks add up to %d", ErrBadNode, size, n.Size)
 	}
 	return nil
+}
+
+// rangedBlocks reads a format-3 block list, whose blocks may be ranges,
+// and the content hash that follows it.
+func (d *nodeDecoder) rangedBlocks(n *Node, _ byte, size uint64) error {
+	count := d.uvarint("block count")
+	if d.err == nil && count > uint64(len(d.b)) { // a block takes at least 1 byte
+		d.fail(fmt.Sprintf("block count %d exceeds record", count))
+	}
+	c := int(min(count, uint64(len(d.b))))
+	blocks, ranges := make([]blockstore.Locator, 0, c), make([]Range, 0, c)
+	anyRange := false
+	for i := uint64(0); i < count && d.err == nil; i++ {
+		v := d.uvarint("block length")
+		length, isRange, hole := v>>2, v&2 != 0, v&1 != 0
+		var l blockstore.Locator
+		l.Size = int64(length)
+		r := Range{Len: int64(length)}
+		switch {
+		case d.err != nil:
+		case length == 0 || length > blockstore.MaxBlockSize:
+			d.fail(fmt.Sprintf("block length %d", length))
+		case hole && isRange:
+			d.fail("a ranged hole")
+		case !hole:
+			d.hash(&l)
+		}
+		if isRange && d.err == nil {
+			bsize, off := d.uvarint("block size"), d.uvarint("range offset")
+			if d.err == nil && (bsize > blockstore.MaxBlockSize || off > bsize || length > bsize-off || (off == 0 && length == bsize)) {
+				d.fail(fmt.Sprintf("range %d+%d of a block of %d bytes", off, length, bsize))
+			}
+			l.Size, r.Off = int64(bsize), int64(off)
+			anyRange = true
+		}
+		blocks, ranges = append(blocks, l), append(ranges, r)
+	}
+	if d.err == nil && !anyRange {
+		d.fail("format 3 without a range") // it would have been written as format 2
+	}
+	if d.err == nil && len(d.b) < 32 {
+		d.fail("truncated content hash")
+	}
+	if d.err != nil {
+		return d.err
+	}
+	copy(n.Sum[:], d.b[:32])
+	d.b = d.b[32:]
+	n.SetRanges(blocks, ranges)
+	if uint64(n.Size) != size {
+		return fmt.Errorf("%w: size %d but blocks add up to %d", ErrBadNode, size, n.Size)
+	}
+	return nil
+}
+
+// hash reads a block's 32-byte hash, which must not be the zero hash (a hole).
+func (d *nodeDecoder) hash(l *blockstore.Locator) {
+	if len(d.b) < 32 {
+		d.fail("truncated block hash")
+		return
+	}
+	copy(l.Hash[:], d.b[:32])
+	d.b = d.b[32:]
+	if IsHole(*l) {
+		d.fail("a block with the zero hash")
+	}
 }
 
 // CleanPath turns a user-supplied tree path into the canonical form used as a

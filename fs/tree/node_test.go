@@ -102,6 +102,7 @@ func FuzzDecodeNode(f *testing.F) {
 	f.Add((&Node{Kind: KindSymlink, Target: "x", Size: 1}).AppendBinary(nil))
 	f.Add(richFile().AppendBinary(nil))
 	f.Add(appendFormat1(sampleFile()))
+	f.Add(packedFile().AppendBinary(nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		n, err := DecodeNode(b)
 		if err != nil {
@@ -111,7 +112,7 @@ func FuzzDecodeNode(f *testing.F) {
 			return
 		}
 		again := n.AppendBinary(nil)
-		if b[0] == nodeFormat && !bytes.Equal(again, b) {
+		if b[0] != nodeFormat1 && !bytes.Equal(again, b) {
 			t.Fatalf("accepted bytes do not re-encode identically")
 		}
 		if b[0] == nodeFormat1 && !bytes.Equal(appendFormat1(n), b) {
@@ -125,7 +126,10 @@ func FuzzDecodeNode(f *testing.F) {
 			if j, start, ok := n.Block(sum); !ok || j != i || start != sum {
 				t.Fatalf("Block(%d) = %d, %d, %v", sum, j, start, ok)
 			}
-			sum += l.Size
+			if n.Off(i)+n.Len(i) > l.Size {
+				t.Fatalf("block %d: range %d+%d of %d bytes", i, n.Off(i), n.Len(i), l.Size)
+			}
+			sum += n.Len(i)
 		}
 		if n.Kind == KindFile && sum != n.Size {
 			t.Fatalf("size %d, blocks %d", n.Size, sum)
@@ -231,6 +235,85 @@ func TestDecodeNodeRejectsFormat2(t *testing.T) {
 		"zero hole":       {nodeFormat, byte(KindFile), 0, 0, 0, 0, 0, 1, 0, 1, 1},
 		"zero-hash block": append([]byte{nodeFormat, byte(KindFile), 0, 0, 2, 0, 0, 1, 0, 1, 4}, make([]byte, 32)...),
 		"huge hole":       binary.AppendUvarint([]byte{nodeFormat, byte(KindFile), 0, 0, 0x80, 0x80, 0x80, 0x80, 0x10, 0, 0, 1, 0, 1}, (blockstore.MaxBlockSize+1)<<1|1),
+	} {
+		if _, err := DecodeNode(b); !errors.Is(err, ErrBadNode) {
+			t.Errorf("%s: got %v, want ErrBadNode", name, err)
+		}
+	}
+}
+
+// packedFile is a small file stored as a range of a shared pack block,
+// after a hole and before a whole block: everything format 3 can say.
+func packedFile() *Node {
+	n := &Node{Kind: KindFile, Mode: 0o644, MtimeNs: 11, UID: 1, GID: 2}
+	pack := blockstore.LocatorOf([]byte("a pack of several small files"))
+	whole := blockstore.LocatorOf([]byte("whole"))
+	n.SetRanges([]blockstore.Locator{{Size: 4}, pack, whole}, []Range{{0, 4}, {7, 9}, {0, whole.Size}})
+	n.Sum = blockstore.Sum([]byte("any content hash"))
+	return n
+}
+
+// TestPackedNodeRoundTrip: a node with ranges is written as format 3 and
+// decodes to the same ranges, offsets and content hash; a node without is
+// still written as format 2, so that older binaries read it.
+func TestPackedNodeRoundTrip(t *testing.T) {
+	n := packedFile()
+	b := n.AppendBinary(nil)
+	if b[0] != nodeFormatRanged {
+		t.Fatalf("packed node written as format %d", b[0])
+	}
+	got, err := DecodeNode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Packed() || got.Size != 4+9+5 || got.Sum != n.Sum || len(got.Blocks) != 3 || got.Blocks[1] != n.Blocks[1] {
+		t.Fatalf("decoded %+v", got)
+	}
+	for i, want := range []Range{{0, 4}, {7, 9}, {0, 5}} {
+		if got.Off(i) != want.Off || got.Len(i) != want.Len {
+			t.Errorf("block %d: range %d+%d, want %+v", i, got.Off(i), got.Len(i), want)
+		}
+	}
+	if i, start, _ := got.Block(4 + 8); i != 1 || start != 4 {
+		t.Errorf("Block(12) = %d, %d", i, start)
+	}
+	if !bytes.Equal(got.AppendBinary(nil), b) {
+		t.Error("packed node does not re-encode identically")
+	}
+	whole := sampleFile()
+	whole.SetRanges(whole.Blocks, []Range{{0, 3}, {0, 9}, {0, 1}})
+	if b := whole.AppendBinary(nil); b[0] != nodeFormat || !bytes.Equal(b, sampleFile().AppendBinary(nil)) {
+		t.Errorf("whole-block ranges written as format %d", b[0])
+	}
+}
+
+func TestDecodeNodeRejectsFormat3(t *testing.T) {
+	good := packedFile().AppendBinary(nil)
+	ranged := func(length, bsize, off uint64) []byte {
+		b := []byte{nodeFormatRanged, byte(KindFile), 0, 0}
+		b = binary.AppendUvarint(b, length)
+		b = append(b, 0, 0, 1, 0, 1) // uid gid nlink xattrs blocks
+		b = binary.AppendUvarint(b, length<<2|2)
+		b = append(b, bytes.Repeat([]byte{7}, 32)...)
+		b = binary.AppendUvarint(b, bsize)
+		b = binary.AppendUvarint(b, off)
+		return append(b, make([]byte, 32)...)
+	}
+	if _, err := DecodeNode(ranged(3, 10, 7)); err != nil {
+		t.Fatalf("the well-formed base case fails: %v", err)
+	}
+	for name, b := range map[string][]byte{
+		"truncated sum":     good[:len(good)-1],
+		"range past end":    ranged(4, 10, 7),
+		"offset past end":   ranged(1, 10, 11),
+		"whole block range": ranged(10, 10, 0),
+		"huge block":        ranged(3, blockstore.MaxBlockSize+1, 7),
+		"no range": (func() []byte {
+			b := sampleFile().AppendBinary(nil)
+			b[0] = nodeFormatRanged
+			return b
+		})(),
+		"directory": append([]byte{nodeFormatRanged, byte(KindDir)}, good[2:12]...),
 	} {
 		if _, err := DecodeNode(b); !errors.Is(err, ErrBadNode) {
 			t.Errorf("%s: got %v, want ErrBadNode", name, err)

@@ -274,16 +274,16 @@ func ReadBack(t *testing.T, vol *volume.Volume, p string) []byte {
 	pool := blockstore.NewPool(vol.Blocks, blockstore.PoolConfig{})
 	defer pool.Close()
 	var out []byte
-	for _, l := range n.Blocks {
+	for i, l := range n.Blocks {
 		if tree.IsHole(l) {
-			out = append(out, make([]byte, l.Size)...)
+			out = append(out, make([]byte, n.Len(i))...)
 			continue
 		}
 		b, err := pool.Get(context.Background(), l)
 		if err != nil {
 			t.Fatalf("%s: %v", p, err)
 		}
-		out = append(out, b.Bytes()...)
+		out = append(out, b.Bytes()[n.Off(i):n.Off(i)+n.Len(i)]...)
 		b.Release()
 	}
 	return out
