@@ -168,27 +168,37 @@ func (c *Collector) live(ctx context.Context, st State, rep *Report) (map[blocks
 	return live, nil
 }
 
-// condemn lists the store and records what is unreachable as condemned,
-// if the collector is idle.
-func (c *Collector) condemn(ctx context.Context, rep *Report) error {
+// unreachable marks from the state in the gc ref and lists the store: the
+// blocks no retained snapshot reaches (the live ones are counted in rep).
+func (c *Collector) unreachable(ctx context.Context, rep *Report) (State, []blockstore.Locator, error) {
 	st, _, err := c.refs.load(ctx)
 	if err != nil {
-		return err
+		return State{}, nil, err
 	}
 	live, err := c.live(ctx, st, rep)
 	if err != nil {
-		return err
+		return State{}, nil, err
 	}
 	var dead []blockstore.Locator
-	if err := c.list(ctx, rep, func(l blockstore.Locator) {
+	err = c.list(ctx, rep, func(l blockstore.Locator) {
 		if _, ok := live[l.Hash]; ok {
 			rep.Live.add(l.Size)
 		} else {
-			rep.Unreachable.add(l.Size)
 			dead = append(dead, l)
 		}
-	}); err != nil {
+	})
+	return st, dead, err
+}
+
+// condemn lists the store and records what is unreachable as condemned,
+// if the collector is idle.
+func (c *Collector) condemn(ctx context.Context, rep *Report) error {
+	st, dead, err := c.unreachable(ctx, rep)
+	if err != nil {
 		return err
+	}
+	for _, l := range dead {
+		rep.Unreachable.add(l.Size)
 	}
 	rep.Kept = rep.Stored
 	if err := c.temps(ctx, rep); err != nil {
@@ -514,22 +524,14 @@ func (c *Collector) temps(ctx context.Context, rep *Report) error {
 // naive is the one-phase mark and sweep that the protocol exists to
 // avoid: tests show it loses a block an import reused.
 func (c *Collector) naive(ctx context.Context, rep *Report) error {
-	st, _, err := c.refs.load(ctx)
+	_, unreachable, err := c.unreachable(ctx, rep)
 	if err != nil {
 		return err
 	}
-	live, err := c.live(ctx, st, rep)
-	if err != nil {
-		return err
-	}
-	var dead []blockstore.Hash
-	if err := c.list(ctx, rep, func(l blockstore.Locator) {
-		if _, ok := live[l.Hash]; !ok {
-			dead = append(dead, l.Hash)
-			rep.Freed.add(l.Size)
-		}
-	}); err != nil {
-		return err
+	dead := make([]blockstore.Hash, len(unreachable))
+	for i, l := range unreachable {
+		dead[i] = l.Hash
+		rep.Freed.add(l.Size)
 	}
 	return deleteBlocks(ctx, c.cat.Backend(), dead, c.opts.Workers)
 }

@@ -55,7 +55,7 @@ func (c *Catalog) Reach(ctx context.Context, manifest []blockstore.Locator, meta
 		return fmt.Errorf("metadata log: %w", err)
 	}
 	defer lg.Close()
-	v := &Volume{Spec: "gc", Meta: lg, cat: c.cat, ingested: map[string]bool{}, skipped: map[string]bool{},
+	v := &Volume{Spec: "gc", Meta: lg, cat: c.cat, ingested: map[string]bool{}, local: map[string]string{}, skipped: map[string]bool{},
 		published: map[uint32]bool{}, logger: log.New(io.Discard, "", 0)}
 	if _, err := v.ingestLocked(ctx, m); err != nil {
 		return err
