@@ -167,13 +167,7 @@ func (v *Volume) followShrunk(ctx context.Context, h head, lost string) (bool, e
 			delete(v.local, id)
 		}
 	}
-	changed, err := v.ingestLocked(ctx, h.m)
-	if err != nil {
-		return changed, err
-	}
-	v.refVer, v.cur = h.version, h.m
-	v.counters.generation.Store(int64(h.m.Generation))
-	return changed, nil
+	return v.advanceLocked(ctx, h)
 }
 
 // onlyCompactedSince reports whether every snapshot m records after the

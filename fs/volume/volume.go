@@ -226,6 +226,12 @@ func (v *Volume) refreshLocked(ctx context.Context) (bool, error) {
 	if lost := v.lostSegments(h.m); lost != "" {
 		return v.followShrunk(ctx, h, lost)
 	}
+	return v.advanceLocked(ctx, h)
+}
+
+// advanceLocked ingests what head h names that is new and makes h the
+// version this volume has read.
+func (v *Volume) advanceLocked(ctx context.Context, h head) (bool, error) {
 	changed, err := v.ingestLocked(ctx, h.m)
 	if err != nil {
 		return changed, err
