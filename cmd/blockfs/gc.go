@@ -141,11 +141,11 @@ func catalogLease(ctx context.Context, cat *volume.Catalog) (func(), error) {
 	return func() { h.Release(context.WithoutCancel(ctx)) }, nil
 }
 
-// heldMount is a mount's gc lease: it names the snapshot the mount began
-// serving, which the collector then keeps with every later one. It does
-// not advance while the mount runs: handles opened on older versions are
-// not tracked yet, so keeping every snapshot since the mount began is the
-// safe choice (a remount lets them go).
+// heldMount is a mount's gc lease: it names the oldest snapshot the mount
+// serves, which the collector then keeps with every later one. A mount of
+// the head advances it as it refreshes (follow): the generation of its
+// oldest open handle, or the current one. A mount --at names its snapshot
+// and manifest for good.
 type heldMount struct {
 	cat    *volume.Catalog
 	held   *gc.Held
@@ -154,6 +154,7 @@ type heldMount struct {
 	vol    *volume.Volume
 	gen    uint64
 	man    []blockstore.Locator
+	named  bool // gen and man are what the lease holds
 }
 
 // mountLease registers the lease before the volume is opened, so that the
@@ -193,8 +194,48 @@ func (hm *heldMount) name(ctx context.Context) {
 	hm.mu.Lock()
 	gen, man := hm.gen, hm.man
 	hm.mu.Unlock()
-	if err := hm.held.SetSnapshot(ctx, gen, man); err != nil {
+	err := hm.held.SetSnapshot(ctx, gen, man)
+	if err != nil {
 		hm.logger.Error("gc lease: naming the snapshot served", "err", err)
+	}
+	hm.mu.Lock()
+	hm.named = err == nil && hm.gen == gen
+	hm.mu.Unlock()
+}
+
+// advance names oldest in the lease if it is not what the lease names
+// already (a mount of the head; a mount --at never advances).
+func (hm *heldMount) advance(ctx context.Context, oldest uint64) {
+	hm.mu.Lock()
+	same := hm.vol == nil || hm.vol.At() != nil || (hm.named && hm.gen == oldest)
+	if !same {
+		hm.gen, hm.named = oldest, false
+	}
+	hm.mu.Unlock()
+	if !same {
+		hm.name(ctx)
+	}
+}
+
+// follow advances the lease to served() every TTL/3 (as often as the
+// lease is renewed) until stop is closed. A snapshot the lease stops
+// naming may be collected by the next gc: only handles opened later from
+// nodes the kernel kept from it can then read EIO, never wrong bytes.
+func (hm *heldMount) follow(stop <-chan struct{}, served func() uint64) {
+	if hm.held == nil {
+		return
+	}
+	t := time.NewTicker(leaseTTL() / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), leaseTTL()/3)
+		hm.advance(ctx, served())
+		cancel()
 	}
 }
 

@@ -213,8 +213,11 @@ func serveMount(ctx context.Context, e env, f *mountFlags, spec string, openOpts
 	n.ready(mountStatus(vol))
 	stopReports := make(chan struct{})
 	go reportGenerations(stopReports, vol, n, *f.refresh)
+	followed := make(chan struct{})
+	go func() { defer close(followed); lease.follow(stopReports, m.OldestServed) }()
 	err = waitUnmounted(ctx, e, m, n)
 	close(stopReports)
+	<-followed // before the deferred release of the lease
 	logger.Info("unmounted", "mountpoint", m.Mountpoint())
 	return err
 }

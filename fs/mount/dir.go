@@ -44,20 +44,22 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		return d.NewInode(ctx, &statsNode{mount: m}, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: out.Attr.Ino}), 0
 	}
 	p := path.Join(d.path, name)
+	gen := m.generation() // before the lookup: the node is from gen or later
 	n, err := m.vol.Tree.Lookup(p)
 	if err != nil {
 		return nil, m.errno("lookup", p, err)
 	}
-	return m.child(ctx, &d.Inode, p, n, out), 0
+	return m.child(ctx, &d.Inode, p, n, gen, out), 0
 }
 
-// child makes the inode for node n at path p, a child of parent, and fills
+// child makes the inode for node n at path p (looked up at generation gen),
+// a child of parent, and fills
 // out with its attributes. The kernel keeps the entry and the attributes
 // for the cache timeout (long: a refresh invalidates what it changes).
-func (m *Mount) child(ctx context.Context, parent *gofs.Inode, p string, n *tree.Node, out *fuse.EntryOut) *gofs.Inode {
+func (m *Mount) child(ctx context.Context, parent *gofs.Inode, p string, n *tree.Node, gen uint64, out *fuse.EntryOut) *gofs.Inode {
 	id := identity(p, n)
 	m.fillAttr(n, id.Ino, &out.Attr)
-	return parent.NewInode(ctx, m.newNode(p, n), id)
+	return parent.NewInode(ctx, m.newNode(p, n, gen), id)
 }
 
 // listed is one directory entry as read from the tree.

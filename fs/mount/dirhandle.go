@@ -32,7 +32,8 @@ type dirHandle struct {
 	mu      sync.Mutex
 	entries []listed
 	loaded  bool
-	next    int // index of the entry the next Readdirent returns
+	gen     uint64 // the generation read before the listing (see fileNode.gen)
+	next    int    // index of the entry the next Readdirent returns
 }
 
 var (
@@ -46,11 +47,12 @@ func (h *dirHandle) load() syscall.Errno {
 	if h.loaded {
 		return 0
 	}
+	gen := h.dir.mount.generation()
 	entries, errno := h.dir.list()
 	if errno != 0 {
 		return errno
 	}
-	h.entries, h.loaded = entries, true
+	h.entries, h.loaded, h.gen = entries, true, gen
 	return 0
 }
 
@@ -89,13 +91,14 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	if h.next > 0 && h.next <= len(h.entries) {
 		e = h.entries[h.next-1]
 	}
+	gen := h.gen
 	h.mu.Unlock()
 	if e.node == nil || e.name != name {
 		// Not the entry just listed: a plain lookup.
 		return h.dir.Lookup(ctx, name, out)
 	}
 	h.dir.mount.counters.plusEntries.Add(1)
-	return h.dir.mount.child(ctx, &h.dir.Inode, path.Join(h.dir.path, name), e.node, out), 0
+	return h.dir.mount.child(ctx, &h.dir.Inode, path.Join(h.dir.path, name), e.node, gen, out), 0
 }
 
 func (h *dirHandle) Releasedir(ctx context.Context, flags uint32) {

@@ -25,10 +25,14 @@ type fileNode struct {
 	mount   *Mount
 	rec     []byte // the tree.Node, encoded (tree.Node.AppendBinary)
 	version uint64 // its Version, which the encoding leaves out
+	// gen is the volume's generation read before the node was looked
+	// up: snapshot gen (or a later one) holds this version, so a handle
+	// opened on it keeps gen in the mount's gc lease (see OldestServed).
+	gen uint64
 }
 
-func newFileNode(m *Mount, n *tree.Node) *fileNode {
-	return &fileNode{mount: m, rec: n.AppendBinary(nil), version: n.Version}
+func newFileNode(m *Mount, n *tree.Node, gen uint64) *fileNode {
+	return &fileNode{mount: m, rec: n.AppendBinary(nil), version: n.Version, gen: gen}
 }
 
 // node decodes the file's tree node. The record was encoded by this
@@ -93,7 +97,10 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _
 	p := "/" + f.Path(nil)
 	f.mount.traceOpen(p, n)
 	f.mount.prefetchForOpen(p, n)
-	return newFileHandle(f.mount, p, n), fuse.FOPEN_KEEP_CACHE, 0
+	h := newFileHandle(f.mount, p, n)
+	h.gen, h.held = f.gen, true
+	f.mount.holdGeneration(f.gen)
+	return h, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // fileHandle is one open file: reads through the pool, and the readahead
@@ -103,6 +110,8 @@ type fileHandle struct {
 	path  string
 	node  *tree.Node
 	ra    readahead
+	gen   uint64 // the generation its node was looked up at
+	held  bool   // counted in the mount's open generations (opened by the kernel)
 
 	failMu   sync.Mutex
 	failed   blockstore.Locator // the block this handle's last failed read needed
@@ -309,10 +318,13 @@ func (h *fileHandle) fail(ctx context.Context, off int64, loc blockstore.Locator
 	return syscall.EIO
 }
 
-// Release ends the handle's readahead; prefetches in flight finish on their
-// own.
+// Release ends the handle's readahead (prefetches in flight finish on their
+// own) and lets its generation go from the mount's gc lease.
 func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
 	h.ra.stop()
+	if h.held {
+		h.mount.dropGeneration(h.gen)
+	}
 	return 0
 }
 

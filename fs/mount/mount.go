@@ -124,6 +124,8 @@ type Mount struct {
 	root  *dirNode      // the root directory's node
 	inval invalidations // what refreshes told the kernel to drop (see invalidate.go)
 
+	served servedGens // open handles per generation (served.go)
+
 	packs packIndex // the packs of directories, for prefetchSiblings
 	trace tracer    // the trigger's trace, recorded or replayed (trace.go)
 }

@@ -53,15 +53,16 @@ func (m *Mount) badEntry(key, msg string) {
 
 const maxLoggedBad = 10000
 
-// newNode makes the go-fuse node for a tree node.
-func (m *Mount) newNode(p string, n *tree.Node) gofs.InodeEmbedder {
+// newNode makes the go-fuse node for a tree node looked up at generation
+// gen.
+func (m *Mount) newNode(p string, n *tree.Node, gen uint64) gofs.InodeEmbedder {
 	switch n.Kind {
 	case tree.KindDir:
 		return &dirNode{mount: m, path: p}
 	case tree.KindSymlink:
 		return &symlinkNode{mount: m, node: n}
 	default:
-		return newFileNode(m, n)
+		return newFileNode(m, n, gen)
 	}
 }
 
