@@ -160,6 +160,9 @@ type heldMount struct {
 // mountLease registers the lease before the volume is opened, so that the
 // snapshot the volume then reads is one the collector sees protected.
 func mountLease(ctx context.Context, spec string, opts storeurl.Options, logger *slog.Logger) (*heldMount, error) {
+	// The lease needs only the store's refs: not the disk cache, which one
+	// process may open once (the volume opens it), nor the metrics wrapper.
+	opts.CacheDir, opts.CacheSize, opts.WrapBackend = "", 0, nil
 	cat, err := volume.OpenCatalog(ctx, spec, opts)
 	if err != nil {
 		return nil, err
