@@ -351,7 +351,11 @@ func (c *Collector) sweep(ctx context.Context, st State, rep *Report) (bool, err
 func blockers(st State, now time.Time, skew time.Duration) string {
 	var before, reusing int
 	for _, l := range st.Leases {
-		if !l.live(now, skew) {
+		if !l.live(now, skew) || l.Kind == KindMount {
+			// A mount writes nothing, so it cannot have skipped an upload
+			// of a condemned block: what it needs is the generation its
+			// lease names, which the sweep marks again when it starts
+			// (doomed), not a sweep held off for the mount's whole life.
 			continue
 		}
 		if l.Epoch < st.Epoch {

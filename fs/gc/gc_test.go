@@ -354,3 +354,48 @@ func TestAccounting(t *testing.T) {
 	}
 	t.Logf("B unique %d bytes, old manifests %d bytes: freed %+v, kept %+v", unique, oldManifests, rep.Freed, rep.Kept)
 }
+
+// TestMountLeaseDoesNotHoldSweep: a live mount lease from before the
+// condemnation does not defer the sweep (mounts never upload), but the
+// generation it names is kept: the sweep marks it again when it starts.
+func TestMountLeaseDoesNotHoldSweep(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		serves uint64 // the generation the mount's lease names
+		freed  bool
+	}{
+		{"serves the head", 2, true},       // /a (gen 1 only) is collected
+		{"serves /a's snapshot", 1, false}, // /a is kept for the mount
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec, _, first := setup(t) // /a at generation 1, removed at 2
+			ctx := context.Background()
+			cat, err := volume.OpenCatalog(ctx, spec, storeurl.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cat.Close()
+			held, err := gc.Acquire(ctx, cat.Blocks(), cat.Refs(), gc.LeaseOptions{Kind: gc.KindMount, AvoidSweep: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer held.Release(ctx)
+			if err := held.SetSnapshot(ctx, tc.serves, nil); err != nil {
+				t.Fatal(err)
+			}
+			opts := gc.Options{KeepLast: 1}
+			collect(t, spec, opts) // condemn (the lease is now older than it)
+			rep := collect(t, spec, opts)
+			if rep.Deferred != "" {
+				t.Fatalf("sweep deferred by a mount's lease: %s", rep.Deferred)
+			}
+			has, err := cat.Blocks().Has(ctx, first.Hash)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.freed == has {
+				t.Fatalf("/a's first block present %v after the sweep; the mount serves generation %d", has, tc.serves)
+			}
+		})
+	}
+}
