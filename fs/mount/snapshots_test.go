@@ -74,6 +74,11 @@ func TestSnapshotsDir(t *testing.T) {
 		t.Errorf("/a and the snapshot's /a share inode %d", s1)
 	}
 
+	// Looked up before it exists: the kernel's negative entry must not
+	// hide the tag once made.
+	if _, err := os.Stat(main.Path(".blockfs/snapshots/v2")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("tag v2 before it is made: %v", err)
+	}
 	if _, err := cat.Tag(ctx, "v2", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +87,11 @@ func TestSnapshotsDir(t *testing.T) {
 		return err == nil
 	})
 	fstest.CmpTrees(t, main.Dir, main.Path(".blockfs/snapshots/v2"))
+	old, err := os.Open(filepath.Join(snap, "a/b/c/deep.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
 	if err := cat.DeleteTag(ctx, "v1"); err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +101,21 @@ func TestSnapshotsDir(t *testing.T) {
 	})
 	if got := fstest.Sh(t, "ls", main.Path(".blockfs/snapshots")); got != "v2\n" {
 		t.Fatalf("ls /.blockfs/snapshots after deleting v1 = %q, want v2", got)
+	}
+
+	// v1 made again on v2: the path serves v2, the handle still v1.
+	if _, err := cat.Tag(ctx, "v1", ""); err != nil {
+		t.Fatal(err)
+	}
+	testsvc.WaitFor(t, "moved tag v1 serving v2", func() bool {
+		_, err := os.Stat(filepath.Join(snap, "v2-only"))
+		return err == nil
+	})
+	fstest.CmpTrees(t, main.Dir, snap)
+	got := make([]byte, 64)
+	n, err := old.ReadAt(got, 0)
+	if string(got[:n]) != "deep\n" {
+		t.Fatalf("a handle opened on v1 reads %q (%v) after v1 moved, want v1's bytes", got[:n], err)
 	}
 }
 
