@@ -46,9 +46,11 @@ const (
 
 // snapshots is the main mount's state for serving tags.
 type snapshots struct {
-	mu     sync.Mutex
+	tagsMu sync.Mutex // apart from mu: listing tags does not wait for a view opening
 	tags   map[string]volume.Tag
-	read   time.Time         // when tags were read
+	read   time.Time // when tags were read
+
+	mu     sync.Mutex
 	views  map[string]*Mount // by viewKey
 	closed bool
 }
@@ -59,8 +61,8 @@ func viewKey(t volume.Tag) string { return t.Name + "\x00" + strconv.FormatUint(
 // currentTags returns the store's tags, read again if older than tagsTTL.
 func (m *Mount) currentTags(ctx context.Context) (map[string]volume.Tag, error) {
 	s := &m.snaps
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.tagsMu.Lock()
+	defer s.tagsMu.Unlock()
 	if s.tags != nil && time.Since(s.read) < tagsTTL {
 		return s.tags, nil
 	}
