@@ -43,6 +43,9 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		out.SetAttrTimeout(0)
 		return d.NewInode(ctx, &statsNode{mount: m}, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: out.Attr.Ino}), 0
 	}
+	if d.path == "/" && name == HiddenDirName && m.treeRoot == "" {
+		return m.lookupHidden(ctx, &d.Inode, out), 0
+	}
 	p := path.Join(d.path, name)
 	gen := m.generation() // before the lookup: the node is from gen or later
 	n, err := m.vol.Tree.Lookup(p)
@@ -57,7 +60,7 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 // out with its attributes. The kernel keeps the entry and the attributes
 // for the cache timeout (long: a refresh invalidates what it changes).
 func (m *Mount) child(ctx context.Context, parent *gofs.Inode, p string, n *tree.Node, gen uint64, out *fuse.EntryOut) *gofs.Inode {
-	id := identity(p, n)
+	id := m.identity(p, n)
 	m.fillAttr(n, id.Ino, &out.Attr)
 	return parent.NewInode(ctx, m.newNode(p, n, gen), id)
 }

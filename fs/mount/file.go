@@ -41,7 +41,7 @@ func newFileNode(m *Mount, n *tree.Node, gen uint64) *fileNode {
 func (f *fileNode) node() (*tree.Node, syscall.Errno) {
 	n, err := tree.DecodeNode(f.rec)
 	if err != nil {
-		p := "/" + f.Path(nil)
+		p := f.mount.treePath(f.Path(nil))
 		return nil, f.mount.errno("decode", p, fmt.Errorf("re-decoding the node of %s: %w", p, err))
 	}
 	n.Version = f.version
@@ -94,7 +94,7 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _
 	if errno != 0 {
 		return nil, 0, errno
 	}
-	p := "/" + f.Path(nil)
+	p := f.mount.treePath(f.Path(nil))
 	f.mount.traceOpen(p, n)
 	f.mount.prefetchForOpen(p, n)
 	h := newFileHandle(f.mount, p, n)

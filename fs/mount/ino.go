@@ -33,12 +33,15 @@ const rootIno = 1
 // the top); a hash that lands there is moved away.
 const reservedInos = 1 << 16
 
-// identity returns the stable attributes of node n at path p.
-func identity(p string, n *tree.Node) gofs.StableAttr {
-	if p == "/" {
+// identity returns the stable attributes of node n at path p of m's tree.
+// A snapshot view (snapshots.go) hashes its prefix first, so its inodes
+// are not the main tree's; the main tree's prefix is empty.
+func (m *Mount) identity(p string, n *tree.Node) gofs.StableAttr {
+	if p == "/" && m.idPrefix == "" {
 		return gofs.StableAttr{Mode: modeType(n), Ino: rootIno}
 	}
 	h := fnv.New128a()
+	h.Write([]byte(m.idPrefix))
 	var b [9]byte
 	b[0] = byte(n.Kind)
 	k := 1
@@ -69,7 +72,7 @@ func identity(p string, n *tree.Node) gofs.StableAttr {
 }
 
 // ino is the inode number of node n at path p, the same one every time.
-func (m *Mount) ino(p string, n *tree.Node) uint64 { return identity(p, n).Ino }
+func (m *Mount) ino(p string, n *tree.Node) uint64 { return m.identity(p, n).Ino }
 
 // modeType is the file type bits of a node's kind.
 func modeType(n *tree.Node) uint32 {

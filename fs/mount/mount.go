@@ -128,6 +128,11 @@ type Mount struct {
 
 	packs packIndex // the packs of directories, for prefetchSiblings
 	trace tracer    // the trigger's trace, recorded or replayed (trace.go)
+
+	snaps snapshots // the tags served under /.blockfs/snapshots (snapshots.go)
+	// A snapshot view's: what its inode numbers hash first, and its
+	// root's path in the mount ("" and "" for the main tree).
+	idPrefix, treeRoot string
 }
 
 // Start mounts vol at mountpoint and starts answering the kernel. It
@@ -308,6 +313,7 @@ func (m *Mount) Wait() {
 	m.server.Wait()
 	m.stopOnce.Do(func() { close(m.stop) })
 	m.refreshed.Wait()
+	m.closeViews()
 	m.pool.Close()
 }
 

@@ -37,6 +37,7 @@ type Volume struct {
 	metaDir    string
 	metaParent string // Options.MetaDir: where rebuilt logs' directories go
 	ownsDir    bool
+	borrowed   bool // the store belongs to another volume (OpenAt): Close leaves it open
 	importID   string
 	// compactAbove: Publish compacts when the manifest lists more segments.
 	compactAbove int
@@ -122,15 +123,23 @@ func Open(ctx context.Context, spec string, opts Options) (*Volume, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openOn(ctx, spec, store, false, opts)
+}
+
+// openOn opens the volume over an opened store; a borrowed store is
+// someone else's to close (see OpenAt).
+func openOn(ctx context.Context, spec string, store *storeurl.Stack, borrowed bool, opts Options) (_ *Volume, err error) {
 	refs, ok := blockstore.As[blockstore.RefStore](store.Blocks)
 	if !ok {
-		store.Close()
+		if !borrowed {
+			store.Close()
+		}
 		return nil, fmt.Errorf("store %s: %w", spec, ErrNoRefs)
 	}
 	v := &Volume{
 		Spec: spec, Blocks: store.Blocks, store: store, cat: catalog{blocks: store.Blocks, refs: refs, flush: flusherOf(store.Blocks)},
 		ingested: map[string]bool{}, local: map[string]string{}, skipped: map[string]bool{}, published: map[uint32]bool{}, logger: opts.Logger,
-		metaParent: opts.MetaDir, compactAbove: opts.CompactAbove,
+		metaParent: opts.MetaDir, compactAbove: opts.CompactAbove, borrowed: borrowed,
 	}
 	if v.compactAbove == 0 {
 		v.compactAbove = DefaultCompactAbove
@@ -139,7 +148,9 @@ func Open(ctx context.Context, spec string, opts Options) (*Volume, error) {
 		v.logger = log.Default()
 	}
 	if v.metaDir, err = makeMetaDir(opts.MetaDir, v.logger); err != nil {
-		store.Close()
+		if !borrowed {
+			store.Close()
+		}
 		return nil, err
 	}
 	v.ownsDir = true
@@ -469,7 +480,9 @@ func (v *Volume) Close() error {
 	v.mu.Lock()
 	v.retireAll()
 	v.mu.Unlock()
-	if cerr := v.store.Close(); err == nil {
+	if v.borrowed {
+		// The store is the volume's OpenAt was called on, closed with it.
+	} else if cerr := v.store.Close(); err == nil {
 		err = cerr
 	}
 	v.cleanup()

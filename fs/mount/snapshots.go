@@ -1,0 +1,251 @@
+package mount
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"blockfs/fs/volume"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// A running mount also serves every tag of its store, read-only, under
+// /.blockfs/snapshots/<tag>/ (CVMFS's .cvmfs/snapshots is the model): a job
+// pins the version it was validated on by path, without a mount of its
+// own. /.blockfs is not listed in the root (tools that walk the tree do
+// not see every version of it), only looked up.
+//
+// Each tag is served by a view: a Mount of its own over a volume pinned
+// to the tag's snapshot (opened on the first lookup and kept until
+// unmount, as handles opened on it may still read), sharing the main
+// mount's pool, so a block read in two versions is fetched once. A view's
+// inode numbers hash a prefix naming the tag and its generation, so they
+// never meet the main tree's, another tag's, or the tag's earlier target.
+
+// HiddenDirName is the root entry, not listed, under which the mount
+// serves its store's tags (HiddenDirName/snapshots/<tag>).
+const HiddenDirName = ".blockfs"
+
+// tagsTTL is how long the tags read from the store are trusted, and the
+// kernel keeps the entries (and absences) of snapshots/: a tag made,
+// deleted or moved shows within it.
+const tagsTTL = time.Second
+
+// Inode numbers of the hidden directories, in the reserved range (the
+// stats file has ^0-1).
+const (
+	hiddenIno    = ^uint64(0) - 2
+	snapshotsIno = ^uint64(0) - 3
+)
+
+// snapshots is the main mount's state for serving tags.
+type snapshots struct {
+	tagsMu sync.Mutex // apart from mu: listing tags does not wait for a view opening
+	tags   map[string]volume.Tag
+	read   time.Time // when tags were read
+
+	mu     sync.Mutex
+	views  map[string]*Mount // by viewKey
+	closed bool
+}
+
+// viewKey names a tag's target: a moved tag is a new view.
+func viewKey(t volume.Tag) string { return t.Name + "\x00" + strconv.FormatUint(t.Generation, 10) }
+
+// currentTags returns the store's tags, read again if older than tagsTTL.
+func (m *Mount) currentTags(ctx context.Context) (map[string]volume.Tag, error) {
+	s := &m.snaps
+	s.tagsMu.Lock()
+	defer s.tagsMu.Unlock()
+	if s.tags != nil && time.Since(s.read) < tagsTTL {
+		return s.tags, nil
+	}
+	list, err := m.vol.Tags(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.tags = make(map[string]volume.Tag, len(list))
+	for _, t := range list {
+		s.tags[t.Name] = t
+	}
+	s.read = time.Now()
+	return s.tags, nil
+}
+
+// view returns the view serving tag t, opening it the first time.
+func (m *Mount) view(ctx context.Context, t volume.Tag) (*Mount, error) {
+	s := &m.snaps
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := viewKey(t)
+	if v := s.views[key]; v != nil {
+		return v, nil
+	}
+	if s.closed {
+		return nil, syscall.ENOTCONN
+	}
+	// The generation, not the tag, is what is pinned: a tag moved since it
+	// was read opens what it named then, and the next lookup the rest.
+	vol, err := m.vol.OpenAt(ctx, strconv.FormatUint(t.Generation, 10))
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRoot(vol); err != nil {
+		vol.Close()
+		return nil, err
+	}
+	opts := m.opts
+	opts.TraceTrigger = "" // the trace is the main tree's
+	opts.Refresh = -1
+	v := &Mount{
+		vol: vol, pool: m.pool, opts: opts, mountpoint: m.mountpoint, started: time.Now(),
+		stop: make(chan struct{}), badSeen: map[string]struct{}{},
+		idPrefix: "\x00snapshot\x00" + key + "\x00",
+		treeRoot: "/" + HiddenDirName + "/snapshots/" + t.Name,
+	}
+	if s.views == nil {
+		s.views = map[string]*Mount{}
+	}
+	s.views[key] = v
+	return v, nil
+}
+
+// closeViews closes the views' volumes, once the kernel is done with
+// the mount.
+func (m *Mount) closeViews() {
+	s := &m.snaps
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for _, v := range s.views {
+		if err := v.vol.Close(); err != nil {
+			m.opts.Logger.Warn("closing snapshot view", "store", v.vol.Spec, "err", err)
+		}
+	}
+	s.views = nil
+}
+
+// treePath is the path in m's tree of a node at mount path p (relative
+// to the mountpoint, as Inode.Path gives it).
+func (m *Mount) treePath(p string) string {
+	p = "/" + p
+	if m.treeRoot == "" {
+		return p
+	}
+	if rest, ok := strings.CutPrefix(p, m.treeRoot); ok && (rest == "" || rest[0] == '/') {
+		if rest == "" {
+			return "/"
+		}
+		return rest
+	}
+	return p
+}
+
+// lookupHidden answers the root's lookup of HiddenDirName.
+func (m *Mount) lookupHidden(ctx context.Context, parent *gofs.Inode, out *fuse.EntryOut) *gofs.Inode {
+	fillHiddenDir(hiddenIno, &out.Attr)
+	return parent.NewInode(ctx, &hiddenDir{mount: m}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: hiddenIno})
+}
+
+func fillHiddenDir(ino uint64, a *fuse.Attr) {
+	a.Ino = ino
+	a.Mode = syscall.S_IFDIR | 0o555
+	a.Nlink = 2
+}
+
+// hiddenDir is /.blockfs: it holds snapshots/.
+type hiddenDir struct {
+	gofs.Inode
+	mount *Mount
+}
+
+var (
+	_ gofs.NodeLookuper  = (*hiddenDir)(nil)
+	_ gofs.NodeReaddirer = (*hiddenDir)(nil)
+	_ gofs.NodeGetattrer = (*hiddenDir)(nil)
+)
+
+func (h *hiddenDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if name != "snapshots" {
+		return nil, syscall.ENOENT
+	}
+	fillHiddenDir(snapshotsIno, &out.Attr)
+	return h.NewInode(ctx, &snapshotsDir{mount: h.mount}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: snapshotsIno}), 0
+}
+
+func (h *hiddenDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	return gofs.NewListDirStream([]fuse.DirEntry{{Name: "snapshots", Mode: syscall.S_IFDIR, Ino: snapshotsIno}}), 0
+}
+
+func (h *hiddenDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	fillHiddenDir(hiddenIno, &out.Attr)
+	return 0
+}
+
+// snapshotsDir is /.blockfs/snapshots: one directory per tag.
+type snapshotsDir struct {
+	gofs.Inode
+	mount *Mount
+}
+
+var (
+	_ gofs.NodeLookuper  = (*snapshotsDir)(nil)
+	_ gofs.NodeReaddirer = (*snapshotsDir)(nil)
+	_ gofs.NodeGetattrer = (*snapshotsDir)(nil)
+)
+
+func (s *snapshotsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *gofs.Inode, errno syscall.Errno) {
+	m := s.mount
+	// Short entry (and negative) timeouts: the kernel asks again soon, and
+	// sees a tag made, deleted or moved since.
+	out.SetEntryTimeout(tagsTTL)
+	tags, err := m.currentTags(ctx)
+	if err != nil {
+		return nil, m.errno("lookup", "/"+HiddenDirName+"/snapshots", err)
+	}
+	t, ok := tags[name]
+	if !ok {
+		return nil, syscall.ENOENT
+	}
+	v, err := m.view(ctx, t)
+	if err != nil {
+		return nil, m.errno("lookup", "/"+HiddenDirName+"/snapshots/"+name, err)
+	}
+	root, err := v.vol.Tree.Lookup("/")
+	if err != nil {
+		return nil, v.errno("lookup", "/", err)
+	}
+	id := v.identity("/", root)
+	v.fillAttr(root, id.Ino, &out.Attr)
+	return s.NewInode(ctx, &dirNode{mount: v, path: "/"}, id), 0
+}
+
+func (s *snapshotsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	m := s.mount
+	tags, err := m.currentTags(ctx)
+	if err != nil {
+		return nil, m.errno("readdir", "/"+HiddenDirName+"/snapshots", err)
+	}
+	entries := make([]fuse.DirEntry, 0, len(tags))
+	for name := range tags {
+		entries = append(entries, fuse.DirEntry{Name: name, Mode: syscall.S_IFDIR})
+	}
+	sortEntries(entries)
+	return gofs.NewListDirStream(entries), 0
+}
+
+func (s *snapshotsDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	fillHiddenDir(snapshotsIno, &out.Attr)
+	out.SetTimeout(tagsTTL)
+	return 0
+}
+
+func sortEntries(e []fuse.DirEntry) {
+	slices.SortFunc(e, func(a, b fuse.DirEntry) int { return strings.Compare(a.Name, b.Name) })
+}
