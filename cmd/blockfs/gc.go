@@ -159,6 +159,9 @@ type heldMount struct {
 // mountLease registers the lease before the volume is opened, so that the
 // snapshot the volume then reads is one the collector sees protected.
 func mountLease(ctx context.Context, spec string, opts storeurl.Options, logger *slog.Logger) (*heldMount, error) {
+	// The lease is refs only, and the volume opened next takes the disk
+	// cache, which one process may hold once: the catalog goes without.
+	opts.CacheDir, opts.CacheSize = "", 0
 	cat, err := volume.OpenCatalog(ctx, spec, opts)
 	if err != nil {
 		return nil, err
