@@ -589,6 +589,15 @@ func (c *Client) Upstream() (staleRefs int64, storeDown bool) {
 	return c.staleRefs.Load(), c.storeDown.Load()
 }
 
+// Health implements blockstore.HealthReporter: the server answers, but
+// while its last ref answer was stale its store does not.
+func (c *Client) Health() (bool, string) {
+	if c.storeDown.Load() {
+		return false, blockstore.ReasonStoreDown
+	}
+	return true, ""
+}
+
 // PutRef implements blockstore.RefStore with a conditional PUT:
 // If-None-Match: * to create, If-Match: "<version>" to replace. Each call
 // sends a random writer id (the same on every attempt), so that when an

@@ -63,6 +63,9 @@ func TestStaleRefIfError(t *testing.T) {
 	if n, down := c.Upstream(); n != 1 || !down {
 		t.Fatalf("client: %d stale answers, store down %v; want 1, true", n, down)
 	}
+	if ok, reason := c.Health(); ok || reason != blockstore.ReasonStoreDown {
+		t.Fatalf("client health with the store down: %v %q", ok, reason)
+	}
 	st.down.Store(false)
 	if _, _, err := c.GetRef(ctx, "meta/head"); err != nil {
 		t.Fatal(err)
@@ -72,5 +75,8 @@ func TestStaleRefIfError(t *testing.T) {
 	}
 	if n, down := c.Upstream(); n != 1 || down {
 		t.Fatalf("client after a fresh answer: %d stale answers, store down %v; want 1, false", n, down)
+	}
+	if ok, reason := c.Health(); !ok || reason != "" {
+		t.Fatalf("client health after a fresh answer: %v %q", ok, reason)
 	}
 }

@@ -139,6 +139,25 @@ type Stats struct {
 	StaleRefs int64 `json:"stale_refs"`
 }
 
+// Health implements blockstore.HealthReporter: unhealthy while a member's
+// last ref answer was stale (the store behind the tier is down, see
+// Stats.StoreDown) or while no member is up.
+func (s *Store) Health() (bool, string) {
+	up := 0
+	for _, m := range s.members {
+		if ok, reason := m.c.Health(); !ok {
+			return false, reason
+		}
+		if !m.isDown() {
+			up++
+		}
+	}
+	if up == 0 {
+		return false, "no member of the read tier is up"
+	}
+	return true, ""
+}
+
 // Stats returns the per-member counters and states.
 func (s *Store) Stats() Stats {
 	var st Stats

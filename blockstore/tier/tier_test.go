@@ -214,6 +214,9 @@ func TestAllDown(t *testing.T) {
 	blocks := storetest.Blocks(11, 1, 1000)
 	c := newCluster(t, 2, storetest.NewMem(blocks...))
 	s := c.open(t)
+	if ok, reason := blockstore.Health(s); !ok {
+		t.Fatalf("all up: unhealthy, %q", reason)
+	}
 	for _, sw := range c.sw {
 		sw.down.Store(true)
 	}
@@ -223,6 +226,9 @@ func TestAllDown(t *testing.T) {
 	}
 	if st := s.Stats(); st.Up != 0 || st.Members[0].Failures != DefaultRounds {
 		t.Fatalf("all down: %+v; want both down, each tried once per round", st)
+	}
+	if ok, reason := blockstore.Health(s); ok || !strings.Contains(reason, "no member") {
+		t.Fatalf("all down: health %v %q; want unhealthy, no member up", ok, reason)
 	}
 	c.sw[1].down.Store(false)
 	missing := blockstore.LocatorOf([]byte("never stored"))

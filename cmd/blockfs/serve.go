@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -35,96 +36,154 @@ accepting and let requests in flight finish within --shutdown-timeout.`,
 	})
 }
 
-func setupServe(fl *pflag.FlagSet) runFunc {
-	sf := addStoreFlags(fl)
-	cf := addCacheFlags(fl)
-	listen := fl.String("listen", "127.0.0.1:8420", "address to listen on")
-	poolSize := sizeFlag(fl, "pool-size", blockstore.DefaultMaxBytes, "memory for shared block buffers")
-	maxClients := fl.Int("max-clients", 256, "requests served at once; beyond that, 503 with Retry-After")
-	storeConc := fl.Int("store-concurrency", limit.DefaultMaxConcurrent, "requests to the store at once; more queue (16 per slot), then 503")
-	tokenFile := fl.String("token-file", "", "file holding the bearer token that writes (and non-public reads) need")
-	public := fl.Bool("public", false, "allow reads without the token on a non-loopback address")
-	tlsCert := fl.String("tls-cert", "", "TLS certificate (PEM); with --tls-key, serve https")
-	tlsKey := fl.String("tls-key", "", "TLS private key (PEM)")
-	metricsAddr := fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics (\":PORT\" listens on loopback; say 0.0.0.0:PORT for every interface)")
-	shutdown := fl.Duration("shutdown-timeout", 30*time.Second, "how long requests in flight may finish after SIGTERM")
-	return func(ctx context.Context, e env, args []string) error {
-		if len(args) != 0 {
-			return usagef("serve takes no arguments, got %d", len(args))
-		}
-		spec, openOpts, err := openOptions(sf, cf)
-		if err != nil {
-			return err
-		}
-		if *maxClients < 1 {
-			return usagef("--max-clients must be at least 1")
-		}
-		if *storeConc < 1 {
-			return usagef("--store-concurrency must be at least 1")
-		}
-		if *poolSize < 4<<20 {
-			return usagef("--pool-size %s is too small (at least 4MiB)", humanize.IBytes(uint64(*poolSize)))
-		}
-		if (*tlsCert == "") != (*tlsKey == "") {
-			return usagef("--tls-cert and --tls-key go together")
-		}
-		token, err := readToken(*tokenFile, "")
-		if err != nil {
-			return err
-		}
-		loopback, err := isLoopback(*listen)
-		if err != nil {
-			return usagef("--listen %s: %v", *listen, err)
-		}
-		if !loopback && token == "" && !*public {
-			return usagef("listening on %s (not loopback) needs --token-file, or --public to serve reads to anyone", *listen)
-		}
+// serveFlags are serve's flags.
+type serveFlags struct {
+	sf              *storeFlags
+	cf              *cacheFlags
+	lf              *logFlags
+	listen          *string
+	poolSize        *int64
+	maxClients      *int
+	storeConc       *int
+	tokenFile       *string
+	public          *bool
+	tlsCert, tlsKey *string
+	metricsAddr     *string
+	shutdown        *time.Duration
+}
 
-		// No procs.More here, unlike mount and import: its gain was
-		// measured for those two (docs/performance.md). A serve's pool
-		// verifies hashes beside its request handlers too, so it may help
-		// here as well, but that is for bench/cluster_test.go to show first.
-		reg := metrics.New()
-		// The bound sits under the disk cache: it counts what reaches the
-		// store, not cache hits.
-		openOpts.WrapBackend = func(s blockstore.Store) blockstore.Store {
-			s = limit.New(s, limit.Options{MaxConcurrent: *storeConc})
-			if *metricsAddr != "" {
-				s = reg.WrapStore(s)
-			}
-			return s
-		}
-		store, err := storeurl.Open(ctx, spec, openOpts)
-		if err != nil {
-			return err
-		}
-		defer store.Close()
-		pool := blockstore.NewPool(store.Blocks, blockstore.PoolConfig{MaxBytes: *poolSize, MaxWaiters: *maxClients})
-		defer pool.Close()
-		handler := httpstore.NewHandler(store.Blocks, pool, httpstore.ServerOptions{
-			Token:      token,
-			Public:     *public || loopback,
-			MaxClients: *maxClients,
-			Extra:      storeStats(spec, store),
-		})
-		if *metricsAddr != "" {
-			exportServe(reg, pool, handler, store)
-			addr, err := reg.Serve(ctx, *metricsAddr)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(e.stderr, "blockfs serve: metrics at http://%s/metrics\n", addr)
-		}
-
-		srv := httpstore.NewServer(handler) // every phase of a request bounded
-		ln, scheme, err := listenFor(srv, *listen, *tlsCert, *tlsKey)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stderr, "blockfs serve: serving %s at %s://%s (pool %s, max %d clients)\n",
-			spec, scheme, ln.Addr(), humanize.IBytes(uint64(*poolSize)), *maxClients)
-		return serveUntil(ctx, srv, ln, *shutdown)
+func addServeFlags(fl *pflag.FlagSet) *serveFlags {
+	return &serveFlags{
+		sf:          addStoreFlags(fl),
+		cf:          addCacheFlags(fl),
+		lf:          addLogFlags(fl),
+		listen:      fl.String("listen", "127.0.0.1:8420", "address to listen on"),
+		poolSize:    sizeFlag(fl, "pool-size", blockstore.DefaultMaxBytes, "memory for shared block buffers"),
+		maxClients:  fl.Int("max-clients", 256, "requests served at once; beyond that, 503 with Retry-After"),
+		storeConc:   fl.Int("store-concurrency", limit.DefaultMaxConcurrent, "requests to the store at once; more queue (16 per slot), then 503"),
+		tokenFile:   fl.String("token-file", "", "file holding the bearer token that writes (and non-public reads) need"),
+		public:      fl.Bool("public", false, "allow reads without the token on a non-loopback address"),
+		tlsCert:     fl.String("tls-cert", "", "TLS certificate (PEM); with --tls-key, serve https"),
+		tlsKey:      fl.String("tls-key", "", "TLS private key (PEM)"),
+		metricsAddr: fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics (\":PORT\" listens on loopback; say 0.0.0.0:PORT for every interface)"),
+		shutdown:    fl.Duration("shutdown-timeout", 30*time.Second, "how long requests in flight may finish after SIGTERM"),
 	}
+}
+
+// check validates the flags that need nothing opened; it returns whether
+// the listen address is loopback.
+func (f *serveFlags) check(args []string) (loopback bool, err error) {
+	if len(args) != 0 {
+		return false, usagef("serve takes no arguments, got %d", len(args))
+	}
+	if *f.maxClients < 1 {
+		return false, usagef("--max-clients must be at least 1")
+	}
+	if *f.storeConc < 1 {
+		return false, usagef("--store-concurrency must be at least 1")
+	}
+	if *f.poolSize < 4<<20 {
+		return false, usagef("--pool-size %s is too small (at least 4MiB)", humanize.IBytes(uint64(*f.poolSize)))
+	}
+	if (*f.tlsCert == "") != (*f.tlsKey == "") {
+		return false, usagef("--tls-cert and --tls-key go together")
+	}
+	loopback, err = isLoopback(*f.listen)
+	if err != nil {
+		return false, usagef("--listen %s: %v", *f.listen, err)
+	}
+	return loopback, f.lf.check()
+}
+
+func setupServe(fl *pflag.FlagSet) runFunc {
+	f := addServeFlags(fl)
+	return func(ctx context.Context, e env, args []string) error {
+		loopback, err := f.check(args)
+		if err != nil {
+			return err
+		}
+		spec, openOpts, err := openOptions(f.sf, f.cf)
+		if err != nil {
+			return err
+		}
+		token, err := readToken(*f.tokenFile, "")
+		if err != nil {
+			return err
+		}
+		if !loopback && token == "" && !*f.public {
+			return usagef("listening on %s (not loopback) needs --token-file, or --public to serve reads to anyone", *f.listen)
+		}
+		logger, closeLog, err := f.lf.open(e.stderr, false)
+		if err != nil {
+			return err
+		}
+		defer closeLog()
+		// A serve runs for months under a service manager: what ends it
+		// must reach the configured log, not only the terminal.
+		if err := runServe(ctx, e, f, spec, openOpts, token, loopback, logger); err != nil {
+			logger.Error("serve stopped", "err", err)
+			return err
+		}
+		return nil
+	}
+}
+
+// runServe opens the store and serves it until ctx ends.
+func runServe(ctx context.Context, e env, f *serveFlags, spec string, openOpts storeurl.Options, token string, loopback bool, logger *slog.Logger) error {
+	// No procs.More here, unlike mount and import: its gain was
+	// measured for those two (docs/performance.md). A serve's pool
+	// verifies hashes beside its request handlers too, so it may help
+	// here as well, but that is for bench/cluster_test.go to show first.
+	reg := metrics.New()
+	// The bound sits under the disk cache: it counts what reaches the
+	// store, not cache hits.
+	openOpts.WrapBackend = func(s blockstore.Store) blockstore.Store {
+		s = limit.New(s, limit.Options{MaxConcurrent: *f.storeConc})
+		if *f.metricsAddr != "" {
+			s = reg.WrapStore(s)
+		}
+		return s
+	}
+	store, err := storeurl.Open(ctx, spec, openOpts)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	pool := blockstore.NewPool(store.Blocks, blockstore.PoolConfig{MaxBytes: *f.poolSize, MaxWaiters: *f.maxClients})
+	defer pool.Close()
+	handler := httpstore.NewHandler(store.Blocks, pool, httpstore.ServerOptions{
+		Token:      token,
+		Public:     *f.public || loopback,
+		MaxClients: *f.maxClients,
+		Extra:      storeStats(spec, store),
+	})
+	if *f.metricsAddr != "" {
+		exportServe(reg, pool, handler, store)
+		addr, err := reg.Serve(ctx, *f.metricsAddr)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "blockfs serve: metrics at http://%s/metrics\n", addr)
+		logger.Info("metrics", "url", "http://"+addr.String()+"/metrics")
+	}
+
+	srv := httpstore.NewServer(handler) // every phase of a request bounded
+	// net/http's own complaints (TLS handshakes, accept errors) go to the
+	// same log as ours.
+	srv.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
+	ln, scheme, err := listenFor(srv, *f.listen, *f.tlsCert, *f.tlsKey)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "blockfs serve: serving %s at %s://%s (pool %s, max %d clients)\n",
+		spec, scheme, ln.Addr(), humanize.IBytes(uint64(*f.poolSize)), *f.maxClients)
+	logger.Info("serving", "store", spec, "url", scheme+"://"+ln.Addr().String(),
+		"pool_bytes", *f.poolSize, "max_clients", *f.maxClients)
+	if err := serveUntil(ctx, srv, ln, *f.shutdown); err != nil {
+		return err
+	}
+	logger.Info("stopped", "url", scheme+"://"+ln.Addr().String())
+	return nil
 }
 
 // storeStats is what /v1/stats adds about the store behind the pool.

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"math/big"
@@ -212,4 +213,68 @@ func TestMetricsEndpoints(t *testing.T) {
 	if strings.Contains(s, `blockfs_http_route_requests_total{route="block_get"} 0`+"\n") {
 		t.Error("serve metrics show no block GETs after a mount read through it")
 	}
+}
+
+// TestServeLogFlags: serve logs as mount does. With --log-format json and
+// --log-file, its start, its stop and an error that ends it are JSON lines
+// in the file; a bad --log-level is a usage error before anything opens.
+func TestServeLogFlags(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	if code, _, stderr := blockfs("import", "--store", store, "../../testdata/sample/README.txt"); code != 0 {
+		t.Fatal(stderr)
+	}
+	logFile := filepath.Join(dir, "serve.log")
+	cmd := serveCmd("--store", store, "--log-format", "json", "--log-file", logFile)
+	url := startServeCmd(t, cmd)
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("serve after SIGTERM: %v", err)
+	}
+	lines := jsonLogLines(t, logFile)
+	if len(lines) != 2 || lines[0]["msg"] != "serving" || lines[0]["url"] != url || lines[0]["level"] != "INFO" ||
+		lines[1]["msg"] != "stopped" {
+		t.Errorf("log after a start and a stop: %v", lines)
+	}
+
+	// The address is taken (by a listener of ours): serve fails, and says
+	// why in its log.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	os.Remove(logFile)
+	out, err := exec.Command(blockfsBin, "serve", "--store", store, "--listen", ln.Addr().String(),
+		"--log-format", "json", "--log-file", logFile).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("serve on a taken port: %v %s", err, out)
+	}
+	lines = jsonLogLines(t, logFile)
+	if len(lines) != 1 || lines[0]["level"] != "ERROR" || !strings.Contains(lines[0]["err"].(string), "listen "+ln.Addr().String()) {
+		t.Errorf("log of a failed serve: %v", lines)
+	}
+
+	out, err = exec.Command(blockfsBin, "serve", "--store", store, "--log-level", "loud").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "loud") {
+		t.Errorf("serve --log-level loud: %v %q; want exit 2 naming the level", err, out)
+	}
+}
+
+// jsonLogLines reads a JSON log file, one object a line.
+func jsonLogLines(t *testing.T, file string) []map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", l, err)
+		}
+		lines = append(lines, m)
+	}
+	return lines
 }

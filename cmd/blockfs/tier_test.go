@@ -293,17 +293,28 @@ func TestTierLayers(t *testing.T) {
 // tierBackend reads a mount's tier stats (its backend) from stats --json.
 func tierBackend(t *testing.T, mnt string) tier.Stats {
 	t.Helper()
+	return tierMountStats(t, mnt).Backend
+}
+
+// tierMount is what `blockfs stats --json` says of a mount on a tier: its
+// health and its backend, from one snapshot.
+type tierMount struct {
+	Healthy bool       `json:"healthy"`
+	Reason  string     `json:"reason"`
+	Backend tier.Stats `json:"backend"`
+}
+
+func tierMountStats(t *testing.T, mnt string) tierMount {
+	t.Helper()
 	out, err := exec.Command(blockfsBin, "stats", "--json", mnt).Output()
 	if err != nil {
 		t.Fatalf("stats %s: %v %s", mnt, err, stderrOf(err))
 	}
-	var st struct {
-		Backend tier.Stats `json:"backend"`
-	}
+	var st tierMount
 	if err := json.Unmarshal(out, &st); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	return st.Backend
+	return st
 }
 
 // TestTierStoreOutage: 2 serves over MinIO behind a proxy, a mount on
@@ -370,11 +381,20 @@ func TestTierStoreOutage(t *testing.T) {
 		t.Errorf("the serves fetched %d blocks before the outage, %d after: the reads did not all come from their pools", fetched, refetched)
 	}
 	for _, mnt := range []string{first, second} {
-		if b := tierBackend(t, mnt); !b.StoreDown || b.StaleRefs == 0 || b.Up != 2 {
+		st := tierMountStats(t, mnt)
+		if b := st.Backend; !b.StoreDown || b.StaleRefs == 0 || b.Up != 2 {
 			t.Errorf("mount %s during the outage: %+v; want store_down, stale refs, both members up", mnt, b)
+		}
+		if st.Healthy || st.Reason != blockstore.ReasonStoreDown {
+			t.Errorf("mount %s during the outage: healthy %v %q; want false, %q", mnt, st.Healthy, st.Reason, blockstore.ReasonStoreDown)
 		}
 	}
 
 	proxy.Up()
 	pollUntil(t, time.Minute, "the mount to see the store back", func() bool { return !tierBackend(t, first).StoreDown })
+	// Health follows the backend, with no metadata refresh error left.
+	pollUntil(t, time.Minute, "the mount to be healthy again", func() bool {
+		st := tierMountStats(t, first)
+		return st.Healthy && st.Reason == ""
+	})
 }

@@ -336,6 +336,11 @@ func (m *Mount) Stats() Stats {
 	st.Healthy, st.Reason = st.Meta.LastError == "", st.Meta.LastError
 	if st.Reason != "" {
 		st.Reason = "refreshing metadata: " + st.Reason
+	} else {
+		// Refreshes succeed against a read tier that answers from its
+		// last value while its own store is down: only the backend can
+		// tell.
+		st.Healthy, st.Reason = blockstore.Health(m.vol.Store().Blocks)
 	}
 	st.Process, _ = procs.Self() // zero where /proc is not mounted
 	if c := m.vol.Store().Cache; c != nil {

@@ -5,13 +5,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"blockfs/blockstore"
+	"blockfs/blockstore/storeurl"
 	"blockfs/fs/chunker"
 	"blockfs/fs/importer"
 	"blockfs/fs/internal/fstest"
 	"blockfs/fs/mount"
+	"blockfs/fs/volume"
 	"blockfs/internal/testsvc"
 )
 
@@ -86,5 +90,49 @@ func TestVanishedStoreUnhealthy(t *testing.T) {
 	}
 	if st.Process.RSSBytes == 0 || st.Process.CPUSeconds == 0 {
 		t.Errorf("process usage missing: %+v", st.Process)
+	}
+}
+
+// downReporter is a backend that answers every call but reports, as a
+// read tier does while its store is down, that its answers are stale.
+type downReporter struct {
+	blockstore.Store
+	down atomic.Bool
+}
+
+func (d *downReporter) Unwrap() blockstore.Store { return d.Store }
+
+func (d *downReporter) Health() (bool, string) {
+	if d.down.Load() {
+		return false, blockstore.ReasonStoreDown
+	}
+	return true, ""
+}
+
+// TestBackendDownUnhealthy: metadata refreshes that succeed do not make a
+// mount healthy while its backend says the store behind it is down; the
+// stats say so with the backend's reason, and healthy again once it is up.
+func TestBackendDownUnhealthy(t *testing.T) {
+	store := fstest.StoreWithFile(t, "/d", fstest.RandomBytes(6, 10000), chunker.Config{})
+	fake := &downReporter{}
+	oo := volume.Options{Options: storeurl.Options{WrapBackend: func(s blockstore.Store) blockstore.Store {
+		fake.Store = s
+		return fake
+	}}}
+	tm := fstest.MountWith(t, store, oo, mount.Options{Logger: fstest.DiscardLogger()})
+	if st := tm.StatsViaFile(t); !st.Healthy || st.Reason != "" {
+		t.Fatalf("backend up: healthy %v %q", st.Healthy, st.Reason)
+	}
+	fake.down.Store(true)
+	if _, err := mount.RefreshNow(tm.Mount); err != nil {
+		t.Fatalf("refresh against a stale but answering backend: %v", err)
+	}
+	if st := tm.StatsViaFile(t); st.Healthy || st.Reason != blockstore.ReasonStoreDown || st.Meta.LastError != "" {
+		t.Errorf("backend down: healthy %v %q (meta error %q); want unhealthy, %q",
+			st.Healthy, st.Reason, st.Meta.LastError, blockstore.ReasonStoreDown)
+	}
+	fake.down.Store(false)
+	if st := tm.StatsViaFile(t); !st.Healthy || st.Reason != "" {
+		t.Errorf("backend up again: healthy %v %q", st.Healthy, st.Reason)
 	}
 }
