@@ -1,12 +1,16 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -118,4 +122,57 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// BenchmarkGCDirProcess: the store of BenchmarkGCDir (same variables),
+// collected by the built `blockfs gc` binary as a child process, twice
+// (condemn, then sweep), so that each run's peak resident set is its own:
+// the kernel's rusage maxrss after Wait. Logs wall time, peak RSS and the
+// run's report (bench/gc.sh N MIB process runs it).
+func BenchmarkGCDirProcess(b *testing.B) {
+	imports, mib := envInt("BLOCKFS_BENCH_GC_IMPORTS", 10), envInt("BLOCKFS_BENCH_GC_MIB", 10)
+	bin := buildBlockfs(b)
+	for range b.N {
+		b.StopTimer()
+		spec := filepath.Join(b.TempDir(), "store")
+		start := time.Now()
+		buildGCStore(b, spec, imports, mib)
+		b.Logf("%d imports of %d MiB in 1 KiB blocks, %d removed: built in %v",
+			imports, mib, imports/2, time.Since(start).Round(time.Second))
+		b.StartTimer()
+		for i, phase := range []string{"condemn", "sweep"} {
+			r, took, rss := gcProcess(b, bin, spec)
+			b.Logf("%s run: %v, peak RSS %d MiB; stored %d blocks (%d MiB), live %d, condemned %d, freed %d blocks (%d MiB)",
+				phase, took.Round(time.Millisecond), rss>>20, r.Stored.Blocks, r.Stored.Bytes>>20,
+				r.Live.Blocks, r.Condemned.Blocks, r.Freed.Blocks, r.Freed.Bytes>>20)
+			b.ReportMetric(took.Seconds(), phase+"-s")
+			b.ReportMetric(float64(rss>>20), phase+"-rss-MiB")
+			if i == 1 && r.Freed.Blocks == 0 {
+				b.Fatalf("the sweep freed nothing: %+v", r)
+			}
+		}
+	}
+}
+
+// gcProcess runs `bin gc --json` on spec with no grace, keeping the last
+// snapshot, and returns its report, wall time and peak RSS in bytes.
+func gcProcess(b *testing.B, bin, spec string) (gc.Report, time.Duration, int64) {
+	b.Helper()
+	cmd := exec.Command(bin, "gc", "--json", "--store", spec, "--keep-last", "1", "--grace", "0")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("blockfs gc: %v: %s", err, errb.Bytes())
+	}
+	took := time.Since(start)
+	var r gc.Report
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		b.Fatalf("blockfs gc --json: %v: %s", err, out.Bytes())
+	}
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		b.Fatal("no rusage for the gc process")
+	}
+	return r, took, ru.Maxrss << 10 // Linux reports KiB
 }
