@@ -1,7 +1,6 @@
 package mount_test
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -15,33 +14,14 @@ import (
 	"blockfs/fs/internal/fstest"
 	"blockfs/fs/mount"
 	"blockfs/fs/volume"
-	"blockfs/internal/testsvc"
 )
 
 // mountWrapped mounts the directory store at store with its block store
 // wrapped by wrap (a Gate, a delay), and returns the mountpoint and mount.
 func mountWrapped(t *testing.T, store string, opts mount.Options, wrap func(blockstore.Store) blockstore.Store) (string, *mount.Mount) {
 	t.Helper()
-	testsvc.RequireFUSE(t)
-	vol, err := volume.Open(context.Background(), store, volume.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vol.Blocks = wrap(vol.Blocks)
-	dir := t.TempDir()
-	m, err := mount.Start(dir, vol, opts)
-	if err != nil {
-		vol.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := m.Unmount(); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-		m.Wait()
-		vol.Close()
-	})
-	return dir, m
+	m := fstest.MountWrapped(t, store, volume.Options{}, opts, wrap)
+	return m.Dir, m.Mount
 }
 
 // TestHungStoreReadBoundedByOneTimeout: over a store whose reads never

@@ -213,10 +213,20 @@ func MountStore(t *testing.T, store string, opts mount.Options) *Mount {
 // an empty private metadata directory. The mount ends with the test.
 func MountWith(t *testing.T, spec string, oo volume.Options, opts mount.Options) *Mount {
 	t.Helper()
+	return MountWrapped(t, spec, oo, opts, nil)
+}
+
+// MountWrapped is MountWith with the volume's block store wrapped by wrap
+// (a gate, a delay, a fault) under the counting store, if wrap is set.
+func MountWrapped(t *testing.T, spec string, oo volume.Options, opts mount.Options, wrap func(blockstore.Store) blockstore.Store) *Mount {
+	t.Helper()
 	testsvc.RequireFUSE(t)
 	vol, err := volume.Open(context.Background(), spec, oo)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if wrap != nil {
+		vol.Blocks = wrap(vol.Blocks)
 	}
 	counting := storetest.NewCounting(vol.Blocks)
 	vol.Blocks = counting
