@@ -70,8 +70,15 @@ func (v *Volume) Compact(ctx context.Context) (*Compacted, error) {
 func (v *Volume) compactLocked(ctx context.Context) (*Compacted, error) {
 	for attempt := 1; ; attempt++ {
 		c, err := v.compactOnce(ctx)
-		if !errors.Is(err, errCompactRaced) || attempt >= 5 {
+		if !errors.Is(err, errCompactRaced) {
 			return c, err
+		}
+		if attempt >= 10 {
+			// Every try lost to another writer changing what it covered
+			// (another compaction, most often, which did the job). Not
+			// compacting is always safe: report nothing compacted; what
+			// this try wrote is unreachable and gc collects it.
+			return &Compacted{SegmentsBefore: c.SegmentsBefore, SegmentsAfter: c.SegmentsBefore, Written: c.Written}, nil
 		}
 	}
 }
@@ -125,6 +132,9 @@ func (v *Volume) compactOnce(ctx context.Context) (*Compacted, error) {
 		m.Segments = out
 		return nil
 	})
+	if errors.Is(err, errCompactRaced) {
+		return c, err
+	}
 	if err != nil {
 		return nil, err
 	}
