@@ -66,9 +66,7 @@ func deepFile(t *testing.T, dir string) {
 // the rest is committed and verifies, the exit status is 23, and --json
 // lists the failures.
 func TestImportPerFileErrors(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("running the import as another user needs root")
-	}
+	testsvc.RequireRoot(t, "running the import as another user needs root")
 	root := t.TempDir()
 	src := filepath.Join(root, "src")
 	for rel, mode := range map[string]os.FileMode{"ok.txt": 0o644, "secret.txt": 0o600, "closed/inside.txt": 0o644, "sub/fine.txt": 0o644} {
@@ -218,9 +216,7 @@ func TestImportChangingFile(t *testing.T) {
 // cannot read part of SRC deletes nothing (as rsync), so the files it
 // could not see stay in the store.
 func TestImportDeleteKeepsWhatCouldNotBeRead(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("running the import as another user needs root")
-	}
+	testsvc.RequireRoot(t, "running the import as another user needs root")
 	root := t.TempDir()
 	src := filepath.Join(root, "src")
 	for _, rel := range []string{"open/a.txt", "closed/b.txt"} {

@@ -18,6 +18,7 @@ import (
 
 	"blockfs/fs/tree"
 	"blockfs/fs/volume"
+	"blockfs/internal/testsvc"
 )
 
 // countBlocks counts the block files of a directory store.
@@ -178,9 +179,7 @@ func checkWhole(t *testing.T, store string, want map[string][]byte) int {
 // with the reason on one line, leaves no temp file and only whole files; a
 // rerun once there is room stores only what is missing and verifies.
 func TestImportFullDisk(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
+	testsvc.RequireRoot(t, "mounting a tmpfs needs root")
 	src := filepath.Join(t.TempDir(), "src")
 	want := map[string][]byte{}
 	rnd := rand.New(rand.NewPCG(3, 4))

@@ -28,9 +28,7 @@ func asNobody(name string, args ...string) (string, error) {
 // 0644 file next to them stays readable.
 func TestZeroModesServedAsStored(t *testing.T) {
 	testsvc.RequireFUSE(t)
-	if os.Getuid() != 0 {
-		t.Skip("needs root to run a reader as another user")
-	}
+	testsvc.RequireRoot(t, "running a reader as another user needs root")
 	src := t.TempDir()
 	fstest.WriteFile(t, filepath.Join(src, "public"), []byte("public\n"), 0o644)
 	fstest.WriteFile(t, filepath.Join(src, "secret"), []byte("secret\n"), 0o600)

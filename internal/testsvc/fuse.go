@@ -26,3 +26,17 @@ func RequireFUSE(t testing.TB) {
 	}
 	t.Skip(why)
 }
+
+// RequireRoot skips a test that needs root (to run a child as another
+// user, to mount a tmpfs) when not root, but fails it under CI=true, which
+// runs as root: there a missing privilege must never pass silently.
+func RequireRoot(t testing.TB, why string) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("root is required under CI=true: %s", why)
+	}
+	t.Skip(why)
+}
