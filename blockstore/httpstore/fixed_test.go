@@ -31,4 +31,10 @@ func TestFixedRefs(t *testing.T) {
 	if b, _, err := e.dir.GetRef(ctx, "meta/head"); err != nil || string(b) != "x" {
 		t.Errorf("another ref: %q %v", b, err)
 	}
+	if _, _, err := c.GetRef(ctx, "meta/head"); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.h.Stats(); st.RefGets != 2 || st.FixedRefGets != 1 {
+		t.Errorf("stats: %d ref gets, %d of them fixed; want 2 and 1", st.RefGets, st.FixedRefGets)
+	}
 }

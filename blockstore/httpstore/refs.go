@@ -35,6 +35,7 @@ func (h *Handler) serveRef(w *respWriter, r *http.Request, name string) {
 		return
 	}
 	if isFixed {
+		h.c.fixedRefs.Add(1)
 		h.writeRef(w, r, fixed, fixedVersion, false)
 		return
 	}
