@@ -171,7 +171,7 @@ func runTier(b *testing.B, m *testsvc.MinIO, bin string, env []string, spec, wan
 		busiest = max(busiest, owned[j])
 		pool, h := serveStats(b, u)
 		r.fetches = append(r.fetches, pool.Fetches)
-		r.refGets += h.RefGets
+		r.refGets += h.RefGets - h.FixedRefGets
 		r.sent = append(r.sent, uplinks[j].Sent())
 	}
 	r.owners = time.Duration(float64(busiest) * float64(mounts) / tierUplink * float64(time.Second))

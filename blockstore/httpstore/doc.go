@@ -16,7 +16,7 @@
 //	PUT    /v1/blocks/<64hex>         token; Content-Length; body must hash to the name: 201 new, 200 existed
 //	DELETE /v1/blocks/<64hex>         token: 204 / 404
 //	GET    /v1/blocks                 token: text, one locator per line (connection aborted on a store error mid-way)
-//	GET    /v1/refs/<name>            value, ETag: "<version>"; 404
+//	GET    /v1/refs/<name>            value, ETag: "<version>"; 404 (ServerOptions.FixedRefs: answered by the server, ETag "fixed")
 //	PUT    /v1/refs/<name>            token; If-None-Match: * (create) or If-Match: "<version>": 200 + ETag, 412 conflict, 428 neither
 //	GET    /v1/stats                  JSON {"kind":"server","pool":{...},"http":{...},"uptime_ns":N, ...Extra}
 //	GET    /healthz                   "ok"

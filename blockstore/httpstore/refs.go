@@ -19,13 +19,24 @@ func (h *Handler) serveRef(w *respWriter, r *http.Request, name string) {
 		h.bad(w, http.StatusBadRequest, "%v", err)
 		return
 	}
+	fixed, isFixed := h.opts.FixedRefs[name]
 	if r.Method == http.MethodPut {
-		if h.authWrite(w, r) {
+		switch {
+		case !h.authWrite(w, r):
+		case isFixed:
+			w.Header().Set("Connection", "close") // its body is not read
+			h.fail(w, http.StatusPreconditionFailed, "ref %s is the server's own and exists: not written", name)
+		default:
 			h.putRef(w, r, name)
 		}
 		return
 	}
 	if !h.authRead(w, r) {
+		return
+	}
+	if isFixed {
+		h.c.fixedRefs.Add(1)
+		h.writeRef(w, r, fixed, fixedVersion, false)
 		return
 	}
 	if h.refs == nil {
@@ -49,6 +60,14 @@ func (h *Handler) serveRef(w *respWriter, r *http.Request, name string) {
 	if !stale {
 		h.lastRefs.put(name, data, version)
 	}
+	h.writeRef(w, r, data, version, stale)
+}
+
+// fixedVersion is the version of every FixedRefs ref: they never change.
+const fixedVersion = "fixed"
+
+// writeRef answers a ref GET or HEAD with data at version.
+func (h *Handler) writeRef(w *respWriter, r *http.Request, data []byte, version string, stale bool) {
 	hd := w.Header()
 	if stale {
 		// RFC 5861 stale-if-error: the last value this server read,

@@ -65,6 +65,13 @@ type ServerOptions struct {
 	// Extra, if set, adds members to the /v1/stats JSON (e.g. cache and
 	// store stats). It cannot replace kind, pool, http or uptime_ns.
 	Extra func() map[string]any
+	// FixedRefs are refs the handler answers itself, read-only, ahead of
+	// the store's: the format marker of the store behind it (storeurl's
+	// Stack.MarkerRef). A directory store keeps its marker as a file, not
+	// a ref, and a client must check the marker of what it opens the same
+	// way over http as on S3: one ref read. A PUT to one is a conflict
+	// (412): it exists already.
+	FixedRefs map[string][]byte
 }
 
 // Handler serves the v1 protocol over a store and a pool reading from it.

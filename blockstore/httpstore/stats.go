@@ -36,6 +36,10 @@ type ServerStats struct {
 	// StaleRefs counts ref reads answered with the last value this server
 	// had because the store failed (stale-if-error).
 	StaleRefs int64 `json:"stale_refs"`
+	// FixedRefGets counts the RefGets answered by the server itself
+	// (ServerOptions.FixedRefs: its store's format marker), which reach
+	// no store.
+	FixedRefGets int64 `json:"fixed_ref_gets"`
 	// StoreDown: the last store call that tells (a ref read, a failed
 	// block fetch) failed; cleared by the next ref read that succeeds.
 	StoreDown bool `json:"store_down"`
@@ -46,7 +50,7 @@ type serverCounters struct {
 	s2xx, s3xx, s4xx, s5xx                    atomic.Int64
 	busy, unauthorized, badRequests, canceled atomic.Int64
 	bytesOut, bytesIn, inFlight               atomic.Int64
-	staleRefs                                 atomic.Int64
+	staleRefs, fixedRefs                      atomic.Int64
 }
 
 // status counts one finished request by the class of its status (0: the
@@ -90,6 +94,7 @@ func (h *Handler) Stats() ServerStats {
 		BytesIn:      c.bytesIn.Load(),
 		InFlight:     c.inFlight.Load(),
 		StaleRefs:    c.staleRefs.Load(),
+		FixedRefGets: c.fixedRefs.Load(),
 		StoreDown:    h.storeDown.Load(),
 	}
 	s.Requests = s.BlockGets + s.BlockHeads + s.BlockPuts + s.BlockDeletes + s.Lists +

@@ -82,12 +82,26 @@ type Stack struct {
 	Blocks  blockstore.Store // what to read through: the cache if any, else the backend
 	Backend blockstore.Store
 	Cache   *diskcache.Cache // nil without --cache-dir
+	// marked: the store carries the format marker of this blockfs (a
+	// legacy S3 store, readable without one, does not).
+	marked bool
+}
+
+// MarkerRef is the store's format marker as a ref name and value, when it
+// carries one: what a serve answers for it (httpstore.ServerOptions
+// FixedRefs), so that its clients check the store behind it the same way
+// whatever kind it is.
+func (s *Stack) MarkerRef() (name string, value []byte, ok bool) {
+	if !s.marked {
+		return "", nil, false
+	}
+	return markerName, []byte(markerContent), true
 }
 
 // Open opens the block store named by spec, behind a disk cache when
 // opts.CacheDir is set. Mount, import and serve all open stores here.
 func Open(ctx context.Context, spec string, opts Options) (*Stack, error) {
-	backend, err := openBackend(ctx, spec, opts)
+	backend, marked, err := openBackend(ctx, spec, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +110,7 @@ func Open(ctx context.Context, spec string, opts Options) (*Stack, error) {
 		// DirStore.DeferSync); the catalog flushes before it points at blocks.
 		d.DeferSync()
 	}
-	st := &Stack{Blocks: backend, Backend: backend}
+	st := &Stack{Blocks: backend, Backend: backend, marked: marked}
 	if opts.WrapBackend != nil {
 		st.Blocks = opts.WrapBackend(backend)
 	}
@@ -152,56 +166,86 @@ func (s *Stack) LimitStats() (limit.Stats, bool) {
 	return limit.Stats{}, false
 }
 
-// openBackend parses a store string into a block store:
+// openBackend parses a store string into a block store, and reports
+// whether it carries the format marker:
 //
 //	/path/to/store, file:///path   a local directory
 //	s3://BUCKET[/PREFIX]           S3-compatible object storage
 //	http(s)://HOST:PORT            a blockfs serve
 //	http://A:PORT,http://B:PORT    a tier of serves over one store (blockstore/tier)
-func openBackend(ctx context.Context, spec string, opts Options) (blockstore.Store, error) {
+//
+// A serve answers its store's marker as a ref (MarkerRef), so S3, serves
+// and tiers are all checked by checkRefMarker: a tier through the first
+// healthy member, since every member serves the one store.
+func openBackend(ctx context.Context, spec string, opts Options) (blockstore.Store, bool, error) {
 	if spec == "" {
-		return nil, fmt.Errorf("%w: no store given (use --store or BLOCKFS_STORE)", ErrNoStore)
+		return nil, false, fmt.Errorf("%w: no store given (use --store or BLOCKFS_STORE)", ErrNoStore)
 	}
 	scheme, rest, hasScheme := strings.Cut(spec, "://")
-	if hasScheme && (scheme == "http" || scheme == "https") && tier.IsTier(spec) {
-		return openTier(ctx, spec, opts)
+	if !hasScheme || scheme == "file" {
+		if !hasScheme {
+			rest = spec
+		}
+		st, err := openDir(spec, rest, opts.Create)
+		return st, err == nil, err
 	}
-	if !hasScheme {
-		return openDir(spec, spec, opts.Create)
-	}
-	switch scheme {
-	case "file":
-		return openDir(spec, rest, opts.Create)
-	case "s3":
-		bucket, prefix, _ := strings.Cut(rest, "/")
-		if bucket == "" {
-			return nil, fmt.Errorf("store %s: %w: no bucket (want s3://BUCKET/PREFIX)", spec, ErrNoStore)
-		}
-		cfg := s3.ConfigFromEnv()
-		if opts.S3 != nil {
-			cfg = *opts.S3
-		}
-		st, err := s3.Open(ctx, bucket, prefix, cfg)
-		if err != nil {
-			return nil, fmt.Errorf("store %s: %w", spec, err)
-		}
-		if err := checkRefMarker(ctx, spec, st, opts.Create); err != nil {
-			return nil, err
-		}
-		return st, nil
-	case "http", "https":
-		tc, err := ClientTLS(opts.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("store %s: %w", spec, err)
-		}
-		c, err := httpstore.Open(ctx, spec, httpstore.ClientOptions{Token: opts.Token, TLS: tc})
-		if err != nil {
-			return nil, fmt.Errorf("store %s: %w", spec, err)
-		}
-		return c, nil
+	var st blockstore.Store
+	var err error
+	switch {
+	case (scheme == "http" || scheme == "https") && tier.IsTier(spec):
+		st, err = openTier(ctx, spec, opts)
+	case scheme == "s3":
+		st, err = openS3(ctx, spec, rest, opts)
+	case scheme == "http" || scheme == "https":
+		st, err = openHTTP(ctx, spec, opts)
 	default:
-		return nil, fmt.Errorf("store %s: %w: unsupported scheme %q (want a directory, s3://BUCKET/PREFIX or http://HOST:PORT)", spec, ErrNoStore, scheme)
+		return nil, false, fmt.Errorf("store %s: %w: unsupported scheme %q (want a directory, s3://BUCKET/PREFIX or http://HOST:PORT)", spec, ErrNoStore, scheme)
 	}
+	if err != nil {
+		return nil, false, err
+	}
+	refs, ok := st.(blockstore.RefStore)
+	if !ok {
+		return nil, false, fmt.Errorf("store %s: %w: it keeps no refs", spec, ErrNoStore)
+	}
+	marked, err := checkRefMarker(ctx, spec, refs, opts.Create)
+	if err != nil {
+		if c, ok := st.(io.Closer); ok {
+			c.Close()
+		} else if c, ok := st.(interface{ Close() }); ok {
+			c.Close()
+		}
+		return nil, false, err
+	}
+	return st, marked, nil
+}
+
+func openS3(ctx context.Context, spec, rest string, opts Options) (blockstore.Store, error) {
+	bucket, prefix, _ := strings.Cut(rest, "/")
+	if bucket == "" {
+		return nil, fmt.Errorf("store %s: %w: no bucket (want s3://BUCKET/PREFIX)", spec, ErrNoStore)
+	}
+	cfg := s3.ConfigFromEnv()
+	if opts.S3 != nil {
+		cfg = *opts.S3
+	}
+	st, err := s3.Open(ctx, bucket, prefix, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", spec, err)
+	}
+	return st, nil
+}
+
+func openHTTP(ctx context.Context, spec string, opts Options) (blockstore.Store, error) {
+	tc, err := ClientTLS(opts.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", spec, err)
+	}
+	c, err := httpstore.Open(ctx, spec, httpstore.ClientOptions{Token: opts.Token, TLS: tc})
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", spec, err)
+	}
+	return c, nil
 }
 
 // An object store has no directory to hold the marker file, so the marker
@@ -213,28 +257,28 @@ func openBackend(ctx context.Context, spec string, opts Options) (blockstore.Sto
 const legacyRef = "meta/head"
 
 // checkRefMarker checks (or, creating, writes) the marker ref of a store
-// without a directory.
-func checkRefMarker(ctx context.Context, spec string, refs blockstore.RefStore, create bool) error {
+// without a directory, and reports whether the store carries one.
+func checkRefMarker(ctx context.Context, spec string, refs blockstore.RefStore, create bool) (bool, error) {
 	b, _, err := refs.GetRef(ctx, markerName)
 	switch {
 	case err == nil:
-		return checkMarker(spec, b)
+		return true, checkMarker(spec, b)
 	case !errors.Is(err, blockstore.ErrNotFound):
-		return fmt.Errorf("store %s: reading the %s marker: %w", spec, markerName, err)
+		return false, fmt.Errorf("store %s: reading the %s marker: %w", spec, markerName, err)
 	case create:
 		_, err := refs.PutRef(ctx, markerName, []byte(markerContent), "")
 		if errors.Is(err, blockstore.ErrConflict) { // another import made it meanwhile
 			return checkRefMarker(ctx, spec, refs, false)
 		}
 		if err != nil {
-			return fmt.Errorf("store %s: writing the %s marker: %w", spec, markerName, err)
+			return false, fmt.Errorf("store %s: writing the %s marker: %w", spec, markerName, err)
 		}
-		return nil
+		return true, nil
 	}
 	if _, _, err := refs.GetRef(ctx, legacyRef); err == nil {
-		return nil
+		return false, nil
 	}
-	return fmt.Errorf("%s: %w here (no %s marker); create one with blockfs import", spec, ErrNoStore, markerName)
+	return false, fmt.Errorf("%s: %w here (no %s marker); create one with blockfs import", spec, ErrNoStore, markerName)
 }
 
 // checkMarker accepts the marker of the format this blockfs reads; a newer

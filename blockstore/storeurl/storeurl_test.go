@@ -111,7 +111,8 @@ func TestOpenTier(t *testing.T) {
 	for range 2 {
 		pool := blockstore.NewPool(storetest.NewMem(), blockstore.PoolConfig{})
 		defer pool.Close()
-		srv := httptest.NewServer(httpstore.NewHandler(storetest.NewMem(), pool, httpstore.ServerOptions{Token: "tok"}))
+		srv := httptest.NewServer(httpstore.NewHandler(storetest.NewMem(), pool, httpstore.ServerOptions{Token: "tok",
+			FixedRefs: map[string][]byte{markerName: []byte(markerContent)}}))
 		defer srv.Close()
 		urls = append(urls, srv.URL)
 	}

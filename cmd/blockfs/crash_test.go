@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -40,7 +41,7 @@ func TestRollbackAndTagCrash(t *testing.T) {
 	}
 	span := time.Since(start)
 
-	killed := 0
+	killed, tmp := 0, t.TempDir()
 	for i := range 24 {
 		target := []string{"1", "2"}[i%2]
 		args := []string{"rollback", "--store", store, target}
@@ -48,6 +49,10 @@ func TestRollbackAndTagCrash(t *testing.T) {
 			args = []string{"tag", "--store", store, "t" + target + "x" + strings.Repeat("i", i)}
 		}
 		cmd := exec.Command(blockfsBin, args...)
+		// A rollback counts its changes in temporary metadata logs; a
+		// killed one leaves its log behind, for the next process in the
+		// same TMPDIR to remove (and say so), not other tests' /tmp.
+		cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

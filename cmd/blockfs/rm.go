@@ -152,7 +152,7 @@ func removePaths(ctx context.Context, vol *volume.Volume, gone []string) error {
 		for i, p := range gone[:n] {
 			entries[i] = tree.DeleteEntry(p)
 		}
-		if err := vol.Meta.MultiWrite(entries); err != nil {
+		if err := vol.Write(entries); err != nil {
 			return fmt.Errorf("writing tombstones: %w", err)
 		}
 		gone = gone[n:]

@@ -151,11 +151,17 @@ func runServe(ctx context.Context, e env, f *serveFlags, spec string, openOpts s
 	defer store.Close()
 	pool := blockstore.NewPool(store.Blocks, blockstore.PoolConfig{MaxBytes: *f.poolSize, MaxWaiters: *f.maxClients})
 	defer pool.Close()
+	var fixed map[string][]byte
+	if name, value, ok := store.MarkerRef(); ok {
+		// Clients check the format marker of the store behind the serve.
+		fixed = map[string][]byte{name: value}
+	}
 	handler := httpstore.NewHandler(store.Blocks, pool, httpstore.ServerOptions{
 		Token:      token,
 		Public:     *f.public || loopback,
 		MaxClients: *f.maxClients,
 		Extra:      storeStats(spec, store),
+		FixedRefs:  fixed,
 	})
 	if *f.metricsAddr != "" {
 		exportServe(reg, pool, handler, store)

@@ -24,7 +24,10 @@ func init() {
 		name: "log", args: "", summary: "list the store's snapshots, newest first, with their tags",
 		help: `Every publish (an import, a rollback, a repair) is a numbered snapshot of the
 whole tree. Each line: snapshot number, when, by which host, what made it,
-the metadata segments it holds (and how many it added or removed), tags.
+what it changed in the tree (files, with their bytes, directories and
+symlinks added +, removed - or changed ~; "-" when an older blockfs wrote
+it), the metadata segments it holds (and how many it added or removed),
+tags.
 Read-only.`,
 		setup: setupLog,
 	})
@@ -100,7 +103,7 @@ func setupLog(fl *pflag.FlagSet) runFunc {
 
 func printLog(w io.Writer, snaps []volume.Snapshot) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SNAPSHOT\tWHEN\tHOST\tOP\tSEGMENTS\tTAGS")
+	fmt.Fprintln(tw, "SNAPSHOT\tWHEN\tHOST\tOP\tCHANGES\tSEGMENTS\tTAGS")
 	for _, s := range snaps {
 		when, op := "-", s.Op
 		if !s.Time.IsZero() {
@@ -113,9 +116,56 @@ func printLog(w io.Writer, snaps []volume.Snapshot) {
 		if s.Op != volume.OpLegacy {
 			segs += fmt.Sprintf(" (+%d -%d, %s)", s.SegmentsAdded, s.SegmentsRemoved, humanize.IBytes(uint64(s.MetaBytesAdded)))
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", s.Generation, when, orDash(s.Host), op, segs, orDash(strings.Join(s.Tags, ",")))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Generation, when, orDash(s.Host), op, formatChanges(s.Changes), segs, orDash(strings.Join(s.Tags, ",")))
 	}
 	tw.Flush()
+}
+
+// formatChanges is a snapshot's counts for a human: "+120 files (+3.4 MiB)
+// -2 files (-10 KiB) ~1 file", the kinds that did not change left out;
+// "none" for a snapshot that changed nothing (a compaction), "-" for one
+// whose counts are not known (written by an older blockfs).
+func formatChanges(c *volume.Changes) string {
+	if c == nil {
+		return "-"
+	}
+	var parts []string
+	n := func(sign string, v int64, one, many string) string {
+		if v == 1 {
+			return sign + "1 " + one
+		}
+		return sign + strconv.FormatInt(v, 10) + " " + many
+	}
+	add := func(sign string, v int64, one, many string, bytes int64) {
+		if v == 0 {
+			return
+		}
+		p := n(sign, v, one, many)
+		if bytes != 0 {
+			p += " (" + sign + humanize.IBytes(uint64(bytes)) + ")"
+		}
+		parts = append(parts, p)
+	}
+	added, removed := c.BytesAdded, c.BytesRemoved
+	if c.FilesChanged > 0 { // changed files' bytes go with the change
+		added, removed = 0, 0
+	}
+	add("+", c.FilesAdded, "file", "files", added)
+	add("-", c.FilesRemoved, "file", "files", removed)
+	if c.FilesChanged > 0 {
+		p := n("~", c.FilesChanged, "file", "files")
+		p += fmt.Sprintf(" (+%s -%s in all)", humanize.IBytes(uint64(c.BytesAdded)), humanize.IBytes(uint64(c.BytesRemoved)))
+		parts = append(parts, p)
+	}
+	add("+", c.DirsAdded, "dir", "dirs", 0)
+	add("-", c.DirsRemoved, "dir", "dirs", 0)
+	add("+", c.LinksAdded, "symlink", "symlinks", 0)
+	add("-", c.LinksRemoved, "symlink", "symlinks", 0)
+	add("~", c.LinksChanged, "symlink", "symlinks", 0)
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, " ")
 }
 
 func orDash(s string) string {
@@ -225,7 +275,7 @@ func printChange(w io.Writer, ch *volume.Change, repair bool) {
 	if ch.Published != nil {
 		fmt.Fprintf(w, ", published as snapshot %d", ch.Published.Generation)
 	}
-	fmt.Fprintf(w, ": %d metadata segments dropped, %d restored\n", len(ch.Dropped), len(ch.Restored))
+	fmt.Fprintf(w, ": %d metadata segments dropped, %d restored; changes: %s\n", len(ch.Dropped), len(ch.Restored), formatChanges(ch.Changes))
 	if len(ch.Undone) > 0 {
 		undone := make([]string, len(ch.Undone))
 		for i, g := range ch.Undone {

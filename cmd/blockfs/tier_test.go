@@ -104,7 +104,8 @@ func owned(t *testing.T, m *testsvc.MinIO, bucket, prefix string, urls []string)
 }
 
 // checkSharded asserts that each serve fetched from its store exactly the
-// blocks it owns, and returns the ref reads they passed to the store.
+// blocks it owns, and returns the ref reads they passed to the store (the
+// marker, answered by each serve itself, is not one).
 func checkSharded(t *testing.T, what string, urls []string, own []int64) (refGets int64) {
 	t.Helper()
 	for i, u := range urls {
@@ -112,7 +113,7 @@ func checkSharded(t *testing.T, what string, urls []string, own []int64) (refGet
 		if pool.Fetches != own[i] {
 			t.Errorf("%s %d (%s) fetched %d blocks, owns %d", what, i, u, pool.Fetches, own[i])
 		}
-		refGets += h.RefGets
+		refGets += h.RefGets - h.FixedRefGets
 	}
 	return refGets
 }

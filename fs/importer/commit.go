@@ -99,7 +99,7 @@ func (c *committer) writeLocked(batch []objects.Entry) {
 	if c.err != nil || c.ctx.Err() != nil {
 		return
 	}
-	if err := c.vol.Meta.MultiWrite(batch); err != nil {
+	if err := c.vol.Write(batch); err != nil {
 		c.err = fmt.Errorf("import: writing metadata: %w", err)
 		return
 	}
@@ -127,7 +127,7 @@ func (c *committer) close(cause error) error {
 	c.batch = nil
 	c.mu.Unlock()
 	if len(rest) > 0 && c.err == nil {
-		if err := c.vol.Meta.MultiWrite(rest); err != nil {
+		if err := c.vol.Write(rest); err != nil {
 			c.err = fmt.Errorf("import: writing metadata: %w", err)
 		}
 	}

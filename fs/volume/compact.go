@@ -111,7 +111,7 @@ func (v *Volume) compactOnce(ctx context.Context) (*Compacted, error) {
 		return nil, fmt.Errorf("compacting metadata: %w", err)
 	}
 	c.Written = st
-	m, _, err := v.cat.update(ctx, Snapshot{Op: OpCompact}, func(m *Manifest) error {
+	m, _, err := v.cat.update(ctx, Snapshot{Op: OpCompact, Changes: &Changes{}}, func(m *Manifest) error {
 		n := 0
 		for _, s := range m.Segments {
 			if covered[s.ID] {

@@ -135,6 +135,9 @@ type Change struct {
 	Dropped  []string  `json:"dropped_segments"`
 	Restored []string  `json:"restored_segments"`
 	Damaged  []Problem `json:"damaged,omitempty"` // repair: the metadata blocks found bad
+	// Changes is what the restore does to the tree (nil: the current
+	// tree could not be read to count it).
+	Changes *Changes `json:"changes"`
 }
 
 // Rollback publishes a new snapshot whose metadata is that of snapshot spec
@@ -176,10 +179,17 @@ func (c *Catalog) restore(ctx context.Context, h head, to Snapshot, op string, d
 		}
 	}
 	ch.Dropped, ch.Restored = segmentDiff(h.m.Segments, tm.Segments)
+	if h.damage == nil {
+		// Best effort: a current tree too damaged to read (repair) is
+		// restored all the same, its counts unknown.
+		if ch.Changes, err = c.cat.restoreChanges(ctx, h.m, tm); err != nil && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
 	if dryRun {
 		return ch, nil
 	}
-	m, _, err := c.cat.update(ctx, Snapshot{Op: op, Target: to.Generation}, func(m *Manifest) error {
+	m, _, err := c.cat.update(ctx, Snapshot{Op: op, Target: to.Generation, Changes: ch.Changes}, func(m *Manifest) error {
 		m.Segments = restoredSegments(h.m.Segments, tm.Segments, m.Segments)
 		m.MaxVersion = max(m.MaxVersion, tm.MaxVersion)
 		return nil

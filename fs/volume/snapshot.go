@@ -33,6 +33,10 @@ type Snapshot struct {
 	SegmentsAdded   int   `json:"segments_added"`
 	SegmentsRemoved int   `json:"segments_removed"`
 	MetaBytesAdded  int64 `json:"meta_bytes_added"`
+	// Changes is what it changed in the tree, in files and bytes (nil in
+	// snapshots written before they were counted, or whose writes went to
+	// the log directly: not known).
+	Changes *Changes `json:"changes,omitempty"`
 	// Manifest is the blocks of this snapshot's manifest (the parent's, in
 	// the History of its successor).
 	Manifest []blockstore.Locator `json:"manifest,omitempty"`

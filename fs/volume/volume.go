@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log"
 	"os"
 	"strconv"
@@ -55,6 +56,8 @@ type Volume struct {
 	published map[uint32]bool // local segments that are in the store already
 	onChange  func(p string)  // RefreshNotify's callback, during it
 	counters  metaCounters
+	wmu       sync.Mutex     // Write, and Publish sealing what it wrote
+	pend      pendingChanges // under wmu: what Write noted since the last publish (changes.go)
 }
 
 // MetaStats describe the volume's metadata: what the mount has ingested
@@ -141,6 +144,7 @@ func openOn(ctx context.Context, spec string, store *storeurl.Stack, borrowed bo
 		ingested: map[string]bool{}, local: map[string]string{}, skipped: map[string]bool{}, published: map[uint32]bool{}, logger: opts.Logger,
 		metaParent: opts.MetaDir, compactAbove: opts.CompactAbove, borrowed: borrowed,
 	}
+	v.pend.seed = maphash.MakeSeed()
 	if v.compactAbove == 0 {
 		v.compactAbove = DefaultCompactAbove
 	}
@@ -370,8 +374,9 @@ func (v *Volume) Publish(ctx context.Context) error {
 	if v.at != nil {
 		return fmt.Errorf("store %s: opened at snapshot %d: cannot publish", v.Spec, v.at.Generation)
 	}
-	if err := v.Meta.Seal(); err != nil {
-		return fmt.Errorf("sealing metadata: %w", err)
+	before, changes, err := v.sealPending()
+	if err != nil {
+		return err
 	}
 	var fresh []SegmentRef
 	var local []uint32
@@ -381,10 +386,15 @@ func (v *Volume) Publish(ctx context.Context) error {
 		}
 		data, err := os.ReadFile(s.Path)
 		if err != nil {
+			v.restorePending(before)
 			return fmt.Errorf("reading metadata segment: %w", err)
+		}
+		if ok, err := covered(data, before); err != nil || !ok {
+			changes = nil // written to Meta directly: not counted
 		}
 		locs, err := v.cat.putBlob(ctx, data)
 		if err != nil {
+			v.restorePending(before)
 			return fmt.Errorf("storing metadata segment: %w", err)
 		}
 		fresh = append(fresh, SegmentRef{ID: fmt.Sprintf("%s-%d", v.importID, s.ID), Size: int64(len(data)), Blocks: locs})
@@ -393,8 +403,9 @@ func (v *Volume) Publish(ctx context.Context) error {
 	if len(fresh) == 0 {
 		return nil
 	}
-	m, err := v.publishLocked(ctx, fresh, local)
+	m, err := v.publishLocked(ctx, fresh, local, changes)
 	if err != nil {
+		v.restorePending(before)
 		return err
 	}
 	if v.compactAbove > 0 && len(m.Segments) > v.compactAbove {
@@ -408,10 +419,23 @@ func (v *Volume) Publish(ctx context.Context) error {
 	return nil
 }
 
-// publishLocked adds the segments fresh (local ids local) to the manifest.
-func (v *Volume) publishLocked(ctx context.Context, fresh []SegmentRef, local []uint32) (Manifest, error) {
+// sealPending seals what was written since the last publish and counts
+// what it changed (changes.go), both under wmu so that no Write falls
+// between the two.
+func (v *Volume) sealPending() (map[string]nodeSum, *Changes, error) {
+	v.wmu.Lock()
+	defer v.wmu.Unlock()
+	if err := v.Meta.Seal(); err != nil {
+		return nil, nil, fmt.Errorf("sealing metadata: %w", err)
+	}
+	return v.takePending()
+}
+
+// publishLocked adds the segments fresh (local ids local) to the manifest,
+// as a snapshot that made changes (nil: not known).
+func (v *Volume) publishLocked(ctx context.Context, fresh []SegmentRef, local []uint32, changes *Changes) (Manifest, error) {
 	maxVersion := v.Meta.MaxVersion()
-	m, manifestLocs, err := v.cat.update(ctx, Snapshot{Op: OpPublish}, func(m *Manifest) error {
+	m, manifestLocs, err := v.cat.update(ctx, Snapshot{Op: OpPublish, Changes: changes}, func(m *Manifest) error {
 		have := make(map[string]bool, len(m.Segments))
 		for _, s := range m.Segments {
 			have[s.ID] = true
