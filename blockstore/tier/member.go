@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"blockfs/blockstore"
 	"blockfs/blockstore/httpstore"
 	"blockfs/blockstore/internal/netstore"
 )
@@ -131,23 +132,20 @@ type MemberStats struct {
 type Stats struct {
 	Members []MemberStats `json:"members"`
 	Up      int           `json:"up"` // members up now
-	// StoreDown: a member's last ref answer was stale (served from its
-	// last value because the store behind it failed): the tier answers,
-	// the store behind it does not.
+	// StoreDown: the tier's last ref answer was stale (served from a
+	// member's last value because the store behind it failed): the tier
+	// answers, the store behind it does not.
 	StoreDown bool `json:"store_down"`
 	// StaleRefs counts the stale ref answers members gave.
 	StaleRefs int64 `json:"stale_refs"`
 }
 
-// Health implements blockstore.HealthReporter: unhealthy while a member's
+// Health implements blockstore.HealthReporter: unhealthy while the tier's
 // last ref answer was stale (the store behind the tier is down, see
 // Stats.StoreDown) or while no member is up.
 func (s *Store) Health() (bool, string) {
 	up := 0
 	for _, m := range s.members {
-		if ok, reason := m.c.Health(); !ok {
-			return false, reason
-		}
 		if !m.isDown() {
 			up++
 		}
@@ -155,12 +153,15 @@ func (s *Store) Health() (bool, string) {
 	if up == 0 {
 		return false, "no member of the read tier is up"
 	}
+	if s.refStale.Load() {
+		return false, blockstore.ReasonStoreDown
+	}
 	return true, ""
 }
 
 // Stats returns the per-member counters and states.
 func (s *Store) Stats() Stats {
-	var st Stats
+	st := Stats{StoreDown: s.refStale.Load()}
 	for _, m := range s.members {
 		ms := MemberStats{
 			URL: m.url, State: "up", Requests: m.requests.Load(), Failures: m.failures.Load(),
@@ -176,7 +177,6 @@ func (s *Store) Stats() Stats {
 		m.mu.Unlock()
 		ms.StaleRefs, ms.StoreDown = m.c.Upstream()
 		st.StaleRefs += ms.StaleRefs
-		st.StoreDown = st.StoreDown || ms.StoreDown
 		st.Members = append(st.Members, ms)
 	}
 	return st

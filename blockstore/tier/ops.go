@@ -104,6 +104,10 @@ func (s *Store) GetRef(ctx context.Context, name string) ([]byte, string, error)
 	err := s.call(ctx, nameKey(name), "get ref "+name, func(m *member) error {
 		var err error
 		data, version, err = m.c.GetRef(ctx, name)
+		if err == nil {
+			_, down := m.c.Upstream()
+			s.refStale.Store(down)
+		}
 		return err
 	})
 	return data, version, err

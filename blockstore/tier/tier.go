@@ -18,6 +18,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"blockfs/blockstore"
@@ -53,8 +54,13 @@ type Store struct {
 	members []*member
 	seeds   []uint64
 	opts    Options
-	base    time.Duration // backoff between rounds
-	maxWait time.Duration
+	// refStale: the last ref answer was flagged stale by the member that
+	// gave it. Health goes by the last answer, not by every member's: a
+	// member asked once during an outage and never since must not keep the
+	// tier unhealthy after the store is back.
+	refStale atomic.Bool
+	base     time.Duration // backoff between rounds
+	maxWait  time.Duration
 
 	stop     chan struct{}
 	wg       sync.WaitGroup

@@ -316,3 +316,60 @@ func TestMemberNames(t *testing.T) {
 		t.Fatal("two members with one name: no error")
 	}
 }
+
+// refOutage is a store whose ref reads fail while down.
+type refOutage struct {
+	*storetest.Mem
+	down atomic.Bool
+}
+
+func (o *refOutage) GetRef(ctx context.Context, name string) ([]byte, string, error) {
+	if o.down.Load() {
+		return nil, "", errors.New("store unreachable")
+	}
+	return o.Mem.GetRef(ctx, name)
+}
+
+// TestHealthFollowsLastRefAnswer: the tier is unhealthy while its last
+// ref answer was stale, and healthy again once a fresh one comes, even
+// from another member than the one that answered stale (which keeps its
+// own store_down until it is asked again).
+func TestHealthFollowsLastRefAnswer(t *testing.T) {
+	st := &refOutage{Mem: storetest.NewMem()}
+	if _, err := st.PutRef(context.Background(), "meta/head", []byte("v1"), ""); err != nil {
+		t.Fatal(err)
+	}
+	c := newCluster(t, 2, st)
+	s := c.open(t)
+	owner := rank(s.seeds, nameKey("meta/head"))[0]
+	other := 1 - owner
+	c.sw[owner].down.Store(true)
+	getRef := func() {
+		t.Helper()
+		if data, _, err := s.GetRef(context.Background(), "meta/head"); err != nil || string(data) != "v1" {
+			t.Fatalf("get ref: %q %v", data, err)
+		}
+	}
+	getRef() // from the other member, fresh; the owner is marked down
+	if ok, reason := blockstore.Health(s); !ok {
+		t.Fatalf("fresh answer: unhealthy, %q", reason)
+	}
+	st.down.Store(true)
+	getRef() // the other member's last value, flagged
+	if ok, reason := blockstore.Health(s); ok || reason != blockstore.ReasonStoreDown {
+		t.Fatalf("stale answer: health %v %q; want false, %q", ok, reason, blockstore.ReasonStoreDown)
+	}
+	if !s.Stats().StoreDown {
+		t.Fatal("stale answer: stats do not say store_down")
+	}
+	st.down.Store(false)
+	c.sw[owner].down.Store(false)
+	testsvc.WaitFor(t, "the owner probed back up", func() bool { return s.Stats().Members[owner].State == "up" })
+	getRef() // from the owner, fresh
+	if ok, reason := blockstore.Health(s); !ok {
+		t.Fatalf("fresh answer from the owner: unhealthy, %q", reason)
+	}
+	if st := s.Stats(); st.StoreDown || !st.Members[other].StoreDown {
+		t.Fatalf("stats %+v: want the tier not store_down, the member that answered stale still so", st)
+	}
+}

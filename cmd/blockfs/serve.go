@@ -189,10 +189,11 @@ func runServe(ctx context.Context, e env, f *serveFlags, spec string, openOpts s
 // storeStats is what /v1/stats adds about the store behind the pool.
 func storeStats(spec string, store *storeurl.Stack) func() map[string]any {
 	return func() map[string]any {
-		// A server that answers is serving; what it costs the machine is
-		// its process's usage.
+		// What it costs the machine is its process's usage. Its health
+		// is the Handler's own (healthy, reason): whether its store
+		// answers.
 		usage, _ := procs.Self()
-		extra := map[string]any{"store": spec, "backend": store.BackendStats(), "healthy": true, "process": usage}
+		extra := map[string]any{"store": spec, "backend": store.BackendStats(), "process": usage}
 		if ls, ok := store.LimitStats(); ok {
 			extra["store_limit"] = ls
 		}

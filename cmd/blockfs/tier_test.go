@@ -330,10 +330,15 @@ func TestTierStoreOutage(t *testing.T) {
 	want, _ := tierFile(t, m, spec, 19, 8<<20, "/held.bin")
 	proxy := testsvc.StartProxy(t, m.Host())
 	env := s3Env(m, proxy.Endpoint())
-	var urls []string
+	var urls, metricsURLs []string
 	for range 2 {
-		_, u := startServe(t, env, "--store", spec)
-		urls = append(urls, u)
+		cmd := serveCmd("--store", spec, "--metrics", "127.0.0.1:0")
+		cmd.Env = env
+		u, lines := startServeLines(t, cmd)
+		urls, metricsURLs = append(urls, u), append(metricsURLs, metricsURL(t, lines))
+	}
+	for i, u := range urls {
+		wantServeHealth(t, u, metricsURLs[i], true)
 	}
 	store := strings.Join(urls, ",")
 	first := t.TempDir()
@@ -365,13 +370,17 @@ func TestTierStoreOutage(t *testing.T) {
 	var stale int64
 	var down int
 	refetched := int64(0)
-	for _, u := range urls {
+	for i, u := range urls {
 		pool, h := serverStats(t, u)
 		refetched += pool.Fetches
 		stale += h.StaleRefs
 		if h.StoreDown {
 			down++
 		}
+		// A serve that saw its store fail says it is unhealthy (its
+		// stats, `blockfs stats`, its metrics); one not asked since
+		// the outage began knows nothing of it.
+		wantServeHealth(t, u, metricsURLs[i], !h.StoreDown)
 	}
 	t.Logf("during the outage: %d of 2 serves store_down, %d stale ref answers, %d blocks fetched before and after", down, stale, fetched)
 	if down == 0 || stale == 0 {
@@ -392,9 +401,54 @@ func TestTierStoreOutage(t *testing.T) {
 
 	proxy.Up()
 	pollUntil(t, time.Minute, "the mount to see the store back", func() bool { return !tierBackend(t, first).StoreDown })
+	// The ref's owner answered fresh: it is healthy again.
+	for i, u := range urls {
+		if _, h := serverStats(t, u); !h.StoreDown {
+			wantServeHealth(t, u, metricsURLs[i], true)
+		}
+	}
 	// Health follows the backend, with no metadata refresh error left.
 	pollUntil(t, time.Minute, "the mount to be healthy again", func() bool {
 		st := tierMountStats(t, first)
 		return st.Healthy && st.Reason == ""
 	})
+}
+
+// wantServeHealth checks that a serve says the same of its health
+// everywhere: /v1/stats (healthy, reason), the human `blockfs stats` line
+// and the blockfs_healthy gauge of its metrics.
+func wantServeHealth(t *testing.T, url, metrics string, healthy bool) {
+	t.Helper()
+	out, err := exec.Command(blockfsBin, "stats", "--json", url).Output()
+	if err != nil {
+		t.Fatalf("stats %s: %v %s", url, err, stderrOf(err))
+	}
+	var st struct {
+		Healthy bool   `json:"healthy"`
+		Reason  string `json:"reason"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	human, err := exec.Command(blockfsBin, "stats", url).Output()
+	if err != nil {
+		t.Fatalf("stats %s: %v %s", url, err, stderrOf(err))
+	}
+	gauge := "blockfs_healthy 0\n"
+	if healthy {
+		gauge = "blockfs_healthy 1\n"
+	}
+	m := scrapeMetrics(t, metrics)
+	switch {
+	case st.Healthy != healthy:
+		t.Errorf("serve %s: healthy %v (%q), want %v", url, st.Healthy, st.Reason, healthy)
+	case !healthy && !strings.HasPrefix(st.Reason, httpstore.ReasonStoreFails):
+		t.Errorf("serve %s: unhealthy because %q, want %q...", url, st.Reason, httpstore.ReasonStoreFails)
+	case healthy && st.Reason != "":
+		t.Errorf("serve %s: healthy with a reason %q", url, st.Reason)
+	case strings.Contains(string(human), "UNHEALTHY") == healthy:
+		t.Errorf("serve %s: blockfs stats says %q, want healthy %v", url, strings.SplitN(string(human), "\n", 2)[0], healthy)
+	case !strings.Contains(m, gauge):
+		t.Errorf("serve %s: metrics lack %q", url, gauge)
+	}
 }
