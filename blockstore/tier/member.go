@@ -15,8 +15,9 @@ import (
 
 // member is one server of the tier and what the tier knows of its health.
 type member struct {
-	url string
-	c   *httpstore.Client
+	url   string
+	group int // index of its group in the store string
+	c     *httpstore.Client
 
 	down      atomic.Bool
 	mu        sync.Mutex // guards downSince, lastErr
@@ -116,6 +117,7 @@ func (s *Store) probe() {
 // MemberStats is what a tier client knows of one member.
 type MemberStats struct {
 	URL        string                `json:"url"`
+	Group      int                   `json:"group"`                // its group: 0 first, then the fallbacks in order
 	State      string                `json:"state"`                // "up" or "down"
 	Requests   int64                 `json:"requests"`             // calls sent to it (a call may try several members)
 	Failures   int64                 `json:"failures"`             // of those, member failures (refused, timeout, 5xx)
@@ -164,7 +166,7 @@ func (s *Store) Stats() Stats {
 	st := Stats{StoreDown: s.refStale.Load()}
 	for _, m := range s.members {
 		ms := MemberStats{
-			URL: m.url, State: "up", Requests: m.requests.Load(), Failures: m.failures.Load(),
+			URL: m.url, Group: m.group, State: "up", Requests: m.requests.Load(), Failures: m.failures.Load(),
 			Downs: m.downs.Load(), Probes: m.probes.Load(), Recoveries: m.recoveries.Load(), Client: m.c.Stats(),
 		}
 		if m.isDown() {

@@ -52,7 +52,8 @@ type Options struct {
 // a tier. It is safe for concurrent use.
 type Store struct {
 	members []*member
-	seeds   []uint64
+	seeds   []uint64 // by member
+	groups  [][]int  // member indexes of each group, in fallback order
 	opts    Options
 	// refStale: the last ref answer was flagged stale by the member that
 	// gave it. Health goes by the last answer, not by every member's: a
@@ -77,8 +78,9 @@ var (
 var ErrAllDown = errors.New("tier: no member could serve the request")
 
 // IsTier reports whether a store string names a tier: several URLs
-// separated by commas.
-func IsTier(spec string) bool { return strings.Contains(spec, ",") }
+// separated by commas or bars, in groups separated by semicolons (see
+// parseGroups).
+func IsTier(spec string) bool { return strings.ContainsAny(spec, ",|;") }
 
 // normalize is a member URL as it is compared and hashed.
 func normalize(u string) string { return strings.TrimRight(strings.TrimSpace(u), "/") }
@@ -98,11 +100,11 @@ func memberName(raw string) (url, name string) {
 	return url, url
 }
 
-// Open returns the tier of the comma-separated member URLs in spec, after
+// Open returns the tier of the member URLs in spec (see parseGroups), after
 // checking each member (/healthz, concurrently). Members that do not
 // answer start down (the prober brings them back); a tier with none
-// answering, a member refusing the token, a TLS failure or a URL that does
-// not parse is an error.
+// answering, a member refusing the token, a TLS failure, an empty member
+// or group, or a URL that does not parse is an error.
 func Open(ctx context.Context, spec string, opts Options) (*Store, error) {
 	if opts.ProbeInterval <= 0 {
 		opts.ProbeInterval = DefaultProbeInterval
@@ -113,23 +115,24 @@ func Open(ctx context.Context, spec string, opts Options) (*Store, error) {
 	opts.Client.FailFast = true
 	pol := netstore.Policy{RetryBase: opts.Client.RetryBase, RetryMax: opts.Client.RetryMax}.WithDefaults()
 	s := &Store{opts: opts, base: pol.RetryBase, maxWait: pol.RetryMax, stop: make(chan struct{})}
-	seen := map[string]bool{}
-	for _, raw := range strings.Split(spec, ",") {
-		u, name := memberName(raw)
-		if u == "" {
-			return nil, fmt.Errorf("tier %s: an empty member", spec)
+	groups, err := parseGroups(spec)
+	if err != nil {
+		return nil, err
+	}
+	for g, raws := range groups {
+		var idx []int
+		for _, raw := range raws {
+			u, name := memberName(raw)
+			c, err := httpstore.New(u, opts.Client)
+			if err != nil {
+				s.closeClients()
+				return nil, fmt.Errorf("tier: %w", err)
+			}
+			idx = append(idx, len(s.members))
+			s.members = append(s.members, &member{url: u, group: g, c: c})
+			s.seeds = append(s.seeds, seedOf(name))
 		}
-		if seen[u] || seen["#"+name] {
-			return nil, fmt.Errorf("tier %s: member %s named twice", spec, strings.TrimSpace(raw))
-		}
-		seen[u], seen["#"+name] = true, true
-		c, err := httpstore.New(u, opts.Client)
-		if err != nil {
-			s.closeClients()
-			return nil, fmt.Errorf("tier: %w", err)
-		}
-		s.members = append(s.members, &member{url: u, c: c})
-		s.seeds = append(s.seeds, seedOf(name))
+		s.groups = append(s.groups, idx)
 	}
 	if err := s.check(ctx); err != nil {
 		s.closeClients()
@@ -194,12 +197,23 @@ func (s *Store) URLs() []string {
 	return out
 }
 
-// order returns the members to try for key: the healthy ones by rank, then,
-// as a last resort, the ones marked down (by rank too): a member is only
-// skipped while another might answer.
+// order returns the members to try for key: the healthy ones of the first
+// group by rank, then those of the next group (a fallback group is asked
+// only when every member of the groups before it is down or failed), and
+// so on; then, as a last resort, the ones marked down (by group and rank
+// too): a member is only skipped while another might answer.
 func (s *Store) order(key uint64) []*member {
 	out := make([]*member, 0, len(s.members))
-	ranked := rank(s.seeds, key)
+	ranked := make([]int, 0, len(s.members))
+	for _, g := range s.groups {
+		seeds := make([]uint64, len(g))
+		for j, i := range g {
+			seeds[j] = s.seeds[i]
+		}
+		for _, j := range rank(seeds, key) {
+			ranked = append(ranked, g[j])
+		}
+	}
 	for _, i := range ranked {
 		if !s.members[i].isDown() {
 			out = append(out, s.members[i])

@@ -3,6 +3,7 @@ package tier
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -371,5 +372,108 @@ func TestHealthFollowsLastRefAnswer(t *testing.T) {
 	}
 	if st := s.Stats(); st.StoreDown || !st.Members[other].StoreDown {
 		t.Fatalf("stats %+v: want the tier not store_down, the member that answered stale still so", st)
+	}
+}
+
+// TestParseGroups: groups and members of a store string, and the errors
+// that name what is wrong.
+func TestParseGroups(t *testing.T) {
+	for _, tc := range []struct {
+		spec string
+		want [][]string
+	}{
+		{"http://a,http://b", [][]string{{"http://a", "http://b"}}},
+		{"http://a|http://b;http://c", [][]string{{"http://a", "http://b"}, {"http://c"}}},
+		{" http://a | http://b#x ; http://c,http://d ", [][]string{{" http://a ", " http://b#x "}, {" http://c", "http://d "}}},
+	} {
+		got, err := parseGroups(tc.spec)
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("parseGroups(%q) = %q, %v; want %q", tc.spec, got, err, tc.want)
+		}
+	}
+	for spec, want := range map[string]string{
+		"http://a;;http://b":          "group 2 is empty",
+		"http://a;":                   "group 2 is empty",
+		";http://a":                   "group 1 is empty",
+		"http://a; ;http://b":         "group 2 is empty",
+		"http://a||http://b":          "group 1: member 2 is empty",
+		"http://a;http://b|":          "group 2: member 2 is empty",
+		"http://a;http://b,,":         "group 2: member 2 is empty",
+		"http://a|http://b;http://a/": "member http://a/ named twice",
+		"http://a#x;http://b#x":       "named twice",
+	} {
+		if _, err := parseGroups(spec); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("parseGroups(%q): %v; want an error saying %q", spec, err, want)
+		}
+		if _, err := Open(context.Background(), spec, Options{}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Open(%q): %v; want an error saying %q", spec, err, want)
+		}
+	}
+}
+
+// TestGroupFallback: a tier "a|b;c" over real servers: a and b share
+// the blocks (each reads from the store exactly the blocks it owns among
+// the two), c reads none while one of them is up; with a down, b takes
+// a's blocks; with both down, c serves every block; once a and b answer
+// again the probe brings them back and c reads nothing more.
+func TestGroupFallback(t *testing.T) {
+	all := storetest.Blocks(12, 120, 2048)
+	c := newCluster(t, 3, storetest.NewMem(all...))
+	s, err := Open(context.Background(), c.urls[0]+"|"+c.urls[1]+";"+c.urls[2], Options{
+		Client:        httpstore.ClientOptions{Token: "tok", RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond},
+		ProbeInterval: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	gets := func(phase [][]byte) [3]int64 {
+		var n [3]int64
+		for _, b := range phase {
+			for i, cnt := range c.counts {
+				n[i] += cnt.GetsOf(blockstore.Sum(b))
+			}
+		}
+		return n
+	}
+	group := c.urls[:2]
+
+	phase := all[:40]
+	getAll(t, s, phase)
+	n := gets(phase)
+	for _, b := range phase {
+		o := Owner(group, blockstore.Sum(b))
+		if got := c.counts[o].GetsOf(blockstore.Sum(b)); got != 1 {
+			t.Fatalf("all up: owner %d read block %d times, want 1", o, got)
+		}
+	}
+	if n[2] != 0 || n[0]+n[1] != int64(len(phase)) || n[0] == 0 || n[1] == 0 {
+		t.Fatalf("all up: store reads per member %v; want the %d blocks split between a and b, none by c", n, len(phase))
+	}
+
+	c.sw[0].down.Store(true)
+	phase = all[40:80]
+	getAll(t, s, phase)
+	if n := gets(phase); n != [3]int64{0, int64(len(phase)), 0} {
+		t.Fatalf("a down: store reads per member %v; want all %d by b", n, len(phase))
+	}
+
+	c.sw[1].down.Store(true)
+	phase = all[80:100]
+	getAll(t, s, phase)
+	if n := gets(phase); n != [3]int64{0, 0, int64(len(phase))} {
+		t.Fatalf("a and b down: store reads per member %v; want all %d by c", n, len(phase))
+	}
+	if st := s.Stats(); st.Members[2].Group != 1 || st.Members[0].State != "down" || st.Members[1].State != "down" || st.Up != 1 {
+		t.Fatalf("a and b down: %+v", st)
+	}
+
+	c.sw[0].down.Store(false)
+	c.sw[1].down.Store(false)
+	testsvc.WaitFor(t, "a and b probed back up", func() bool { return s.Stats().Up == 3 })
+	phase = all[100:]
+	getAll(t, s, phase)
+	if n := gets(phase); n[2] != 0 || n[0]+n[1] != int64(len(phase)) {
+		t.Fatalf("a and b back: store reads per member %v; want the %d blocks read by a and b, none by c", n, len(phase))
 	}
 }
