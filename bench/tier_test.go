@@ -50,7 +50,11 @@ type tierRun struct {
 	refGets  int64         // of which ref reads the serves passed on
 	fetches  []int64       // blocks each serve fetched from MinIO
 	sent     []int64       // bytes through each serve's uplink
-	ours     time.Duration // CPU time of the proxies, serves and mounts (not sha256sum, not MinIO)
+	ours     time.Duration // CPU time of the serves and mounts
+	proxies  time.Duration // CPU time of this process: the toxiproxies and their links
+	readers  time.Duration // CPU time of the sha256sum readers
+	minio    time.Duration // CPU time of MinIO
+	busy     time.Duration // CPU time of the whole machine (other users' work included)
 	idle     float64       // share of the machine left idle during the reads
 }
 
@@ -85,11 +89,14 @@ func BenchmarkTier(b *testing.B) {
 		mounts, size>>20, len(blocks), tierBlock>>10)
 	fmt.Printf("each serve's uplink %.0f MB/s, each mount's downlink %.0f MB/s (shared toxiproxy links).\n", tierUplink/1e6, tierDownlink/1e6)
 	fmt.Printf("ideal = max(bytes x mounts / (serves x uplink), bytes / downlink); owner-bound = busiest serve's owned bytes x mounts / uplink\n")
-	fmt.Printf("  %6s %9s %9s %6s %12s %10s %7s %9s %5s  %s\n", "serves", "makespan", "ideal", "ratio", "owner-bound", "MinIO GETs", "blocks", "our CPU", "idle", "fetches per serve")
+	fmt.Printf("CPU seconds during the reads: ours = serves + mounts; proxy = toxiproxy (this process); sha = the readers; machine = every process of every user\n")
+	fmt.Printf("  %6s %9s %9s %6s %12s %10s %7s %6s %6s %6s %6s %8s %5s  %s\n", "serves", "makespan", "ideal", "ratio", "owner-bound", "MinIO GETs", "blocks",
+		"ours", "proxy", "sha", "minio", "machine", "idle", "fetches per serve")
 	for _, r := range runs {
-		fmt.Printf("  %6d %9s %9s %5.2fx %12s %10d %7d %8.1fs %4.0f%%  %v (GETs = %d blocks + %d ref reads + %d format markers)\n", r.serves,
+		fmt.Printf("  %6d %9s %9s %5.2fx %12s %10d %7d %6.1f %6.1f %6.1f %6.1f %8.1f %4.0f%%  %v (GETs = %d blocks + %d ref reads + %d format markers)\n", r.serves,
 			r.makespan.Round(10*time.Millisecond), r.ideal.Round(10*time.Millisecond), r.makespan.Seconds()/r.ideal.Seconds(),
-			r.owners.Round(10*time.Millisecond), r.gets, len(blocks), r.ours.Seconds(), 100*r.idle, r.fetches, r.gets-r.refGets-int64(r.serves), r.refGets, r.serves)
+			r.owners.Round(10*time.Millisecond), r.gets, len(blocks), r.ours.Seconds(), r.proxies.Seconds(), r.readers.Seconds(), r.minio.Seconds(),
+			r.busy.Seconds(), 100*r.idle, r.fetches, r.gets-r.refGets-int64(r.serves), r.refGets, r.serves)
 		b.ReportMetric(r.makespan.Seconds(), fmt.Sprintf("s-%dserves", r.serves))
 		b.ReportMetric(r.makespan.Seconds()/r.ideal.Seconds(), fmt.Sprintf("x-ideal-%dserves", r.serves))
 		if r.gets-r.refGets-int64(r.serves) != int64(len(blocks)) {
@@ -106,14 +113,14 @@ func runTier(b *testing.B, m *testsvc.MinIO, bin string, env []string, spec, wan
 	var urls, names []string
 	var uplinks []*testsvc.Link
 	var stops []func()
-	pids := []int{os.Getpid()} // this process runs the proxies
+	pids := []int{os.Getpid(), m.PID()} // this process runs the proxies; then MinIO, the serves, the mounts
 	defer func() {
 		for i := len(stops) - 1; i >= 0; i-- { // mounts first, then serves
 			stops[i]()
 		}
 	}()
 	for i := range serves {
-		lines, pid, stop := startProc(b, env, bin, "serving", "serve", "--listen", "127.0.0.1:0", "--store", spec)
+		lines, pid, stop := startProc(b, env, bin, "serving", profiled(b, fmt.Sprintf("serve%d-of-%d", i, serves), "serve", "--listen", "127.0.0.1:0", "--store", spec)...)
 		stops, pids = append(stops, stop), append(pids, pid)
 		urls = append(urls, serveURL(b, lines))
 		names = append(names, fmt.Sprintf("#serve%d", i))
@@ -133,7 +140,7 @@ func runTier(b *testing.B, m *testsvc.MinIO, bin string, env []string, spec, wan
 			}
 		}
 		mnt := b.TempDir()
-		_, pid, stop := startProc(b, os.Environ(), bin, "serving", "mount", "--store", strings.Join(members, ","), mnt, "--refresh", "0")
+		_, pid, stop := startProc(b, os.Environ(), bin, "serving", profiled(b, fmt.Sprintf("mount%d-of-%d", len(mnts), serves), "mount", "--store", strings.Join(members, ","), mnt, "--refresh", "0")...)
 		stops, pids = append(stops, stop), append(pids, pid)
 		mnts = append(mnts, mnt)
 	}
@@ -141,12 +148,17 @@ func runTier(b *testing.B, m *testsvc.MinIO, bin string, env []string, spec, wan
 	start := time.Now()
 	var wg sync.WaitGroup
 	done := make([]time.Duration, len(mnts))
+	shaCPU := make([]time.Duration, len(mnts))
 	for i, mnt := range mnts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out, err := exec.Command("sha256sum", filepath.Join(mnt, "data.bin")).CombinedOutput()
+			cmd := exec.Command("sha256sum", filepath.Join(mnt, "data.bin"))
+			out, err := cmd.CombinedOutput()
 			done[i] = time.Since(start)
+			if cmd.ProcessState != nil {
+				shaCPU[i] = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+			}
 			if err != nil || strings.Fields(string(out))[0] != want {
 				b.Errorf("%s: %v %s", mnt, err, out)
 			}
@@ -154,9 +166,12 @@ func runTier(b *testing.B, m *testsvc.MinIO, bin string, env []string, spec, wan
 	}
 	wg.Wait()
 	used := cpu.Since()
-	r := tierRun{serves: serves, idle: used.Idle}
-	for _, p := range used.Procs {
+	r := tierRun{serves: serves, idle: used.Idle, busy: used.Busy, proxies: used.Procs[0], minio: used.Procs[1]}
+	for _, p := range used.Procs[2:] {
 		r.ours += p
+	}
+	for _, c := range shaCPU {
+		r.readers += c
 	}
 	for _, d := range done {
 		r.makespan = max(r.makespan, d)
@@ -177,6 +192,20 @@ func runTier(b *testing.B, m *testsvc.MinIO, bin string, env []string, spec, wan
 	r.owners = time.Duration(float64(busiest) * float64(mounts) / tierUplink * float64(time.Second))
 	r.gets = m.WaitRequests(b, "getobject", before+int64(len(blocks))+r.refGets+int64(serves)) - before
 	return r
+}
+
+// profiled adds --cpuprofile to a serve's or mount's args when
+// BLOCKFS_BENCH_PROFILE names a directory: one profile per process, named
+// by its role, for `go tool pprof` to merge.
+func profiled(b *testing.B, role string, args ...string) []string {
+	dir := os.Getenv("BLOCKFS_BENCH_PROFILE")
+	if dir == "" {
+		return args
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	return append(args, "--cpuprofile", filepath.Join(dir, role+".pprof"))
 }
 
 // buildBlockfs builds the blockfs binary into a temporary directory: the

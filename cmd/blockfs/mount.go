@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -148,15 +147,11 @@ func serveMount(ctx context.Context, e env, f *mountFlags, spec string, openOpts
 	}
 	defer closeLog()
 	if *f.cpuprofile != "" {
-		pf, err := os.Create(*f.cpuprofile)
+		stop, err := startCPUProfile(*f.cpuprofile)
 		if err != nil {
 			return err
 		}
-		defer pf.Close()
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	procs.More()
 	reg := metrics.New()

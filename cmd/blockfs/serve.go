@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"blockfs/blockstore"
@@ -50,6 +52,7 @@ type serveFlags struct {
 	tlsCert, tlsKey *string
 	metricsAddr     *string
 	shutdown        *time.Duration
+	cpuprofile      *string
 }
 
 func addServeFlags(fl *pflag.FlagSet) *serveFlags {
@@ -67,7 +70,16 @@ func addServeFlags(fl *pflag.FlagSet) *serveFlags {
 		tlsKey:      fl.String("tls-key", "", "TLS private key (PEM)"),
 		metricsAddr: fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics (\":PORT\" listens on loopback; say 0.0.0.0:PORT for every interface)"),
 		shutdown:    fl.Duration("shutdown-timeout", 30*time.Second, "how long requests in flight may finish after SIGTERM"),
+		cpuprofile:  hiddenString(fl, "cpuprofile", "write a CPU profile of the serve's life to this file"),
 	}
+}
+
+// hiddenString is a string flag left out of --help (a tool for
+// benchmarks, not for operators).
+func hiddenString(fl *pflag.FlagSet, name, usage string) *string {
+	p := fl.String(name, "", usage)
+	_ = fl.MarkHidden(name)
+	return p
 }
 
 // check validates the flags that need nothing opened; it returns whether
@@ -134,6 +146,13 @@ func runServe(ctx context.Context, e env, f *serveFlags, spec string, openOpts s
 	// measured for those two (docs/performance.md). A serve's pool
 	// verifies hashes beside its request handlers too, so it may help
 	// here as well, but that is for bench/cluster_test.go to show first.
+	if *f.cpuprofile != "" {
+		stop, err := startCPUProfile(*f.cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	reg := metrics.New()
 	// The bound sits under the disk cache: it counts what reaches the
 	// store, not cache hits.
@@ -253,4 +272,17 @@ func isLoopback(addr string) (bool, error) {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback(), nil
+}
+
+// startCPUProfile profiles the process into path until stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	pf, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(pf); err != nil {
+		pf.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); pf.Close() }, nil
 }
