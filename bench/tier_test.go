@@ -54,7 +54,7 @@ type tierRun struct {
 	sent     []int64       // bytes through each serve's uplink
 	ours     time.Duration // CPU time of the serves and mounts
 	proxies  time.Duration // CPU time of this process: the toxiproxies and their links
-	readers  time.Duration // CPU time of the sha256sum readers
+	readers  time.Duration // CPU time of the readers (read + SHA-256, see readerCmd)
 	minio    time.Duration // CPU time of MinIO
 	busy     time.Duration // CPU time of the whole machine (other users' work included)
 	idle     float64       // share of the machine left idle during the reads
