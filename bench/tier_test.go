@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,6 +50,7 @@ type tierRun struct {
 	makespan time.Duration
 	ideal    time.Duration // max(bytes x mounts / total uplink, bytes / downlink)
 	owners   time.Duration // the busiest serve's owned bytes x mounts / uplink
+	link     time.Duration // the busiest uplink's bytes (sent) / uplink: the bound with balancing
 	gets     int64         // MinIO GETs during the run
 	refGets  int64         // of which ref reads the serves passed on
 	fetches  []int64       // blocks each serve fetched from MinIO
@@ -89,15 +92,15 @@ func BenchmarkTier(b *testing.B) {
 	}
 	fmt.Printf("%d mounts x 1 reader of one cold %d MiB file (%d blocks of %d KiB), MinIO on loopback;\n",
 		mounts, size>>20, len(blocks), tierBlock>>10)
-	fmt.Printf("each serve's uplink %.0f MB/s, each mount's downlink %.0f MB/s (shared toxiproxy links).\n", tierUplink/1e6, tierDownlink/1e6)
-	fmt.Printf("ideal = max(bytes x mounts / (serves x uplink), bytes / downlink); owner-bound = busiest serve's owned bytes x mounts / uplink\n")
+	fmt.Printf("each serve's uplink %.0f MB/s, each mount's downlink %.0f MB/s (shared toxiproxy links); balanced placement (mount --balance, serve --peers): %v\n", tierUplink/1e6, tierDownlink/1e6, tierBalance())
+	fmt.Printf("ideal = max(bytes x mounts / (serves x uplink), bytes / downlink); owner-bound = busiest serve's owned bytes x mounts / uplink;\nlink-bound = bytes through the busiest uplink / uplink (with balancing, what it sent to mounts and peers)\n")
 	fmt.Printf("CPU seconds during the reads: ours = serves + mounts; proxy = toxiproxy (this process); sha = the readers (read + SHA-256); machine = every process of every user\n")
-	fmt.Printf("  %6s %9s %9s %6s %12s %10s %7s %6s %6s %6s %6s %8s %5s  %s\n", "serves", "makespan", "ideal", "ratio", "owner-bound", "MinIO GETs", "blocks",
+	fmt.Printf("  %6s %9s %9s %6s %12s %11s %10s %7s %6s %6s %6s %6s %8s %5s  %s\n", "serves", "makespan", "ideal", "ratio", "owner-bound", "link-bound", "MinIO GETs", "blocks",
 		"ours", "proxy", "sha", "minio", "machine", "idle", "fetches per serve")
 	for _, r := range runs {
-		fmt.Printf("  %6d %9s %9s %5.2fx %12s %10d %7d %6.1f %6.1f %6.1f %6.1f %8.1f %4.0f%%  %v (GETs = %d blocks + %d ref reads + %d format markers)\n", r.serves,
+		fmt.Printf("  %6d %9s %9s %5.2fx %12s %11s %10d %7d %6.1f %6.1f %6.1f %6.1f %8.1f %4.0f%%  %v (GETs = %d blocks + %d ref reads + %d format markers)\n", r.serves,
 			r.makespan.Round(10*time.Millisecond), r.ideal.Round(10*time.Millisecond), r.makespan.Seconds()/r.ideal.Seconds(),
-			r.owners.Round(10*time.Millisecond), r.gets, len(blocks), r.ours.Seconds(), r.proxies.Seconds(), r.readers.Seconds(), r.minio.Seconds(),
+			r.owners.Round(10*time.Millisecond), r.link.Round(10*time.Millisecond), r.gets, len(blocks), r.ours.Seconds(), r.proxies.Seconds(), r.readers.Seconds(), r.minio.Seconds(),
 			r.busy.Seconds(), 100*r.idle, r.fetches, r.gets-r.refGets-int64(r.serves), r.refGets, r.serves)
 		b.ReportMetric(r.makespan.Seconds(), fmt.Sprintf("s-%dserves", r.serves))
 		b.ReportMetric(r.makespan.Seconds()/r.ideal.Seconds(), fmt.Sprintf("x-ideal-%dserves", r.serves))
@@ -121,12 +124,20 @@ func runTier(b *testing.B, m *testsvc.MinIO, bin string, env []string, spec, wan
 			stops[i]()
 		}
 	}()
+	balance := serves > 1 && tierBalance()
+	addrs := freeAddrs(b, serves)
 	for i := range serves {
-		lines, pid, stop := startProc(b, env, bin, "serving", profiled(b, fmt.Sprintf("serve%d-of-%d", i, serves), "serve", "--listen", "127.0.0.1:0", "--store", spec)...)
-		stops, pids = append(stops, stop), append(pids, pid)
-		urls = append(urls, serveURL(b, lines))
 		names = append(names, fmt.Sprintf("#serve%d", i))
 		uplinks = append(uplinks, testsvc.NewLink(tierUplink))
+	}
+	for i := range serves {
+		args := []string{"serve", "--listen", addrs[i], "--store", spec}
+		if balance {
+			args = append(args, "--peers", peerSpec(b, addrs, names, uplinks, i), "--peer-name", names[i][1:])
+		}
+		lines, pid, stop := startProc(b, env, bin, "serving", profiled(b, fmt.Sprintf("serve%d-of-%d", i, serves), args...)...)
+		stops, pids = append(stops, stop), append(pids, pid)
+		urls = append(urls, serveURL(b, lines))
 	}
 	var mnts []string
 	for range mounts {
@@ -142,7 +153,11 @@ func runTier(b *testing.B, m *testsvc.MinIO, bin string, env []string, spec, wan
 			}
 		}
 		mnt := b.TempDir()
-		_, pid, stop := startProc(b, os.Environ(), bin, "serving", profiled(b, fmt.Sprintf("mount%d-of-%d", len(mnts), serves), "mount", "--store", strings.Join(members, ","), mnt, "--refresh", "0")...)
+		args := []string{"mount", "--store", strings.Join(members, ","), mnt, "--refresh", "0"}
+		if balance {
+			args = append(args, "--balance")
+		}
+		_, pid, stop := startProc(b, os.Environ(), bin, "serving", profiled(b, fmt.Sprintf("mount%d-of-%d", len(mnts), serves), args...)...)
 		stops, pids = append(stops, stop), append(pids, pid)
 		mnts = append(mnts, mnt)
 	}
@@ -192,8 +207,46 @@ func runTier(b *testing.B, m *testsvc.MinIO, bin string, env []string, spec, wan
 		r.sent = append(r.sent, uplinks[j].Sent())
 	}
 	r.owners = time.Duration(float64(busiest) * float64(mounts) / tierUplink * float64(time.Second))
+	r.link = time.Duration(float64(slices.Max(r.sent)) / tierUplink * float64(time.Second))
 	r.gets = m.WaitRequests(b, "getobject", before+int64(len(blocks))+r.refGets+int64(serves)) - before
 	return r
+}
+
+// tierBalance says whether tiers of several serves balance: mounts with
+// --balance, serves with --peers. BLOCKFS_BENCH_BALANCE=0 turns it off.
+func tierBalance() bool { return os.Getenv("BLOCKFS_BENCH_BALANCE") != "0" }
+
+// freeAddrs returns n loopback addresses free a moment ago: serves with
+// --peers must know each other's addresses before they start.
+func freeAddrs(b *testing.B, n int) []string {
+	var out []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, ln.Addr().String())
+		ln.Close()
+	}
+	return out
+}
+
+// peerSpec is serve i's --peers: every other serve through a proxy that
+// passes that serve's uplink (a block fetched from its owner costs the
+// owner's link as a mount's read does), itself directly, all named as the
+// mounts name them.
+func peerSpec(b *testing.B, addrs, names []string, uplinks []*testsvc.Link, i int) string {
+	var members []string
+	for j, a := range addrs {
+		if j == i {
+			members = append(members, "http://"+a+names[j])
+			continue
+		}
+		p := testsvc.StartProxy(b, a)
+		p.Through(uplinks[j])
+		members = append(members, p.Endpoint()+names[j])
+	}
+	return strings.Join(members, ",")
 }
 
 // readerEnv names the file a run of this test binary as a reader hashes

@@ -16,7 +16,8 @@ import (
 // member is one server of the tier and what the tier knows of its health.
 type member struct {
 	url   string
-	group int // index of its group in the store string
+	name  string // what it is hashed by (see memberName)
+	group int    // index of its group in the store string
 	c     *httpstore.Client
 
 	down      atomic.Bool

@@ -42,6 +42,10 @@ type Options struct {
 	// ProbeInterval is how long a member stays down before the first
 	// health probe, and between probes (default 1s, with ±25% jitter).
 	ProbeInterval time.Duration
+	// StartDown lets Open succeed with no member answering yet (they all
+	// start down, and the prober brings them up): the peers of a serve,
+	// which start at the same time as it does.
+	StartDown bool
 	// Rounds bounds how many times a call goes through every member when
 	// all of them fail (default 5), with a jittered backoff between
 	// rounds (netstore's: Client.RetryBase doubling up to RetryMax).
@@ -60,6 +64,8 @@ type Store struct {
 	// member asked once during an outage and never since must not keep the
 	// tier unhealthy after the store is back.
 	refStale atomic.Bool
+	balance  atomic.Bool   // Place spreads blocks (SetBalance)
+	hints    hints         // Place's, for Get
 	base     time.Duration // backoff between rounds
 	maxWait  time.Duration
 
@@ -129,7 +135,7 @@ func Open(ctx context.Context, spec string, opts Options) (*Store, error) {
 				return nil, fmt.Errorf("tier: %w", err)
 			}
 			idx = append(idx, len(s.members))
-			s.members = append(s.members, &member{url: u, group: g, c: c})
+			s.members = append(s.members, &member{url: u, name: name, group: g, c: c})
 			s.seeds = append(s.seeds, seedOf(name))
 		}
 		s.groups = append(s.groups, idx)
@@ -166,7 +172,7 @@ func (s *Store) check(ctx context.Context) error {
 			s.members[i].markDown(time.Now(), err)
 		}
 	}
-	if up == 0 {
+	if up == 0 && !s.opts.StartDown {
 		return fmt.Errorf("%w: %w", ErrAllDown, errors.Join(errs...))
 	}
 	return nil
@@ -188,6 +194,15 @@ func (s *Store) closeClients() {
 	}
 }
 
+// names returns the members' names (see memberName).
+func (s *Store) names() []string {
+	out := make([]string, len(s.members))
+	for i, m := range s.members {
+		out[i] = m.name
+	}
+	return out
+}
+
 // URLs returns the members' URLs, in the order the store string gave them.
 func (s *Store) URLs() []string {
 	out := make([]string, len(s.members))
@@ -197,13 +212,10 @@ func (s *Store) URLs() []string {
 	return out
 }
 
-// order returns the members to try for key: the healthy ones of the first
-// group by rank, then those of the next group (a fallback group is asked
-// only when every member of the groups before it is down or failed), and
-// so on; then, as a last resort, the ones marked down (by group and rank
-// too): a member is only skipped while another might answer.
-func (s *Store) order(key uint64) []*member {
-	out := make([]*member, 0, len(s.members))
+// ranked returns every member's index for key, by group and rank within
+// the group, whatever their health: the order every client and member
+// computes alike.
+func (s *Store) ranked(key uint64) []int {
 	ranked := make([]int, 0, len(s.members))
 	for _, g := range s.groups {
 		seeds := make([]uint64, len(g))
@@ -214,17 +226,33 @@ func (s *Store) order(key uint64) []*member {
 			ranked = append(ranked, g[j])
 		}
 	}
+	return ranked
+}
+
+// orderFrom returns the members to try, from ranked: the healthy ones of
+// the first group by rank, then those of the next group (a fallback group
+// is asked only when every member of the groups before it is down or
+// failed), and so on; then, as a last resort, the ones marked down (by
+// group and rank too): a member is only skipped while another might
+// answer. With first >= 0 and up, that member is asked before the rest: a
+// placement hint (Place).
+func (s *Store) orderFrom(ranked []int, first int) []*member {
+	out := make([]*member, 0, len(s.members))
+	hinted := first >= 0 && !s.members[first].isDown()
+	if hinted {
+		out = append(out, s.members[first])
+	}
+	var down []*member
 	for _, i := range ranked {
-		if !s.members[i].isDown() {
-			out = append(out, s.members[i])
+		switch m := s.members[i]; {
+		case hinted && i == first:
+		case m.isDown():
+			down = append(down, m)
+		default:
+			out = append(out, m)
 		}
 	}
-	for _, i := range ranked {
-		if s.members[i].isDown() {
-			out = append(out, s.members[i])
-		}
-	}
-	return out
+	return append(out, down...)
 }
 
 // call runs fn on the members for key in order until one gives an answer:
@@ -233,9 +261,15 @@ func (s *Store) order(key uint64) []*member {
 // When every member failed, the call waits a jittered backoff and goes
 // round again, at most Rounds times, or until ctx ends.
 func (s *Store) call(ctx context.Context, key uint64, op string, fn func(*member) error) error {
+	return s.callFirst(ctx, key, -1, op, fn)
+}
+
+// callFirst is call with member first (if >= 0 and up) asked before the
+// others: a placement hint.
+func (s *Store) callFirst(ctx context.Context, key uint64, first int, op string, fn func(*member) error) error {
 	var errs []error
 	for round := 1; ; round++ {
-		for _, m := range s.order(key) {
+		for _, m := range s.orderFrom(s.ranked(key), first) {
 			err := m.do(ctx, fn)
 			if err == nil || !memberFailure(ctx, err) {
 				return err

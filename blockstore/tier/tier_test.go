@@ -477,3 +477,147 @@ func TestGroupFallback(t *testing.T) {
 		t.Fatalf("a and b back: store reads per member %v; want the %d blocks read by a and b, none by c", n, len(phase))
 	}
 }
+
+// forwarding is n members that forward to each block's owner (Router),
+// each over its own Counting of one shared store, and their store string.
+type forwarding struct {
+	spec   string
+	sw     []*switchable
+	counts []*storetest.Counting
+}
+
+func newForwarding(t *testing.T, n int, shared blockstore.Store) *forwarding {
+	f := &forwarding{}
+	var members []string
+	for i := range n {
+		sw := &switchable{}
+		sw.busy.Store(-1 << 40)
+		sw.down.Store(true) // until its handler is set
+		srv := httptest.NewServer(sw)
+		t.Cleanup(srv.Close)
+		f.sw = append(f.sw, sw)
+		members = append(members, fmt.Sprintf("%s#m%d", srv.URL, i))
+	}
+	f.spec = strings.Join(members, ",")
+	var all []*Store
+	for i, sw := range f.sw {
+		peers, err := Open(context.Background(), f.spec, Options{
+			Client:    httpstore.ClientOptions{Token: "tok", RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond},
+			StartDown: true, ProbeInterval: 20 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { peers.Close() })
+		cnt := storetest.NewCounting(shared)
+		r, err := NewRouter(cnt, peers, fmt.Sprintf("m%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := blockstore.NewPool(r, blockstore.PoolConfig{})
+		t.Cleanup(pool.Close)
+		sw.h = httpstore.NewHandler(r, pool, httpstore.ServerOptions{Token: "tok"})
+		f.counts, all = append(f.counts, cnt), append(all, peers)
+	}
+	for _, sw := range f.sw {
+		sw.down.Store(false)
+	}
+	testsvc.WaitFor(t, "every member to see every other up", func() bool {
+		for _, p := range all {
+			if p.Stats().Up != n {
+				return false
+			}
+		}
+		return true
+	})
+	return f
+}
+
+// TestPlaceForwarding: a client that places a file's blocks (Place) over
+// members that forward to the owner (Router) asks each member for an even
+// share of them (at most one block above), while the store still sees each
+// block once, read by its owner; with the owner of some blocks down, the
+// member asked reads them from the store itself, still once.
+func TestPlaceForwarding(t *testing.T) {
+	all := storetest.Blocks(13, 300, 4096)
+	f := newForwarding(t, 3, storetest.NewMem(all...))
+	s, err := Open(context.Background(), f.spec, Options{
+		Client:        httpstore.ClientOptions{Token: "tok", RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond},
+		ProbeInterval: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	s.SetBalance(true)
+	members := strings.Split(f.spec, ",")
+	locs := func(blocks [][]byte) []blockstore.Locator {
+		var out []blockstore.Locator
+		for _, b := range blocks {
+			out = append(out, blockstore.LocatorOf(b))
+		}
+		return out
+	}
+	storeReads := func(blocks [][]byte) {
+		t.Helper()
+		for _, b := range blocks {
+			h := blockstore.Sum(b)
+			var n int64
+			for _, c := range f.counts {
+				n += c.GetsOf(h)
+			}
+			if n != 1 {
+				t.Fatalf("block %v read %d times from the store, want 1", h, n)
+			}
+		}
+	}
+
+	phase := all[:200]
+	s.Place(locs(phase))
+	getAll(t, s, phase)
+	storeReads(phase)
+	owned := make([]int, 3)
+	for _, b := range phase {
+		o := Owner(members, blockstore.Sum(b))
+		owned[o]++
+		if f.counts[o].GetsOf(blockstore.Sum(b)) != 1 {
+			t.Fatalf("block %v not read by its owner %d", blockstore.Sum(b), o)
+		}
+	}
+	st := s.Stats()
+	moved := 0
+	for i, m := range st.Members {
+		if m.Requests > int64(len(phase)/3+1) {
+			t.Errorf("member %d asked for %d blocks; want at most %d (an even share of %d, plus one)", i, m.Requests, len(phase)/3+1, len(phase))
+		}
+		moved += max(0, owned[i]-int(m.Requests))
+	}
+	t.Logf("owned %v, asked %v requests; %d blocks moved", owned, []int64{st.Members[0].Requests, st.Members[1].Requests, st.Members[2].Requests}, moved)
+	if moved == 0 {
+		t.Fatal("no block moved off its owner: the test shows nothing")
+	}
+
+	f.sw[0].down.Store(true)
+	phase = all[200:]
+	s.Place(locs(phase))
+	getAll(t, s, phase)
+	storeReads(phase)
+	for _, b := range phase {
+		if n := f.counts[0].GetsOf(blockstore.Sum(b)); n != 0 {
+			t.Fatalf("member 0, down, read block %v", blockstore.Sum(b))
+		}
+	}
+}
+
+// TestNewRouterNames: a router must be a member of its peers.
+func TestNewRouterNames(t *testing.T) {
+	c := newCluster(t, 2, storetest.NewMem())
+	peers, err := Open(context.Background(), c.urls[0]+"#a,"+c.urls[1]+"#b", Options{Client: httpstore.ClientOptions{Token: "tok"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peers.Close()
+	if _, err := NewRouter(storetest.NewMem(), peers, "c"); err == nil || !strings.Contains(err.Error(), "not a member") {
+		t.Fatalf("a router not among its peers: %v", err)
+	}
+}

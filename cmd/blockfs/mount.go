@@ -9,6 +9,7 @@ import (
 
 	"blockfs/blockstore"
 	"blockfs/blockstore/storeurl"
+	"blockfs/blockstore/tier"
 	"blockfs/fs/mount"
 	"blockfs/fs/volume"
 	"blockfs/internal/metrics"
@@ -62,6 +63,7 @@ type mountFlags struct {
 	trace                               *string
 	traceWindow                         *time.Duration
 	siblings                            *int64
+	balance                             *bool
 }
 
 func addMountFlags(fl *pflag.FlagSet) *mountFlags {
@@ -82,6 +84,7 @@ func addMountFlags(fl *pflag.FlagSet) *mountFlags {
 	f.cacheTimeout = fl.Duration("cache-timeout", 0, "how long the kernel may cache names and attributes (default 24h: a refresh invalidates what it changes)")
 	f.metricsAddr = fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics (\":PORT\" listens on loopback; say 0.0.0.0:PORT for every interface)")
 	f.daemon = fl.Bool("daemon", false, "run in the background; return once the mount serves (exit 0) or failed (exit 1)")
+	f.balance = fl.Bool("balance", false, "spread each file's blocks evenly over the read tier's first group (its serves must run with --peers)")
 	f.owners = addOwnerFlags(fl)
 	f.lf = addLogFlags(fl)
 	f.cpuprofile = fl.String("cpuprofile", "", "write a CPU profile of the mount's life to this file")
@@ -168,6 +171,9 @@ func serveMount(ctx context.Context, e env, f *mountFlags, spec string, openOpts
 		return err
 	}
 	defer vol.Close()
+	if err := setBalance(vol, *f.balance); err != nil {
+		return err
+	}
 	lease.serve(ctx, vol)
 	var observer mount.OpObserver
 	if *f.metricsAddr != "" {
@@ -312,4 +318,19 @@ func zeroMeansOff[T ~int | ~int64](v T) T {
 		return -1
 	}
 	return v
+}
+
+// setBalance turns on the read tier's placement of each opened file's
+// blocks (tier.Store.SetBalance), which only a tier of serves with --peers
+// may have: it is an error on any other store.
+func setBalance(vol *volume.Volume, on bool) error {
+	if !on {
+		return nil
+	}
+	t, ok := blockstore.As[*tier.Store](vol.Store().Blocks)
+	if !ok {
+		return usagef("--balance needs a read tier of several serves as the store, not %s", vol.Spec)
+	}
+	t.SetBalance(true)
+	return nil
 }

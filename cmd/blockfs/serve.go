@@ -16,6 +16,7 @@ import (
 	"blockfs/blockstore/httpstore"
 	"blockfs/blockstore/limit"
 	"blockfs/blockstore/storeurl"
+	"blockfs/blockstore/tier"
 	"blockfs/internal/metrics"
 	"blockfs/internal/procs"
 
@@ -53,6 +54,7 @@ type serveFlags struct {
 	metricsAddr     *string
 	shutdown        *time.Duration
 	cpuprofile      *string
+	peers, peerName *string
 }
 
 func addServeFlags(fl *pflag.FlagSet) *serveFlags {
@@ -71,6 +73,8 @@ func addServeFlags(fl *pflag.FlagSet) *serveFlags {
 		metricsAddr: fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics (\":PORT\" listens on loopback; say 0.0.0.0:PORT for every interface)"),
 		shutdown:    fl.Duration("shutdown-timeout", 30*time.Second, "how long requests in flight may finish after SIGTERM"),
 		cpuprofile:  hiddenString(fl, "cpuprofile", "write a CPU profile of the serve's life to this file"),
+		peers:       fl.String("peers", "", "the read tier this serve is a member of, as its clients name it (http://a:8420#a,http://b:8420#b): a block this serve does not own is fetched from its owner, not the store (for mounts with --balance)"),
+		peerName:    fl.String("peer-name", "", "this serve's name in --peers (the member's #fragment, else its URL)"),
 	}
 }
 
@@ -99,6 +103,9 @@ func (f *serveFlags) check(args []string) (loopback bool, err error) {
 	}
 	if (*f.tlsCert == "") != (*f.tlsKey == "") {
 		return false, usagef("--tls-cert and --tls-key go together")
+	}
+	if (*f.peers == "") != (*f.peerName == "") {
+		return false, usagef("--peers and --peer-name go together")
 	}
 	loopback, err = isLoopback(*f.listen)
 	if err != nil {
@@ -156,10 +163,23 @@ func runServe(ctx context.Context, e env, f *serveFlags, spec string, openOpts s
 	reg := metrics.New()
 	// The bound sits under the disk cache: it counts what reaches the
 	// store, not cache hits.
+	peers, err := openPeers(ctx, f, openOpts, token)
+	if err != nil {
+		return err
+	}
+	if peers != nil {
+		defer peers.Close()
+	}
 	openOpts.WrapBackend = func(s blockstore.Store) blockstore.Store {
 		s = limit.New(s, limit.Options{MaxConcurrent: *f.storeConc})
 		if *f.metricsAddr != "" {
 			s = reg.WrapStore(s)
+		}
+		if peers != nil {
+			// Over the bound: what the bound counts is the store's
+			// requests, not the peers'. Under the cache: a block held
+			// here is served from here.
+			s, _ = tier.NewRouter(s, peers, *f.peerName)
 		}
 		return s
 	}
@@ -174,7 +194,7 @@ func runServe(ctx context.Context, e env, f *serveFlags, spec string, openOpts s
 		Token:      token,
 		Public:     *f.public || loopback,
 		MaxClients: *f.maxClients,
-		Extra:      storeStats(spec, store),
+		Extra:      storeStats(spec, store, peers),
 	})
 	if *f.metricsAddr != "" {
 		exportServe(reg, pool, handler, store)
@@ -206,7 +226,7 @@ func runServe(ctx context.Context, e env, f *serveFlags, spec string, openOpts s
 }
 
 // storeStats is what /v1/stats adds about the store behind the pool.
-func storeStats(spec string, store *storeurl.Stack) func() map[string]any {
+func storeStats(spec string, store *storeurl.Stack, peers *tier.Store) func() map[string]any {
 	return func() map[string]any {
 		// What it costs the machine is its process's usage. Its health
 		// is the Handler's own (healthy, reason): whether its store
@@ -218,6 +238,9 @@ func storeStats(spec string, store *storeurl.Stack) func() map[string]any {
 		}
 		if store.Cache != nil {
 			extra["cache"] = store.Cache.Stats()
+		}
+		if peers != nil {
+			extra["peers"] = peers.Stats()
 		}
 		return extra
 	}
@@ -285,4 +308,31 @@ func startCPUProfile(path string) (stop func(), err error) {
 		return nil, err
 	}
 	return func() { pprof.StopCPUProfile(); pf.Close() }, nil
+}
+
+// openPeers opens the tier of --peers (its members may start after this
+// one: they start down until probed up), with this serve's token, and
+// checks that --peer-name is one of them.
+func openPeers(ctx context.Context, f *serveFlags, openOpts storeurl.Options, token string) (*tier.Store, error) {
+	if *f.peers == "" {
+		return nil, nil
+	}
+	if !tier.IsTier(*f.peers) {
+		return nil, usagef("--peers %s: name every member of the tier, this one too", *f.peers)
+	}
+	tc, err := storeurl.ClientTLS(openOpts.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	// Probed often: until a peer is seen up, this serve reads the blocks
+	// that peer owns from the store itself.
+	peers, err := tier.Open(ctx, *f.peers, tier.Options{Client: httpstore.ClientOptions{Token: token, TLS: tc}, StartDown: true, ProbeInterval: 250 * time.Millisecond})
+	if err != nil {
+		return nil, fmt.Errorf("--peers: %w", err)
+	}
+	if _, err := tier.NewRouter(nil, peers, *f.peerName); err != nil {
+		peers.Close()
+		return nil, usagef("--peer-name %s: %v", *f.peerName, err)
+	}
+	return peers, nil
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -450,5 +452,84 @@ func wantServeHealth(t *testing.T, url, metrics string, healthy bool) {
 		t.Errorf("serve %s: blockfs stats says %q, want healthy %v", url, strings.SplitN(string(human), "\n", 2)[0], healthy)
 	case !strings.Contains(m, gauge):
 		t.Errorf("serve %s: metrics lack %q", url, gauge)
+	}
+}
+
+// TestTierBalanced: 3 serves over the real MinIO, each a member of their
+// tier (--peers), 4 mounts with --balance x 2 readers of a cold file:
+// every byte is right, and MinIO still serves one GET per unique block
+// (plus ref reads and markers) although the mounts asked some serves for
+// blocks they do not own: those serves got them from the owners (their
+// fetches add up to more than the unique blocks).
+func TestTierBalanced(t *testing.T) {
+	testsvc.RequireFUSE(t)
+	m := testsvc.SharedMinIO(t)
+	bucket := m.NewBucket(t)
+	spec := "s3://" + bucket + "/tier"
+	want, unique := tierFile(t, m, spec, 11, tierMiB<<20, "/input.bin")
+	before := m.Requests(t, "getobject")
+	var members, urls []string
+	for i := range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		urls = append(urls, "http://"+ln.Addr().String())
+		members = append(members, fmt.Sprintf("http://%s#s%d", ln.Addr(), i))
+		ln.Close()
+	}
+	peers := strings.Join(members, ",")
+	for i, u := range urls {
+		cmd := exec.Command(blockfsBin, "serve", "--listen", strings.TrimPrefix(u, "http://"), "--store", spec, "--peers", peers, "--peer-name", fmt.Sprintf("s%d", i))
+		cmd.Env = s3Env(m, m.Endpoint())
+		startServeCmd(t, cmd)
+	}
+	// Each serve reads the blocks of a peer it has not yet seen up from
+	// MinIO itself; the mounts start once every serve sees all three.
+	for _, u := range urls {
+		pollUntil(t, time.Minute, u+" to see its peers up", func() bool {
+			resp, err := http.Get(u + "/v1/stats") // all of it: `blockfs stats` shows no peers
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			var st struct {
+				Peers tier.Stats `json:"peers"`
+			}
+			return json.NewDecoder(resp.Body).Decode(&st) == nil && st.Peers.Up == 3
+		})
+	}
+	var mnts []string
+	for range 4 {
+		mnt := t.TempDir()
+		startMount(t, peers, mnt, "--refresh", "0", "--balance")
+		mnts = append(mnts, mnt)
+	}
+	for _, err := range readEverywhere(mnts, 2, "input.bin", want) {
+		t.Error(err)
+	}
+	var fetches []int64
+	var sumFetches, sumRefs int64
+	for _, u := range urls {
+		pool, h := serverStats(t, u)
+		fetches = append(fetches, pool.Fetches)
+		sumFetches, sumRefs = sumFetches+pool.Fetches, sumRefs+h.RefGets
+	}
+	markers := int64(len(urls))
+	wantGets := before + unique + sumRefs + markers
+	if got := m.WaitRequests(t, "getobject", wantGets); got != wantGets {
+		t.Errorf("MinIO served %d GETs, want %d (%d blocks + %d ref reads + %d markers)", got-before, wantGets-before, unique, sumRefs, markers)
+	}
+	own, _ := owned(t, m, bucket, "tier", members)
+	t.Logf("%d unique blocks owned %v; serves fetched %v (from MinIO or their owner)", unique, own, fetches)
+	if sumFetches <= unique {
+		t.Errorf("serves fetched %d blocks for %d unique: no block was asked of a serve that does not own it", sumFetches, unique)
+	}
+	// --balance asks for a tier: on one serve it is refused.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, blockfsBin, "mount", "--store", urls[0], "--balance", t.TempDir()).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--balance needs a read tier") {
+		t.Errorf("mount --balance on one serve: %v %s", err, out)
 	}
 }
