@@ -6,8 +6,11 @@
 // carry only its share. A member that fails is marked down and its blocks go
 // to their next-ranked member at once; a prober brings it back when it
 // answers again. A tier is a store string like any other
-// ("http://a:8420,http://b:8420"), so a serve can itself read from a tier
-// (rack servers in front of site servers in front of S3).
+// ("http://a:8420,http://b:8420", or in groups "a|b;c", see parseGroups),
+// so a serve can itself read from a tier (rack servers in front of site
+// servers in front of S3). Place and Router let clients spread a file's
+// blocks evenly while each is still read from the store by its owner only
+// (place.go).
 package tier
 
 import (
