@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"syscall"
 	"time"
@@ -64,6 +65,7 @@ type mountFlags struct {
 	traceWindow                         *time.Duration
 	siblings                            *int64
 	balance                             *bool
+	pf                                  *peerFlags
 }
 
 func addMountFlags(fl *pflag.FlagSet) *mountFlags {
@@ -85,6 +87,7 @@ func addMountFlags(fl *pflag.FlagSet) *mountFlags {
 	f.metricsAddr = fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics (\":PORT\" listens on loopback; say 0.0.0.0:PORT for every interface)")
 	f.daemon = fl.Bool("daemon", false, "run in the background; return once the mount serves (exit 0) or failed (exit 1)")
 	f.balance = fl.Bool("balance", false, "spread each file's blocks evenly over the read tier's first group (its serves must run with --peers)")
+	f.pf = addPeerFlags(fl)
 	f.owners = addOwnerFlags(fl)
 	f.lf = addLogFlags(fl)
 	f.cpuprofile = fl.String("cpuprofile", "", "write a CPU profile of the mount's life to this file")
@@ -99,6 +102,9 @@ func (f *mountFlags) check(args []string) error {
 	}
 	if *f.fetchTimeout <= 0 {
 		return usagef("--fetch-timeout must be positive")
+	}
+	if err := f.pf.check(); err != nil {
+		return err
 	}
 	if *f.refresh < 0 || *f.cacheTimeout < 0 {
 		return usagef("--refresh and --cache-timeout must not be negative")
@@ -166,6 +172,14 @@ func serveMount(ctx context.Context, e env, f *mountFlags, spec string, openOpts
 		return err
 	}
 	defer lease.release()
+	peers, err := openPeerTier(ctx, *f.pf.peers, *f.pf.name, openOpts, openOpts.Token)
+	if err != nil {
+		return err
+	}
+	if peers != nil {
+		defer peers.Close()
+	}
+	openOpts.WrapBackend = routeThrough(openOpts.WrapBackend, peers, *f.pf.name)
 	vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts, MetaDir: *f.metaDir, At: *f.at})
 	if err != nil {
 		return err
@@ -198,16 +212,13 @@ func serveMount(ctx context.Context, e env, f *mountFlags, spec string, openOpts
 	if err != nil {
 		return withFUSEHint(err)
 	}
-	if *f.metricsAddr != "" {
-		exportMount(reg, m, vol)
-		addr, err := reg.Serve(ctx, *f.metricsAddr)
-		if err != nil {
-			m.Unmount()
-			m.Wait()
-			return err
-		}
-		fmt.Fprintf(e.stderr, "blockfs mount: metrics at http://%s/metrics\n", addr)
+	stopExtras, err := startMountExtras(ctx, e, f, reg, m, vol, peers, openOpts.Token, logger)
+	if err != nil {
+		m.Unmount()
+		m.Wait()
+		return err
 	}
+	defer stopExtras()
 	fmt.Fprintf(e.stderr, "blockfs mount: serving %s at %s (pool %s); Ctrl-C or umount to stop\n",
 		vol.Spec, m.Mountpoint(), humanize.IBytes(uint64(*f.poolSize)))
 	logger.Info("serving", "store", vol.Spec, "mountpoint", m.Mountpoint(), "generation", vol.MetaStats().Generation)
@@ -333,4 +344,22 @@ func setBalance(vol *volume.Volume, on bool) error {
 	}
 	t.SetBalance(true)
 	return nil
+}
+
+// startMountExtras starts what a mount serves besides its files: metrics
+// (--metrics) and its blocks to its peers (--serve).
+func startMountExtras(ctx context.Context, e env, f *mountFlags, reg *metrics.Registry, m *mount.Mount, vol *volume.Volume, peers *tier.Store, token string, logger *slog.Logger) (stop func(), err error) {
+	stop = func() {}
+	if *f.metricsAddr != "" {
+		exportMount(reg, m, vol)
+		addr, err := reg.Serve(ctx, *f.metricsAddr)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(e.stderr, "blockfs mount: metrics at http://%s/metrics\n", addr)
+	}
+	if peers != nil {
+		return servePeers(ctx, *f.pf.serve, m, vol.Store().Blocks, peers, token, logger)
+	}
+	return stop, nil
 }

@@ -163,26 +163,25 @@ func runServe(ctx context.Context, e env, f *serveFlags, spec string, openOpts s
 	reg := metrics.New()
 	// The bound sits under the disk cache: it counts what reaches the
 	// store, not cache hits.
-	peers, err := openPeers(ctx, f, openOpts, token)
+	if *f.peers != "" && !tier.IsTier(*f.peers) {
+		return usagef("--peers %s: name every member of the tier, this one too", *f.peers)
+	}
+	peers, err := openPeerTier(ctx, *f.peers, *f.peerName, openOpts, token)
 	if err != nil {
 		return err
 	}
 	if peers != nil {
 		defer peers.Close()
 	}
-	openOpts.WrapBackend = func(s blockstore.Store) blockstore.Store {
+	// The router sits over the bound, which counts the store's requests,
+	// not the peers'.
+	openOpts.WrapBackend = routeThrough(func(s blockstore.Store) blockstore.Store {
 		s = limit.New(s, limit.Options{MaxConcurrent: *f.storeConc})
 		if *f.metricsAddr != "" {
 			s = reg.WrapStore(s)
 		}
-		if peers != nil {
-			// Over the bound: what the bound counts is the store's
-			// requests, not the peers'. Under the cache: a block held
-			// here is served from here.
-			s, _ = tier.NewRouter(s, peers, *f.peerName)
-		}
 		return s
-	}
+	}, peers, *f.peerName)
 	store, err := storeurl.Open(ctx, spec, openOpts)
 	if err != nil {
 		return err
@@ -308,31 +307,4 @@ func startCPUProfile(path string) (stop func(), err error) {
 		return nil, err
 	}
 	return func() { pprof.StopCPUProfile(); pf.Close() }, nil
-}
-
-// openPeers opens the tier of --peers (its members may start after this
-// one: they start down until probed up), with this serve's token, and
-// checks that --peer-name is one of them.
-func openPeers(ctx context.Context, f *serveFlags, openOpts storeurl.Options, token string) (*tier.Store, error) {
-	if *f.peers == "" {
-		return nil, nil
-	}
-	if !tier.IsTier(*f.peers) {
-		return nil, usagef("--peers %s: name every member of the tier, this one too", *f.peers)
-	}
-	tc, err := storeurl.ClientTLS(openOpts.CAFile)
-	if err != nil {
-		return nil, err
-	}
-	// Probed often: until a peer is seen up, this serve reads the blocks
-	// that peer owns from the store itself.
-	peers, err := tier.Open(ctx, *f.peers, tier.Options{Client: httpstore.ClientOptions{Token: token, TLS: tc}, StartDown: true, ProbeInterval: 250 * time.Millisecond})
-	if err != nil {
-		return nil, fmt.Errorf("--peers: %w", err)
-	}
-	if _, err := tier.NewRouter(nil, peers, *f.peerName); err != nil {
-		peers.Close()
-		return nil, usagef("--peer-name %s: %v", *f.peerName, err)
-	}
-	return peers, nil
 }

@@ -32,18 +32,26 @@ const tierMiB = 32
 // stored.
 func tierFile(t *testing.T, m *testsvc.MinIO, spec string, seed, size int, name string) (string, int64) {
 	t.Helper()
+	sum, data, meta := tierFileSplit(t, m, spec, seed, size, name)
+	return sum, data + meta
+}
+
+// tierFileSplit is tierFile, with the unique blocks split into data and
+// metadata blocks.
+func tierFileSplit(t *testing.T, m *testsvc.MinIO, spec string, seed, size int, name string) (sum string, data, meta int64) {
+	t.Helper()
 	src := filepath.Join(t.TempDir(), "src.bin")
-	data := make([]byte, size)
-	for i := range data {
-		data[i] = byte(i*seed + i/4093 + seed)
+	bytes := make([]byte, size)
+	for i := range bytes {
+		bytes[i] = byte(i*seed + i/4093 + seed)
 	}
-	if err := os.WriteFile(src, data, 0o644); err != nil {
+	if err := os.WriteFile(src, bytes, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(data)
+	h := sha256.Sum256(bytes)
 	// Fixed 512 KiB blocks: many per file, so every member owns a share.
 	st := importJSON(t, s3Env(m, m.Endpoint()), "--store", spec, "--fixed", "--chunk-avg", "512KiB", src, name)
-	return hex.EncodeToString(sum[:]), int64(st["new_blocks"] + st["meta_blocks"])
+	return hex.EncodeToString(h[:]), int64(st["new_blocks"]), int64(st["meta_blocks"])
 }
 
 // readEverywhere runs readers concurrent sha256sums of name on every
@@ -469,14 +477,9 @@ func TestTierBalanced(t *testing.T) {
 	want, unique := tierFile(t, m, spec, 11, tierMiB<<20, "/input.bin")
 	before := m.Requests(t, "getobject")
 	var members, urls []string
-	for i := range 3 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		urls = append(urls, "http://"+ln.Addr().String())
-		members = append(members, fmt.Sprintf("http://%s#s%d", ln.Addr(), i))
-		ln.Close()
+	for i, a := range freeLoopbackAddrs(t, 3) {
+		urls = append(urls, "http://"+a)
+		members = append(members, fmt.Sprintf("http://%s#s%d", a, i))
 	}
 	peers := strings.Join(members, ",")
 	for i, u := range urls {
@@ -487,17 +490,7 @@ func TestTierBalanced(t *testing.T) {
 	// Each serve reads the blocks of a peer it has not yet seen up from
 	// MinIO itself; the mounts start once every serve sees all three.
 	for _, u := range urls {
-		pollUntil(t, time.Minute, u+" to see its peers up", func() bool {
-			resp, err := http.Get(u + "/v1/stats") // all of it: `blockfs stats` shows no peers
-			if err != nil {
-				return false
-			}
-			defer resp.Body.Close()
-			var st struct {
-				Peers tier.Stats `json:"peers"`
-			}
-			return json.NewDecoder(resp.Body).Decode(&st) == nil && st.Peers.Up == 3
-		})
+		peersUp(t, u, len(urls))
 	}
 	var mnts []string
 	for range 4 {
@@ -531,5 +524,83 @@ func TestTierBalanced(t *testing.T) {
 	out, err := exec.CommandContext(ctx, blockfsBin, "mount", "--store", urls[0], "--balance", t.TempDir()).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "--balance needs a read tier") {
 		t.Errorf("mount --balance on one serve: %v %s", err, out)
+	}
+}
+
+// freeLoopbackAddrs returns n loopback addresses free a moment ago, for
+// members that must know each other's addresses before they start.
+func freeLoopbackAddrs(t *testing.T, n int) []string {
+	var out []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, ln.Addr().String())
+		ln.Close()
+	}
+	return out
+}
+
+// peersUp waits until the member at url (a serve, or a mount's --serve)
+// sees all n of its peers up, from its /v1/stats.
+func peersUp(t *testing.T, url string, n int) {
+	t.Helper()
+	pollUntil(t, time.Minute, url+" to see its peers up", func() bool {
+		resp, err := http.Get(url + "/v1/stats") // all of it: `blockfs stats` shows no peers
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var st struct {
+			Peers tier.Stats `json:"peers"`
+		}
+		return json.NewDecoder(resp.Body).Decode(&st) == nil && st.Peers.Up == n
+	})
+}
+
+// TestPeersServePeers: one serve over the real MinIO, 4 mounts of it that
+// are peers (--serve, --peers), 2 readers each of a cold file: every byte
+// is right, and each data block crossed the serve's link once (the serve
+// was asked for each once, by the mount that owns it; the others read it
+// from that mount), where without peers each mount asks for every block.
+// Only metadata, read at mount start before a mount has seen its peers,
+// may come from the serve to more than one mount.
+func TestPeersServePeers(t *testing.T) {
+	testsvc.RequireFUSE(t)
+	m := testsvc.SharedMinIO(t)
+	spec := "s3://" + m.NewBucket(t) + "/peers"
+	want, data, meta := tierFileSplit(t, m, spec, 13, tierMiB<<20, "/input.bin")
+	_, serve := startServe(t, s3Env(m, m.Endpoint()), "--store", spec)
+	addrs := freeLoopbackAddrs(t, 4)
+	var members []string
+	for i, a := range addrs {
+		members = append(members, fmt.Sprintf("http://%s#n%d", a, i))
+	}
+	var mnts []string
+	for i, a := range addrs {
+		mnt := t.TempDir()
+		startMount(t, serve, mnt, "--refresh", "0", "--serve", a, "--peers", strings.Join(members, ","), "--peer-name", fmt.Sprintf("n%d", i))
+		mnts = append(mnts, mnt)
+	}
+	for _, a := range addrs {
+		peersUp(t, "http://"+a, len(addrs))
+	}
+	for _, err := range readEverywhere(mnts, 2, "input.bin", want) {
+		t.Error(err)
+	}
+	pool, _ := serverStats(t, serve)
+	var fromPeers int64
+	for _, a := range addrs {
+		_, h := serverStats(t, "http://"+a)
+		fromPeers += h.BlockGets
+	}
+	t.Logf("%d data + %d metadata blocks; the serve was asked for %d blocks (without peers: %d), the mounts asked each other for %d",
+		data, meta, pool.Gets, int64(len(mnts))*(data+meta), fromPeers)
+	if pool.Gets < data || pool.Gets > data+int64(len(mnts))*meta {
+		t.Errorf("the serve was asked for %d blocks; want each of the %d data blocks once, plus at most %d metadata reads per mount", pool.Gets, data, meta)
+	}
+	if fromPeers < data {
+		t.Errorf("the mounts asked each other for %d blocks; want more than the %d data blocks (each mount reads 3 in 4 of them from another)", fromPeers, data)
 	}
 }
