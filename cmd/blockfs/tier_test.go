@@ -604,3 +604,73 @@ func TestPeersServePeers(t *testing.T) {
 		t.Errorf("the mounts asked each other for %d blocks; want more than the %d data blocks (each mount reads 3 in 4 of them from another)", fromPeers, data)
 	}
 }
+
+// TestPeersKill: one serve (MinIO behind 20 ms), 3 peer mounts; one mount
+// is SIGKILLed while the other two read a cold file (2 readers each),
+// after they have begun reading through it. Every reader finishes with
+// the right bytes and no EIO (the blocks the dead mount owned are read by
+// the next-ranked member, at the latest the reader's own mount), and the
+// survivors see it down.
+func TestPeersKill(t *testing.T) {
+	testsvc.RequireFUSE(t)
+	m := testsvc.SharedMinIO(t)
+	spec := "s3://" + m.NewBucket(t) + "/peerkill"
+	want, _ := tierFile(t, m, spec, 17, tierMiB<<20, "/input.bin")
+	proxy := testsvc.StartProxy(t, m.Host())
+	proxy.Latency(20 * time.Millisecond)
+	_, serve := startServe(t, s3Env(m, proxy.Endpoint()), "--store", spec)
+	addrs := freeLoopbackAddrs(t, 3)
+	var members []string
+	for i, a := range addrs {
+		members = append(members, fmt.Sprintf("http://%s#n%d", a, i))
+	}
+	var mnts []string
+	var cmds []*exec.Cmd
+	for i, a := range addrs {
+		mnt := t.TempDir()
+		c := startMount(t, serve, mnt, "--refresh", "0", "--serve", a, "--peers", strings.Join(members, ","), "--peer-name", fmt.Sprintf("n%d", i))
+		mnts, cmds = append(mnts, mnt), append(cmds, c)
+	}
+	for _, a := range addrs {
+		peersUp(t, "http://"+a, len(addrs))
+	}
+	victim := "http://" + addrs[2]
+	done := make(chan []error, 1)
+	go func() { done <- readEverywhere(mnts[:2], 2, "input.bin", want) }()
+	pollUntil(t, time.Minute, "mount n2 serving its peers", func() bool {
+		resp, err := http.Get(victim + "/v1/stats")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var st struct {
+			HTTP httpstore.ServerStats `json:"http"`
+		}
+		return json.NewDecoder(resp.Body).Decode(&st) == nil && st.HTTP.BlockGets >= 4
+	})
+	select {
+	case <-done:
+		t.Fatal("the readers finished before the mount was killed: nothing shown")
+	default:
+	}
+	cmds[2].Process.Kill()
+	cmds[2].Wait()
+	exec.Command("umount", "-l", mnts[2]).Run() // the dead process's FUSE connection
+	for _, err := range <-done {
+		t.Error(err)
+	}
+	for _, a := range addrs[:2] {
+		resp, err := http.Get("http://" + a + "/v1/stats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st struct {
+			Peers tier.Stats `json:"peers"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil || st.Peers.Members[2].State != "down" || st.Peers.Members[2].Failures == 0 {
+			t.Errorf("mount at %s after the kill: peers %+v %v; want n2 down after a failure", a, st.Peers, err)
+		}
+	}
+}
