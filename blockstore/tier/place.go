@@ -1,6 +1,9 @@
 package tier
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -91,7 +94,35 @@ func (s *Store) Place(locs []blockstore.Locator) {
 // SetBalance turns Place on (it is off by default): only for a tier whose
 // members forward blocks they do not own to the owner (serve --peers, see
 // Router); a plain member would fetch a placed block from the store itself.
+// See CheckForwarding.
 func (s *Store) SetBalance(on bool) { s.balance.Store(on) }
+
+// CheckForwarding asks every member of the first group that is up whether
+// it forwards to owners (its /v1/stats lists its peers), so that a client
+// about to balance is told of a serve without --peers instead of making
+// the store see blocks twice. Members down now cannot be asked.
+func (s *Store) CheckForwarding(ctx context.Context) error {
+	for _, i := range s.groups[0] {
+		m := s.members[i]
+		if m.isDown() {
+			continue
+		}
+		b, err := m.c.ServerStats(ctx)
+		if err != nil {
+			return fmt.Errorf("tier: asking %s whether it forwards: %w", m.url, err)
+		}
+		var st struct {
+			Peers *Stats `json:"peers"`
+		}
+		if err := json.Unmarshal(b, &st); err != nil {
+			return fmt.Errorf("tier: %s: unreadable stats: %w", m.url, err)
+		}
+		if st.Peers == nil {
+			return fmt.Errorf("tier: %s does not forward blocks it does not own to their owner (a serve without --peers)", m.url)
+		}
+	}
+	return nil
+}
 
 // distinct returns locs without holes and repeats, in hash order: the
 // order every client places them in.

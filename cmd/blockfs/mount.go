@@ -185,7 +185,7 @@ func serveMount(ctx context.Context, e env, f *mountFlags, spec string, openOpts
 		return err
 	}
 	defer vol.Close()
-	if err := setBalance(vol, *f.balance); err != nil {
+	if err := setBalance(ctx, vol, *f.balance); err != nil {
 		return err
 	}
 	lease.serve(ctx, vol)
@@ -334,13 +334,16 @@ func zeroMeansOff[T ~int | ~int64](v T) T {
 // setBalance turns on the read tier's placement of each opened file's
 // blocks (tier.Store.SetBalance), which only a tier of serves with --peers
 // may have: it is an error on any other store.
-func setBalance(vol *volume.Volume, on bool) error {
+func setBalance(ctx context.Context, vol *volume.Volume, on bool) error {
 	if !on {
 		return nil
 	}
 	t, ok := blockstore.As[*tier.Store](vol.Store().Blocks)
 	if !ok {
 		return usagef("--balance needs a read tier of several serves as the store, not %s", vol.Spec)
+	}
+	if err := t.CheckForwarding(ctx); err != nil {
+		return fmt.Errorf("--balance: %w", err)
 	}
 	t.SetBalance(true)
 	return nil

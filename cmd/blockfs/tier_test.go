@@ -518,12 +518,18 @@ func TestTierBalanced(t *testing.T) {
 	if sumFetches <= unique {
 		t.Errorf("serves fetched %d blocks for %d unique: no block was asked of a serve that does not own it", sumFetches, unique)
 	}
-	// --balance asks for a tier: on one serve it is refused.
+	// --balance asks for a tier whose serves forward: on one serve, or on
+	// serves without --peers, it is refused.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, blockfsBin, "mount", "--store", urls[0], "--balance", t.TempDir()).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "--balance needs a read tier") {
 		t.Errorf("mount --balance on one serve: %v %s", err, out)
+	}
+	_, plain := startServe(t, s3Env(m, m.Endpoint()), "--store", spec)
+	out, err = exec.CommandContext(ctx, blockfsBin, "mount", "--store", urls[0]+","+plain, "--balance", t.TempDir()).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), plain+" does not forward") {
+		t.Errorf("mount --balance on a serve without --peers: %v %s", err, out)
 	}
 }
 
