@@ -3,11 +3,15 @@ package bench
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,11 +50,16 @@ type tierRun struct {
 	makespan time.Duration
 	ideal    time.Duration // max(bytes x mounts / total uplink, bytes / downlink)
 	owners   time.Duration // the busiest serve's owned bytes x mounts / uplink
+	link     time.Duration // the busiest uplink's bytes (sent) / uplink: the bound with balancing
 	gets     int64         // MinIO GETs during the run
 	refGets  int64         // of which ref reads the serves passed on
 	fetches  []int64       // blocks each serve fetched from MinIO
 	sent     []int64       // bytes through each serve's uplink
-	ours     time.Duration // CPU time of the proxies, serves and mounts (not sha256sum, not MinIO)
+	ours     time.Duration // CPU time of the serves and mounts
+	proxies  time.Duration // CPU time of this process: the toxiproxies and their links
+	readers  time.Duration // CPU time of the readers (read + SHA-256, see readerCmd)
+	minio    time.Duration // CPU time of MinIO
+	busy     time.Duration // CPU time of the whole machine (other users' work included)
 	idle     float64       // share of the machine left idle during the reads
 }
 
@@ -83,13 +92,16 @@ func BenchmarkTier(b *testing.B) {
 	}
 	fmt.Printf("%d mounts x 1 reader of one cold %d MiB file (%d blocks of %d KiB), MinIO on loopback;\n",
 		mounts, size>>20, len(blocks), tierBlock>>10)
-	fmt.Printf("each serve's uplink %.0f MB/s, each mount's downlink %.0f MB/s (shared toxiproxy links).\n", tierUplink/1e6, tierDownlink/1e6)
-	fmt.Printf("ideal = max(bytes x mounts / (serves x uplink), bytes / downlink); owner-bound = busiest serve's owned bytes x mounts / uplink\n")
-	fmt.Printf("  %6s %9s %9s %6s %12s %10s %7s %9s %5s  %s\n", "serves", "makespan", "ideal", "ratio", "owner-bound", "MinIO GETs", "blocks", "our CPU", "idle", "fetches per serve")
+	fmt.Printf("each serve's uplink %.0f MB/s, each mount's downlink %.0f MB/s (shared toxiproxy links); balanced placement (mount --balance, serve --peers): %v\n", tierUplink/1e6, tierDownlink/1e6, tierBalance())
+	fmt.Printf("ideal = max(bytes x mounts / (serves x uplink), bytes / downlink); owner-bound = busiest serve's owned bytes x mounts / uplink;\nlink-bound = bytes through the busiest uplink / uplink (with balancing, what it sent to mounts and peers)\n")
+	fmt.Printf("CPU seconds during the reads: ours = serves + mounts; proxy = toxiproxy (this process); sha = the readers (read + SHA-256); machine = every process of every user\n")
+	fmt.Printf("  %6s %9s %9s %6s %12s %11s %10s %7s %6s %6s %6s %6s %8s %5s  %s\n", "serves", "makespan", "ideal", "ratio", "owner-bound", "link-bound", "MinIO GETs", "blocks",
+		"ours", "proxy", "sha", "minio", "machine", "idle", "fetches per serve")
 	for _, r := range runs {
-		fmt.Printf("  %6d %9s %9s %5.2fx %12s %10d %7d %8.1fs %4.0f%%  %v (GETs = %d blocks + %d ref reads + %d format markers)\n", r.serves,
+		fmt.Printf("  %6d %9s %9s %5.2fx %12s %11s %10d %7d %6.1f %6.1f %6.1f %6.1f %8.1f %4.0f%%  %v (GETs = %d blocks + %d ref reads + %d format markers)\n", r.serves,
 			r.makespan.Round(10*time.Millisecond), r.ideal.Round(10*time.Millisecond), r.makespan.Seconds()/r.ideal.Seconds(),
-			r.owners.Round(10*time.Millisecond), r.gets, len(blocks), r.ours.Seconds(), 100*r.idle, r.fetches, r.gets-r.refGets-int64(r.serves), r.refGets, r.serves)
+			r.owners.Round(10*time.Millisecond), r.link.Round(10*time.Millisecond), r.gets, len(blocks), r.ours.Seconds(), r.proxies.Seconds(), r.readers.Seconds(), r.minio.Seconds(),
+			r.busy.Seconds(), 100*r.idle, r.fetches, r.gets-r.refGets-int64(r.serves), r.refGets, r.serves)
 		b.ReportMetric(r.makespan.Seconds(), fmt.Sprintf("s-%dserves", r.serves))
 		b.ReportMetric(r.makespan.Seconds()/r.ideal.Seconds(), fmt.Sprintf("x-ideal-%dserves", r.serves))
 		if r.gets-r.refGets-int64(r.serves) != int64(len(blocks)) {
@@ -106,18 +118,26 @@ func runTier(b *testing.B, m *testsvc.MinIO, bin string, env []string, spec, wan
 	var urls, names []string
 	var uplinks []*testsvc.Link
 	var stops []func()
-	pids := []int{os.Getpid()} // this process runs the proxies
+	pids := []int{os.Getpid(), m.PID()} // this process runs the proxies; then MinIO, the serves, the mounts
 	defer func() {
 		for i := len(stops) - 1; i >= 0; i-- { // mounts first, then serves
 			stops[i]()
 		}
 	}()
+	balance := serves > 1 && tierBalance()
+	addrs := freeAddrs(b, serves)
 	for i := range serves {
-		lines, pid, stop := startProc(b, env, bin, "serving", "serve", "--listen", "127.0.0.1:0", "--store", spec)
-		stops, pids = append(stops, stop), append(pids, pid)
-		urls = append(urls, serveURL(b, lines))
 		names = append(names, fmt.Sprintf("#serve%d", i))
 		uplinks = append(uplinks, testsvc.NewLink(tierUplink))
+	}
+	for i := range serves {
+		args := []string{"serve", "--listen", addrs[i], "--store", spec}
+		if balance {
+			args = append(args, "--peers", peerSpec(b, addrs, names, uplinks, i), "--peer-name", names[i][1:])
+		}
+		lines, pid, stop := startProc(b, env, bin, "serving", profiled(b, fmt.Sprintf("serve%d-of-%d", i, serves), args...)...)
+		stops, pids = append(stops, stop), append(pids, pid)
+		urls = append(urls, serveURL(b, lines))
 	}
 	var mnts []string
 	for range mounts {
@@ -133,7 +153,11 @@ func runTier(b *testing.B, m *testsvc.MinIO, bin string, env []string, spec, wan
 			}
 		}
 		mnt := b.TempDir()
-		_, pid, stop := startProc(b, os.Environ(), bin, "serving", "mount", "--store", strings.Join(members, ","), mnt, "--refresh", "0")
+		args := []string{"mount", "--store", strings.Join(members, ","), mnt, "--refresh", "0"}
+		if balance {
+			args = append(args, "--balance")
+		}
+		_, pid, stop := startProc(b, os.Environ(), bin, "serving", profiled(b, fmt.Sprintf("mount%d-of-%d", len(mnts), serves), args...)...)
 		stops, pids = append(stops, stop), append(pids, pid)
 		mnts = append(mnts, mnt)
 	}
@@ -141,12 +165,17 @@ func runTier(b *testing.B, m *testsvc.MinIO, bin string, env []string, spec, wan
 	start := time.Now()
 	var wg sync.WaitGroup
 	done := make([]time.Duration, len(mnts))
+	shaCPU := make([]time.Duration, len(mnts))
 	for i, mnt := range mnts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out, err := exec.Command("sha256sum", filepath.Join(mnt, "data.bin")).CombinedOutput()
+			cmd := readerCmd(b, filepath.Join(mnt, "data.bin"))
+			out, err := cmd.CombinedOutput()
 			done[i] = time.Since(start)
+			if cmd.ProcessState != nil {
+				shaCPU[i] = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+			}
 			if err != nil || strings.Fields(string(out))[0] != want {
 				b.Errorf("%s: %v %s", mnt, err, out)
 			}
@@ -154,9 +183,12 @@ func runTier(b *testing.B, m *testsvc.MinIO, bin string, env []string, spec, wan
 	}
 	wg.Wait()
 	used := cpu.Since()
-	r := tierRun{serves: serves, idle: used.Idle}
-	for _, p := range used.Procs {
+	r := tierRun{serves: serves, idle: used.Idle, busy: used.Busy, proxies: used.Procs[0], minio: used.Procs[1]}
+	for _, p := range used.Procs[2:] {
 		r.ours += p
+	}
+	for _, c := range shaCPU {
+		r.readers += c
 	}
 	for _, d := range done {
 		r.makespan = max(r.makespan, d)
@@ -175,8 +207,98 @@ func runTier(b *testing.B, m *testsvc.MinIO, bin string, env []string, spec, wan
 		r.sent = append(r.sent, uplinks[j].Sent())
 	}
 	r.owners = time.Duration(float64(busiest) * float64(mounts) / tierUplink * float64(time.Second))
+	r.link = time.Duration(float64(slices.Max(r.sent)) / tierUplink * float64(time.Second))
 	r.gets = m.WaitRequests(b, "getobject", before+int64(len(blocks))+r.refGets+int64(serves)) - before
 	return r
+}
+
+// tierBalance says whether tiers of several serves balance: mounts with
+// --balance, serves with --peers. BLOCKFS_BENCH_BALANCE=0 turns it off.
+func tierBalance() bool { return os.Getenv("BLOCKFS_BENCH_BALANCE") != "0" }
+
+// freeAddrs returns n loopback addresses free a moment ago: serves with
+// --peers must know each other's addresses before they start.
+func freeAddrs(b *testing.B, n int) []string {
+	var out []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, ln.Addr().String())
+		ln.Close()
+	}
+	return out
+}
+
+// peerSpec is serve i's --peers: every other serve through a proxy that
+// passes that serve's uplink (a block fetched from its owner costs the
+// owner's link as a mount's read does), itself directly, all named as the
+// mounts name them.
+func peerSpec(b *testing.B, addrs, names []string, uplinks []*testsvc.Link, i int) string {
+	var members []string
+	for j, a := range addrs {
+		if j == i {
+			members = append(members, "http://"+a+names[j])
+			continue
+		}
+		p := testsvc.StartProxy(b, a)
+		p.Through(uplinks[j])
+		members = append(members, p.Endpoint()+names[j])
+	}
+	return strings.Join(members, ",")
+}
+
+// readerEnv names the file a run of this test binary as a reader hashes
+// (see hashFile).
+const readerEnv = "BLOCKFS_BENCH_READ_AND_HASH"
+
+// readerCmd is one reader of the tier benchmark: a process that reads
+// path through and prints its SHA-256 as sha256sum does. It is this test
+// binary (hashFile), not coreutils' sha256sum: that one hashes at about
+// 200 MB/s of CPU here, Go's SHA-256 (SHA-NI) at about 1.7 GB/s, and 16
+// readers on 2 cores would otherwise spend more CPU on hashing than the
+// serves and mounts spend on the reads being measured.
+func readerCmd(b *testing.B, path string) *exec.Cmd {
+	self, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), readerEnv+"="+path)
+	return cmd
+}
+
+// hashFile reads path in 1 MiB reads (the mount's FUSE read size) and
+// prints "<sha256>  <path>"; it returns the exit status.
+func hashFile(path string) int {
+	f, err := os.Open(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.CopyBuffer(h, struct{ io.Reader }{f}, make([]byte, 1<<20)); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Printf("%x  %s\n", h.Sum(nil), path)
+	return 0
+}
+
+// profiled adds --cpuprofile to a serve's or mount's args when
+// BLOCKFS_BENCH_PROFILE names a directory: one profile per process, named
+// by its role, for `go tool pprof` to merge.
+func profiled(b *testing.B, role string, args ...string) []string {
+	dir := os.Getenv("BLOCKFS_BENCH_PROFILE")
+	if dir == "" {
+		return args
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	return append(args, "--cpuprofile", filepath.Join(dir, role+".pprof"))
 }
 
 // buildBlockfs builds the blockfs binary into a temporary directory: the

@@ -18,8 +18,8 @@
 //	GET    /v1/blocks                 token: text, one locator per line (connection aborted on a store error mid-way)
 //	GET    /v1/refs/<name>            value, ETag: "<version>"; 404 (ServerOptions.FixedRefs: answered by the server, ETag "fixed")
 //	PUT    /v1/refs/<name>            token; If-None-Match: * (create) or If-Match: "<version>": 200 + ETag, 412 conflict, 428 neither
-//	GET    /v1/stats                  JSON {"kind":"server","pool":{...},"http":{...},"uptime_ns":N, ...Extra}
-//	GET    /healthz                   "ok"
+//	GET    /v1/stats                  JSON {"kind":"server","pool":{...},"http":{...},"uptime_ns":N,"healthy":B,"reason":S, ...Extra}
+//	GET    /healthz                   "ok" (liveness: stays ok while the store is down, see Handler.Health)
 //
 // Authentication is "Authorization: Bearer <token>". Writes (PUT, DELETE)
 // and the listing need the token; with no token configured they are

@@ -44,7 +44,7 @@ func (h *Handler) serveRef(w *respWriter, r *http.Request, name string) {
 		return
 	}
 	data, version, err := h.refs.GetRef(r.Context(), name)
-	stale := false
+	stale, passOn := false, false
 	if err != nil {
 		if data, version, stale = h.staleRef(r, name, err); !stale {
 			h.storeError(w, r, err, "get ref %s", name)
@@ -52,6 +52,12 @@ func (h *Handler) serveRef(w *respWriter, r *http.Request, name string) {
 		}
 	} else {
 		h.storeUp()
+		// A store that is itself a tier answered, maybe with the last
+		// value of a serve whose store is down: pass the flag on, so a
+		// layer in front of a tier says what the layer behind it says.
+		if ok, _ := blockstore.Health(h.store); !ok {
+			passOn = true
+		}
 	}
 	if !validVersion(version) {
 		h.fail(w, http.StatusBadGateway, "get ref %s: store gave unusable version %q", name, clip(version))
@@ -60,7 +66,10 @@ func (h *Handler) serveRef(w *respWriter, r *http.Request, name string) {
 	if !stale {
 		h.lastRefs.put(name, data, version)
 	}
-	h.writeRef(w, r, data, version, stale)
+	if passOn {
+		h.c.staleRefs.Add(1)
+	}
+	h.writeRef(w, r, data, version, stale || passOn)
 }
 
 // fixedVersion is the version of every FixedRefs ref: they never change.
@@ -217,7 +226,7 @@ func (h *Handler) staleRef(r *http.Request, name string, err error) ([]byte, str
 		errors.Is(err, blockstore.ErrTooLarge) {
 		return nil, "", false
 	}
-	h.storeDown.Store(true)
+	h.storeDown.markDown(err)
 	data, version, ok := h.lastRefs.get(name)
 	if ok {
 		h.c.staleRefs.Add(1)
@@ -225,7 +234,7 @@ func (h *Handler) staleRef(r *http.Request, name string, err error) ([]byte, str
 	return data, version, ok
 }
 
-func (h *Handler) storeUp() { h.storeDown.Store(false) }
+func (h *Handler) storeUp() { h.storeDown.markUp() }
 
 // Bounds of the last ref values kept for stale-if-error: refs are small
 // pointers, and few.

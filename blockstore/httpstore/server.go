@@ -94,7 +94,7 @@ type Handler struct {
 	writerQ   []string            // their ids, oldest first
 
 	lastRefs  lastRefs    // for stale-if-error (refs.go)
-	storeDown atomic.Bool // the last store call that tells failed
+	storeDown storeHealth // the last store call that tells failed (health.go)
 
 	c serverCounters
 }
@@ -353,6 +353,7 @@ func (h *Handler) serveStats(w *respWriter) {
 	out["pool"] = h.pool.Stats()
 	out["http"] = h.Stats()
 	out["uptime_ns"] = time.Since(h.started).Nanoseconds()
+	out["healthy"], out["reason"] = h.Health()
 	b, err := json.Marshal(out)
 	if err != nil {
 		h.fail(w, http.StatusInternalServerError, "stats: %v", err)
@@ -394,10 +395,10 @@ func (h *Handler) storeError(w *respWriter, r *http.Request, err error, format s
 	case errors.Is(err, blockstore.ErrMalformed):
 		h.bad(w, http.StatusBadRequest, "%s: %v", what, err)
 	case errors.Is(err, context.DeadlineExceeded):
-		h.storeDown.Store(true)
+		h.storeDown.markDown(err)
 		h.fail(w, http.StatusGatewayTimeout, "%s: store timed out: %v", what, err)
 	default: // ErrCorrupt (the store gave wrong bytes) and plain failures
-		h.storeDown.Store(true)
+		h.storeDown.markDown(err)
 		h.fail(w, http.StatusBadGateway, "%s: store failed: %v", what, err)
 	}
 }

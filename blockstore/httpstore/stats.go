@@ -33,8 +33,9 @@ type ServerStats struct {
 	BytesOut     int64 `json:"bytes_out"`    // response body bytes written
 	BytesIn      int64 `json:"bytes_in"`     // request body bytes read (PUTs)
 	InFlight     int64 `json:"in_flight"`    // gauge: requests being handled now
-	// StaleRefs counts ref reads answered with the last value this server
-	// had because the store failed (stale-if-error).
+	// StaleRefs counts ref reads answered flagged stale: with the last
+	// value this server had because the store failed (stale-if-error), or
+	// passed on as stale from the tier behind it.
 	StaleRefs int64 `json:"stale_refs"`
 	// FixedRefGets counts the RefGets answered by the server itself
 	// (ServerOptions.FixedRefs: its store's format marker), which reach
@@ -95,7 +96,7 @@ func (h *Handler) Stats() ServerStats {
 		InFlight:     c.inFlight.Load(),
 		StaleRefs:    c.staleRefs.Load(),
 		FixedRefGets: c.fixedRefs.Load(),
-		StoreDown:    h.storeDown.Load(),
+		StoreDown:    h.storeDown.down.Load(),
 	}
 	s.Requests = s.BlockGets + s.BlockHeads + s.BlockPuts + s.BlockDeletes + s.Lists +
 		s.RefGets + s.RefPuts + s.StatsGets + s.HealthChecks + s.Other

@@ -8,14 +8,17 @@ import (
 	"sync/atomic"
 	"time"
 
+	"blockfs/blockstore"
 	"blockfs/blockstore/httpstore"
 	"blockfs/blockstore/internal/netstore"
 )
 
 // member is one server of the tier and what the tier knows of its health.
 type member struct {
-	url string
-	c   *httpstore.Client
+	url   string
+	name  string // what it is hashed by (see memberName)
+	group int    // index of its group in the store string
+	c     *httpstore.Client
 
 	down      atomic.Bool
 	mu        sync.Mutex // guards downSince, lastErr
@@ -115,6 +118,7 @@ func (s *Store) probe() {
 // MemberStats is what a tier client knows of one member.
 type MemberStats struct {
 	URL        string                `json:"url"`
+	Group      int                   `json:"group"`                // its group: 0 first, then the fallbacks in order
 	State      string                `json:"state"`                // "up" or "down"
 	Requests   int64                 `json:"requests"`             // calls sent to it (a call may try several members)
 	Failures   int64                 `json:"failures"`             // of those, member failures (refused, timeout, 5xx)
@@ -131,23 +135,20 @@ type MemberStats struct {
 type Stats struct {
 	Members []MemberStats `json:"members"`
 	Up      int           `json:"up"` // members up now
-	// StoreDown: a member's last ref answer was stale (served from its
-	// last value because the store behind it failed): the tier answers,
-	// the store behind it does not.
+	// StoreDown: the tier's last ref answer was stale (served from a
+	// member's last value because the store behind it failed): the tier
+	// answers, the store behind it does not.
 	StoreDown bool `json:"store_down"`
 	// StaleRefs counts the stale ref answers members gave.
 	StaleRefs int64 `json:"stale_refs"`
 }
 
-// Health implements blockstore.HealthReporter: unhealthy while a member's
+// Health implements blockstore.HealthReporter: unhealthy while the tier's
 // last ref answer was stale (the store behind the tier is down, see
 // Stats.StoreDown) or while no member is up.
 func (s *Store) Health() (bool, string) {
 	up := 0
 	for _, m := range s.members {
-		if ok, reason := m.c.Health(); !ok {
-			return false, reason
-		}
 		if !m.isDown() {
 			up++
 		}
@@ -155,15 +156,18 @@ func (s *Store) Health() (bool, string) {
 	if up == 0 {
 		return false, "no member of the read tier is up"
 	}
+	if s.refStale.Load() {
+		return false, blockstore.ReasonStoreDown
+	}
 	return true, ""
 }
 
 // Stats returns the per-member counters and states.
 func (s *Store) Stats() Stats {
-	var st Stats
+	st := Stats{StoreDown: s.refStale.Load()}
 	for _, m := range s.members {
 		ms := MemberStats{
-			URL: m.url, State: "up", Requests: m.requests.Load(), Failures: m.failures.Load(),
+			URL: m.url, Group: m.group, State: "up", Requests: m.requests.Load(), Failures: m.failures.Load(),
 			Downs: m.downs.Load(), Probes: m.probes.Load(), Recoveries: m.recoveries.Load(), Client: m.c.Stats(),
 		}
 		if m.isDown() {
@@ -176,7 +180,6 @@ func (s *Store) Stats() Stats {
 		m.mu.Unlock()
 		ms.StaleRefs, ms.StoreDown = m.c.Upstream()
 		st.StaleRefs += ms.StaleRefs
-		st.StoreDown = st.StoreDown || ms.StoreDown
 		st.Members = append(st.Members, ms)
 	}
 	return st

@@ -11,7 +11,7 @@ import (
 // healthy members, else the next-ranked.
 func (s *Store) Get(ctx context.Context, loc blockstore.Locator, dst []byte) (int, error) {
 	var n int
-	err := s.call(ctx, blockKey(loc.Hash), "get "+loc.String(), func(m *member) error {
+	err := s.callFirst(ctx, blockKey(loc.Hash), s.hints.get(loc.Hash), "get "+loc.String(), func(m *member) error {
 		var err error
 		n, err = m.c.Get(ctx, loc, dst)
 		return err
@@ -104,6 +104,10 @@ func (s *Store) GetRef(ctx context.Context, name string) ([]byte, string, error)
 	err := s.call(ctx, nameKey(name), "get ref "+name, func(m *member) error {
 		var err error
 		data, version, err = m.c.GetRef(ctx, name)
+		if err == nil {
+			_, down := m.c.Upstream()
+			s.refStale.Store(down)
+		}
 		return err
 	})
 	return data, version, err

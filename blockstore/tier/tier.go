@@ -6,8 +6,11 @@
 // carry only its share. A member that fails is marked down and its blocks go
 // to their next-ranked member at once; a prober brings it back when it
 // answers again. A tier is a store string like any other
-// ("http://a:8420,http://b:8420"), so a serve can itself read from a tier
-// (rack servers in front of site servers in front of S3).
+// ("http://a:8420,http://b:8420", or in groups "a|b;c", see parseGroups),
+// so a serve can itself read from a tier (rack servers in front of site
+// servers in front of S3). Place and Router let clients spread a file's
+// blocks evenly while each is still read from the store by its owner only
+// (place.go).
 package tier
 
 import (
@@ -18,6 +21,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"blockfs/blockstore"
@@ -41,6 +45,10 @@ type Options struct {
 	// ProbeInterval is how long a member stays down before the first
 	// health probe, and between probes (default 1s, with ±25% jitter).
 	ProbeInterval time.Duration
+	// StartDown lets Open succeed with no member answering yet (they all
+	// start down, and the prober brings them up): the peers of a serve,
+	// which start at the same time as it does.
+	StartDown bool
 	// Rounds bounds how many times a call goes through every member when
 	// all of them fail (default 5), with a jittered backoff between
 	// rounds (netstore's: Client.RetryBase doubling up to RetryMax).
@@ -51,10 +59,18 @@ type Options struct {
 // a tier. It is safe for concurrent use.
 type Store struct {
 	members []*member
-	seeds   []uint64
+	seeds   []uint64 // by member
+	groups  [][]int  // member indexes of each group, in fallback order
 	opts    Options
-	base    time.Duration // backoff between rounds
-	maxWait time.Duration
+	// refStale: the last ref answer was flagged stale by the member that
+	// gave it. Health goes by the last answer, not by every member's: a
+	// member asked once during an outage and never since must not keep the
+	// tier unhealthy after the store is back.
+	refStale atomic.Bool
+	balance  atomic.Bool   // Place spreads blocks (SetBalance)
+	hints    hints         // Place's, for Get
+	base     time.Duration // backoff between rounds
+	maxWait  time.Duration
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -71,8 +87,9 @@ var (
 var ErrAllDown = errors.New("tier: no member could serve the request")
 
 // IsTier reports whether a store string names a tier: several URLs
-// separated by commas.
-func IsTier(spec string) bool { return strings.Contains(spec, ",") }
+// separated by commas or bars, in groups separated by semicolons (see
+// parseGroups).
+func IsTier(spec string) bool { return strings.ContainsAny(spec, ",|;") }
 
 // normalize is a member URL as it is compared and hashed.
 func normalize(u string) string { return strings.TrimRight(strings.TrimSpace(u), "/") }
@@ -92,11 +109,11 @@ func memberName(raw string) (url, name string) {
 	return url, url
 }
 
-// Open returns the tier of the comma-separated member URLs in spec, after
+// Open returns the tier of the member URLs in spec (see parseGroups), after
 // checking each member (/healthz, concurrently). Members that do not
 // answer start down (the prober brings them back); a tier with none
-// answering, a member refusing the token, a TLS failure or a URL that does
-// not parse is an error.
+// answering, a member refusing the token, a TLS failure, an empty member
+// or group, or a URL that does not parse is an error.
 func Open(ctx context.Context, spec string, opts Options) (*Store, error) {
 	if opts.ProbeInterval <= 0 {
 		opts.ProbeInterval = DefaultProbeInterval
@@ -107,23 +124,24 @@ func Open(ctx context.Context, spec string, opts Options) (*Store, error) {
 	opts.Client.FailFast = true
 	pol := netstore.Policy{RetryBase: opts.Client.RetryBase, RetryMax: opts.Client.RetryMax}.WithDefaults()
 	s := &Store{opts: opts, base: pol.RetryBase, maxWait: pol.RetryMax, stop: make(chan struct{})}
-	seen := map[string]bool{}
-	for _, raw := range strings.Split(spec, ",") {
-		u, name := memberName(raw)
-		if u == "" {
-			return nil, fmt.Errorf("tier %s: an empty member", spec)
+	groups, err := parseGroups(spec)
+	if err != nil {
+		return nil, err
+	}
+	for g, raws := range groups {
+		var idx []int
+		for _, raw := range raws {
+			u, name := memberName(raw)
+			c, err := httpstore.New(u, opts.Client)
+			if err != nil {
+				s.closeClients()
+				return nil, fmt.Errorf("tier: %w", err)
+			}
+			idx = append(idx, len(s.members))
+			s.members = append(s.members, &member{url: u, name: name, group: g, c: c})
+			s.seeds = append(s.seeds, seedOf(name))
 		}
-		if seen[u] || seen["#"+name] {
-			return nil, fmt.Errorf("tier %s: member %s named twice", spec, strings.TrimSpace(raw))
-		}
-		seen[u], seen["#"+name] = true, true
-		c, err := httpstore.New(u, opts.Client)
-		if err != nil {
-			s.closeClients()
-			return nil, fmt.Errorf("tier: %w", err)
-		}
-		s.members = append(s.members, &member{url: u, c: c})
-		s.seeds = append(s.seeds, seedOf(name))
+		s.groups = append(s.groups, idx)
 	}
 	if err := s.check(ctx); err != nil {
 		s.closeClients()
@@ -157,7 +175,7 @@ func (s *Store) check(ctx context.Context) error {
 			s.members[i].markDown(time.Now(), err)
 		}
 	}
-	if up == 0 {
+	if up == 0 && !s.opts.StartDown {
 		return fmt.Errorf("%w: %w", ErrAllDown, errors.Join(errs...))
 	}
 	return nil
@@ -179,6 +197,15 @@ func (s *Store) closeClients() {
 	}
 }
 
+// names returns the members' names (see memberName).
+func (s *Store) names() []string {
+	out := make([]string, len(s.members))
+	for i, m := range s.members {
+		out[i] = m.name
+	}
+	return out
+}
+
 // URLs returns the members' URLs, in the order the store string gave them.
 func (s *Store) URLs() []string {
 	out := make([]string, len(s.members))
@@ -188,23 +215,47 @@ func (s *Store) URLs() []string {
 	return out
 }
 
-// order returns the members to try for key: the healthy ones by rank, then,
-// as a last resort, the ones marked down (by rank too): a member is only
-// skipped while another might answer.
-func (s *Store) order(key uint64) []*member {
+// ranked returns every member's index for key, by group and rank within
+// the group, whatever their health: the order every client and member
+// computes alike.
+func (s *Store) ranked(key uint64) []int {
+	ranked := make([]int, 0, len(s.members))
+	for _, g := range s.groups {
+		seeds := make([]uint64, len(g))
+		for j, i := range g {
+			seeds[j] = s.seeds[i]
+		}
+		for _, j := range rank(seeds, key) {
+			ranked = append(ranked, g[j])
+		}
+	}
+	return ranked
+}
+
+// orderFrom returns the members to try, from ranked: the healthy ones of
+// the first group by rank, then those of the next group (a fallback group
+// is asked only when every member of the groups before it is down or
+// failed), and so on; then, as a last resort, the ones marked down (by
+// group and rank too): a member is only skipped while another might
+// answer. With first >= 0 and up, that member is asked before the rest: a
+// placement hint (Place).
+func (s *Store) orderFrom(ranked []int, first int) []*member {
 	out := make([]*member, 0, len(s.members))
-	ranked := rank(s.seeds, key)
+	hinted := first >= 0 && !s.members[first].isDown()
+	if hinted {
+		out = append(out, s.members[first])
+	}
+	var down []*member
 	for _, i := range ranked {
-		if !s.members[i].isDown() {
-			out = append(out, s.members[i])
+		switch m := s.members[i]; {
+		case hinted && i == first:
+		case m.isDown():
+			down = append(down, m)
+		default:
+			out = append(out, m)
 		}
 	}
-	for _, i := range ranked {
-		if s.members[i].isDown() {
-			out = append(out, s.members[i])
-		}
-	}
-	return out
+	return append(out, down...)
 }
 
 // call runs fn on the members for key in order until one gives an answer:
@@ -213,9 +264,15 @@ func (s *Store) order(key uint64) []*member {
 // When every member failed, the call waits a jittered backoff and goes
 // round again, at most Rounds times, or until ctx ends.
 func (s *Store) call(ctx context.Context, key uint64, op string, fn func(*member) error) error {
+	return s.callFirst(ctx, key, -1, op, fn)
+}
+
+// callFirst is call with member first (if >= 0 and up) asked before the
+// others: a placement hint.
+func (s *Store) callFirst(ctx context.Context, key uint64, first int, op string, fn func(*member) error) error {
 	var errs []error
 	for round := 1; ; round++ {
-		for _, m := range s.order(key) {
+		for _, m := range s.orderFrom(s.ranked(key), first) {
 			err := m.do(ctx, fn)
 			if err == nil || !memberFailure(ctx, err) {
 				return err

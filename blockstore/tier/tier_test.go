@@ -3,6 +3,7 @@ package tier
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -314,5 +315,309 @@ func TestMemberNames(t *testing.T) {
 	}
 	if _, err := Open(context.Background(), c.urls[0]+"#a,"+c.urls[1]+"#a", Options{}); err == nil {
 		t.Fatal("two members with one name: no error")
+	}
+}
+
+// refOutage is a store whose ref reads fail while down.
+type refOutage struct {
+	*storetest.Mem
+	down atomic.Bool
+}
+
+func (o *refOutage) GetRef(ctx context.Context, name string) ([]byte, string, error) {
+	if o.down.Load() {
+		return nil, "", errors.New("store unreachable")
+	}
+	return o.Mem.GetRef(ctx, name)
+}
+
+// TestHealthFollowsLastRefAnswer: the tier is unhealthy while its last
+// ref answer was stale, and healthy again once a fresh one comes, even
+// from another member than the one that answered stale (which keeps its
+// own store_down until it is asked again).
+func TestHealthFollowsLastRefAnswer(t *testing.T) {
+	st := &refOutage{Mem: storetest.NewMem()}
+	if _, err := st.PutRef(context.Background(), "meta/head", []byte("v1"), ""); err != nil {
+		t.Fatal(err)
+	}
+	c := newCluster(t, 2, st)
+	s := c.open(t)
+	owner := rank(s.seeds, nameKey("meta/head"))[0]
+	other := 1 - owner
+	c.sw[owner].down.Store(true)
+	getRef := func() {
+		t.Helper()
+		if data, _, err := s.GetRef(context.Background(), "meta/head"); err != nil || string(data) != "v1" {
+			t.Fatalf("get ref: %q %v", data, err)
+		}
+	}
+	getRef() // from the other member, fresh; the owner is marked down
+	if ok, reason := blockstore.Health(s); !ok {
+		t.Fatalf("fresh answer: unhealthy, %q", reason)
+	}
+	st.down.Store(true)
+	getRef() // the other member's last value, flagged
+	if ok, reason := blockstore.Health(s); ok || reason != blockstore.ReasonStoreDown {
+		t.Fatalf("stale answer: health %v %q; want false, %q", ok, reason, blockstore.ReasonStoreDown)
+	}
+	if !s.Stats().StoreDown {
+		t.Fatal("stale answer: stats do not say store_down")
+	}
+	st.down.Store(false)
+	c.sw[owner].down.Store(false)
+	testsvc.WaitFor(t, "the owner probed back up", func() bool { return s.Stats().Members[owner].State == "up" })
+	getRef() // from the owner, fresh
+	if ok, reason := blockstore.Health(s); !ok {
+		t.Fatalf("fresh answer from the owner: unhealthy, %q", reason)
+	}
+	if st := s.Stats(); st.StoreDown || !st.Members[other].StoreDown {
+		t.Fatalf("stats %+v: want the tier not store_down, the member that answered stale still so", st)
+	}
+}
+
+// TestParseGroups: groups and members of a store string, and the errors
+// that name what is wrong.
+func TestParseGroups(t *testing.T) {
+	for _, tc := range []struct {
+		spec string
+		want [][]string
+	}{
+		{"http://a,http://b", [][]string{{"http://a", "http://b"}}},
+		{"http://a|http://b;http://c", [][]string{{"http://a", "http://b"}, {"http://c"}}},
+		{" http://a | http://b#x ; http://c,http://d ", [][]string{{" http://a ", " http://b#x "}, {" http://c", "http://d "}}},
+	} {
+		got, err := parseGroups(tc.spec)
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("parseGroups(%q) = %q, %v; want %q", tc.spec, got, err, tc.want)
+		}
+	}
+	for spec, want := range map[string]string{
+		"http://a;;http://b":          "group 2 is empty",
+		"http://a;":                   "group 2 is empty",
+		";http://a":                   "group 1 is empty",
+		"http://a; ;http://b":         "group 2 is empty",
+		"http://a||http://b":          "group 1: member 2 is empty",
+		"http://a;http://b|":          "group 2: member 2 is empty",
+		"http://a;http://b,,":         "group 2: member 2 is empty",
+		"http://a|http://b;http://a/": "member http://a/ named twice",
+		"http://a#x;http://b#x":       "named twice",
+	} {
+		if _, err := parseGroups(spec); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("parseGroups(%q): %v; want an error saying %q", spec, err, want)
+		}
+		if _, err := Open(context.Background(), spec, Options{}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Open(%q): %v; want an error saying %q", spec, err, want)
+		}
+	}
+}
+
+// TestGroupFallback: a tier "a|b;c" over real servers: a and b share
+// the blocks (each reads from the store exactly the blocks it owns among
+// the two), c reads none while one of them is up; with a down, b takes
+// a's blocks; with both down, c serves every block; once a and b answer
+// again the probe brings them back and c reads nothing more.
+func TestGroupFallback(t *testing.T) {
+	all := storetest.Blocks(12, 120, 2048)
+	c := newCluster(t, 3, storetest.NewMem(all...))
+	s, err := Open(context.Background(), c.urls[0]+"|"+c.urls[1]+";"+c.urls[2], Options{
+		Client:        httpstore.ClientOptions{Token: "tok", RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond},
+		ProbeInterval: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	gets := func(phase [][]byte) [3]int64 {
+		var n [3]int64
+		for _, b := range phase {
+			for i, cnt := range c.counts {
+				n[i] += cnt.GetsOf(blockstore.Sum(b))
+			}
+		}
+		return n
+	}
+	group := c.urls[:2]
+
+	phase := all[:40]
+	getAll(t, s, phase)
+	n := gets(phase)
+	for _, b := range phase {
+		o := Owner(group, blockstore.Sum(b))
+		if got := c.counts[o].GetsOf(blockstore.Sum(b)); got != 1 {
+			t.Fatalf("all up: owner %d read block %d times, want 1", o, got)
+		}
+	}
+	if n[2] != 0 || n[0]+n[1] != int64(len(phase)) || n[0] == 0 || n[1] == 0 {
+		t.Fatalf("all up: store reads per member %v; want the %d blocks split between a and b, none by c", n, len(phase))
+	}
+
+	c.sw[0].down.Store(true)
+	phase = all[40:80]
+	getAll(t, s, phase)
+	if n := gets(phase); n != [3]int64{0, int64(len(phase)), 0} {
+		t.Fatalf("a down: store reads per member %v; want all %d by b", n, len(phase))
+	}
+
+	c.sw[1].down.Store(true)
+	phase = all[80:100]
+	getAll(t, s, phase)
+	if n := gets(phase); n != [3]int64{0, 0, int64(len(phase))} {
+		t.Fatalf("a and b down: store reads per member %v; want all %d by c", n, len(phase))
+	}
+	if st := s.Stats(); st.Members[2].Group != 1 || st.Members[0].State != "down" || st.Members[1].State != "down" || st.Up != 1 {
+		t.Fatalf("a and b down: %+v", st)
+	}
+
+	c.sw[0].down.Store(false)
+	c.sw[1].down.Store(false)
+	testsvc.WaitFor(t, "a and b probed back up", func() bool { return s.Stats().Up == 3 })
+	phase = all[100:]
+	getAll(t, s, phase)
+	if n := gets(phase); n[2] != 0 || n[0]+n[1] != int64(len(phase)) {
+		t.Fatalf("a and b back: store reads per member %v; want the %d blocks read by a and b, none by c", n, len(phase))
+	}
+}
+
+// forwarding is n members that forward to each block's owner (Router),
+// each over its own Counting of one shared store, and their store string.
+type forwarding struct {
+	spec   string
+	sw     []*switchable
+	counts []*storetest.Counting
+}
+
+func newForwarding(t *testing.T, n int, shared blockstore.Store) *forwarding {
+	f := &forwarding{}
+	var members []string
+	for i := range n {
+		sw := &switchable{}
+		sw.busy.Store(-1 << 40)
+		sw.down.Store(true) // until its handler is set
+		srv := httptest.NewServer(sw)
+		t.Cleanup(srv.Close)
+		f.sw = append(f.sw, sw)
+		members = append(members, fmt.Sprintf("%s#m%d", srv.URL, i))
+	}
+	f.spec = strings.Join(members, ",")
+	var all []*Store
+	for i, sw := range f.sw {
+		peers, err := Open(context.Background(), f.spec, Options{
+			Client:    httpstore.ClientOptions{Token: "tok", RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond},
+			StartDown: true, ProbeInterval: 20 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { peers.Close() })
+		cnt := storetest.NewCounting(shared)
+		r, err := NewRouter(cnt, peers, fmt.Sprintf("m%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := blockstore.NewPool(r, blockstore.PoolConfig{})
+		t.Cleanup(pool.Close)
+		sw.h = httpstore.NewHandler(r, pool, httpstore.ServerOptions{Token: "tok"})
+		f.counts, all = append(f.counts, cnt), append(all, peers)
+	}
+	for _, sw := range f.sw {
+		sw.down.Store(false)
+	}
+	testsvc.WaitFor(t, "every member to see every other up", func() bool {
+		for _, p := range all {
+			if p.Stats().Up != n {
+				return false
+			}
+		}
+		return true
+	})
+	return f
+}
+
+// TestPlaceForwarding: a client that places a file's blocks (Place) over
+// members that forward to the owner (Router) asks each member for an even
+// share of them (at most one block above), while the store still sees each
+// block once, read by its owner; with the owner of some blocks down, the
+// member asked reads them from the store itself, still once.
+func TestPlaceForwarding(t *testing.T) {
+	all := storetest.Blocks(13, 300, 4096)
+	f := newForwarding(t, 3, storetest.NewMem(all...))
+	s, err := Open(context.Background(), f.spec, Options{
+		Client:        httpstore.ClientOptions{Token: "tok", RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond},
+		ProbeInterval: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	s.SetBalance(true)
+	members := strings.Split(f.spec, ",")
+	locs := func(blocks [][]byte) []blockstore.Locator {
+		var out []blockstore.Locator
+		for _, b := range blocks {
+			out = append(out, blockstore.LocatorOf(b))
+		}
+		return out
+	}
+	storeReads := func(blocks [][]byte) {
+		t.Helper()
+		for _, b := range blocks {
+			h := blockstore.Sum(b)
+			var n int64
+			for _, c := range f.counts {
+				n += c.GetsOf(h)
+			}
+			if n != 1 {
+				t.Fatalf("block %v read %d times from the store, want 1", h, n)
+			}
+		}
+	}
+
+	phase := all[:200]
+	s.Place(locs(phase))
+	getAll(t, s, phase)
+	storeReads(phase)
+	owned := make([]int, 3)
+	for _, b := range phase {
+		o := Owner(members, blockstore.Sum(b))
+		owned[o]++
+		if f.counts[o].GetsOf(blockstore.Sum(b)) != 1 {
+			t.Fatalf("block %v not read by its owner %d", blockstore.Sum(b), o)
+		}
+	}
+	st := s.Stats()
+	moved := 0
+	for i, m := range st.Members {
+		if m.Requests > int64(len(phase)/3+1) {
+			t.Errorf("member %d asked for %d blocks; want at most %d (an even share of %d, plus one)", i, m.Requests, len(phase)/3+1, len(phase))
+		}
+		moved += max(0, owned[i]-int(m.Requests))
+	}
+	t.Logf("owned %v, asked %v requests; %d blocks moved", owned, []int64{st.Members[0].Requests, st.Members[1].Requests, st.Members[2].Requests}, moved)
+	if moved == 0 {
+		t.Fatal("no block moved off its owner: the test shows nothing")
+	}
+
+	f.sw[0].down.Store(true)
+	phase = all[200:]
+	s.Place(locs(phase))
+	getAll(t, s, phase)
+	storeReads(phase)
+	for _, b := range phase {
+		if n := f.counts[0].GetsOf(blockstore.Sum(b)); n != 0 {
+			t.Fatalf("member 0, down, read block %v", blockstore.Sum(b))
+		}
+	}
+}
+
+// TestNewRouterNames: a router must be a member of its peers.
+func TestNewRouterNames(t *testing.T) {
+	c := newCluster(t, 2, storetest.NewMem())
+	peers, err := Open(context.Background(), c.urls[0]+"#a,"+c.urls[1]+"#b", Options{Client: httpstore.ClientOptions{Token: "tok"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peers.Close()
+	if _, err := NewRouter(storetest.NewMem(), peers, "c"); err == nil || !strings.Contains(err.Error(), "not a member") {
+		t.Fatalf("a router not among its peers: %v", err)
 	}
 }

@@ -65,13 +65,21 @@ func serveCmd(args ...string) *exec.Cmd {
 // startServeCmd starts a serveCmd and returns the URL it serves at.
 func startServeCmd(t *testing.T, cmd *exec.Cmd) string {
 	t.Helper()
+	u, _ := startServeLines(t, cmd)
+	return u
+}
+
+// startServeLines starts a serveCmd and returns the URL it serves at and
+// the lines it wrote until then.
+func startServeLines(t *testing.T, cmd *exec.Cmd) (string, []string) {
+	t.Helper()
 	lines := startUntil(t, cmd, "serving")
 	line := lines[len(lines)-1]
 	i := strings.Index(line, " at http")
 	if i < 0 {
 		t.Fatalf("serve: no URL in %q", line)
 	}
-	return strings.Fields(line[i+4:])[0]
+	return strings.Fields(line[i+4:])[0], lines
 }
 
 // serverStats asks a server for its stats the way `blockfs stats --json` does.

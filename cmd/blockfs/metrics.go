@@ -21,22 +21,30 @@ func exportMount(reg *metrics.Registry, m *mount.Mount, vol *volume.Volume) {
 		emitPool(e, st.Pool)
 		emitFuse(e, st.Fuse)
 		emitMeta(e, st.Meta)
-		healthy := 0.0
-		if st.Healthy {
-			healthy = 1
-		}
-		e.Gauge("blockfs_healthy", "1 while the mount's store answers and holds the metadata it serves; 0 otherwise (see `blockfs stats` for why).", healthy)
+		emitHealthy(e, st.Healthy)
 	})
 	exportCache(reg, vol.Store())
 }
 
-// exportServe exports a server's pool and HTTP counters.
+// exportServe exports a server's pool and HTTP counters and its health.
 func exportServe(reg *metrics.Registry, pool *blockstore.Pool, h *httpstore.Handler, store *storeurl.Stack) {
 	reg.Export(func(e metrics.Emit) {
 		emitPool(e, pool.Stats())
 		emitHTTP(e, h.Stats())
+		ok, _ := h.Health()
+		emitHealthy(e, ok)
 	})
 	exportCache(reg, store)
+}
+
+// emitHealthy is the one health gauge of a mount and of a serve, so that
+// one alert covers both.
+func emitHealthy(e metrics.Emit, ok bool) {
+	healthy := 0.0
+	if ok {
+		healthy = 1
+	}
+	e.Gauge("blockfs_healthy", "1 while the store answers (and, on a mount, holds the metadata it serves); 0 otherwise (see `blockfs stats` for why).", healthy)
 }
 
 func emitPool(e metrics.Emit, p blockstore.PoolStats) {
@@ -109,6 +117,12 @@ func emitHTTP(e metrics.Emit, h httpstore.ServerStats) {
 	e.Counter("blockfs_http_response_bytes_total", "Response body bytes written.", float64(h.BytesOut))
 	e.Counter("blockfs_http_request_bytes_total", "Request body bytes read (PUTs).", float64(h.BytesIn))
 	e.Gauge("blockfs_http_requests_in_flight", "Requests being handled now.", float64(h.InFlight))
+	down := 0.0
+	if h.StoreDown {
+		down = 1
+	}
+	e.Gauge("blockfs_http_store_down", "1 while the server's last telling store call failed (it answers refs from its last values).", down)
+	e.Counter("blockfs_http_stale_ref_answers_total", "Ref reads answered flagged stale (the store failed, or the tier behind it said so).", float64(h.StaleRefs))
 }
 
 // exportCache exports the disk cache's counters, if there is a cache.

@@ -3,13 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
-	"runtime/pprof"
 	"syscall"
 	"time"
 
 	"blockfs/blockstore"
 	"blockfs/blockstore/storeurl"
+	"blockfs/blockstore/tier"
 	"blockfs/fs/mount"
 	"blockfs/fs/volume"
 	"blockfs/internal/metrics"
@@ -63,6 +64,8 @@ type mountFlags struct {
 	trace                               *string
 	traceWindow                         *time.Duration
 	siblings                            *int64
+	balance                             *bool
+	pf                                  *peerFlags
 }
 
 func addMountFlags(fl *pflag.FlagSet) *mountFlags {
@@ -83,6 +86,8 @@ func addMountFlags(fl *pflag.FlagSet) *mountFlags {
 	f.cacheTimeout = fl.Duration("cache-timeout", 0, "how long the kernel may cache names and attributes (default 24h: a refresh invalidates what it changes)")
 	f.metricsAddr = fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics (\":PORT\" listens on loopback; say 0.0.0.0:PORT for every interface)")
 	f.daemon = fl.Bool("daemon", false, "run in the background; return once the mount serves (exit 0) or failed (exit 1)")
+	f.balance = fl.Bool("balance", false, "spread each file's blocks evenly over the read tier's first group (its serves must run with --peers)")
+	f.pf = addPeerFlags(fl)
 	f.owners = addOwnerFlags(fl)
 	f.lf = addLogFlags(fl)
 	f.cpuprofile = fl.String("cpuprofile", "", "write a CPU profile of the mount's life to this file")
@@ -97,6 +102,9 @@ func (f *mountFlags) check(args []string) error {
 	}
 	if *f.fetchTimeout <= 0 {
 		return usagef("--fetch-timeout must be positive")
+	}
+	if err := f.pf.check(); err != nil {
+		return err
 	}
 	if *f.refresh < 0 || *f.cacheTimeout < 0 {
 		return usagef("--refresh and --cache-timeout must not be negative")
@@ -148,15 +156,11 @@ func serveMount(ctx context.Context, e env, f *mountFlags, spec string, openOpts
 	}
 	defer closeLog()
 	if *f.cpuprofile != "" {
-		pf, err := os.Create(*f.cpuprofile)
+		stop, err := startCPUProfile(*f.cpuprofile)
 		if err != nil {
 			return err
 		}
-		defer pf.Close()
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	procs.More()
 	reg := metrics.New()
@@ -168,11 +172,22 @@ func serveMount(ctx context.Context, e env, f *mountFlags, spec string, openOpts
 		return err
 	}
 	defer lease.release()
+	peers, err := openPeerTier(ctx, *f.pf.peers, *f.pf.name, openOpts, openOpts.Token)
+	if err != nil {
+		return err
+	}
+	if peers != nil {
+		defer peers.Close()
+	}
+	openOpts.WrapBackend = routeThrough(openOpts.WrapBackend, peers, *f.pf.name)
 	vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts, MetaDir: *f.metaDir, At: *f.at})
 	if err != nil {
 		return err
 	}
 	defer vol.Close()
+	if err := setBalance(ctx, vol, *f.balance); err != nil {
+		return err
+	}
 	lease.serve(ctx, vol)
 	var observer mount.OpObserver
 	if *f.metricsAddr != "" {
@@ -197,16 +212,13 @@ func serveMount(ctx context.Context, e env, f *mountFlags, spec string, openOpts
 	if err != nil {
 		return withFUSEHint(err)
 	}
-	if *f.metricsAddr != "" {
-		exportMount(reg, m, vol)
-		addr, err := reg.Serve(ctx, *f.metricsAddr)
-		if err != nil {
-			m.Unmount()
-			m.Wait()
-			return err
-		}
-		fmt.Fprintf(e.stderr, "blockfs mount: metrics at http://%s/metrics\n", addr)
+	stopExtras, err := startMountExtras(ctx, e, f, reg, m, vol, peers, openOpts.Token, logger)
+	if err != nil {
+		m.Unmount()
+		m.Wait()
+		return err
 	}
+	defer stopExtras()
 	fmt.Fprintf(e.stderr, "blockfs mount: serving %s at %s (pool %s); Ctrl-C or umount to stop\n",
 		vol.Spec, m.Mountpoint(), humanize.IBytes(uint64(*f.poolSize)))
 	logger.Info("serving", "store", vol.Spec, "mountpoint", m.Mountpoint(), "generation", vol.MetaStats().Generation)
@@ -317,4 +329,40 @@ func zeroMeansOff[T ~int | ~int64](v T) T {
 		return -1
 	}
 	return v
+}
+
+// setBalance turns on the read tier's placement of each opened file's
+// blocks (tier.Store.SetBalance), which only a tier of serves with --peers
+// may have: it is an error on any other store.
+func setBalance(ctx context.Context, vol *volume.Volume, on bool) error {
+	if !on {
+		return nil
+	}
+	t, ok := blockstore.As[*tier.Store](vol.Store().Blocks)
+	if !ok {
+		return usagef("--balance needs a read tier of several serves as the store, not %s", vol.Spec)
+	}
+	if err := t.CheckForwarding(ctx); err != nil {
+		return fmt.Errorf("--balance: %w", err)
+	}
+	t.SetBalance(true)
+	return nil
+}
+
+// startMountExtras starts what a mount serves besides its files: metrics
+// (--metrics) and its blocks to its peers (--serve).
+func startMountExtras(ctx context.Context, e env, f *mountFlags, reg *metrics.Registry, m *mount.Mount, vol *volume.Volume, peers *tier.Store, token string, logger *slog.Logger) (stop func(), err error) {
+	stop = func() {}
+	if *f.metricsAddr != "" {
+		exportMount(reg, m, vol)
+		addr, err := reg.Serve(ctx, *f.metricsAddr)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(e.stderr, "blockfs mount: metrics at http://%s/metrics\n", addr)
+	}
+	if peers != nil {
+		return servePeers(ctx, *f.pf.serve, m, vol.Store().Blocks, peers, token, logger)
+	}
+	return stop, nil
 }

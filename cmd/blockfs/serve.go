@@ -8,12 +8,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"blockfs/blockstore"
 	"blockfs/blockstore/httpstore"
 	"blockfs/blockstore/limit"
 	"blockfs/blockstore/storeurl"
+	"blockfs/blockstore/tier"
 	"blockfs/internal/metrics"
 	"blockfs/internal/procs"
 
@@ -50,6 +53,8 @@ type serveFlags struct {
 	tlsCert, tlsKey *string
 	metricsAddr     *string
 	shutdown        *time.Duration
+	cpuprofile      *string
+	peers, peerName *string
 }
 
 func addServeFlags(fl *pflag.FlagSet) *serveFlags {
@@ -67,7 +72,18 @@ func addServeFlags(fl *pflag.FlagSet) *serveFlags {
 		tlsKey:      fl.String("tls-key", "", "TLS private key (PEM)"),
 		metricsAddr: fl.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics (\":PORT\" listens on loopback; say 0.0.0.0:PORT for every interface)"),
 		shutdown:    fl.Duration("shutdown-timeout", 30*time.Second, "how long requests in flight may finish after SIGTERM"),
+		cpuprofile:  hiddenString(fl, "cpuprofile", "write a CPU profile of the serve's life to this file"),
+		peers:       fl.String("peers", "", "the read tier this serve is a member of, as its clients name it (http://a:8420#a,http://b:8420#b): a block this serve does not own is fetched from its owner, not the store (for mounts with --balance)"),
+		peerName:    fl.String("peer-name", "", "this serve's name in --peers (the member's #fragment, else its URL)"),
 	}
+}
+
+// hiddenString is a string flag left out of --help (a tool for
+// benchmarks, not for operators).
+func hiddenString(fl *pflag.FlagSet, name, usage string) *string {
+	p := fl.String(name, "", usage)
+	_ = fl.MarkHidden(name)
+	return p
 }
 
 // check validates the flags that need nothing opened; it returns whether
@@ -87,6 +103,9 @@ func (f *serveFlags) check(args []string) (loopback bool, err error) {
 	}
 	if (*f.tlsCert == "") != (*f.tlsKey == "") {
 		return false, usagef("--tls-cert and --tls-key go together")
+	}
+	if (*f.peers == "") != (*f.peerName == "") {
+		return false, usagef("--peers and --peer-name go together")
 	}
 	loopback, err = isLoopback(*f.listen)
 	if err != nil {
@@ -134,16 +153,35 @@ func runServe(ctx context.Context, e env, f *serveFlags, spec string, openOpts s
 	// measured for those two (docs/performance.md). A serve's pool
 	// verifies hashes beside its request handlers too, so it may help
 	// here as well, but that is for bench/cluster_test.go to show first.
+	if *f.cpuprofile != "" {
+		stop, err := startCPUProfile(*f.cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	reg := metrics.New()
 	// The bound sits under the disk cache: it counts what reaches the
 	// store, not cache hits.
-	openOpts.WrapBackend = func(s blockstore.Store) blockstore.Store {
+	if *f.peers != "" && !tier.IsTier(*f.peers) {
+		return usagef("--peers %s: name every member of the tier, this one too", *f.peers)
+	}
+	peers, err := openPeerTier(ctx, *f.peers, *f.peerName, openOpts, token)
+	if err != nil {
+		return err
+	}
+	if peers != nil {
+		defer peers.Close()
+	}
+	// The router sits over the bound, which counts the store's requests,
+	// not the peers'.
+	openOpts.WrapBackend = routeThrough(func(s blockstore.Store) blockstore.Store {
 		s = limit.New(s, limit.Options{MaxConcurrent: *f.storeConc})
 		if *f.metricsAddr != "" {
 			s = reg.WrapStore(s)
 		}
 		return s
-	}
+	}, peers, *f.peerName)
 	store, err := storeurl.Open(ctx, spec, openOpts)
 	if err != nil {
 		return err
@@ -160,7 +198,7 @@ func runServe(ctx context.Context, e env, f *serveFlags, spec string, openOpts s
 		Token:      token,
 		Public:     *f.public || loopback,
 		MaxClients: *f.maxClients,
-		Extra:      storeStats(spec, store),
+		Extra:      storeStats(spec, store, peers),
 		FixedRefs:  fixed,
 	})
 	if *f.metricsAddr != "" {
@@ -193,17 +231,21 @@ func runServe(ctx context.Context, e env, f *serveFlags, spec string, openOpts s
 }
 
 // storeStats is what /v1/stats adds about the store behind the pool.
-func storeStats(spec string, store *storeurl.Stack) func() map[string]any {
+func storeStats(spec string, store *storeurl.Stack, peers *tier.Store) func() map[string]any {
 	return func() map[string]any {
-		// A server that answers is serving; what it costs the machine is
-		// its process's usage.
+		// What it costs the machine is its process's usage. Its health
+		// is the Handler's own (healthy, reason): whether its store
+		// answers.
 		usage, _ := procs.Self()
-		extra := map[string]any{"store": spec, "backend": store.BackendStats(), "healthy": true, "process": usage}
+		extra := map[string]any{"store": spec, "backend": store.BackendStats(), "process": usage}
 		if ls, ok := store.LimitStats(); ok {
 			extra["store_limit"] = ls
 		}
 		if store.Cache != nil {
 			extra["cache"] = store.Cache.Stats()
+		}
+		if peers != nil {
+			extra["peers"] = peers.Stats()
 		}
 		return extra
 	}
@@ -258,4 +300,17 @@ func isLoopback(addr string) (bool, error) {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback(), nil
+}
+
+// startCPUProfile profiles the process into path until stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	pf, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(pf); err != nil {
+		pf.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); pf.Close() }, nil
 }

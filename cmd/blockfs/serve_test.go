@@ -157,24 +157,8 @@ func TestMetricsEndpoints(t *testing.T) {
 	if code, _, stderr := blockfs("import", "--store", store, "../../testdata/sample"); code != 0 {
 		t.Fatal(stderr)
 	}
-	metricsAddr := func(lines []string) string {
-		for _, l := range lines {
-			if i := strings.Index(l, "metrics at http://"); i >= 0 {
-				return strings.Fields(l[i+len("metrics at "):])[0]
-			}
-		}
-		t.Fatalf("no metrics address in %q", lines)
-		return ""
-	}
-	scrape := func(url string) string {
-		resp, err := http.Get(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
+	metricsAddr := func(lines []string) string { return metricsURL(t, lines) }
+	scrape := func(url string) string { return scrapeMetrics(t, url) }
 
 	// A server on the store, with metrics.
 	serve := exec.Command(blockfsBin, "serve", "--listen", "127.0.0.1:0", "--store", store, "--metrics", "127.0.0.1:0")
@@ -205,7 +189,7 @@ func TestMetricsEndpoints(t *testing.T) {
 	}
 	s := scrape(metricsAddr(serveLines))
 	promtoolCheck(t, s)
-	for _, want := range []string{`blockfs_http_route_requests_total{route="block_get"}`, `blockfs_http_requests_total{code="2xx"}`, "blockfs_pool_fetches_total", `blockfs_store_request_duration_seconds_count{op="get"}`} {
+	for _, want := range []string{"blockfs_healthy 1", "blockfs_http_store_down 0", `blockfs_http_route_requests_total{route="block_get"}`, `blockfs_http_requests_total{code="2xx"}`, "blockfs_pool_fetches_total", `blockfs_store_request_duration_seconds_count{op="get"}`} {
 		if !strings.Contains(s, want) {
 			t.Errorf("serve /metrics lacks %s", want)
 		}
@@ -277,4 +261,28 @@ func jsonLogLines(t *testing.T, file string) []map[string]any {
 		lines = append(lines, m)
 	}
 	return lines
+}
+
+// metricsURL is the metrics URL a process announced in its lines.
+func metricsURL(t *testing.T, lines []string) string {
+	t.Helper()
+	for _, l := range lines {
+		if i := strings.Index(l, "metrics at http://"); i >= 0 {
+			return strings.Fields(l[i+len("metrics at "):])[0]
+		}
+	}
+	t.Fatalf("no metrics address in %q", lines)
+	return ""
+}
+
+// scrapeMetrics reads a /metrics page.
+func scrapeMetrics(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,18 +32,26 @@ const tierMiB = 32
 // stored.
 func tierFile(t *testing.T, m *testsvc.MinIO, spec string, seed, size int, name string) (string, int64) {
 	t.Helper()
+	sum, data, meta := tierFileSplit(t, m, spec, seed, size, name)
+	return sum, data + meta
+}
+
+// tierFileSplit is tierFile, with the unique blocks split into data and
+// metadata blocks.
+func tierFileSplit(t *testing.T, m *testsvc.MinIO, spec string, seed, size int, name string) (sum string, data, meta int64) {
+	t.Helper()
 	src := filepath.Join(t.TempDir(), "src.bin")
-	data := make([]byte, size)
-	for i := range data {
-		data[i] = byte(i*seed + i/4093 + seed)
+	bytes := make([]byte, size)
+	for i := range bytes {
+		bytes[i] = byte(i*seed + i/4093 + seed)
 	}
-	if err := os.WriteFile(src, data, 0o644); err != nil {
+	if err := os.WriteFile(src, bytes, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(data)
+	h := sha256.Sum256(bytes)
 	// Fixed 512 KiB blocks: many per file, so every member owns a share.
 	st := importJSON(t, s3Env(m, m.Endpoint()), "--store", spec, "--fixed", "--chunk-avg", "512KiB", src, name)
-	return hex.EncodeToString(sum[:]), int64(st["new_blocks"] + st["meta_blocks"])
+	return hex.EncodeToString(h[:]), int64(st["new_blocks"]), int64(st["meta_blocks"])
 }
 
 // readEverywhere runs readers concurrent sha256sums of name on every
@@ -331,10 +341,15 @@ func TestTierStoreOutage(t *testing.T) {
 	want, _ := tierFile(t, m, spec, 19, 8<<20, "/held.bin")
 	proxy := testsvc.StartProxy(t, m.Host())
 	env := s3Env(m, proxy.Endpoint())
-	var urls []string
+	var urls, metricsURLs []string
 	for range 2 {
-		_, u := startServe(t, env, "--store", spec)
-		urls = append(urls, u)
+		cmd := serveCmd("--store", spec, "--metrics", "127.0.0.1:0")
+		cmd.Env = env
+		u, lines := startServeLines(t, cmd)
+		urls, metricsURLs = append(urls, u), append(metricsURLs, metricsURL(t, lines))
+	}
+	for i, u := range urls {
+		wantServeHealth(t, u, metricsURLs[i], true)
 	}
 	store := strings.Join(urls, ",")
 	first := t.TempDir()
@@ -366,13 +381,17 @@ func TestTierStoreOutage(t *testing.T) {
 	var stale int64
 	var down int
 	refetched := int64(0)
-	for _, u := range urls {
+	for i, u := range urls {
 		pool, h := serverStats(t, u)
 		refetched += pool.Fetches
 		stale += h.StaleRefs
 		if h.StoreDown {
 			down++
 		}
+		// A serve that saw its store fail says it is unhealthy (its
+		// stats, `blockfs stats`, its metrics); one not asked since
+		// the outage began knows nothing of it.
+		wantServeHealth(t, u, metricsURLs[i], !h.StoreDown)
 	}
 	t.Logf("during the outage: %d of 2 serves store_down, %d stale ref answers, %d blocks fetched before and after", down, stale, fetched)
 	if down == 0 || stale == 0 {
@@ -393,9 +412,272 @@ func TestTierStoreOutage(t *testing.T) {
 
 	proxy.Up()
 	pollUntil(t, time.Minute, "the mount to see the store back", func() bool { return !tierBackend(t, first).StoreDown })
+	// The ref's owner answered fresh: it is healthy again.
+	for i, u := range urls {
+		if _, h := serverStats(t, u); !h.StoreDown {
+			wantServeHealth(t, u, metricsURLs[i], true)
+		}
+	}
 	// Health follows the backend, with no metadata refresh error left.
 	pollUntil(t, time.Minute, "the mount to be healthy again", func() bool {
 		st := tierMountStats(t, first)
 		return st.Healthy && st.Reason == ""
 	})
+}
+
+// wantServeHealth checks that a serve says the same of its health
+// everywhere: /v1/stats (healthy, reason), the human `blockfs stats` line
+// and the blockfs_healthy gauge of its metrics.
+func wantServeHealth(t *testing.T, url, metrics string, healthy bool) {
+	t.Helper()
+	out, err := exec.Command(blockfsBin, "stats", "--json", url).Output()
+	if err != nil {
+		t.Fatalf("stats %s: %v %s", url, err, stderrOf(err))
+	}
+	var st struct {
+		Healthy bool   `json:"healthy"`
+		Reason  string `json:"reason"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	human, err := exec.Command(blockfsBin, "stats", url).Output()
+	if err != nil {
+		t.Fatalf("stats %s: %v %s", url, err, stderrOf(err))
+	}
+	gauge := "blockfs_healthy 0\n"
+	if healthy {
+		gauge = "blockfs_healthy 1\n"
+	}
+	m := scrapeMetrics(t, metrics)
+	switch {
+	case st.Healthy != healthy:
+		t.Errorf("serve %s: healthy %v (%q), want %v", url, st.Healthy, st.Reason, healthy)
+	case !healthy && !strings.HasPrefix(st.Reason, httpstore.ReasonStoreFails):
+		t.Errorf("serve %s: unhealthy because %q, want %q...", url, st.Reason, httpstore.ReasonStoreFails)
+	case healthy && st.Reason != "":
+		t.Errorf("serve %s: healthy with a reason %q", url, st.Reason)
+	case strings.Contains(string(human), "UNHEALTHY") == healthy:
+		t.Errorf("serve %s: blockfs stats says %q, want healthy %v", url, strings.SplitN(string(human), "\n", 2)[0], healthy)
+	case !strings.Contains(m, gauge):
+		t.Errorf("serve %s: metrics lack %q", url, gauge)
+	}
+}
+
+// TestTierBalanced: 3 serves over the real MinIO, each a member of their
+// tier (--peers), 4 mounts with --balance x 2 readers of a cold file:
+// every byte is right, and MinIO still serves one GET per unique block
+// (plus ref reads and markers) although the mounts asked some serves for
+// blocks they do not own: those serves got them from the owners (their
+// fetches add up to more than the unique blocks).
+func TestTierBalanced(t *testing.T) {
+	testsvc.RequireFUSE(t)
+	m := testsvc.SharedMinIO(t)
+	bucket := m.NewBucket(t)
+	spec := "s3://" + bucket + "/tier"
+	want, unique := tierFile(t, m, spec, 11, tierMiB<<20, "/input.bin")
+	before := m.Requests(t, "getobject")
+	var members, urls []string
+	for i, a := range freeLoopbackAddrs(t, 3) {
+		urls = append(urls, "http://"+a)
+		members = append(members, fmt.Sprintf("http://%s#s%d", a, i))
+	}
+	peers := strings.Join(members, ",")
+	for i, u := range urls {
+		cmd := exec.Command(blockfsBin, "serve", "--listen", strings.TrimPrefix(u, "http://"), "--store", spec, "--peers", peers, "--peer-name", fmt.Sprintf("s%d", i))
+		cmd.Env = s3Env(m, m.Endpoint())
+		startServeCmd(t, cmd)
+	}
+	// Each serve reads the blocks of a peer it has not yet seen up from
+	// MinIO itself; the mounts start once every serve sees all three.
+	for _, u := range urls {
+		peersUp(t, u, len(urls))
+	}
+	var mnts []string
+	for range 4 {
+		mnt := t.TempDir()
+		startMount(t, peers, mnt, "--refresh", "0", "--balance")
+		mnts = append(mnts, mnt)
+	}
+	for _, err := range readEverywhere(mnts, 2, "input.bin", want) {
+		t.Error(err)
+	}
+	var fetches []int64
+	var sumFetches, sumRefs int64
+	for _, u := range urls {
+		pool, h := serverStats(t, u)
+		fetches = append(fetches, pool.Fetches)
+		sumFetches, sumRefs = sumFetches+pool.Fetches, sumRefs+h.RefGets-h.FixedRefGets
+	}
+	markers := int64(len(urls))
+	wantGets := before + unique + sumRefs + markers
+	if got := m.WaitRequests(t, "getobject", wantGets); got != wantGets {
+		t.Errorf("MinIO served %d GETs, want %d (%d blocks + %d ref reads + %d markers)", got-before, wantGets-before, unique, sumRefs, markers)
+	}
+	own, _ := owned(t, m, bucket, "tier", members)
+	t.Logf("%d unique blocks owned %v; serves fetched %v (from MinIO or their owner)", unique, own, fetches)
+	if sumFetches <= unique {
+		t.Errorf("serves fetched %d blocks for %d unique: no block was asked of a serve that does not own it", sumFetches, unique)
+	}
+	// --balance asks for a tier whose serves forward: on one serve, or on
+	// serves without --peers, it is refused.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, blockfsBin, "mount", "--store", urls[0], "--balance", t.TempDir()).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--balance needs a read tier") {
+		t.Errorf("mount --balance on one serve: %v %s", err, out)
+	}
+	_, plain := startServe(t, s3Env(m, m.Endpoint()), "--store", spec)
+	out, err = exec.CommandContext(ctx, blockfsBin, "mount", "--store", urls[0]+","+plain, "--balance", t.TempDir()).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), plain+" does not forward") {
+		t.Errorf("mount --balance on a serve without --peers: %v %s", err, out)
+	}
+}
+
+// freeLoopbackAddrs returns n loopback addresses free a moment ago, for
+// members that must know each other's addresses before they start.
+func freeLoopbackAddrs(t *testing.T, n int) []string {
+	var out []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, ln.Addr().String())
+		ln.Close()
+	}
+	return out
+}
+
+// peersUp waits until the member at url (a serve, or a mount's --serve)
+// sees all n of its peers up, from its /v1/stats.
+func peersUp(t *testing.T, url string, n int) {
+	t.Helper()
+	pollUntil(t, time.Minute, url+" to see its peers up", func() bool {
+		resp, err := http.Get(url + "/v1/stats") // all of it: `blockfs stats` shows no peers
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var st struct {
+			Peers tier.Stats `json:"peers"`
+		}
+		return json.NewDecoder(resp.Body).Decode(&st) == nil && st.Peers.Up == n
+	})
+}
+
+// TestPeersServePeers: one serve over the real MinIO, 4 mounts of it that
+// are peers (--serve, --peers), 2 readers each of a cold file: every byte
+// is right, and each data block crossed the serve's link once (the serve
+// was asked for each once, by the mount that owns it; the others read it
+// from that mount), where without peers each mount asks for every block.
+// Only metadata, read at mount start before a mount has seen its peers,
+// may come from the serve to more than one mount.
+func TestPeersServePeers(t *testing.T) {
+	testsvc.RequireFUSE(t)
+	m := testsvc.SharedMinIO(t)
+	spec := "s3://" + m.NewBucket(t) + "/peers"
+	want, data, meta := tierFileSplit(t, m, spec, 13, tierMiB<<20, "/input.bin")
+	_, serve := startServe(t, s3Env(m, m.Endpoint()), "--store", spec)
+	addrs := freeLoopbackAddrs(t, 4)
+	var members []string
+	for i, a := range addrs {
+		members = append(members, fmt.Sprintf("http://%s#n%d", a, i))
+	}
+	var mnts []string
+	for i, a := range addrs {
+		mnt := t.TempDir()
+		startMount(t, serve, mnt, "--refresh", "0", "--serve", a, "--peers", strings.Join(members, ","), "--peer-name", fmt.Sprintf("n%d", i))
+		mnts = append(mnts, mnt)
+	}
+	for _, a := range addrs {
+		peersUp(t, "http://"+a, len(addrs))
+	}
+	for _, err := range readEverywhere(mnts, 2, "input.bin", want) {
+		t.Error(err)
+	}
+	pool, _ := serverStats(t, serve)
+	var fromPeers int64
+	for _, a := range addrs {
+		_, h := serverStats(t, "http://"+a)
+		fromPeers += h.BlockGets
+	}
+	t.Logf("%d data + %d metadata blocks; the serve was asked for %d blocks (without peers: %d), the mounts asked each other for %d",
+		data, meta, pool.Gets, int64(len(mnts))*(data+meta), fromPeers)
+	if pool.Gets < data || pool.Gets > data+int64(len(mnts))*meta {
+		t.Errorf("the serve was asked for %d blocks; want each of the %d data blocks once, plus at most %d metadata reads per mount", pool.Gets, data, meta)
+	}
+	if fromPeers < data {
+		t.Errorf("the mounts asked each other for %d blocks; want more than the %d data blocks (each mount reads 3 in 4 of them from another)", fromPeers, data)
+	}
+}
+
+// TestPeersKill: one serve (MinIO behind 20 ms), 3 peer mounts; one mount
+// is SIGKILLed while the other two read a cold file (2 readers each),
+// after they have begun reading through it. Every reader finishes with
+// the right bytes and no EIO (the blocks the dead mount owned are read by
+// the next-ranked member, at the latest the reader's own mount), and the
+// survivors see it down.
+func TestPeersKill(t *testing.T) {
+	testsvc.RequireFUSE(t)
+	m := testsvc.SharedMinIO(t)
+	spec := "s3://" + m.NewBucket(t) + "/peerkill"
+	want, _ := tierFile(t, m, spec, 17, tierMiB<<20, "/input.bin")
+	proxy := testsvc.StartProxy(t, m.Host())
+	proxy.Latency(20 * time.Millisecond)
+	_, serve := startServe(t, s3Env(m, proxy.Endpoint()), "--store", spec)
+	addrs := freeLoopbackAddrs(t, 3)
+	var members []string
+	for i, a := range addrs {
+		members = append(members, fmt.Sprintf("http://%s#n%d", a, i))
+	}
+	var mnts []string
+	var cmds []*exec.Cmd
+	for i, a := range addrs {
+		mnt := t.TempDir()
+		c := startMount(t, serve, mnt, "--refresh", "0", "--serve", a, "--peers", strings.Join(members, ","), "--peer-name", fmt.Sprintf("n%d", i))
+		mnts, cmds = append(mnts, mnt), append(cmds, c)
+	}
+	for _, a := range addrs {
+		peersUp(t, "http://"+a, len(addrs))
+	}
+	victim := "http://" + addrs[2]
+	done := make(chan []error, 1)
+	go func() { done <- readEverywhere(mnts[:2], 2, "input.bin", want) }()
+	pollUntil(t, time.Minute, "mount n2 serving its peers", func() bool {
+		resp, err := http.Get(victim + "/v1/stats")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var st struct {
+			HTTP httpstore.ServerStats `json:"http"`
+		}
+		return json.NewDecoder(resp.Body).Decode(&st) == nil && st.HTTP.BlockGets >= 4
+	})
+	select {
+	case <-done:
+		t.Fatal("the readers finished before the mount was killed: nothing shown")
+	default:
+	}
+	cmds[2].Process.Kill()
+	cmds[2].Wait()
+	exec.Command("umount", "-l", mnts[2]).Run() // the dead process's FUSE connection
+	for _, err := range <-done {
+		t.Error(err)
+	}
+	for _, a := range addrs[:2] {
+		resp, err := http.Get("http://" + a + "/v1/stats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st struct {
+			Peers tier.Stats `json:"peers"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil || st.Peers.Members[2].State != "down" || st.Peers.Members[2].Failures == 0 {
+			t.Errorf("mount at %s after the kill: peers %+v %v; want n2 down after a failure", a, st.Peers, err)
+		}
+	}
 }

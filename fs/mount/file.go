@@ -97,6 +97,7 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _
 	p := f.mount.treePath(f.Path(nil))
 	f.mount.traceOpen(p, n)
 	f.mount.prefetchForOpen(p, n)
+	f.mount.place(n)
 	h := newFileHandle(f.mount, p, n)
 	h.gen, h.held = f.gen, true
 	f.mount.holdGeneration(f.gen)
@@ -364,4 +365,17 @@ func (r *poolResult) Done() {
 			b.Release()
 		}
 	})
+}
+
+// place tells a read tier that spreads blocks (blockstore.Placer) the
+// blocks of a file being opened, so that its readers draw on every
+// member's link evenly. Packs are left out: a pack is shared by the files
+// of a directory, and its placement is its owner's.
+func (m *Mount) place(n *tree.Node) {
+	if len(n.Blocks) < 2 || n.Packed() {
+		return
+	}
+	if p, ok := blockstore.As[blockstore.Placer](m.vol.Store().Blocks); ok {
+		p.Place(n.Blocks)
+	}
 }
