@@ -120,4 +120,3 @@ func (d *differ) below(ctx context.Context, r *Reader, l loc, e *raw) error {
 	}
 	return nil
 }
-
