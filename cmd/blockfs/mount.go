@@ -168,7 +168,7 @@ func serveMount(ctx context.Context, e env, f *mountFlags, spec string, openOpts
 		return err
 	}
 	defer lease.release()
-	vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts, MetaDir: *f.metaDir, At: *f.at})
+	vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts, MetaDir: *f.metaDir, At: *f.at, Lazy: true})
 	if err != nil {
 		return err
 	}
