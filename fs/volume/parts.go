@@ -109,29 +109,37 @@ func (v *Volume) partsReader(ctx context.Context, m Manifest) *parts.Reader {
 // advanceParts makes r (the parts of head h) what the tree serves,
 // reporting to onChange what differs from what it served.
 func (v *Volume) advanceParts(ctx context.Context, h head, r *parts.Reader) (bool, error) {
-	if v.onChange != nil {
-		if v.served != nil {
-			if err := parts.Diff(ctx, v.served, r, v.onChange); err != nil {
-				v.logf("blockfs: comparing the metadata parts of generations %d and %d of %s: %v", v.cur.Generation, h.m.Generation, v.Spec, err)
-			}
-		} else if v.refVer != "" {
-			// From an ingested tree (a snapshot without parts) to parts:
-			// rare (a rollback across the release that added parts), so
-			// every path of both trees is reported.
-			report := func(p string, _ *tree.Node) error { v.onChange(p); return nil }
-			if err := v.Tree.Walk("/", report); err != nil {
-				v.logf("blockfs: listing the old tree to invalidate it: %v", err)
-			}
-			if err := tree.NewTreeFrom(r).Walk("/", report); err != nil {
-				v.logf("blockfs: listing the new tree to invalidate it: %v", err)
-			}
+	old := v.served
+	var oldPaths []string
+	if v.onChange != nil && old == nil && v.refVer != "" {
+		// From an ingested tree (a snapshot without parts) to parts: rare
+		// (a rollback across the release that added parts), so every path
+		// of both trees is reported.
+		if err := v.Tree.Walk("/", func(p string, _ *tree.Node) error { oldPaths = append(oldPaths, p); return nil }); err != nil {
+			v.logf("blockfs: listing the old tree to invalidate it: %v", err)
 		}
 	}
+	// The new tree is visible before any path is reported.
 	v.Tree.SetSource(r)
 	v.served = r
 	v.counters.partsServed.Store(true)
 	v.refVer, v.cur = h.version, h.m
 	v.counters.generation.Store(int64(h.m.Generation))
+	if v.onChange == nil {
+		return true, nil
+	}
+	if old != nil {
+		if err := parts.Diff(ctx, old, r, v.onChange); err != nil {
+			v.logf("blockfs: comparing the metadata parts of two generations of %s: %v", v.Spec, err)
+		}
+		return true, nil
+	}
+	for _, p := range oldPaths {
+		v.onChange(p)
+	}
+	if err := v.Tree.Walk("/", func(p string, _ *tree.Node) error { v.onChange(p); return nil }); err != nil {
+		v.logf("blockfs: listing the new tree to invalidate it: %v", err)
+	}
 	return true, nil
 }
 
