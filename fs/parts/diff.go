@@ -27,12 +27,26 @@ func Diff(ctx context.Context, old, new *Reader, changed func(p string)) error {
 		changed("/")
 	}
 	d := differ{old: old, new: new, changed: changed}
-	return d.dir(ctx, loc{part: op, key: old.root.key()}, loc{part: np, key: new.root.key()})
+	if err := d.dir(ctx, loc{part: op, key: old.root.key()}, loc{part: np, key: new.root.key()}); err != nil {
+		return err
+	}
+	return d.failed
 }
 
 type differ struct {
 	old, new *Reader
 	changed  func(string)
+	// failed is the first part that could not be read: the directory it
+	// roots is reported as changed, and the diff goes on with the rest.
+	failed error
+}
+
+// fail records err for directory p.
+func (d *differ) fail(p string, err error) {
+	d.changed(p)
+	if d.failed == nil {
+		d.failed = err
+	}
 }
 
 func entries(l loc) []raw {
@@ -83,11 +97,13 @@ func (d *differ) same(ctx context.Context, o, n loc, a, b *raw) error {
 		}
 		ol, err := d.old.below(ctx, o, a)
 		if err != nil {
-			return err
+			d.fail(p, err)
+			return nil
 		}
 		nl, err := d.new.below(ctx, n, b)
 		if err != nil {
-			return err
+			d.fail(p, err)
+			return nil
 		}
 		return d.dir(ctx, ol, nl)
 	case ad:
@@ -111,7 +127,8 @@ func (d *differ) all(ctx context.Context, r *Reader, l loc, e *raw) error {
 func (d *differ) below(ctx context.Context, r *Reader, l loc, e *raw) error {
 	sub, err := r.below(ctx, l, e)
 	if err != nil {
-		return err
+		d.fail(l.path(e.name), err)
+		return nil
 	}
 	for _, c := range entries(sub) {
 		if err := d.all(ctx, r, sub, &c); err != nil {
