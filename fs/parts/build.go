@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"strings"
 
 	"blockfs/blockstore"
 	"blockfs/fs/tree"
@@ -32,6 +33,13 @@ type BuildOptions struct {
 	// MaxEntries bounds a part's entries (see DefaultMaxEntries); 0 means
 	// the default. Tests use tiny parts.
 	MaxEntries int
+	// Reuse holds the split-off parts of an earlier build of the same
+	// tree, by root (BuildStats.Stored), and Dirty reports whether the
+	// subtree below directory p may have changed since: a directory not
+	// dirty whose part Reuse holds is not read again but points at that
+	// part. Nil Reuse rebuilds everything.
+	Reuse map[string]Ref
+	Dirty func(p string) bool
 }
 
 // BuildStats say what a build wrote.
@@ -39,6 +47,8 @@ type BuildStats struct {
 	Parts   int   // parts encoded
 	Bytes   int64 // their encoded size
 	Entries int64
+	Reused  int            // parts of Reuse pointed at again
+	Stored  map[string]Ref // every split-off part of the tree, by root: the next build's Reuse
 }
 
 // Build encodes the tree of src as parts, bottom-up, storing each through
@@ -48,7 +58,8 @@ type BuildStats struct {
 // left). Unchanged subtrees encode to the same bytes, so to the same
 // blocks: put may skip what it stored before.
 func Build(ctx context.Context, src Lister, opts BuildOptions, put Put) (Ref, BuildStats, error) {
-	b := &builder{src: src, put: put, max: opts.MaxEntries}
+	b := &builder{src: src, put: put, max: opts.MaxEntries, opts: opts}
+	b.st.Stored = map[string]Ref{}
 	if b.max <= 0 {
 		b.max = DefaultMaxEntries
 	}
@@ -70,8 +81,9 @@ func Build(ctx context.Context, src Lister, opts BuildOptions, put Put) (Ref, Bu
 type builder struct {
 	src Lister
 	put Put
-	max int
-	st  BuildStats
+	max  int
+	opts BuildOptions
+	st   BuildStats
 }
 
 // pending is a subtree not stored yet: its records relative to its root.
@@ -118,7 +130,20 @@ func (b *builder) dir(ctx context.Context, p string, depth int) (*pending, error
 		if k.e.kind() != tree.KindDir {
 			continue
 		}
-		if k.sub, err = b.dir(ctx, path.Join(p, k.e.name), depth+1); err != nil {
+		cp := path.Join(p, k.e.name)
+		if ref, ok := b.opts.Reuse[cp]; ok && !b.opts.Dirty(cp) {
+			k.e.child, k.e.ref = true, ref
+			pd.totals.add(ref.Totals)
+			b.st.Stored[cp] = ref
+			b.st.Reused++
+			for r, ref := range b.opts.Reuse { // the parts inside it stay valid too
+				if strings.HasPrefix(r, cp+"/") {
+					b.st.Stored[r] = ref
+				}
+			}
+			continue
+		}
+		if k.sub, err = b.dir(ctx, cp, depth+1); err != nil {
 			return nil, err
 		}
 		pd.n += k.sub.n
@@ -151,6 +176,7 @@ func (b *builder) split(ctx context.Context, p string, kids []child, pd *pending
 		}
 		pd.n -= k.sub.n
 		k.e.child, k.e.ref, k.sub = true, ref, nil
+		b.st.Stored[path.Join(p, k.e.name)] = ref
 	}
 	return nil
 }

@@ -234,3 +234,38 @@ func (c corrupting) Get(ctx context.Context, l blockstore.Locator, dst []byte) (
 	}
 	return n, err
 }
+
+// TestIncrementalBuild: a build that reuses the parts of clean subtrees
+// from the previous build serves the same tree as a full one, reading and
+// storing only the dirty subtrees' parts.
+func TestIncrementalBuild(t *testing.T) {
+	lg := testLog(t, 6, 20)
+	store := storetest.NewCounting(storetest.NewMem())
+	a := build(t, lg, 25, store)
+	n := &tree.Node{Kind: tree.KindFile, Mode: 0o600}
+	n.SetBlocks([]blockstore.Locator{blockstore.LocatorOf([]byte("new"))})
+	if err := lg.MultiWrite([]objects.Entry{tree.Entry("/d4/s1/new", n), tree.DeleteEntry("/d2/s0/f001")}); err != nil {
+		t.Fatal(err)
+	}
+	dirty := map[string]bool{"/": true, "/d4": true, "/d4/s1": true, "/d2": true, "/d2/s0": true}
+	var stored int
+	put := func(ctx context.Context, data []byte) ([]blockstore.Locator, error) {
+		stored++
+		l := blockstore.LocatorOf(data)
+		return []blockstore.Locator{l}, store.Put(ctx, l.Hash, data)
+	}
+	ref, st, err := Build(context.Background(), tree.LogSource{Log: lg}, BuildOptions{MaxEntries: 25, Reuse: a.st.Stored, Dirty: func(p string) bool { return dirty[p] }}, put)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Reused == 0 || stored > 5 {
+		t.Errorf("reused %d parts, stored %d", st.Reused, stored)
+	}
+	if len(st.Stored) != len(a.st.Stored) {
+		t.Errorf("%d parts known after the build, %d before", len(st.Stored), len(a.st.Stored))
+	}
+	full := build(t, lg, 25, store)
+	if got, want := walk(t, tree.NewTreeFrom(a.cache.Reader(ref))), walk(t, tree.NewTreeFrom(full.cache.Reader(full.ref))); !slices.Equal(got, want) {
+		t.Fatal("the incremental build serves another tree than a full one")
+	}
+}

@@ -249,6 +249,7 @@ func (v *Volume) rebuildLocked(ctx context.Context, h head) error {
 	v.retired = append(v.retired, retiredLog{log: v.Meta, dir: v.metaDir})
 	v.Meta, v.metaDir = log, dir
 	v.Tree.SetLog(log)
+	v.partsMemo, v.partsDirty = nil, nil // a new log: the next build is a full one
 	v.ingested, v.local, v.skipped, v.published = nv.ingested, nv.local, nv.skipped, nv.published
 	v.refVer, v.cur = h.version, h.m
 	v.counters.segments.Store(int64(len(v.ingested)))

@@ -3,12 +3,15 @@ package volume
 import (
 	"context"
 	"fmt"
+	"path"
+	"strings"
 	"io"
 	"log"
 
 	"blockfs/blockstore"
 	"blockfs/fs/parts"
 	"blockfs/fs/tree"
+	"blockfs/objects"
 )
 
 // Parts: the metadata of every snapshot a writer publishes is also written
@@ -36,6 +39,10 @@ func (v *Volume) attachParts(ctx context.Context, m *Manifest, same, covered map
 	if v.partsMax < 0 {
 		return nil
 	}
+	// Whatever happens below, the next build starts from this one's
+	// outcome: forget what the last one stored unless this one succeeds.
+	reuse, dirty := v.partsMemo, v.partsDirty
+	v.partsMemo, v.partsDirty = nil, nil
 	in := make(map[string]bool, len(m.Segments))
 	for _, s := range m.Segments {
 		in[s.ID] = true
@@ -45,6 +52,7 @@ func (v *Volume) attachParts(ctx context.Context, m *Manifest, same, covered map
 			return nil
 		}
 	}
+	v.partsDirty = dirty // ingesting below adds to it
 	var missing []SegmentRef
 	for _, s := range m.Segments {
 		if !v.ingested[s.ID] && !v.skipped[s.ID] && !same[s.ID] {
@@ -56,14 +64,51 @@ func (v *Volume) attachParts(ctx context.Context, m *Manifest, same, covered map
 			return err
 		}
 	}
-	ref, st, err := parts.Build(ctx, tree.LogSource{Log: v.Meta}, parts.BuildOptions{MaxEntries: v.partsMax}, v.putPart)
+	opts := parts.BuildOptions{MaxEntries: v.partsMax}
+	if reuse != nil && v.partsDirty != nil {
+		d := v.partsDirty
+		opts.Reuse, opts.Dirty = reuse, func(p string) bool { return d[p] }
+	}
+	v.partsDirty = nil
+	ref, st, err := parts.Build(ctx, tree.LogSource{Log: v.Meta}, opts, v.putPart)
 	if err != nil {
 		v.logf("blockfs: publishing %s without metadata parts (its mounts ingest every segment): %v", v.Spec, err)
 		return nil
 	}
+	v.partsMemo, v.partsDirty = st.Stored, map[string]bool{}
 	v.counters.partsBuilt.Add(int64(st.Parts))
 	m.Parts = &PartsRef{Format: parts.Format, Ref: ref}
 	return nil
+}
+
+// markDirty records that path p changed since the last build of parts:
+// every directory above it must be read again by the next one. A key that
+// is no tree path makes the next build a full one.
+func (v *Volume) markDirty(p string) {
+	if v.partsDirty == nil {
+		return
+	}
+	if !strings.HasPrefix(p, "/") {
+		v.partsMemo, v.partsDirty = nil, nil
+		return
+	}
+	for p != "/" {
+		p = path.Dir(p)
+		if v.partsDirty[p] {
+			return // and so is everything above it
+		}
+		v.partsDirty[p] = true
+	}
+}
+
+// markSegmentDirty marks the paths segment data writes or deletes.
+func (v *Volume) markSegmentDirty(data []byte) {
+	if v.partsDirty == nil {
+		return
+	}
+	if err := objects.SegmentKeys(data, v.markDirty); err != nil {
+		v.partsMemo, v.partsDirty = nil, nil
+	}
 }
 
 // putPart stores an encoded part as blocks of at most metaChunk bytes,

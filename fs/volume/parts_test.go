@@ -350,3 +350,42 @@ func TestLazyOpenOfOldStores(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSecondPublishRebuildsOnlyDirtyParts: a volume's second publish
+// encodes only the parts above the paths it changed, and the tree they
+// serve is still exactly the ingested one.
+func TestSecondPublishRebuildsOnlyDirtyParts(t *testing.T) {
+	ctx := context.Background()
+	spec := filepath.Join(t.TempDir(), "store")
+	oo := tinyParts
+	v, err := volume.Open(ctx, spec, oo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if err := v.Meta.MultiWrite(treeEntries(8, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := v.MetaStats().PartsBuilt
+	if err := v.Meta.MultiWrite([]objects.Entry{tree.DeleteEntry("/d6/s2/f4")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := v.MetaStats().PartsBuilt - first
+	if first < 20 || second > 4 {
+		t.Fatalf("first publish built %d parts, the second %d (want only those above /d6/s2/f4)", first, second)
+	}
+	full, err := volume.Open(ctx, spec, volume.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	if got, want := dump(t, openLazy(t, spec, volume.Options{})), dump(t, full); !slices.Equal(got, want) {
+		t.Fatal("the parts of the second publish serve another tree than its segments")
+	}
+}

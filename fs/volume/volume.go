@@ -64,6 +64,10 @@ type Volume struct {
 	served   *parts.Reader // the parts the tree serves (nil: the log)
 	partsMax int
 	partsPut map[blockstore.Hash]bool // part blocks this volume stored
+	// partsMemo: the parts the last build stored, by root, and partsDirty
+	// the directories above paths changed since (nil: build in full).
+	partsMemo  map[string]parts.Ref
+	partsDirty map[string]bool
 }
 
 // MetaStats describe the volume's metadata: what the mount has ingested
@@ -322,6 +326,7 @@ func (v *Volume) ingestLocked(ctx context.Context, m Manifest) (bool, error) {
 		v.ingested[s.ID] = true
 		v.local[s.ID] = info.Path
 		v.published[info.ID] = true
+		v.markSegmentDirty(data)
 		v.counters.segments.Add(1)
 		changed = true
 		if v.onChange != nil {
@@ -432,6 +437,7 @@ func (v *Volume) Publish(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("reading metadata segment: %w", err)
 		}
+		v.markSegmentDirty(data)
 		locs, err := v.cat.putBlob(ctx, data)
 		if err != nil {
 			return fmt.Errorf("storing metadata segment: %w", err)
