@@ -79,8 +79,8 @@ func Build(ctx context.Context, src Lister, opts BuildOptions, put Put) (Ref, Bu
 }
 
 type builder struct {
-	src Lister
-	put Put
+	src  Lister
+	put  Put
 	max  int
 	opts BuildOptions
 	st   BuildStats

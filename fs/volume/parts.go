@@ -3,10 +3,10 @@ package volume
 import (
 	"context"
 	"fmt"
-	"path"
-	"strings"
 	"io"
 	"log"
+	"path"
+	"strings"
 
 	"blockfs/blockstore"
 	"blockfs/fs/parts"
