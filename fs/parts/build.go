@@ -71,8 +71,10 @@ func Build(ctx context.Context, src Lister, opts BuildOptions, put Put) (Ref, Bu
 	if err != nil {
 		return Ref{}, b.st, fmt.Errorf("metadata of /: %w", err)
 	}
-	if !ok || len(node) < 2 || tree.Kind(node[1]) != tree.KindDir {
+	if !ok {
 		node = nil // served as tree.RootNode, as the log serves a tree without one
+	} else {
+		node = append([]byte{}, node...) // whatever it holds, as the log serves it
 	}
 	ref, err := b.store(ctx, "/", pd, node, version)
 	return ref, b.st, err
@@ -110,9 +112,8 @@ func (b *builder) dir(ctx context.Context, p string, depth int) (*pending, error
 	}
 	var kids []child
 	err := b.src.ListEncoded(p, func(name string, enc []byte, version uint64) bool {
-		if len(enc) < 2 || enc[1] < byte(tree.KindDir) || enc[1] > byte(tree.KindSymlink) {
-			return true // no kind: unreadable anyway, and no part may hold it
-		}
+		// Kept whatever it holds: a node that does not decode fails its
+		// listing and lookup as it does read from the log.
 		kids = append(kids, child{e: raw{name: name, version: version, node: append([]byte(nil), enc...)}})
 		return true
 	})

@@ -140,9 +140,10 @@ func (r Ref) Check() error {
 // compares paths component by component (pathLess), so a directory's
 // record comes right before its subdirectories'; every record but the
 // root's belongs to a directory entry of the part that is not split off.
-// Nodes are checked for their kind only: a node of a newer format is
-// refused by the listing that decodes it (as with the log), not by the
-// part, so one entry cannot hide a subtree.
+// Nodes are not decoded: a node that does not decode (a newer format, a
+// crafted record) fails the listing or lookup that decodes it, exactly as
+// it does when read from the log, not the part, so one entry cannot hide a
+// subtree.
 
 // entryChild flags an entry whose directory is split off into a part.
 const entryChild = 1
@@ -202,7 +203,13 @@ type raw struct {
 	ref     Ref // if child
 }
 
-func (r *raw) kind() tree.Kind { return tree.Kind(r.node[1]) }
+// kind is the entry's node kind (0 for a node too short to have one).
+func (r *raw) kind() tree.Kind {
+	if len(r.node) < 2 {
+		return 0
+	}
+	return tree.Kind(r.node[1])
+}
 
 // decode is the entry's node, its version set.
 func (r *raw) decode() (*tree.Node, error) {
@@ -407,9 +414,7 @@ func Decode(data []byte, root string) (*Part, error) {
 	if r.byte1("root flag") == 1 {
 		p.rootOff = int32(r.off)
 		r.uvarint("root version")
-		if n := r.bytes("root node", uint64(len(data))); r.err == nil && (len(n) < 2 || tree.Kind(n[1]) != tree.KindDir) {
-			r.fail("root node is not a directory")
-		}
+		r.bytes("root node", uint64(len(data)))
 		if r.err == nil && root != "/" {
 			r.fail("root node in a part of %s", root)
 		}
@@ -499,8 +504,6 @@ func checkEntry(e *raw, after bool, prev string) string {
 		return fmt.Sprintf("bad name %q", e.name)
 	case after && e.name <= prev:
 		return fmt.Sprintf("%q after %q", e.name, prev)
-	case len(e.node) < 2 || e.node[1] < byte(tree.KindDir) || e.node[1] > byte(tree.KindSymlink):
-		return fmt.Sprintf("entry %q: no node kind", e.name)
 	case e.child && e.kind() != tree.KindDir:
 		return fmt.Sprintf("entry %q: a child part for a %s", e.name, e.kind())
 	}

@@ -389,3 +389,36 @@ func TestSecondPublishRebuildsOnlyDirtyParts(t *testing.T) {
 		t.Fatal("the parts of the second publish serve another tree than its segments")
 	}
 }
+
+// TestLazyServesBadNodesAsTheLogDoes: nodes that do not decode (a bad
+// root, a bad entry) fail from parts exactly where they fail from the log.
+func TestLazyServesBadNodesAsTheLogDoes(t *testing.T) {
+	spec := filepath.Join(t.TempDir(), "store")
+	bad := []byte{0xff, 0xff}
+	es := append(treeEntries(1, 2), objects.Entry{Keys: [][]byte{[]byte("/")}, Value: bad})
+	es = append(es, objects.Entry{Keys: [][]byte{[]byte("/d0/bad"), []byte("/d0\x00bad")}, Value: bad})
+	publishWith(t, spec, tinyParts, es...)
+	full, err := volume.Open(context.Background(), spec, volume.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	lazy := openLazy(t, spec, volume.Options{})
+	for _, p := range []string{"/", "/d0/bad", "/d0/s1/f1"} {
+		_, ferr := full.Tree.Lookup(p)
+		_, lerr := lazy.Tree.Lookup(p)
+		if (ferr == nil) != (lerr == nil) || (ferr != nil && ferr.Error() != lerr.Error()) {
+			t.Errorf("lookup %s: log %v, parts %v", p, ferr, lerr)
+		}
+	}
+	errs := func(v *volume.Volume) (out []string) {
+		v.Tree.ListEach("/d0", func(name string, _ *tree.Node, err error) bool {
+			out = append(out, fmt.Sprint(name, err))
+			return true
+		})
+		return out
+	}
+	if a, b := errs(full), errs(lazy); !slices.Equal(a, b) {
+		t.Errorf("listing: log %q, parts %q", a, b)
+	}
+}
