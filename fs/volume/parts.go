@@ -165,9 +165,7 @@ func (v *Volume) advanceParts(ctx context.Context, h head, r *parts.Reader) (boo
 		}
 	}
 	// The new tree is visible before any path is reported.
-	v.Tree.SetSource(r)
-	v.served = r
-	v.counters.partsServed.Store(true)
+	v.serveParts(r)
 	v.refVer, v.cur = h.version, h.m
 	v.counters.generation.Store(int64(h.m.Generation))
 	if v.onChange == nil {
@@ -197,6 +195,7 @@ func (v *Volume) leaveParts(ctx context.Context, h head) (bool, error) {
 	}
 	v.served = nil
 	v.counters.partsServed.Store(false)
+	v.totals.Store(nil)
 	return true, nil
 }
 
@@ -223,4 +222,24 @@ func (c *catalog) walkParts(ctx context.Context, m Manifest, fn func(root string
 		}
 		return nil
 	})
+}
+
+// serveParts makes r what the tree serves.
+func (v *Volume) serveParts(r *parts.Reader) {
+	v.Tree.SetSource(r)
+	v.served = r
+	v.counters.partsServed.Store(true)
+	t := r.Root().Totals
+	v.totals.Store(&t)
+}
+
+// Totals are the counts of the tree served, below the root (files,
+// directories, symlinks, and the bytes of the files), when the volume
+// serves parts: a statfs or du that needs no walk. ok is false otherwise
+// (walk the tree). It does not wait for a refresh.
+func (v *Volume) Totals() (t parts.Totals, ok bool) {
+	if p := v.totals.Load(); p != nil {
+		return *p, true
+	}
+	return parts.Totals{}, false
 }

@@ -113,6 +113,26 @@ func TestLazyTreeIsTheIngestedTree(t *testing.T) {
 	if got, want := dump(t, lazy), dump(t, full); !slices.Equal(got, want) {
 		t.Fatalf("lazy tree of %d nodes differs from the ingested one of %d", len(got), len(want))
 	}
+	var walked parts.Totals
+	full.Tree.Walk("/", func(p string, n *tree.Node) error {
+		switch {
+		case p == "/":
+		case n.Kind == tree.KindDir:
+			walked.Dirs++
+		case n.Kind == tree.KindFile:
+			walked.Files++
+			walked.Bytes += n.Size
+		default:
+			walked.Symlinks++
+		}
+		return nil
+	})
+	if got, ok := lazy.Totals(); !ok || got != walked {
+		t.Errorf("totals from parts %+v (%v), a walk counts %+v", got, ok, walked)
+	}
+	if _, ok := full.Totals(); ok {
+		t.Error("an ingesting volume reports totals")
+	}
 
 	src := fstest.SampleTree(t)
 	for i := range 4 {

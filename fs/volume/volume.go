@@ -68,6 +68,7 @@ type Volume struct {
 	// the directories above paths changed since (nil: build in full).
 	partsMemo  map[string]parts.Ref
 	partsDirty map[string]bool
+	totals     atomic.Pointer[parts.Totals] // of the parts served (see Totals)
 }
 
 // MetaStats describe the volume's metadata: what the mount has ingested
@@ -369,9 +370,7 @@ func (v *Volume) openAt(ctx context.Context, spec string) error {
 		return fmt.Errorf("snapshot %d: %w", s.Generation, err)
 	}
 	if r := v.partsReader(ctx, m); r != nil {
-		v.Tree.SetSource(r)
-		v.served = r
-		v.counters.partsServed.Store(true)
+		v.serveParts(r)
 	} else if _, err := v.ingestLocked(ctx, m); err != nil {
 		return fmt.Errorf("snapshot %d: %w", s.Generation, err)
 	}
