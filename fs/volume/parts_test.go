@@ -442,3 +442,43 @@ func TestLazyServesBadNodesAsTheLogDoes(t *testing.T) {
 		t.Errorf("listing: log %q, parts %q", a, b)
 	}
 }
+
+// TestLazyFollowsRollback: a rollback publishes the restored snapshot's
+// parts with its segments; a lazy volume's refresh serves exactly that
+// tree again and reports the paths the rollback changed.
+func TestLazyFollowsRollback(t *testing.T) {
+	ctx := context.Background()
+	spec := filepath.Join(t.TempDir(), "store")
+	publishWith(t, spec, tinyParts, treeEntries(3, 5)...)
+	v := openLazy(t, spec, volume.Options{})
+	want := dump(t, v)
+	publishWith(t, spec, tinyParts, tree.DeleteEntry("/d1/s1/f1"), tree.Entry("/d2/x", &tree.Node{Kind: tree.KindDir}))
+	if _, err := v.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := volume.OpenCatalog(ctx, spec, storeurl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	if _, err := cat.Rollback(ctx, "1", false); err != nil {
+		t.Fatal(err)
+	}
+	if m, _, done := headManifest(t, spec); m.Parts == nil {
+		done()
+		t.Fatal("the rollback's manifest has no parts")
+	} else {
+		done()
+	}
+	var got []string
+	if _, err := v.RefreshNotify(ctx, func(p string) { got = append(got, p) }); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	if w := []string{"/d1/s1/f1", "/d2/x"}; !slices.Equal(got, w) {
+		t.Errorf("rollback reported %q, want %q", got, w)
+	}
+	if !v.MetaStats().PartsServed || !slices.Equal(dump(t, v), want) {
+		t.Fatal("after the rollback the lazy volume does not serve snapshot 1's tree from parts")
+	}
+}
