@@ -25,6 +25,7 @@ import (
 	"blockfs/fs/parts"
 	"blockfs/fs/tree"
 	"blockfs/fs/volume"
+	"blockfs/internal/testsvc"
 	"blockfs/objects"
 )
 
@@ -480,5 +481,50 @@ func TestLazyFollowsRollback(t *testing.T) {
 	}
 	if !v.MetaStats().PartsServed || !slices.Equal(dump(t, v), want) {
 		t.Fatal("after the rollback the lazy volume does not serve snapshot 1's tree from parts")
+	}
+}
+
+// TestLazyOpenOnMinIO: on the real MinIO, a lazy open and a lookup cost
+// the head ref, the store marker, the manifest and the parts on the
+// lookup's path, whatever the size of the store and the number of its
+// segments, while an ingesting open reads every segment.
+func TestLazyOpenOnMinIO(t *testing.T) {
+	m := testsvc.SharedMinIO(t)
+	bucket := m.NewBucket(t)
+	oo := fstest.S3Options(m, m.Endpoint())
+	small, big := "s3://"+bucket+"/small", "s3://"+bucket+"/big"
+	w := oo
+	w.PartsMaxEntries = 50
+	publishWith(t, small, w, treeEntries(1, 2)...)
+	es := treeEntries(40, 20)
+	for i := range 5 {
+		publishWith(t, big, w, es[i*len(es)/5:(i+1)*len(es)/5]...)
+	}
+	gets := func(spec string, lazy bool) (gets, parts int64) {
+		t.Helper()
+		before := m.Requests(t, "getobject")
+		o := oo
+		o.Lazy = lazy
+		v, err := volume.Open(context.Background(), spec, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		if _, err := v.Tree.Lookup("/d0/s0/f1"); err != nil {
+			t.Fatal(err)
+		}
+		parts = v.MetaStats().PartsFetched
+		return m.WaitRequests(t, "getobject", before+3+parts) - before, parts
+	}
+	// The small store is one part; in the big one (parts of at most 50
+	// entries) every /dN and its biggest subdirectory are split off.
+	if n, p := gets(small, true); p != 1 || n != 3+1 {
+		t.Errorf("lazy open of the small store: %d GETs, %d parts (want 4: ref, marker, manifest, the one part)", n, p)
+	}
+	if n, p := gets(big, true); p != 3 || n != 3+3 {
+		t.Errorf("lazy open of the big store: %d GETs, %d parts (want 6: ref, marker, manifest, the parts of /, /d0, /d0/s0)", n, p)
+	}
+	if n, _ := gets(big, false); n < 3+5 {
+		t.Errorf("an ingesting open of the big store: %d GETs, want at least its 5 segments and the ref, marker and manifest", n)
 	}
 }
