@@ -13,6 +13,7 @@ import (
 	"blockfs/blockstore"
 	"blockfs/blockstore/storetest"
 	"blockfs/fs/tree"
+	"blockfs/internal/testsvc"
 	"blockfs/objects"
 )
 
@@ -267,5 +268,45 @@ func TestIncrementalBuild(t *testing.T) {
 	full := build(t, lg, 25, store)
 	if got, want := walk(t, tree.NewTreeFrom(a.cache.Reader(ref))), walk(t, tree.NewTreeFrom(full.cache.Reader(full.ref))); !slices.Equal(got, want) {
 		t.Fatal("the incremental build serves another tree than a full one")
+	}
+}
+
+// TestListingPrefetchesChildParts: listing a directory fetches the parts
+// of its split-off subdirectories in the background, so that walking into
+// them then costs no fetch; a lookup alone prefetches nothing.
+func TestListingPrefetchesChildParts(t *testing.T) {
+	lg := testLog(t, 6, 20)
+	f := build(t, lg, 25, storetest.NewCounting(storetest.NewMem()))
+	tr := tree.NewTreeFrom(f.cache.Reader(f.ref))
+	if _, err := tr.Lookup("/d0"); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.cache.Fetches(); n != 1 {
+		t.Fatalf("a lookup in the root part fetched %d parts", n)
+	}
+	var split []string
+	r := f.cache.Reader(f.ref)
+	root, _ := f.cache.get(context.Background(), f.ref, "/")
+	root.each("", func(e raw) bool {
+		if e.child {
+			split = append(split, "/"+e.name)
+		}
+		return true
+	})
+	if len(split) < 2 {
+		t.Fatalf("only %d split-off directories under /", len(split))
+	}
+	if err := tr.ListEach("/", func(string, *tree.Node, error) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	want := int64(1 + len(split))
+	testsvc.WaitFor(t, "the child parts prefetched", func() bool { return f.cache.Fetches() >= want })
+	for _, d := range split {
+		if _, _, err := r.dirLoc(context.Background(), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := f.cache.Fetches(); n != want {
+		t.Fatalf("%d fetches after walking into the prefetched parts, want %d", n, want)
 	}
 }
