@@ -22,9 +22,11 @@ import (
 // snapshot from before them) is served by ingesting, as it always was.
 //
 // A writer builds the parts from its private log, which holds the whole
-// tree, on every publish (and compaction): unchanged subtrees encode to the
-// same blocks, so only changed parts are uploaded, but every publish walks
-// and encodes the whole tree (see docs/metadata.md).
+// tree, on every publish (and compaction): its first build reads the
+// whole tree, later ones only the directories above paths changed since
+// (markDirty), pointing at the earlier parts of the rest; unchanged
+// subtrees encode to the same blocks, so only changed parts are uploaded
+// (see docs/metadata.md).
 
 // attachParts sets m.Parts to the part tree of the snapshot m is about to
 // publish, built from the private log after ingesting what m lists that
