@@ -528,3 +528,28 @@ func TestLazyOpenOnMinIO(t *testing.T) {
 		t.Errorf("an ingesting open of the big store: %d GETs, want at least its 5 segments and the ref, marker and manifest", n)
 	}
 }
+
+// TestVerifyReportsABadPart: verify names the part whose block is gone.
+func TestVerifyReportsABadPart(t *testing.T) {
+	spec := filepath.Join(t.TempDir(), "store")
+	publishWith(t, spec, tinyParts, treeEntries(3, 10)...)
+	bad := partRoots(t, spec)["/d1"]
+	h := bad.Blocks[0].Hash.String()
+	if err := os.Remove(filepath.Join(spec, "blocks", h[:2], h)); err != nil {
+		t.Fatal(err)
+	}
+	v, err := volume.Open(context.Background(), spec, volume.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	rep, err := v.Verify(context.Background(), "/", false, 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK() || len(rep.Missing) == 0 || !slices.ContainsFunc(rep.Missing, func(p volume.Problem) bool {
+		return p.Block == bad.Blocks[0] && slices.Contains(p.Paths, "metadata part of /d1")
+	}) {
+		t.Fatalf("verify with the part of /d1 gone: %+v", rep)
+	}
+}
