@@ -19,7 +19,8 @@ import (
 )
 
 // ls and du read the catalog only: the tree is decoded from the metadata
-// the volume ingests, and no file block is fetched, so they are cheap on
+// parts (or, for a snapshot without them, the segments the volume
+// ingests), and no file block is fetched, so they are cheap on
 // any store and safe to run next to mounts and imports.
 
 func init() {
@@ -65,7 +66,8 @@ func (f inspectFlags) open(ctx context.Context, args []string) (*volume.Volume, 
 	if err != nil {
 		return nil, "", err
 	}
-	vol, err := volume.Open(ctx, spec, volume.Options{Options: opts, MetaDir: *f.metaDir, At: *f.at})
+	// Lazy: ls of one directory fetches only the metadata parts on its path.
+	vol, err := volume.Open(ctx, spec, volume.Options{Options: opts, MetaDir: *f.metaDir, At: *f.at, Lazy: true})
 	return vol, p, err
 }
 

@@ -70,14 +70,15 @@ func TestNoFUSEBelowMount(t *testing.T) {
 // TestImportsOneWay: cmd -> the filesystem packages -> blockstore,
 // objects. The store and log packages import nothing else of ours but
 // internal/ helpers, and the filesystem packages import each other only
-// downwards: mount, importer -> volume -> tree.
+// downwards: mount, importer -> volume -> parts -> tree.
 func TestImportsOneWay(t *testing.T) {
 	pkgs := listPackages(t)
 	// forbidden[prefix] lists what packages under prefix must not import.
 	forbidden := map[string][]string{
 		"blockfs/blockstore":  {"blockfs/fs/", "blockfs/cmd/", "blockfs/bench"},
 		"blockfs/objects":     {"blockfs/fs/", "blockfs/blockstore", "blockfs/cmd/", "blockfs/bench"},
-		"blockfs/fs/tree":     {"blockfs/fs/volume", "blockfs/fs/importer", "blockfs/fs/mount", "blockfs/blockstore/storeurl"},
+		"blockfs/fs/tree":     {"blockfs/fs/volume", "blockfs/fs/importer", "blockfs/fs/mount", "blockfs/blockstore/storeurl", "blockfs/fs/parts"},
+		"blockfs/fs/parts":    {"blockfs/fs/volume", "blockfs/fs/importer", "blockfs/fs/mount", "blockfs/blockstore/storeurl", "blockfs/objects"},
 		"blockfs/fs/volume":   {"blockfs/fs/importer", "blockfs/fs/mount"},
 		"blockfs/fs/importer": {"blockfs/fs/mount"},
 		"blockfs/fs/mount":    {"blockfs/fs/importer"},

@@ -95,6 +95,8 @@ func emitMeta(e metrics.Emit, m volume.MetaStats) {
 	e.Counter("blockfs_meta_refresh_errors_total", "Refreshes that failed (store unreachable, manifest gone or older).", float64(m.RefreshErrors))
 	e.Gauge("blockfs_meta_last_refresh_timestamp_seconds", "Unix time of the last refresh that reached the store (0: none yet).", float64(m.LastRefreshNs)/1e9)
 	e.Counter("blockfs_meta_published_blocks_total", "Metadata blocks this process published.", float64(m.PublishedBlocks))
+	e.Counter("blockfs_meta_parts_fetched_total", "Metadata parts fetched from the store (a mount serving parts).", float64(m.PartsFetched))
+	e.Gauge("blockfs_meta_parts_resident_bytes", "Bytes of metadata parts held decoded.", float64(m.PartsResident))
 }
 
 func emitHTTP(e metrics.Emit, h httpstore.ServerStats) {

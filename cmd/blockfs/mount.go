@@ -180,7 +180,7 @@ func serveMount(ctx context.Context, e env, f *mountFlags, spec string, openOpts
 		defer peers.Close()
 	}
 	openOpts.WrapBackend = routeThrough(openOpts.WrapBackend, peers, *f.pf.name)
-	vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts, MetaDir: *f.metaDir, At: *f.at})
+	vol, err := volume.Open(ctx, spec, volume.Options{Options: openOpts, MetaDir: *f.metaDir, At: *f.at, Lazy: true})
 	if err != nil {
 		return err
 	}

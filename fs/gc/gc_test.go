@@ -343,11 +343,23 @@ func TestAccounting(t *testing.T) {
 			oldManifests += l.Size
 		}
 	}
+	// ... and so do the metadata parts of those snapshots that the head's
+	// parts do not share.
+	sp := snapshotParts(t, spec)
+	gone := map[blockstore.Locator]bool{}
+	for _, ps := range sp[1:] {
+		for l := range ps {
+			if !sp[0][l] && !gone[l] {
+				gone[l] = true
+				oldManifests += l.Size
+			}
+		}
+	}
 	opts := gc.Options{KeepLast: 1}
 	collect(t, spec, opts)
 	rep := collect(t, spec, opts)
 	if want := unique + oldManifests; rep.Freed.Bytes != want {
-		t.Fatalf("freed %d bytes, want B's unique %d + %d of old manifests = %d", rep.Freed.Bytes, unique, oldManifests, want)
+		t.Fatalf("freed %d bytes, want B's unique %d + %d of old manifests and parts = %d", rep.Freed.Bytes, unique, oldManifests, want)
 	}
 	if v := verifyHead(t, spec); !v.OK() || v.Files != 1 {
 		t.Fatalf("A does not verify: %+v", v)

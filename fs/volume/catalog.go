@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"blockfs/blockstore"
+	"blockfs/fs/parts"
 	"blockfs/objects"
 )
 
@@ -53,6 +54,26 @@ type Manifest struct {
 	// manifest is snapshot Generation with no parent.
 	Snapshot *Snapshot  `json:"snapshot,omitempty"`
 	History  []Snapshot `json:"history,omitempty"`
+	// Parts, when present, names the root of the snapshot's metadata split
+	// into parts (fs/parts), which a lazy reader (a mount) fetches on
+	// demand instead of ingesting Segments. It holds exactly what
+	// ingesting Segments gives. Absent in manifests written before parts
+	// (and when a writer could not build them): readers ingest Segments,
+	// which every manifest still lists.
+	Parts *PartsRef `json:"parts,omitempty"`
+}
+
+// PartsRef is a manifest's part tree: its format and root part.
+type PartsRef struct {
+	Format int `json:"format"`
+	parts.Ref
+}
+
+// usableParts reports whether m's parts can be read by this blockfs: a
+// part format it does not know, or a root ref that does not check, is
+// ignored (the segments serve), never an error.
+func (m *Manifest) usableParts() bool {
+	return m.Parts != nil && m.Parts.Format == parts.Format && m.Parts.Check() == nil
 }
 
 // SegmentRef is one published segment.
@@ -295,6 +316,9 @@ func (c *catalog) update(ctx context.Context, op Snapshot, fn func(*Manifest) er
 		}
 		m := h.m
 		m.Segments = slices.Clip(m.Segments)
+		// The parts describe the segments: fn sets them again if it can,
+		// else the new snapshot has none rather than stale ones.
+		m.Parts = nil
 		if err := fn(&m); err != nil {
 			return Manifest{}, nil, err
 		}

@@ -64,6 +64,9 @@ func (v *Volume) Compact(ctx context.Context) (*Compacted, error) {
 	if v.at != nil {
 		return nil, fmt.Errorf("store %s: opened at snapshot %d: cannot compact", v.Spec, v.at.Generation)
 	}
+	if v.lazy {
+		return nil, fmt.Errorf("store %s: opened lazily (read-only): cannot compact", v.Spec)
+	}
 	return v.compactLocked(ctx)
 }
 
@@ -130,7 +133,11 @@ func (v *Volume) compactOnce(ctx context.Context) (*Compacted, error) {
 			}
 		}
 		m.Segments = out
-		return nil
+		same := make(map[string]bool, len(refs))
+		for _, r := range refs {
+			same[r.ID] = true
+		}
+		return v.attachParts(ctx, m, same, covered)
 	})
 	if errors.Is(err, errCompactRaced) {
 		return c, err
@@ -242,6 +249,7 @@ func (v *Volume) rebuildLocked(ctx context.Context, h head) error {
 	v.retired = append(v.retired, retiredLog{log: v.Meta, dir: v.metaDir})
 	v.Meta, v.metaDir = log, dir
 	v.Tree.SetLog(log)
+	v.partsMemo, v.partsDirty = nil, nil // a new log: the next build is a full one
 	v.ingested, v.local, v.skipped, v.published = nv.ingested, nv.local, nv.skipped, nv.published
 	v.refVer, v.cur = h.version, h.m
 	v.counters.segments.Store(int64(len(v.ingested)))

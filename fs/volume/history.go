@@ -192,6 +192,10 @@ func (c *Catalog) restore(ctx context.Context, h head, to Snapshot, op string, d
 	m, _, err := c.cat.update(ctx, Snapshot{Op: op, Target: to.Generation, Changes: ch.Changes}, func(m *Manifest) error {
 		m.Segments = restoredSegments(h.m.Segments, tm.Segments, m.Segments)
 		m.MaxVersion = max(m.MaxVersion, tm.MaxVersion)
+		if sameSegments(m.Segments, tm.Segments) {
+			// The restored tree is exactly to's: so are its parts.
+			m.Parts = tm.Parts
+		}
 		return nil
 	})
 	if err != nil {
@@ -220,6 +224,12 @@ func restoredSegments(from, to, current []SegmentRef) []SegmentRef {
 		}
 	}
 	return out
+}
+
+// sameSegments reports whether a and b list the same segments.
+func sameSegments(a, b []SegmentRef) bool {
+	dropped, restored := segmentDiff(a, b)
+	return len(dropped) == 0 && len(restored) == 0
 }
 
 // segmentDiff returns the ids of the segments of cur not in to, and of to

@@ -9,9 +9,10 @@ import (
 // volume of its own, pinned as Options.At pins one. It shares v's store
 // (connections, cache, credentials) instead of opening it again, so a
 // mount serving several versions asks one stack for blocks; the store
-// stays v's to close: close the pinned volume first.
+// stays v's to close: close the pinned volume first. It is lazy
+// (Options.Lazy): a snapshot with parts is served from them.
 func (v *Volume) OpenAt(ctx context.Context, spec string) (*Volume, error) {
-	return openOn(ctx, v.Spec, v.store, true, Options{MetaDir: v.metaParent, At: spec, Logger: v.logger, CompactAbove: -1})
+	return openOn(ctx, v.Spec, v.store, true, Options{MetaDir: v.metaParent, At: spec, Logger: v.logger, CompactAbove: -1, Lazy: true})
 }
 
 // Tags lists the store's tags by name, read from the store now (a mount

@@ -26,7 +26,7 @@ func (c *Catalog) Backend() blockstore.Store { return c.store.Backend }
 func (c *Catalog) Refs() blockstore.RefStore { return c.cat.refs }
 
 // Reach calls fn for every block snapshot manifest reaches: the manifest's
-// own blocks, its segments' blocks, and the blocks of every file in the
+// own blocks, its segments' blocks, its metadata parts' blocks, and the blocks of every file in the
 // tree it describes (winning versions only: a file removed or overwritten
 // in this snapshot does not keep its old blocks alive). Older snapshots'
 // manifests, which its history names, are not followed: whether they stay
@@ -44,6 +44,12 @@ func (c *Catalog) Reach(ctx context.Context, manifest []blockstore.Locator, meta
 		for _, l := range s.Blocks {
 			fn(l)
 		}
+	}
+	// Its parts: every one is read (a part names its children), and one
+	// that cannot be read fails the mark, since the parts below it could
+	// not be told from garbage.
+	if err := c.cat.walkParts(ctx, m, func(_ string, l blockstore.Locator) { fn(l) }); err != nil {
+		return fmt.Errorf("metadata parts: %w", err)
 	}
 	dir, err := os.MkdirTemp(metaDir, metaDirPrefix)
 	if err != nil {

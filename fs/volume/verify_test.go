@@ -29,7 +29,7 @@ func TestVerify(t *testing.T) {
 	ctx := context.Background()
 	for _, deep := range []bool{false, true} {
 		rep, err := vol.Verify(ctx, "/", deep, 4, nil)
-		if err != nil || !rep.OK() || rep.Files != 3 || rep.Blocks != 6 || rep.Checked != 6 {
+		if err != nil || !rep.OK() || rep.Files != 3 || rep.Blocks != 7 || rep.Checked != 7 { // 6 of the files, 1 the metadata part
 			t.Fatalf("healthy store, deep=%v: %+v %v", deep, rep, err)
 		}
 	}

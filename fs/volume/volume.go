@@ -21,6 +21,7 @@ import (
 
 	"blockfs/blockstore"
 	"blockfs/blockstore/storeurl"
+	"blockfs/fs/parts"
 	"blockfs/fs/tree"
 	"blockfs/objects"
 )
@@ -58,6 +59,19 @@ type Volume struct {
 	counters  metaCounters
 	wmu       sync.Mutex     // Write, and Publish sealing what it wrote
 	pend      pendingChanges // under wmu: what Write noted since the last publish (changes.go)
+
+	// Parts (parts.go): lazy volumes serve from pcache's parts; writers
+	// build them at every publish.
+	lazy     bool
+	pcache   *parts.Cache
+	served   *parts.Reader // the parts the tree serves (nil: the log)
+	partsMax int
+	partsPut map[blockstore.Hash]bool // part blocks this volume stored
+	// partsMemo: the parts the last build stored, by root, and partsDirty
+	// the directories above paths changed since (nil: build in full).
+	partsMemo  map[string]parts.Ref
+	partsDirty map[string]bool
+	totals     atomic.Pointer[parts.Totals] // of the parts served (see Totals)
 }
 
 // MetaStats describe the volume's metadata: what the mount has ingested
@@ -83,11 +97,19 @@ type MetaStats struct {
 	// Rebuilds counts the times the metadata was rebuilt because the
 	// store's segments shrank (a rollback, repair or compaction).
 	Rebuilds int64 `json:"rebuilds"`
+	// Parts: a lazy volume's parts fetched from the store and the bytes it
+	// holds decoded (PartsServed: it serves from parts); a writer's parts
+	// built.
+	PartsServed   bool  `json:"parts_served"`
+	PartsFetched  int64 `json:"parts_fetched"`
+	PartsResident int64 `json:"parts_resident_bytes"`
+	PartsBuilt    int64 `json:"parts_built"`
 }
 
 type metaCounters struct {
-	generation, segments, refreshes, changes, errors, last, published, skipped, rebuilds atomic.Int64
-	lastErr                                                                              atomic.Pointer[string]
+	generation, segments, refreshes, changes, errors, last, published, skipped, rebuilds, partsBuilt atomic.Int64
+	lastErr                                                                                          atomic.Pointer[string]
+	partsServed                                                                                      atomic.Bool
 }
 
 // ErrGenerationBackwards says the store's manifest is older than one this
@@ -117,6 +139,18 @@ type Options struct {
 	// than this compacts it (see Compact). 0 means DefaultCompactAbove; < 0
 	// never.
 	CompactAbove int
+	// Lazy opens the volume read-only (a mount, a snapshot view): when the
+	// manifest names metadata parts, the tree is served from them, fetched
+	// on demand, and no segment is ingested. Such a volume must not
+	// Publish or Compact.
+	Lazy bool
+	// PartsCacheBytes bounds the parts a lazy volume keeps decoded; 0 is
+	// parts.DefaultCacheBytes.
+	PartsCacheBytes int64
+	// PartsMaxEntries bounds the entries of the parts a publish writes; 0
+	// is parts.DefaultMaxEntries, < 0 writes no parts (the manifests of
+	// releases before parts).
+	PartsMaxEntries int
 }
 
 // Open opens the store named by spec (see storeurl.Open) and ingests the
@@ -143,6 +177,10 @@ func openOn(ctx context.Context, spec string, store *storeurl.Stack, borrowed bo
 		Spec: spec, Blocks: store.Blocks, store: store, cat: catalog{blocks: store.Blocks, refs: refs, flush: flusherOf(store.Blocks)},
 		ingested: map[string]bool{}, local: map[string]string{}, skipped: map[string]bool{}, published: map[uint32]bool{}, logger: opts.Logger,
 		metaParent: opts.MetaDir, compactAbove: opts.CompactAbove, borrowed: borrowed,
+		lazy: opts.Lazy, partsMax: opts.PartsMaxEntries, partsPut: map[blockstore.Hash]bool{},
+	}
+	if v.partsMax == 0 {
+		v.partsMax = parts.DefaultMaxEntries
 	}
 	v.pend.seed = maphash.MakeSeed()
 	if v.compactAbove == 0 {
@@ -150,6 +188,9 @@ func openOn(ctx context.Context, spec string, store *storeurl.Stack, borrowed bo
 	}
 	if v.logger == nil {
 		v.logger = log.Default()
+	}
+	if v.lazy {
+		v.pcache = parts.NewCache(store.Blocks, parts.CacheOptions{Bytes: opts.PartsCacheBytes, Logger: v.logger, Store: spec})
 	}
 	if v.metaDir, err = makeMetaDir(opts.MetaDir, v.logger); err != nil {
 		if !borrowed {
@@ -238,6 +279,12 @@ func (v *Volume) refreshLocked(ctx context.Context) (bool, error) {
 		}
 		return false, fmt.Errorf("%w: from %d to %d", ErrGenerationBackwards, have, h.m.Generation)
 	}
+	if r := v.partsReader(ctx, h.m); r != nil {
+		return v.advanceParts(ctx, h, r)
+	}
+	if v.served != nil {
+		return v.leaveParts(ctx, h)
+	}
 	if lost := v.lostSegments(h.m); lost != "" {
 		return v.followShrunk(ctx, h, lost)
 	}
@@ -284,6 +331,7 @@ func (v *Volume) ingestLocked(ctx context.Context, m Manifest) (bool, error) {
 		v.ingested[s.ID] = true
 		v.local[s.ID] = info.Path
 		v.published[info.ID] = true
+		v.markSegmentDirty(data)
 		v.counters.segments.Add(1)
 		changed = true
 		if v.onChange != nil {
@@ -325,10 +373,12 @@ func (v *Volume) openAt(ctx context.Context, spec string) error {
 	if err != nil {
 		return fmt.Errorf("snapshot %d: %w", s.Generation, err)
 	}
-	if _, err := v.ingestLocked(ctx, m); err != nil {
+	if r := v.partsReader(ctx, m); r != nil {
+		v.serveParts(r)
+	} else if _, err := v.ingestLocked(ctx, m); err != nil {
 		return fmt.Errorf("snapshot %d: %w", s.Generation, err)
 	}
-	v.at = &s
+	v.at, v.cur = &s, m
 	v.refVer = "at:" + strconv.FormatUint(s.Generation, 10)
 	v.counters.generation.Store(int64(s.Generation))
 	return nil
@@ -374,6 +424,9 @@ func (v *Volume) Publish(ctx context.Context) error {
 	if v.at != nil {
 		return fmt.Errorf("store %s: opened at snapshot %d: cannot publish", v.Spec, v.at.Generation)
 	}
+	if v.lazy {
+		return fmt.Errorf("store %s: opened lazily (read-only): cannot publish", v.Spec)
+	}
 	before, changes, err := v.sealPending()
 	if err != nil {
 		return err
@@ -392,6 +445,7 @@ func (v *Volume) Publish(ctx context.Context) error {
 		if ok, err := covered(data, before); err != nil || !ok {
 			changes = nil // written to Meta directly: not counted
 		}
+		v.markSegmentDirty(data)
 		locs, err := v.cat.putBlob(ctx, data)
 		if err != nil {
 			v.restorePending(before)
@@ -435,6 +489,10 @@ func (v *Volume) sealPending() (map[string]nodeSum, *Changes, error) {
 // as a snapshot that made changes (nil: not known).
 func (v *Volume) publishLocked(ctx context.Context, fresh []SegmentRef, local []uint32, changes *Changes) (Manifest, error) {
 	maxVersion := v.Meta.MaxVersion()
+	own := make(map[string]bool, len(fresh))
+	for _, s := range fresh {
+		own[s.ID] = true
+	}
 	m, manifestLocs, err := v.cat.update(ctx, Snapshot{Op: OpPublish, Changes: changes}, func(m *Manifest) error {
 		have := make(map[string]bool, len(m.Segments))
 		for _, s := range m.Segments {
@@ -446,7 +504,9 @@ func (v *Volume) publishLocked(ctx context.Context, fresh []SegmentRef, local []
 			}
 		}
 		m.MaxVersion = max(m.MaxVersion, maxVersion)
-		return nil
+		// Run again on every retry: a manifest another publisher changed
+		// gets parts built from the merged log.
+		return v.attachParts(ctx, m, own, nil)
 	})
 	if err != nil {
 		return m, err
@@ -477,13 +537,16 @@ func (v *Volume) Store() *storeurl.Stack { return v.store }
 
 // MetaStats snapshots the metadata counters.
 func (v *Volume) MetaStats() MetaStats {
+	fetched, resident := v.partsStats()
 	return MetaStats{
 		Generation: uint64(v.counters.generation.Load()), Segments: v.counters.segments.Load(),
 		Refreshes: v.counters.refreshes.Load(), Changes: v.counters.changes.Load(),
 		RefreshErrors: v.counters.errors.Load(), LastRefreshNs: v.counters.last.Load(),
 		PublishedBlocks: v.counters.published.Load(), SkippedSegments: v.counters.skipped.Load(),
-		Rebuilds:  v.counters.rebuilds.Load(),
-		LastError: deref(v.counters.lastErr.Load()),
+		Rebuilds:     v.counters.rebuilds.Load(),
+		LastError:    deref(v.counters.lastErr.Load()),
+		PartsServed:  v.Tree.Source() != tree.Source(tree.LogSource{Log: v.Meta}) && v.lazy,
+		PartsFetched: fetched, PartsResident: resident, PartsBuilt: v.counters.partsBuilt.Load(),
 	}
 }
 
@@ -504,6 +567,9 @@ func (v *Volume) Close() error {
 	v.mu.Lock()
 	v.retireAll()
 	v.mu.Unlock()
+	if v.pcache != nil {
+		v.pcache.Close()
+	}
 	if v.borrowed {
 		// The store is the volume's OpenAt was called on, closed with it.
 	} else if cerr := v.store.Close(); err == nil {
