@@ -100,9 +100,7 @@ type coldJob struct {
 	rounds   int
 	noRuns   bool // only the imports are measured
 	// mountBin, if set, mounts with this blockfs binary as a child process
-	// (only the mount's TraceTrigger is passed on): a job that executes a
-	// program from the mount cannot be served from the benchmark's own
-	// process (its exec hangs in the kernel's read of the binary).
+	// (only the mount's TraceTrigger is passed on), as users mount.
 	mountBin string
 }
 
@@ -125,6 +123,15 @@ func (job *coldJob) mount(b *testing.B, m *testsvc.MinIO, endpoint string, cfg *
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { // after a failure, before the TempDir's removal
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Signal(unix.SIGTERM)
+			_ = cmd.Wait()
+		}
+		if b.Failed() {
+			b.Logf("blockfs mount at %s:\n%s", dir, stderr.String())
+		}
+	})
 	testsvc.WaitFor(b, "the blockfs mount at "+dir, func() bool { return isMounted(dir) })
 	return dir, func() {
 		_ = cmd.Process.Signal(unix.SIGTERM) // it unmounts, publishes a recorded trace and exits
