@@ -15,7 +15,8 @@
 #   django, sympy, botocore, mypy, ... plus this machine's
 #   /usr/lib/python3.11), then measures its import with and without packs
 #   and the Python start-up over it; slow (the import without packs takes
-#   a minute or two).
+#   a minute or two; BLOCKFS_COLDSTART_BIG_WORKERS=N leaves it out and
+#   adds an import with packs and N upload workers).
 # BLOCKFS_COLDSTART_PYTHON and BLOCKFS_COLDSTART_LIB choose the interpreter
 # and the tree, default /usr/bin/python3.11 and /usr/lib/python3.11;
 # BLOCKFS_COLDSTART_GOROOT the GOROOT (default `go env GOROOT`);

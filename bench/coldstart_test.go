@@ -305,7 +305,7 @@ func printImports(what string, files int, bytes int64, variants []*coldVariant) 
 		}
 		st := v.stats
 		fmt.Printf("  %-40s %6.2f s  %5.0f files/s  %6.1f MiB/s  PUTs %d  HEADs %d  (%d files, %d packed in %d packs)\n",
-			fmt.Sprintf("pack below %d KiB", v.pack.PackBelow>>10), v.imported.Seconds(), float64(st.Files)/v.imported.Seconds(),
+			fmt.Sprintf("pack below %d KiB, workers %d", v.pack.PackBelow>>10, v.pack.Workers), v.imported.Seconds(), float64(st.Files)/v.imported.Seconds(),
 			float64(st.Bytes)/(1<<20)/v.imported.Seconds(), v.puts, v.heads, st.Files, st.Packed, st.Packs)
 	}
 }
@@ -345,14 +345,21 @@ func BenchmarkColdStartBig(b *testing.B) {
 		b.Skip("BLOCKFS_COLDSTART_BIG names no tree (bench/coldstart.sh --big)")
 	}
 	python, _ := coldStartPython()
+	variants := []*coldVariant{
+		{name: "mount cold, no packs", pack: importer.Options{PackBelow: 0}},
+		{name: "mount cold, packs < 64 KiB (default)", pack: importer.Options{PackBelow: importer.DefaultPackBelow}},
+		{name: "mount cold, packs < 64 KiB + replayed trace", usesSpecs: "mount cold, packs < 64 KiB (default)", record: true,
+			mount: mount.Options{TraceTrigger: "/usr/lib/python3.11/encodings/__pycache__/__init__.cpython-311.pyc"}},
+	}
+	// BLOCKFS_COLDSTART_BIG_WORKERS=N: the import without packs (minutes)
+	// is left out and one with packs and N upload workers is added.
+	if n := envInt("BLOCKFS_COLDSTART_BIG_WORKERS", 0); n > 0 {
+		variants = append(variants[1:], &coldVariant{name: fmt.Sprintf("mount cold, packs < 64 KiB, %d workers", n),
+			pack: importer.Options{PackBelow: importer.DefaultPackBelow, Workers: n}})
+	}
 	runColdJob(b, &coldJob{
 		what: "Python start-up, big tree", src: src, dest: "/usr", rounds: 1,
-		run: func(b *testing.B, home string) time.Duration { return runPython(b, python, filepath.Join(home, "usr")) },
-		variants: []*coldVariant{
-			{name: "mount cold, no packs", pack: importer.Options{PackBelow: 0}},
-			{name: "mount cold, packs < 64 KiB (default)", pack: importer.Options{PackBelow: importer.DefaultPackBelow}},
-			{name: "mount cold, packs < 64 KiB + replayed trace", usesSpecs: "mount cold, packs < 64 KiB (default)", record: true,
-				mount: mount.Options{TraceTrigger: "/usr/lib/python3.11/encodings/__pycache__/__init__.cpython-311.pyc"}},
-		},
+		run:      func(b *testing.B, home string) time.Duration { return runPython(b, python, filepath.Join(home, "usr")) },
+		variants: variants,
 	})
 }
