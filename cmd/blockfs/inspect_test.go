@@ -12,7 +12,9 @@ import (
 
 // TestLsDu: ls and du read the catalog only: with every file block deleted
 // from the store they still list names, modes, sizes and block counts, add
-// up sizes and dedup, and show a tagged snapshot with --at.
+// up sizes and dedup, and show a tagged snapshot with --at. Unpacked
+// (--pack-below 0), so that each small file is one block to remove and
+// to count.
 func TestLsDu(t *testing.T) {
 	store := filepath.Join(t.TempDir(), "store")
 	src := t.TempDir()
@@ -22,10 +24,10 @@ func TestLsDu(t *testing.T) {
 	if err := os.Symlink("a.txt", filepath.Join(src, "link")); err != nil {
 		t.Fatal(err)
 	}
-	mustRun(t, "import", "--store", store, src, "/d")
+	mustRun(t, "import", "--pack-below", "0", "--store", store, src, "/d")
 	mustRun(t, "tag", "--store", store, "first")
 	writeFile(t, filepath.Join(src, "new.txt"), "new\n")
-	mustRun(t, "import", "--store", store, src, "/d")
+	mustRun(t, "import", "--pack-below", "0", "--store", store, src, "/d")
 	for _, data := range []string{"same bytes\n", "other\n", "new\n"} {
 		h := blockstore.Sum([]byte(data)).String()
 		if err := os.Remove(filepath.Join(store, "blocks", h[:2], h)); err != nil {

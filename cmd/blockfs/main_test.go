@@ -347,9 +347,11 @@ func TestMountCacheDir(t *testing.T) {
 	}
 }
 
+// TestVerifyCommand: verify finds a missing block and names its one file;
+// unpacked (--pack-below 0), so a small file's block is its alone.
 func TestVerifyCommand(t *testing.T) {
 	store := filepath.Join(t.TempDir(), "store")
-	if code, _, stderr := blockfs("import", "--store", store, "../../testdata/sample"); code != 0 {
+	if code, _, stderr := blockfs("import", "--pack-below", "0", "--store", store, "../../testdata/sample"); code != 0 {
 		t.Fatal(stderr)
 	}
 	code, out, stderr := blockfs("verify", "--deep", "--store", store)

@@ -19,10 +19,11 @@ import (
 )
 
 // importSample imports testdata/sample into a new store and returns it.
-func importSample(t *testing.T) string {
+func importSample(t *testing.T, flags ...string) string {
 	t.Helper()
 	store := filepath.Join(t.TempDir(), "store")
-	if code, _, stderr := blockfs("import", "-q", "--store", store, "../../testdata/sample"); code != 0 {
+	args := append(append([]string{"import", "-q"}, flags...), "--store", store, "../../testdata/sample")
+	if code, _, stderr := blockfs(args...); code != 0 {
 		t.Fatal(stderr)
 	}
 	return store
@@ -134,9 +135,10 @@ func TestDaemonReadiness(t *testing.T) {
 
 // TestRepeatedReadFailuresLogBounded: 1000 failed reads of one corrupt
 // block through a real mount are a few log lines, one carrying the count.
+// Unpacked, so that the corrupt block is config.json's own.
 func TestRepeatedReadFailuresLogBounded(t *testing.T) {
 	testsvc.RequireFUSE(t)
-	store := importSample(t)
+	store := importSample(t, "--pack-below", "0")
 	data, _ := os.ReadFile("../../testdata/sample/models/config.json")
 	h := blockstore.Sum(data).String()
 	bad := bytes.ToUpper(data) // same size, other bytes: the hash does not verify

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,10 +16,12 @@ import (
 // TestImportRepairsCorruptBlock: a block corrupted in the store is found by
 // verify --deep, is not noticed by a plain re-import (the store has a file
 // of that name), and is rewritten by import --repair, after which verify
-// --deep is clean.
+// --deep is clean. The files are stored unpacked (--pack-below 0): the
+// block is config.json's own, rewritten in place; packs are
+// TestImportRepairsCorruptPack's.
 func TestImportRepairsCorruptBlock(t *testing.T) {
 	store := filepath.Join(t.TempDir(), "store")
-	if code, _, stderr := blockfs("import", "--store", store, "../../testdata/sample"); code != 0 {
+	if code, _, stderr := blockfs("import", "--pack-below", "0", "--store", store, "../../testdata/sample"); code != 0 {
 		t.Fatal(stderr)
 	}
 	data, err := os.ReadFile("../../testdata/sample/models/config.json")
@@ -42,13 +45,13 @@ func TestImportRepairsCorruptBlock(t *testing.T) {
 	if code, out, stderr := blockfs("verify", "--deep", "--store", store); code != 1 || !strings.Contains(out+stderr, "corrupt") {
 		t.Fatalf("verify --deep of a corrupt block: exit %d, %s %s", code, out, stderr)
 	}
-	if code, out, stderr := blockfs("import", "--store", store, "../../testdata/sample"); code != 0 || strings.Contains(out, "repaired") {
+	if code, out, stderr := blockfs("import", "--pack-below", "0", "--store", store, "../../testdata/sample"); code != 0 || strings.Contains(out, "repaired") {
 		t.Fatalf("plain re-import: %d %s %s", code, out, stderr)
 	}
 	if code, _, _ := blockfs("verify", "--deep", "--store", store); code != 1 {
 		t.Fatal("a plain re-import repaired the block: the test shows nothing")
 	}
-	code, out, stderr := blockfs("import", "--repair", "--store", store, "../../testdata/sample")
+	code, out, stderr := blockfs("import", "--pack-below", "0", "--repair", "--store", store, "../../testdata/sample")
 	if code != 0 || !strings.Contains(out, "1 corrupt blocks repaired") || !strings.Contains(stderr, "was corrupt in the store: rewritten") {
 		t.Fatalf("import --repair: exit %d, %q %q", code, out, stderr)
 	}
@@ -58,6 +61,79 @@ func TestImportRepairsCorruptBlock(t *testing.T) {
 	if got, err := os.ReadFile(block); err != nil || string(got) != string(data) {
 		t.Errorf("the block file after the repair: %q, %v", got, err)
 	}
+}
+
+// TestImportRepairsCorruptPack: with the default packing, the sample's
+// small files share a pack; corrupted in the store, verify --deep finds it,
+// a plain re-import does not notice, and import --repair packs the files
+// afresh (a pack cannot be rebuilt from one file of it): the same files
+// make the same pack, which overwrites the corrupt one, after which verify
+// --deep is clean.
+func TestImportRepairsCorruptPack(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	if code, _, stderr := blockfs("import", "--store", store, "../../testdata/sample"); code != 0 {
+		t.Fatal(stderr)
+	}
+	data, err := os.ReadFile("../../testdata/sample/models/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pack := findPack(t, store, data)
+	if err := os.Chmod(pack, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(pack, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("XXXX"), 1); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	if code, out, stderr := blockfs("verify", "--deep", "--store", store); code != 1 || !strings.Contains(out+stderr, "corrupt") {
+		t.Fatalf("verify --deep of a corrupt pack: exit %d, %s %s", code, out, stderr)
+	}
+	if code, out, stderr := blockfs("import", "--store", store, "../../testdata/sample"); code != 0 || strings.Contains(out, "repaired") {
+		t.Fatalf("plain re-import: %d %s %s", code, out, stderr)
+	}
+	if code, _, _ := blockfs("verify", "--deep", "--store", store); code != 1 {
+		t.Fatal("a plain re-import repaired the pack: the test shows nothing")
+	}
+	code, out, stderr := blockfs("import", "--repair", "--store", store, "../../testdata/sample")
+	if code != 0 || !strings.Contains(out, "1 corrupt blocks repaired") || !strings.Contains(stderr, "packed afresh") {
+		t.Fatalf("import --repair: exit %d, %q %q", code, out, stderr)
+	}
+	if code, out, stderr := blockfs("verify", "--deep", "--store", store); code != 0 {
+		t.Errorf("verify --deep after the repair: exit %d, %s %s", code, out, stderr)
+	}
+	if got := findPack(t, store, data); got != pack {
+		t.Errorf("the same files packed afresh are a new pack %s, not the corrupt one rewritten", got)
+	}
+}
+
+// findPack is the intact block file of a store that holds data among
+// other bytes (its pack), failing unless there is exactly one.
+func findPack(t *testing.T, store string, data []byte) string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(store, "blocks", "??", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []string
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > len(data) && bytes.Contains(b, data) && blockstore.Sum(b).String() == filepath.Base(p) {
+			found = append(found, p)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d intact packs hold config.json: %q", len(found), found)
+	}
+	return found[0]
 }
 
 // TestMountOwnerOverrides: --uid/--file-mode and the same as -o options

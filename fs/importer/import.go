@@ -64,6 +64,13 @@ type Options struct {
 	PackSize  int64
 }
 
+// DefaultPackBelow is the threshold `blockfs import` packs below unless
+// told otherwise: software trees are mostly files this small, and a cold
+// start over a remote store pays one request per unpacked file. The
+// library's zero Options still pack nothing, so that a caller chooses the
+// node format its readers understand.
+const DefaultPackBelow = 64 << 10
+
 // MaxPackBelow bounds Options.PackBelow, and with it how far a pack may
 // run past PackSize: a pack is cut once it reaches PackSize.
 const MaxPackBelow = 1 << 20

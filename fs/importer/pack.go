@@ -65,6 +65,9 @@ type packer struct {
 	im    *Importer
 	known map[blockstore.Hash]packRef
 	cur   *pack
+	// checked are the catalog's blocks a --repair import read back, and
+	// whether they were intact.
+	checked map[blockstore.Hash]bool
 }
 
 // newPacker indexes the small files the catalog already has by content,
@@ -72,7 +75,7 @@ type packer struct {
 // import of many files over a store with long round trips then asks the
 // store only about blocks nothing in the catalog names.
 func newPacker(im *Importer) (*packer, error) {
-	p := &packer{im: im, known: map[blockstore.Hash]packRef{}}
+	p := &packer{im: im, known: map[blockstore.Hash]packRef{}, checked: map[blockstore.Hash]bool{}}
 	im.catalogBlocks = map[blockstore.Hash]bool{}
 	err := im.vol.Tree.Walk("/", func(_ string, n *tree.Node) error {
 		for _, l := range n.Blocks {
@@ -171,12 +174,12 @@ func (p *packer) reuse(ctx context.Context, dest string, n *tree.Node, c *commit
 	if !ok {
 		return false, nil
 	}
-	if ref.catalog && p.im.opts.Reuse != nil {
-		fine, err := p.im.opts.Reuse(ctx, ref.loc.Hash)
+	if ref.catalog {
+		fine, err := p.reliable(ctx, dest, ref.loc)
 		if err != nil {
-			return false, fmt.Errorf("import: %w", err)
+			return false, err
 		}
-		if !fine { // a sweep may have taken it: pack the content afresh
+		if !fine { // pack the content afresh
 			delete(p.known, n.Sum)
 			return false, nil
 		}
@@ -199,6 +202,46 @@ func (p *packer) reuse(ctx context.Context, dest string, n *tree.Node, c *commit
 	n.SetRanges([]blockstore.Locator{ref.loc}, []tree.Range{ref.r})
 	p.im.commit(c, dest, n)
 	return true, nil
+}
+
+// reliable reports whether a block the catalog names may hold a small
+// file's content: not if a sweep may have taken it (Options.Reuse), nor,
+// under --repair, if it is missing or corrupt in the store. A pack cannot
+// be rewritten from one of its files, so under --repair the files of a bad
+// pack are packed afresh: the same files in the same order make the same
+// pack, which then overwrites the bad one; otherwise their nodes point at
+// a new pack, and files of other trees in the bad pack stay unreadable
+// until they are imported too.
+func (p *packer) reliable(ctx context.Context, dest string, loc blockstore.Locator) (bool, error) {
+	if p.im.opts.Reuse != nil {
+		fine, err := p.im.opts.Reuse(ctx, loc.Hash)
+		if err != nil || !fine {
+			return false, wrapErr(err)
+		}
+	}
+	if !p.im.opts.Repair {
+		return true, nil
+	}
+	intact, seen := p.checked[loc.Hash]
+	if !seen {
+		var err error
+		if intact, err = p.im.intact(ctx, loc); err != nil {
+			return false, err
+		}
+		p.checked[loc.Hash] = intact
+		if !intact { // counted as repaired if the new pack has its name
+			p.im.opts.Warn(fmt.Errorf("block %s holding %s was missing or corrupt in the store: its files in this import are packed afresh", loc, dest))
+		}
+	}
+	return intact, nil
+}
+
+// wrapErr wraps a Reuse error as the import's.
+func wrapErr(err error) error {
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	return nil
 }
 
 // wait adds m to the files committed when the pack is stored (queued),
