@@ -230,6 +230,11 @@ func (m *Mount) serve(abs string) (*fuse.Server, error) {
 		MaxReadAhead:     maxRead,
 		Options:          []string{"ro", "default_permissions"},
 		DisableSplice:    true, // results are pool buffers or copies, never file descriptors
+		// The kernel then keeps a node's (absent) ACL with its inode
+		// instead of asking for system.posix_acl_access at every ls -l.
+		// No node has one (imports do not keep ACLs): permissions stay
+		// the mode bits.
+		EnableAcl: true,
 	})
 	if err != nil {
 		return nil, err

@@ -1,0 +1,56 @@
+package mount
+
+import "testing"
+
+// TestNodeTableCollision: a second identity whose hash lands on a held
+// nodeid gets the next free one, and each is found again as itself.
+func TestNodeTableCollision(t *testing.T) {
+	tab := newNodeTable()
+	a, b := ident{ino: 1 << 40, gen: 1}, ident{ino: 1 << 40, gen: 2}
+	na, nb := tab.add(rootIno, "a", a), tab.add(rootIno, "b", b)
+	if na != a.ino || nb != a.ino+1 {
+		t.Fatalf("nodeids %d and %d, want %d and %d", na, nb, a.ino, a.ino+1)
+	}
+	if got, ok := tab.lookup(b); !ok || got != nb {
+		t.Errorf("lookup of the second identity: %d %v, want %d", got, ok, nb)
+	}
+	if _, p, gen, ok := tab.resolve(nil, nb); !ok || p != "/b" || gen != 2 {
+		t.Errorf("resolve(%d) = %q gen %d %v, want /b gen 2", nb, p, gen, ok)
+	}
+}
+
+// TestNodeTableForget: a record goes with the kernel's last reference,
+// but not before its children's, and a hard link's record follows the
+// latest name the kernel was given.
+func TestNodeTableForget(t *testing.T) {
+	tab := newNodeTable()
+	dir := tab.add(rootIno, "d", ident{ino: 1 << 41, gen: 7})
+	file := tab.add(dir, "f", ident{ino: 1 << 42, gen: 8})
+	tab.add(dir, "f", ident{ino: 1 << 42, gen: 8}) // READDIRPLUS again
+	tab.forget(dir, 1)
+	if _, p, _, ok := tab.resolve(nil, file); !ok || p != "/d/f" {
+		t.Fatalf("with its parent forgotten, the file resolves to %q %v", p, ok)
+	}
+	tab.forget(file, 1)
+	if tab.size() != 3 {
+		t.Fatalf("after one of two forgets of the file the table holds %d, want 3", tab.size())
+	}
+	tab.forget(file, 1)
+	if tab.size() != 1 {
+		t.Fatalf("after the last forget the table holds %d records, want only the root's", tab.size())
+	}
+
+	d2 := tab.add(rootIno, "e", ident{ino: 1 << 43, gen: 9})
+	link := tab.add(rootIno, "x", ident{ino: 1 << 44, gen: 10})
+	if again := tab.add(d2, "y", ident{ino: 1 << 44, gen: 10}); again != link {
+		t.Fatalf("a hard link's second name got nodeid %d, want %d", again, link)
+	}
+	if _, p, _, _ := tab.resolve(nil, link); p != "/e/y" {
+		t.Errorf("the hard link resolves to %q, want its latest name /e/y", p)
+	}
+	tab.forget(d2, 1)
+	tab.forget(link, 2)
+	if tab.size() != 1 {
+		t.Errorf("after every forget the table holds %d records", tab.size())
+	}
+}
