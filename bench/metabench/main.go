@@ -150,7 +150,7 @@ func memoryChild(store, mnt string, files int) error {
 	}
 	fmt.Printf("memory of a fresh mount process, after ls -lR of all %d files through it:\n", files)
 	fmt.Printf("  RSS %.1f MiB: %s for the metadata log opened, %s more for the walk\n", mib(rssAfter), per(rssOpen, rssBase), per(rssAfter, rssOpen))
-	fmt.Printf("  Go heap in use: %s for the metadata log and its index, %s more for the walk (go-fuse inodes and the mount's nodes)\n",
+	fmt.Printf("  Go heap in use: %s for the metadata log and its index, %s more for the walk (the mount's node table, and garbage not yet collected)\n",
 		per(heapOpen, heapBase), per(heapAfter, heapOpen))
 	return nil
 }

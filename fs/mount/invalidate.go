@@ -96,9 +96,11 @@ func (pi *pendingInval) apply() {
 	}
 }
 
-// fuseStats is the FUSE counters with the invalidations.
+// fuseStats is the FUSE counters with the invalidations and the node
+// table's size.
 func (m *Mount) fuseStats() FuseStats {
 	st := m.counters.snapshot()
 	st.InvalEntries, st.InvalDeletes, st.InvalListings = m.inval.entries.Load(), m.inval.deletes.Load(), m.inval.listings.Load()
+	st.NodesHeld = int64(m.nodes.size())
 	return st
 }

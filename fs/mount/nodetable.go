@@ -25,33 +25,68 @@ import (
 
 // nodeRec is what the mount keeps for one nodeid the kernel holds.
 type nodeRec struct {
-	parent uint64 // the parent directory's nodeid
+	parent uint64 // the parent directory's nodeid; the next free record's position+1 in a free one
 	name   string // the entry's name in it (the latest path the kernel used)
-	gen    uint64 // the low half of the identity hash (ident.gen)
-	// lookups is the kernel's reference count: each entry handed to it
-	// adds one, FORGET takes them back. A record at maxLookups stays.
-	lookups uint32
-	// children counts the records whose parent this is: a directory's
+	gen    uint32 // the low bits of the identity hash (ident.gen), with the nodeid telling it from another
+	// refs are the kernel's references (each entry handed to it adds one,
+	// FORGET takes them back) and one per child record: a directory's
 	// record outlives its children's, so that every record's path can be
-	// rebuilt up to a root.
-	children uint32
+	// rebuilt up to a root. A record at maxRefs stays.
+	refs uint32
 }
 
-const maxLookups = math.MaxUint32
+const maxRefs = math.MaxUint32
 
 // nodeTable maps the nodeids the kernel holds to their records, for a
 // mount and its snapshot views (which hash their own prefix into their
-// identities, so their nodeids do not meet the main tree's).
+// identities, so their nodeids do not meet the main tree's). The records
+// are in one slice, found by an index of small values, rather than in a
+// map of records: a Go map keeps slack for its growth (up to half its
+// slots free), and slack in a slot of 16 bytes costs less than in one of
+// 40. Neither shrinks: after the kernel forgets, the table keeps the room
+// of the most it held at once, and fills it again first.
 type nodeTable struct {
 	mu    sync.Mutex
-	recs  map[uint64]nodeRec
+	index map[uint64]uint32 // nodeid -> position in recs
+	recs  []nodeRec
+	free  uint32            // position+1 of the first free record (0: none), chained through parent
 	views map[uint64]*Mount // the root nodeid of each snapshot view
 }
 
 func newNodeTable() *nodeTable {
-	t := &nodeTable{recs: map[uint64]nodeRec{}, views: map[uint64]*Mount{}}
-	t.recs[rootIno] = nodeRec{lookups: maxLookups} // the kernel never forgets the root
+	t := &nodeTable{index: map[uint64]uint32{}, views: map[uint64]*Mount{}}
+	t.put(rootIno, nodeRec{refs: maxRefs}) // the kernel never forgets the root
 	return t
+}
+
+// get returns nodeid's record, valid until the table next grows.
+func (t *nodeTable) get(nodeid uint64) *nodeRec {
+	i, ok := t.index[nodeid]
+	if !ok {
+		return nil
+	}
+	return &t.recs[i]
+}
+
+// put stores a new record for nodeid, in a free position if there is one.
+func (t *nodeTable) put(nodeid uint64, r nodeRec) {
+	if t.free == 0 {
+		t.index[nodeid] = uint32(len(t.recs))
+		t.recs = append(t.recs, r)
+		return
+	}
+	i := t.free - 1
+	t.free = uint32(t.recs[i].parent)
+	t.index[nodeid] = i
+	t.recs[i] = r
+}
+
+// remove frees nodeid's record.
+func (t *nodeTable) remove(nodeid uint64) {
+	i := t.index[nodeid]
+	delete(t.index, nodeid)
+	t.recs[i] = nodeRec{parent: uint64(t.free)}
+	t.free = i + 1
 }
 
 // find returns the nodeid of identity id: that of the record whose gen is
@@ -63,11 +98,11 @@ func newNodeTable() *nodeTable {
 func (t *nodeTable) find(id ident) (nodeid uint64, found bool) {
 	c := id.ino
 	for {
-		r, ok := t.recs[c]
-		if !ok {
+		r := t.get(c)
+		if r == nil {
 			return c, false
 		}
-		if r.gen == id.gen {
+		if r.gen == uint32(id.gen) {
 			return c, true
 		}
 		if c++; c > ^uint64(0)-reservedInos {
@@ -83,6 +118,12 @@ func (t *nodeTable) lookup(id ident) (uint64, bool) {
 	return t.find(id)
 }
 
+// holds says whether nodeid is where identity id is.
+func (t *nodeTable) holds(nodeid uint64, id ident) bool {
+	c, found := t.lookup(id)
+	return found && c == nodeid
+}
+
 // add records that the kernel was handed the node id as name in
 // directory parent, and returns its nodeid. A node the kernel already
 // holds under another name (a hard link) takes the new one: it exists now,
@@ -91,22 +132,23 @@ func (t *nodeTable) add(parent uint64, name string, id ident) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c, found := t.find(id)
-	r := t.recs[c]
-	switch {
-	case !found:
+	if !found {
 		// The name may point into a kernel request or a decoded listing:
 		// a record must not pin either.
-		r = nodeRec{parent: parent, name: strings.Clone(name), gen: id.gen}
 		t.ref(parent)
-	case r.parent != parent || r.name != name:
-		t.ref(parent)
-		t.unref(r.parent)
+		t.put(c, nodeRec{parent: parent, name: strings.Clone(name), gen: uint32(id.gen), refs: 1})
+		return c
+	}
+	r := t.get(c)
+	if r.refs < maxRefs {
+		r.refs++
+	}
+	if r.parent != parent || r.name != name {
+		old := r.parent
 		r.parent, r.name = parent, strings.Clone(name)
+		t.ref(parent)
+		t.unref(old)
 	}
-	if r.lookups < maxLookups {
-		r.lookups++
-	}
-	t.recs[c] = r
 	return c
 }
 
@@ -125,58 +167,44 @@ func (t *nodeTable) addView(parent uint64, name string, id ident, v *Mount) uint
 func (t *nodeTable) forget(nodeid, n uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	r, ok := t.recs[nodeid]
-	if !ok || r.lookups == maxLookups {
-		return
-	}
-	r.lookups -= uint32(min(n, uint64(r.lookups)))
-	t.recs[nodeid] = r
-	t.dropIfUnused(nodeid)
+	t.release(nodeid, n)
 }
 
-// ref and unref count a child of nodeid (not in the table: one of the
-// mount's own directories, which are never dropped).
+// ref counts a child of nodeid (not in the table: one of the mount's own
+// directories, which are never dropped).
 func (t *nodeTable) ref(nodeid uint64) {
-	if r, ok := t.recs[nodeid]; ok {
-		r.children++
-		t.recs[nodeid] = r
+	if r := t.get(nodeid); r != nil && r.refs < maxRefs {
+		r.refs++
 	}
 }
 
-func (t *nodeTable) unref(nodeid uint64) {
-	if r, ok := t.recs[nodeid]; ok {
-		r.children--
-		t.recs[nodeid] = r
-		t.dropIfUnused(nodeid)
-	}
-}
+func (t *nodeTable) unref(nodeid uint64) { t.release(nodeid, 1) }
 
-// dropIfUnused deletes nodeid's record, and then its parent's and so on,
-// while neither the kernel nor a child holds them.
-func (t *nodeTable) dropIfUnused(nodeid uint64) {
+// release drops n references to nodeid, and the record with the last,
+// then its parent's reference and so on up.
+func (t *nodeTable) release(nodeid, n uint64) {
 	for {
-		r, ok := t.recs[nodeid]
-		if !ok || r.lookups > 0 || r.children > 0 {
+		r := t.get(nodeid)
+		if r == nil || r.refs == maxRefs {
 			return
 		}
-		delete(t.recs, nodeid)
-		p, ok := t.recs[r.parent]
-		if !ok {
+		r.refs -= uint32(min(n, uint64(r.refs)))
+		if r.refs > 0 {
 			return
 		}
-		p.children--
-		t.recs[r.parent] = p
-		nodeid = r.parent
+		parent := r.parent
+		t.remove(nodeid)
+		nodeid, n = parent, 1
 	}
 }
 
 // resolve rebuilds where nodeid is: the tree serving it (the main one or
 // a snapshot view's), its path in that tree, and its record's gen. ok is
 // false for a nodeid the table does not hold.
-func (t *nodeTable) resolve(main *Mount, nodeid uint64) (v *Mount, p string, gen uint64, ok bool) {
+func (t *nodeTable) resolve(main *Mount, nodeid uint64) (v *Mount, p string, gen uint32, ok bool) {
 	t.mu.Lock()
-	r, ok := t.recs[nodeid]
-	if !ok {
+	r := t.get(nodeid)
+	if r == nil {
 		t.mu.Unlock()
 		return nil, "", 0, false
 	}
@@ -191,7 +219,7 @@ func (t *nodeTable) resolve(main *Mount, nodeid uint64) (v *Mount, p string, gen
 			v = view
 			break
 		}
-		if r, ok = t.recs[c]; !ok {
+		if r = t.get(c); r == nil {
 			t.mu.Unlock()
 			return nil, "", 0, false
 		}
@@ -208,8 +236,8 @@ func (t *nodeTable) named(want map[staleName]bool) map[staleName]uint64 {
 	got := map[staleName]uint64{}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for c, r := range t.recs {
-		if k := (staleName{r.parent, r.name}); want[k] {
+	for c, i := range t.index {
+		if k := (staleName{t.recs[i].parent, t.recs[i].name}); want[k] {
 			got[k] = c
 		}
 	}
@@ -220,5 +248,5 @@ func (t *nodeTable) named(want map[staleName]bool) map[staleName]uint64 {
 func (t *nodeTable) size() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.recs)
+	return len(t.index)
 }

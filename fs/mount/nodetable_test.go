@@ -14,7 +14,7 @@ func TestNodeTableCollision(t *testing.T) {
 	if got, ok := tab.lookup(b); !ok || got != nb {
 		t.Errorf("lookup of the second identity: %d %v, want %d", got, ok, nb)
 	}
-	if _, p, gen, ok := tab.resolve(nil, nb); !ok || p != "/b" || gen != 2 {
+	if _, p, gen, ok := tab.resolve(nil, nb); !ok || p != "/b" || gen != 2 || !tab.holds(nb, b) || tab.holds(na, b) {
 		t.Errorf("resolve(%d) = %q gen %d %v, want /b gen 2", nb, p, gen, ok)
 	}
 }

@@ -48,7 +48,7 @@ func (fs *rawFS) node(op string, nodeid uint64) (*Mount, string, *tree.Node, ide
 		return nil, "", nil, ident{}, syscall.ESTALE
 	}
 	id := v.identity(p, n)
-	if id.gen != gen {
+	if uint32(id.gen) != gen || id.ino != nodeid && !fs.m.nodes.holds(nodeid, id) {
 		return nil, "", nil, ident{}, syscall.ESTALE
 	}
 	return v, p, n, id, 0
