@@ -32,6 +32,3 @@ var CopyMapped = copyMapped
 // RefreshNow does what one tick of the refresh loop does, so that a test
 // decides when the mount refreshes.
 func RefreshNow(m *Mount) (bool, error) { return m.vol.Refresh(context.Background()) }
-
-// NodesHeld is how many nodeids the mount's node table holds.
-func NodesHeld(m *Mount) int { return m.nodes.size() }

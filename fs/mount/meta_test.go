@@ -226,13 +226,13 @@ func TestForgottenNodesLeaveTheTable(t *testing.T) {
 		}
 	}
 	find()
-	if n := mount.NodesHeld(tm.Mount); n < 1+dirs+dirs*files {
+	if n := tm.Stats().Fuse.NodesHeld; n < 1+dirs+dirs*files {
 		t.Fatalf("after a walk the table holds %d nodes, want at least %d", n, 1+dirs+dirs*files)
 	}
 	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("2"), 0); err != nil {
 		t.Fatal(err)
 	}
-	testsvc.WaitFor(t, "the kernel's forgets to empty the table", func() bool { return mount.NodesHeld(tm.Mount) == 1 })
+	testsvc.WaitFor(t, "the kernel's forgets to empty the table", func() bool { return tm.Stats().Fuse.NodesHeld == 1 })
 	find()
 	if got := fstest.Sh(t, "cat", tm.Path("d002/f0049")); got != "2/49\n" {
 		t.Errorf("after the forgets d002/f0049 reads %q", got)
