@@ -93,7 +93,13 @@ type listed struct {
 func (m *Mount) list(p string) (entries []listed, errno syscall.Errno) {
 	defer m.timer()("readdir", &errno)
 	m.counters.readdirs.Add(1)
+	gen := m.generation()
+	_, noted := m.knownPacks(p, gen)
+	var ps packSet
 	err := m.vol.Tree.ListEach(p, func(name string, n *tree.Node, err error) bool {
+		if err == nil {
+			ps.add(n) // as dirPacks would: packs of every file, listed or not
+		}
 		if p == "/" && name == StatsFileName {
 			return true
 		}
@@ -110,6 +116,9 @@ func (m *Mount) list(p string) (entries []listed, errno syscall.Errno) {
 	})
 	if err != nil {
 		return nil, m.errno("readdir", p, err)
+	}
+	if !noted {
+		m.rememberPacks(p, gen, ps.locs)
 	}
 	m.prefetchSiblings(p, blockstore.Locator{})
 	return entries, 0

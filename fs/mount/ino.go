@@ -10,18 +10,19 @@ import (
 
 // Inode numbers are derived, not remembered: a table of every path and
 // version ever looked up would grow with every lookup for the mount's life,
-// however little the kernel still holds.
+// however little the kernel still holds. The node table (nodetable.go)
+// holds only what the kernel holds.
 //
 // A node's identity is a 128-bit FNV-1a hash of its path (directories) or
 // of its path and version (files and symlinks, so that a file replaced by a
 // newer import is a new inode with its own page cache, while handles open
-// on the old one keep reading it). The top 64 bits are st_ino, the rest the
-// FUSE generation. go-fuse tells nodes apart by (type, ino, generation), so
-// two nodes that share an st_ino (likely once in about 10^6 mounts of 10^7
-// files) are still two nodes to the kernel (the node table gives the
-// second a free nodeid, see nodetable.go) and never serve each other's
-// bytes; only tools that compare st_ino (hard-link detection with nlink
-// > 1, find's loop check along one path) could be misled.
+// on the old one keep reading it). The top 64 bits are st_ino and the FUSE
+// nodeid, the rest the FUSE generation. Two nodes that share an st_ino
+// (likely once in about 10^6 mounts of 10^7 files) are still two nodes to
+// the kernel (the node table gives the second a free nodeid, told apart by
+// the rest of the hash) and never serve each other's bytes; only tools
+// that compare st_ino (hard-link detection with nlink > 1, find's loop
+// check along one path) could be misled.
 
 // rootIno is the root directory's inode number (FUSE_ROOT_ID).
 const rootIno = 1
