@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -246,9 +247,10 @@ func withMount(store, mnt string, fn func() error) (time.Duration, error) {
 }
 
 // memory returns this process's resident set and Go heap in use, after a
-// collection.
+// collection that returns the freed memory to the OS (else garbage of
+// the metadata's ingest, reused by the walk, hides what the walk holds).
 func memory() (rss, heap uint64) {
-	runtime.GC()
+	debug.FreeOSMemory()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	f, err := os.Open("/proc/self/status")
