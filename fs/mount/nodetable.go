@@ -25,6 +25,7 @@ import (
 
 // nodeRec is what the mount keeps for one nodeid the kernel holds.
 type nodeRec struct {
+	id     uint64 // its nodeid
 	parent uint64 // the parent directory's nodeid; the next free record's position+1 in a free one
 	name   string // the entry's name in it (the latest path the kernel used)
 	gen    uint32 // the low bits of the identity hash (ident.gen), with the nodeid telling it from another
@@ -40,28 +41,30 @@ const maxRefs = math.MaxUint32
 // nodeTable maps the nodeids the kernel holds to their records, for a
 // mount and its snapshot views (which hash their own prefix into their
 // identities, so their nodeids do not meet the main tree's). The records
-// are in one slice, found by an index of small values, rather than in a
-// map of records: a Go map keeps slack for its growth (up to half its
-// slots free), and slack in a slot of 16 bytes costs less than in one of
-// 40. Neither shrinks: after the kernel forgets, the table keeps the room
-// of the most it held at once, and fills it again first.
+// are in one slice, found by an index of positions (nodeindex.go), rather
+// than in a map of records: a Go map keeps slack for its growth (up to
+// half its slots free), and slack in a slot of 8 bytes costs less than in
+// one of 48. Neither shrinks: after the kernel forgets, the table keeps
+// the room of the most it held at once, and fills it again first.
 type nodeTable struct {
 	mu    sync.Mutex
-	index map[uint64]uint32 // nodeid -> position in recs
+	index posIndex // nodeid -> position in recs
+	key   nodeidOf // the nodeid of the record at a position, for index
 	recs  []nodeRec
 	free  uint32            // position+1 of the first free record (0: none), chained through parent
 	views map[uint64]*Mount // the root nodeid of each snapshot view
 }
 
 func newNodeTable() *nodeTable {
-	t := &nodeTable{index: map[uint64]uint32{}, views: map[uint64]*Mount{}}
+	t := &nodeTable{views: map[uint64]*Mount{}}
+	t.key = func(pos uint32) uint64 { return t.recs[pos].id }
 	t.put(rootIno, nodeRec{refs: maxRefs}) // the kernel never forgets the root
 	return t
 }
 
 // get returns nodeid's record, valid until the table next grows.
 func (t *nodeTable) get(nodeid uint64) *nodeRec {
-	i, ok := t.index[nodeid]
+	i, ok := t.index.get(nodeid, t.key)
 	if !ok {
 		return nil
 	}
@@ -70,21 +73,22 @@ func (t *nodeTable) get(nodeid uint64) *nodeRec {
 
 // put stores a new record for nodeid, in a free position if there is one.
 func (t *nodeTable) put(nodeid uint64, r nodeRec) {
+	r.id = nodeid
 	if t.free == 0 {
-		t.index[nodeid] = uint32(len(t.recs))
 		t.recs = append(t.recs, r)
+		t.index.set(nodeid, uint32(len(t.recs)-1))
 		return
 	}
 	i := t.free - 1
 	t.free = uint32(t.recs[i].parent)
-	t.index[nodeid] = i
 	t.recs[i] = r
+	t.index.set(nodeid, i)
 }
 
 // remove frees nodeid's record.
 func (t *nodeTable) remove(nodeid uint64) {
-	i := t.index[nodeid]
-	delete(t.index, nodeid)
+	i, _ := t.index.get(nodeid, t.key)
+	t.index.del(nodeid, t.key)
 	t.recs[i] = nodeRec{parent: uint64(t.free)}
 	t.free = i + 1
 }
@@ -236,9 +240,10 @@ func (t *nodeTable) named(want map[staleName]bool) map[staleName]uint64 {
 	got := map[staleName]uint64{}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for c, i := range t.index {
-		if k := (staleName{t.recs[i].parent, t.recs[i].name}); want[k] {
-			got[k] = c
+	for i := range t.recs {
+		r := &t.recs[i]
+		if k := (staleName{r.parent, r.name}); r.refs > 0 && want[k] {
+			got[k] = r.id
 		}
 	}
 	return got
@@ -248,5 +253,5 @@ func (t *nodeTable) named(want map[staleName]bool) map[staleName]uint64 {
 func (t *nodeTable) size() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.index)
+	return t.index.count
 }

@@ -2,6 +2,7 @@ package mount
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"strconv"
 	"testing"
@@ -84,4 +85,67 @@ func BenchmarkNodeTableMemory(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestPosIndexAgainstMap drives the index with random inserts and deletes,
+// consecutive nodeids among them (as collisions make), and checks every
+// answer against a map: in many small tables (where probe sequences wrap
+// around the end) and in one large one.
+func TestPosIndexAgainstMap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	deletes := 0
+	for range 3000 {
+		deletes += checkPosIndex(t, rng, 40, 1)
+	}
+	deletes += checkPosIndex(t, rng, 200_000, 1000)
+	if deletes < 20_000 {
+		t.Fatalf("only %d deletes", deletes)
+	}
+}
+
+// checkPosIndex runs steps random operations on a new index, comparing it
+// with a map every checkEvery steps; it returns how many were deletes.
+func checkPosIndex(t *testing.T, rng *rand.Rand, steps, checkEvery int) (deletes int) {
+	t.Helper()
+	var x posIndex
+	var ids []uint64 // the nodeid of each position
+	key := func(pos uint32) uint64 { return ids[pos] }
+	want := map[uint64]uint32{}
+	for step := range steps {
+		switch op := rng.IntN(3); {
+		case op == 0 && len(ids) > 0:
+			id := ids[rng.IntN(len(ids))]
+			if _, ok := want[id]; ok {
+				x.del(id, key)
+				delete(want, id)
+				deletes++
+			}
+		default:
+			id := rng.Uint64()
+			if op == 1 && len(ids) > 0 {
+				id = ids[rng.IntN(len(ids))] + 1 // a neighbour
+			}
+			if _, ok := want[id]; !ok {
+				ids = append(ids, id)
+				x.set(id, uint32(len(ids)-1))
+				want[id] = uint32(len(ids) - 1)
+			}
+		}
+		if step%checkEvery == 0 {
+			for id, pos := range want {
+				if got, ok := x.get(id, key); !ok || got != pos {
+					t.Fatalf("step %d: get(%d) = %d %v, want %d", step, id, got, ok, pos)
+				}
+			}
+			if x.count != len(want) {
+				t.Fatalf("step %d: count %d, want %d", step, x.count, len(want))
+			}
+		}
+		if probe := rng.Uint64(); want[probe] == 0 {
+			if _, found := x.get(probe, key); found {
+				t.Fatalf("step %d: get of an absent nodeid found it", step)
+			}
+		}
+	}
+	return deletes
 }
