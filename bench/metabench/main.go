@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -164,7 +165,7 @@ func memoryChild(store, mnt string, files int) error {
 	}
 	fmt.Printf("memory of a fresh mount process, after ls -lR of all %d files through it:\n", files)
 	fmt.Printf("  RSS %.1f MiB: %s for the volume opened, %s more for the walk\n", mib(rssAfter), per(rssOpen, rssBase), per(rssAfter, rssOpen))
-	fmt.Printf("  Go heap in use: %s for the volume opened (the metadata log and its index, or the root part), %s more for the walk (parts fetched, go-fuse inodes and the mount's nodes)\n",
+	fmt.Printf("  Go heap in use: %s for the volume opened (the metadata log and its index, or the root part), %s more for the walk (parts fetched, the mount's node table, garbage not yet collected)\n",
 		per(heapOpen, heapBase), per(heapAfter, heapOpen))
 	return nil
 }
@@ -260,9 +261,10 @@ func withMount(store, mnt string, fn func() error) (time.Duration, error) {
 }
 
 // memory returns this process's resident set and Go heap in use, after a
-// collection.
+// collection that returns the freed memory to the OS (else garbage of
+// the metadata's ingest, reused by the walk, hides what the walk holds).
 func memory() (rss, heap uint64) {
-	runtime.GC()
+	debug.FreeOSMemory()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	f, err := os.Open("/proc/self/status")

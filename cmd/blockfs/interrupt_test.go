@@ -211,6 +211,10 @@ func TestImportFullDisk(t *testing.T) {
 	}()
 	store := filepath.Join(disk, "store")
 	cmd := exec.Command(blockfsBin, "import", "--quiet", "--store", store, src, "/x")
+	// Its own TMPDIR: the one line checked below must not be joined by the
+	// notice of stale metadata directories other tests' killed processes
+	// left in the shared /tmp (which the import rightly removes).
+	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "no space left on device") || strings.Count(string(out), "\n") != 1 {

@@ -1,18 +1,17 @@
 package mount
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"blockfs/blockstore"
 	"blockfs/fs/tree"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
@@ -62,6 +61,27 @@ func storedBytes(n *tree.Node) uint64 {
 		}
 	}
 	return s
+}
+
+// getxattr answers GETXATTR. ls -l asks for security.selinux and
+// system.posix_acl_access of every file it lists: names an import never
+// keeps (servedXattr) are ENODATA at once, without reading the node.
+func (fs *rawFS) getxattr(nodeid uint64, attr string, dest []byte) (uint32, syscall.Errno) {
+	if isSpecial(nodeid) || !servedXattr(attr) {
+		return 0, syscall.ENODATA
+	}
+	v, _, n, _, errno := fs.node("getxattr", nodeid)
+	if errno != 0 {
+		return 0, errno
+	}
+	return v.getxattr(n, attr, dest)
+}
+
+// servedXattr says whether a node may have attribute name: the user.*
+// ones (introspection's included) and security.capability, the only ones
+// an import keeps (docs/fidelity.md).
+func servedXattr(name string) bool {
+	return strings.HasPrefix(name, "user.") || name == "security.capability"
 }
 
 // getxattr answers getxattr(2) from the node's stored attributes, or one
@@ -150,7 +170,9 @@ func ContentHash(n *tree.Node) string {
 func listxattr(n *tree.Node, dest []byte) (uint32, syscall.Errno) {
 	var names []byte
 	for _, x := range n.Xattrs {
-		names = append(append(names, x.Name...), 0)
+		if servedXattr(x.Name) { // as getxattr answers them
+			names = append(append(names, x.Name...), 0)
+		}
 	}
 	return copyOut(names, dest)
 }
@@ -163,19 +185,6 @@ func copyOut(v, dest []byte) (uint32, syscall.Errno) {
 		return uint32(len(v)), syscall.ERANGE
 	}
 	return uint32(copy(dest, v)), 0
-}
-
-var (
-	_ gofs.NodeGetxattrer  = (*symlinkNode)(nil)
-	_ gofs.NodeListxattrer = (*symlinkNode)(nil)
-)
-
-func (s *symlinkNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	return s.mount.getxattr(s.node, attr, dest)
-}
-
-func (s *symlinkNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	return listxattr(s.node, dest)
 }
 
 // lseek answers SEEK_DATA and SEEK_HOLE from the block list: holes are the
@@ -202,9 +211,9 @@ const (
 	seekHole = 4 // SEEK_HOLE
 )
 
-var _ gofs.FileLseeker = (*fileHandle)(nil)
-
-func (h *fileHandle) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
+// Lseek answers lseek(2)'s SEEK_DATA and SEEK_HOLE on an open file (the
+// kernel handles the other whences itself).
+func (h *fileHandle) Lseek(off uint64, whence uint32) (uint64, syscall.Errno) {
 	if whence != seekData && whence != seekHole {
 		return 0, syscall.EINVAL
 	}

@@ -2,10 +2,11 @@ package mount
 
 import (
 	"context"
+	"syscall"
 
 	"blockfs/fs/tree"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
 // MaxRead is the largest read the mount asks the kernel for.
@@ -13,8 +14,13 @@ const MaxRead = maxRead
 
 // NewFileHandle opens the file n at p as a kernel open would, so that a
 // test can drive its reads directly.
-func NewFileHandle(m *Mount, p string, n *tree.Node) gofs.FileReader {
+func NewFileHandle(m *Mount, p string, n *tree.Node) FileReader {
 	return newFileHandle(m, p, n)
+}
+
+// FileReader is what a test drives of a file handle.
+type FileReader interface {
+	Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno)
 }
 
 // SetAfterRefresh makes the mount call fn after every background refresh.

@@ -12,96 +12,42 @@ import (
 	"blockfs/blockstore"
 	"blockfs/fs/tree"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
-// fileNode is a regular file: a list of blocks. The kernel may hold
-// millions of them after a walk, so a node keeps its metadata encoded (a
-// third of the decoded size for a small file) and decodes it when opened,
-// and knows its path only through go-fuse's tree (Inode.Path).
-type fileNode struct {
-	gofs.Inode
-	mount   *Mount
-	rec     []byte // the tree.Node, encoded (tree.Node.AppendBinary)
-	version uint64 // its Version, which the encoding leaves out
-	// gen is the volume's generation read before the node was looked
-	// up: snapshot gen (or a later one) holds this version, so a handle
-	// opened on it keeps gen in the mount's gc lease (see OldestServed).
-	gen uint64
-}
-
-func newFileNode(m *Mount, n *tree.Node, gen uint64) *fileNode {
-	return &fileNode{mount: m, rec: n.AppendBinary(nil), version: n.Version, gen: gen}
-}
-
-// node decodes the file's tree node. The record was encoded by this
-// process from a node that decoded, so it decodes again; if it did not,
-// the file fails with EIO (logged once), as a bad record in the log does.
-func (f *fileNode) node() (*tree.Node, syscall.Errno) {
-	n, err := tree.DecodeNode(f.rec)
-	if err != nil {
-		p := f.mount.treePath(f.Path(nil))
-		return nil, f.mount.errno("decode", p, fmt.Errorf("re-decoding the node of %s: %w", p, err))
+// open hands out a handle bound to the file as it is now, so that it
+// keeps reading the version it opened whatever refreshes do. The data
+// never changes under a given nodeid (a new version is a new identity), so
+// the kernel may keep its page cache across opens.
+func (fs *rawFS) open(nodeid uint64, flags uint32, out *fuse.OpenOut) (errno syscall.Errno) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0 {
+		return syscall.EROFS
 	}
-	n.Version = f.version
-	return n, 0
-}
-
-var (
-	_ gofs.NodeOpener      = (*fileNode)(nil)
-	_ gofs.NodeGetattrer   = (*fileNode)(nil)
-	_ gofs.NodeGetxattrer  = (*fileNode)(nil)
-	_ gofs.NodeListxattrer = (*fileNode)(nil)
-)
-
-func (f *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	f.mount.counters.getattrs.Add(1)
-	n, errno := f.node()
+	// The generation before the node is read: the node is of it or a
+	// later one, which a handle's gc lease then keeps (OldestServed).
+	gen := fs.m.generation()
+	v, p, n, id, errno := fs.node("open", nodeid)
 	if errno != 0 {
 		return errno
 	}
-	f.mount.fillAttr(n, f.StableAttr().Ino, &out.Attr)
+	defer v.timer()("open", &errno)
+	if n.Kind != tree.KindFile {
+		return syscall.EISDIR
+	}
+	v.counters.opens.Add(1)
+	v.traceOpen(p, n)
+	v.prefetchForOpen(p, n)
+	v.place(n)
+	h := newFileHandle(v, p, n)
+	h.ino = id.ino
+	h.gen, h.held = gen, true
+	if v != fs.m {
+		h.gen = v.generation() // a snapshot view's, which never changes
+	}
+	v.holdGeneration(h.gen)
+	out.Fh = fs.m.handles.add(h)
+	out.OpenFlags = fuse.FOPEN_KEEP_CACHE
 	return 0
-}
-
-func (f *fileNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	n, errno := f.node()
-	if errno != 0 {
-		return 0, errno
-	}
-	return f.mount.getxattr(n, attr, dest)
-}
-
-func (f *fileNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	n, errno := f.node()
-	if errno != 0 {
-		return 0, errno
-	}
-	return listxattr(n, dest)
-}
-
-// Open hands out a handle bound to the node as it is now, so that a file
-// keeps reading the version it opened. The data never changes under a
-// given block list, so the kernel may keep its page cache across opens.
-func (f *fileNode) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uint32, errno syscall.Errno) {
-	defer f.mount.timer()("open", &errno)
-	if flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0 {
-		return nil, 0, syscall.EROFS
-	}
-	f.mount.counters.opens.Add(1)
-	n, errno := f.node()
-	if errno != 0 {
-		return nil, 0, errno
-	}
-	p := f.mount.treePath(f.Path(nil))
-	f.mount.traceOpen(p, n)
-	f.mount.prefetchForOpen(p, n)
-	f.mount.place(n)
-	h := newFileHandle(f.mount, p, n)
-	h.gen, h.held = f.gen, true
-	f.mount.holdGeneration(f.gen)
-	return h, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // fileHandle is one open file: reads through the pool, and the readahead
@@ -111,7 +57,8 @@ type fileHandle struct {
 	path  string
 	node  *tree.Node
 	ra    readahead
-	gen   uint64 // the generation its node was looked up at
+	ino   uint64 // its st_ino, for a GETATTR through the handle
+	gen   uint64 // the generation its node was read at
 	held  bool   // counted in the mount's open generations (opened by the kernel)
 
 	failMu   sync.Mutex
@@ -124,11 +71,6 @@ func newFileHandle(m *Mount, p string, n *tree.Node) *fileHandle {
 	h.ra.init(m, n)
 	return h
 }
-
-var (
-	_ gofs.FileReader   = (*fileHandle)(nil)
-	_ gofs.FileReleaser = (*fileHandle)(nil)
-)
 
 // failMemo is how long a handle remembers the block whose fetch just failed
 // its read. When a readahead request fails, the kernel asks again at once for
@@ -321,12 +263,11 @@ func (h *fileHandle) fail(ctx context.Context, off int64, loc blockstore.Locator
 
 // Release ends the handle's readahead (prefetches in flight finish on their
 // own) and lets its generation go from the mount's gc lease.
-func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
+func (h *fileHandle) Release() {
 	h.ra.stop()
 	if h.held {
 		h.mount.dropGeneration(h.gen)
 	}
-	return 0
 }
 
 // poolResult hands pool buffers to go-fuse and releases them once the

@@ -6,24 +6,23 @@ import (
 	"syscall"
 
 	"blockfs/fs/tree"
-
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 )
 
 // Inode numbers are derived, not remembered: a table of every path and
 // version ever looked up would grow with every lookup for the mount's life,
-// however little the kernel still holds.
+// however little the kernel still holds. The node table (nodetable.go)
+// holds only what the kernel holds.
 //
 // A node's identity is a 128-bit FNV-1a hash of its path (directories) or
 // of its path and version (files and symlinks, so that a file replaced by a
 // newer import is a new inode with its own page cache, while handles open
-// on the old one keep reading it). The top 64 bits are st_ino, the rest the
-// FUSE generation. go-fuse tells nodes apart by (type, ino, generation), so
-// two nodes that share an st_ino (likely once in about 10^6 mounts of 10^7
-// files) are still two nodes to the kernel and never serve each other's
-// bytes; only tools that compare st_ino (hard-link detection with nlink
-// > 1, find's loop check along one path) could be misled, with odds of a
-// full 128-bit collision for the rest.
+// on the old one keep reading it). The top 64 bits are st_ino and the FUSE
+// nodeid, the rest the FUSE generation. Two nodes that share an st_ino
+// (likely once in about 10^6 mounts of 10^7 files) are still two nodes to
+// the kernel (the node table gives the second a free nodeid, told apart by
+// the rest of the hash) and never serve each other's bytes; only tools
+// that compare st_ino (hard-link detection with nlink > 1, find's loop
+// check along one path) could be misled.
 
 // rootIno is the root directory's inode number (FUSE_ROOT_ID).
 const rootIno = 1
@@ -33,12 +32,17 @@ const rootIno = 1
 // the top); a hash that lands there is moved away.
 const reservedInos = 1 << 16
 
-// identity returns the stable attributes of node n at path p of m's tree.
-// A snapshot view (snapshots.go) hashes its prefix first, so its inodes
-// are not the main tree's; the main tree's prefix is empty.
-func (m *Mount) identity(p string, n *tree.Node) gofs.StableAttr {
+// ident is a node's identity: ino is its st_ino (and, but for a
+// collision, its FUSE nodeid), gen the rest of the hash, which tells it
+// from another node whose ino collides.
+type ident struct{ ino, gen uint64 }
+
+// identity returns the identity of node n at path p of m's tree. A
+// snapshot view (snapshots.go) hashes its prefix first, so its inodes are
+// not the main tree's; the main tree's prefix is empty.
+func (m *Mount) identity(p string, n *tree.Node) ident {
 	if p == "/" && m.idPrefix == "" {
-		return gofs.StableAttr{Mode: modeType(n), Ino: rootIno}
+		return ident{ino: rootIno}
 	}
 	h := fnv.New128a()
 	h.Write([]byte(m.idPrefix))
@@ -68,11 +72,14 @@ func (m *Mount) identity(p string, n *tree.Node) gofs.StableAttr {
 	if ino < reservedInos || ino > ^uint64(0)-reservedInos {
 		ino ^= 1 << 62
 	}
-	return gofs.StableAttr{Mode: modeType(n), Ino: ino, Gen: binary.BigEndian.Uint64(sum[8:])}
+	return ident{ino: ino, gen: binary.BigEndian.Uint64(sum[8:])}
 }
 
-// ino is the inode number of node n at path p, the same one every time.
-func (m *Mount) ino(p string, n *tree.Node) uint64 { return m.identity(p, n).Ino }
+// dirIdentity is the identity of the directory at p: a directory's
+// depends on its path alone, so it is known without reading the node.
+func (m *Mount) dirIdentity(p string) ident {
+	return m.identity(p, &tree.Node{Kind: tree.KindDir})
+}
 
 // modeType is the file type bits of a node's kind.
 func modeType(n *tree.Node) uint32 {

@@ -207,3 +207,34 @@ func TestRefreshInvalidatesExactlyWhatChanged(t *testing.T) {
 		t.Errorf("added file reads %q", got)
 	}
 }
+
+// TestForgottenNodesLeaveTheTable: the mount keeps a record per name the
+// kernel holds, and no more: after a walk it holds one per entry walked,
+// and once the kernel drops its caches (FORGET for every inode) only the
+// root's is left. A walk afterwards is served as before.
+func TestForgottenNodesLeaveTheTable(t *testing.T) {
+	testsvc.RequireFUSE(t)
+	testsvc.RequireRoot(t, "dropping the kernel's caches")
+	const dirs, files = 4, 50
+	store := filepath.Join(t.TempDir(), "store")
+	fstest.ImportInto(t, store, wideTree(t, dirs, files), "/", chunker.Config{})
+	tm := fstest.MountStore(t, store, mount.Options{Refresh: -1})
+	find := func() {
+		t.Helper()
+		if n := strings.Count(fstest.Sh(t, "find", tm.Dir, "-type", "f"), "\n"); n != dirs*files {
+			t.Fatalf("find listed %d files, want %d", n, dirs*files)
+		}
+	}
+	find()
+	if n := tm.Stats().Fuse.NodesHeld; n < 1+dirs+dirs*files {
+		t.Fatalf("after a walk the table holds %d nodes, want at least %d", n, 1+dirs+dirs*files)
+	}
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("2"), 0); err != nil {
+		t.Fatal(err)
+	}
+	testsvc.WaitFor(t, "the kernel's forgets to empty the table", func() bool { return tm.Stats().Fuse.NodesHeld == 1 })
+	find()
+	if got := fstest.Sh(t, "cat", tm.Path("d002/f0049")); got != "2/49\n" {
+		t.Errorf("after the forgets d002/f0049 reads %q", got)
+	}
+}

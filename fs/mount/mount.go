@@ -1,4 +1,5 @@
-// Package mount serves a volume's tree read-only through FUSE (go-fuse).
+// Package mount serves a volume's tree read-only through FUSE (go-fuse's
+// raw protocol API, raw.go).
 // Every read goes through one blockstore.Pool shared by the whole mount, so
 // however many processes read a block, the store is asked for it once;
 // sequential readers get readahead (readahead.go). The mount's counters are
@@ -20,7 +21,6 @@ import (
 	"blockfs/fs/volume"
 	"blockfs/internal/procs"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
@@ -121,8 +121,9 @@ type Mount struct {
 	usageGen uint64
 	usageOK  bool
 
-	root  *dirNode      // the root directory's node
-	inval invalidations // what refreshes told the kernel to drop (see invalidate.go)
+	nodes   *nodeTable    // what the kernel holds (nodetable.go), shared with the views
+	handles *handles      // open files and directories, shared with the views
+	inval   invalidations // what refreshes told the kernel to drop (see invalidate.go)
 
 	served servedGens // open handles per generation (served.go)
 
@@ -130,9 +131,9 @@ type Mount struct {
 	trace tracer    // the trigger's trace, recorded or replayed (trace.go)
 
 	snaps snapshots // the tags served under /.blockfs/snapshots (snapshots.go)
-	// A snapshot view's: what its inode numbers hash first, and its
-	// root's path in the mount ("" and "" for the main tree).
-	idPrefix, treeRoot string
+	// A snapshot view's: what its inode numbers hash first ("" for the
+	// main tree).
+	idPrefix string
 }
 
 // Start mounts vol at mountpoint and starts answering the kernel. It
@@ -174,6 +175,7 @@ func Start(mountpoint string, vol *volume.Volume, opts Options) (*Mount, error) 
 	m := &Mount{
 		vol: vol, opts: opts, mountpoint: abs, started: time.Now(),
 		stop: make(chan struct{}), badSeen: map[string]struct{}{},
+		nodes: newNodeTable(), handles: &handles{},
 		pool: blockstore.NewPool(vol.Blocks, blockstore.PoolConfig{
 			MaxBytes: opts.PoolSize,
 			// Kernel requests must not fail because many wait: they queue.
@@ -212,21 +214,9 @@ func checkRoot(vol *volume.Volume) error {
 // the mount does not come up, it leaves nothing mounted.
 func (m *Mount) serve(abs string) (*fuse.Server, error) {
 	opts := m.opts
-	timeout := opts.CacheTimeout
-	root := &dirNode{mount: m, path: "/"}
-	m.root = root
-	server, err := fuse.NewServer(gofs.NewNodeFS(root, &gofs.Options{
-		EntryTimeout: &timeout,
-		AttrTimeout:  &timeout,
-		// A name that appears with a refresh is invalidated like any
-		// other change, so negative entries can be kept as long.
-		NegativeTimeout: &timeout,
-		RootStableAttr:  &gofs.StableAttr{Ino: 1},
-		// Serve modes as stored: without this go-fuse turns a 0000 file
-		// into 0644 (a directory into 0755), which --allow-other would
-		// open to every user.
-		NullPermissions: true,
-	}), abs, &fuse.MountOptions{
+	// Entry, attribute and negative timeouts are set per reply (dir.go):
+	// the cache timeout for the tree, shorter for the mount's own nodes.
+	server, err := fuse.NewServer(newRawFS(m), abs, &fuse.MountOptions{
 		FsName:     "blockfs:" + m.vol.Spec,
 		Name:       "blockfs",
 		AllowOther: opts.AllowOther,
@@ -240,6 +230,11 @@ func (m *Mount) serve(abs string) (*fuse.Server, error) {
 		MaxReadAhead:     maxRead,
 		Options:          []string{"ro", "default_permissions"},
 		DisableSplice:    true, // results are pool buffers or copies, never file descriptors
+		// The kernel then keeps a node's (absent) ACL with its inode
+		// instead of asking for system.posix_acl_access at every ls -l.
+		// No node has one (imports do not keep ACLs): permissions stay
+		// the mode bits.
+		EnableAcl: true,
 	})
 	if err != nil {
 		return nil, err

@@ -7,7 +7,6 @@ import (
 
 	"blockfs/fs/tree"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
@@ -52,19 +51,6 @@ func (m *Mount) badEntry(key, msg string) {
 }
 
 const maxLoggedBad = 10000
-
-// newNode makes the go-fuse node for a tree node looked up at generation
-// gen.
-func (m *Mount) newNode(p string, n *tree.Node, gen uint64) gofs.InodeEmbedder {
-	switch n.Kind {
-	case tree.KindDir:
-		return &dirNode{mount: m, path: p}
-	case tree.KindSymlink:
-		return &symlinkNode{mount: m, node: n}
-	default:
-		return newFileNode(m, n, gen)
-	}
-}
 
 // fillAttr turns a tree node into kernel attributes (owners, overrides,
 // links and holes: fillOwnerAttr in attr.go).

@@ -32,8 +32,8 @@ func TestS3FreshNodeMount(t *testing.T) {
 	fstest.ImportWith(t, spec, oo, src, "/data", importer.Options{})
 	tm := fstest.MountWith(t, spec, oo, mount.Options{})
 	fstest.CmpTrees(t, src, tm.Path("data"))
-	if st := tm.Stats(); st.Meta.Segments == 0 || st.Meta.Generation == 0 {
-		t.Errorf("meta stats: %+v", st.Meta)
+	if st := tm.Stats(); !st.Meta.PartsServed || st.Meta.PartsFetched == 0 || st.Meta.Segments != 0 || st.Meta.Generation == 0 {
+		t.Errorf("meta stats: %+v, want the tree served from parts fetched from S3, no segment ingested", st.Meta)
 	}
 }
 

@@ -3,7 +3,7 @@ package mount
 import "sync"
 
 // servedGens counts the open file handles per generation their node was
-// looked up at. A handle reads the version it opened for as long as it is
+// read at. A handle reads the version it opened for as long as it is
 // open, however many refreshes later, so the snapshots from the oldest of
 // those generations on must keep their blocks: the mount's gc lease names
 // OldestServed (docs/gc.md).
@@ -35,10 +35,9 @@ func (m *Mount) dropGeneration(gen uint64) {
 func (m *Mount) generation() uint64 { return m.vol.MetaStats().Generation }
 
 // OldestServed is the oldest snapshot (generation) the mount still serves:
-// that of its oldest open handle, or the volume's current one. A handle
-// opened later from a node the kernel kept from an older generation is not
-// covered before it opens; if gc collected that version meanwhile, its
-// reads fail with EIO (the pool verifies every hash), never wrong bytes.
+// that of its oldest open handle, or the volume's current one. An open
+// reads its node from the tree as it is then, so it never starts on a
+// version older than the volume's generation at the open.
 func (m *Mount) OldestServed() uint64 {
 	oldest := m.generation()
 	m.served.mu.Lock()

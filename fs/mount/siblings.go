@@ -41,38 +41,66 @@ type packIndex struct {
 
 // dirPacks lists the distinct packs of dir's packed files, in name order.
 func (m *Mount) dirPacks(dir string) []blockstore.Locator {
-	ix, gen := &m.packs, m.vol.MetaStats().Generation
-	ix.mu.Lock()
-	if ix.gen != gen || ix.dirs == nil || len(ix.dirs) >= maxPackDirs {
-		ix.gen, ix.dirs = gen, map[string][]blockstore.Locator{}
-	}
-	locs, ok := ix.dirs[dir]
-	ix.mu.Unlock()
-	if ok {
+	gen := m.generation()
+	if locs, ok := m.knownPacks(dir, gen); ok {
 		return locs
 	}
-	seen := map[blockstore.Locator]bool{}
+	var ps packSet
 	err := m.vol.Tree.ListEach(dir, func(_ string, n *tree.Node, err error) bool {
-		if err != nil || n.Kind != tree.KindFile || !n.Packed() {
-			return true
-		}
-		for i, l := range n.Blocks {
-			if l.Size != n.Len(i) && !tree.IsHole(l) && !seen[l] {
-				seen[l] = true
-				locs = append(locs, l)
-			}
+		if err == nil {
+			ps.add(n)
 		}
 		return true
 	})
 	if err != nil {
 		return nil // Readdir or Open report what is wrong with the directory
 	}
+	m.rememberPacks(dir, gen, ps.locs)
+	return ps.locs
+}
+
+// knownPacks returns dir's packs if the index has them for generation gen.
+func (m *Mount) knownPacks(dir string, gen uint64) ([]blockstore.Locator, bool) {
+	ix := &m.packs
 	ix.mu.Lock()
-	if ix.gen == gen {
+	defer ix.mu.Unlock()
+	if ix.gen != gen || ix.dirs == nil || len(ix.dirs) >= maxPackDirs {
+		ix.gen, ix.dirs = gen, map[string][]blockstore.Locator{}
+	}
+	locs, ok := ix.dirs[dir]
+	return locs, ok
+}
+
+// rememberPacks notes dir's packs as read at generation gen (a listing
+// notes them as it goes, so that its prefetch need not list again).
+func (m *Mount) rememberPacks(dir string, gen uint64, locs []blockstore.Locator) {
+	ix := &m.packs
+	ix.mu.Lock()
+	if ix.gen == gen && ix.dirs != nil {
 		ix.dirs[dir] = locs
 	}
 	ix.mu.Unlock()
-	return locs
+}
+
+// packSet collects the distinct packs of a directory's files in order.
+type packSet struct {
+	seen map[blockstore.Locator]bool
+	locs []blockstore.Locator
+}
+
+func (ps *packSet) add(n *tree.Node) {
+	if n.Kind != tree.KindFile || !n.Packed() {
+		return
+	}
+	for i, l := range n.Blocks {
+		if l.Size != n.Len(i) && !tree.IsHole(l) && !ps.seen[l] {
+			if ps.seen == nil {
+				ps.seen = map[blockstore.Locator]bool{}
+			}
+			ps.seen[l] = true
+			ps.locs = append(ps.locs, l)
+		}
+	}
 }
 
 // prefetchSiblings starts fetching the packs of dir's files, after and

@@ -11,7 +11,6 @@ import (
 
 	"blockfs/fs/volume"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
@@ -105,9 +104,9 @@ func (m *Mount) view(ctx context.Context, t volume.Tag) (*Mount, error) {
 	opts.Refresh = -1
 	v := &Mount{
 		vol: vol, pool: m.pool, opts: opts, mountpoint: m.mountpoint, started: time.Now(),
+		nodes: m.nodes, handles: m.handles,
 		stop: make(chan struct{}), badSeen: map[string]struct{}{},
 		idPrefix: "\x00snapshot\x00" + key + "\x00",
-		treeRoot: "/" + HiddenDirName + "/snapshots/" + t.Name,
 	}
 	if s.views == nil {
 		s.views = map[string]*Mount{}
@@ -131,26 +130,12 @@ func (m *Mount) closeViews() {
 	s.views = nil
 }
 
-// treePath is the path in m's tree of a node at mount path p (relative
-// to the mountpoint, as Inode.Path gives it).
-func (m *Mount) treePath(p string) string {
-	p = "/" + p
-	if m.treeRoot == "" {
-		return p
-	}
-	if rest, ok := strings.CutPrefix(p, m.treeRoot); ok && (rest == "" || rest[0] == '/') {
-		if rest == "" {
-			return "/"
-		}
-		return rest
-	}
-	return p
-}
-
 // lookupHidden answers the root's lookup of HiddenDirName.
-func (m *Mount) lookupHidden(ctx context.Context, parent *gofs.Inode, out *fuse.EntryOut) *gofs.Inode {
+func (m *Mount) lookupHidden(out *fuse.EntryOut) {
+	out.NodeId = hiddenIno
 	fillHiddenDir(hiddenIno, &out.Attr)
-	return parent.NewInode(ctx, &hiddenDir{mount: m}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: hiddenIno})
+	out.SetEntryTimeout(m.opts.CacheTimeout)
+	out.SetAttrTimeout(m.opts.CacheTimeout)
 }
 
 func fillHiddenDir(ino uint64, a *fuse.Attr) {
@@ -159,90 +144,75 @@ func fillHiddenDir(ino uint64, a *fuse.Attr) {
 	a.Nlink = 2
 }
 
-// hiddenDir is /.blockfs: it holds snapshots/.
-type hiddenDir struct {
-	gofs.Inode
-	mount *Mount
-}
-
-var (
-	_ gofs.NodeLookuper  = (*hiddenDir)(nil)
-	_ gofs.NodeReaddirer = (*hiddenDir)(nil)
-	_ gofs.NodeGetattrer = (*hiddenDir)(nil)
-)
-
-func (h *hiddenDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if name != "snapshots" {
-		return nil, syscall.ENOENT
+// specialTimeout is how long the kernel may keep the attributes of one of
+// the mount's own nodes.
+func specialTimeout(m *Mount, nodeid uint64) time.Duration {
+	switch nodeid {
+	case statsIno:
+		return 0
+	case snapshotsIno:
+		return tagsTTL
 	}
+	return m.opts.CacheTimeout
+}
+
+// hiddenEntries is the listing of /.blockfs.
+var hiddenEntries = []fuse.DirEntry{{Name: "snapshots", Mode: syscall.S_IFDIR, Ino: snapshotsIno}}
+
+// lookupInHidden answers lookups in /.blockfs, which holds snapshots/.
+func (m *Mount) lookupInHidden(name string, out *fuse.EntryOut) syscall.Errno {
+	if name != "snapshots" {
+		out.SetEntryTimeout(m.opts.CacheTimeout)
+		return 0 // a negative entry
+	}
+	out.NodeId = snapshotsIno
 	fillHiddenDir(snapshotsIno, &out.Attr)
-	return h.NewInode(ctx, &snapshotsDir{mount: h.mount}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: snapshotsIno}), 0
-}
-
-func (h *hiddenDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	return gofs.NewListDirStream([]fuse.DirEntry{{Name: "snapshots", Mode: syscall.S_IFDIR, Ino: snapshotsIno}}), 0
-}
-
-func (h *hiddenDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	fillHiddenDir(hiddenIno, &out.Attr)
+	out.SetEntryTimeout(m.opts.CacheTimeout)
+	out.SetAttrTimeout(tagsTTL)
 	return 0
 }
 
-// snapshotsDir is /.blockfs/snapshots: one directory per tag.
-type snapshotsDir struct {
-	gofs.Inode
-	mount *Mount
-}
-
-var (
-	_ gofs.NodeLookuper  = (*snapshotsDir)(nil)
-	_ gofs.NodeReaddirer = (*snapshotsDir)(nil)
-	_ gofs.NodeGetattrer = (*snapshotsDir)(nil)
-)
-
-func (s *snapshotsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *gofs.Inode, errno syscall.Errno) {
-	m := s.mount
-	// Short entry (and negative) timeouts: the kernel asks again soon, and
-	// sees a tag made, deleted or moved since.
-	out.SetEntryTimeout(tagsTTL)
+// lookupSnapshot answers the lookup of a tag in /.blockfs/snapshots: the
+// root of its view. The entry (and an absence) is kept for tagsTTL only:
+// the kernel asks again soon, and sees a tag made, deleted or moved since.
+func (m *Mount) lookupSnapshot(ctx context.Context, name string, out *fuse.EntryOut) syscall.Errno {
 	tags, err := m.currentTags(ctx)
 	if err != nil {
-		return nil, m.errno("lookup", "/"+HiddenDirName+"/snapshots", err)
+		return m.errno("lookup", "/"+HiddenDirName+"/snapshots", err)
 	}
+	out.SetEntryTimeout(tagsTTL)
 	t, ok := tags[name]
 	if !ok {
-		return nil, syscall.ENOENT
+		return 0 // a negative entry
 	}
 	v, err := m.view(ctx, t)
 	if err != nil {
-		return nil, m.errno("lookup", "/"+HiddenDirName+"/snapshots/"+name, err)
+		return m.errno("lookup", "/"+HiddenDirName+"/snapshots/"+name, err)
 	}
 	root, err := v.vol.Tree.Lookup("/")
 	if err != nil {
-		return nil, v.errno("lookup", "/", err)
+		return v.errno("lookup", "/", err)
 	}
 	id := v.identity("/", root)
-	v.fillAttr(root, id.Ino, &out.Attr)
-	return s.NewInode(ctx, &dirNode{mount: v, path: "/"}, id), 0
+	out.NodeId = m.nodes.addView(snapshotsIno, name, id, v)
+	out.Generation = id.gen
+	v.fillAttr(root, id.ino, &out.Attr)
+	out.SetAttrTimeout(m.opts.CacheTimeout)
+	return 0
 }
 
-func (s *snapshotsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	m := s.mount
+// openSnapshots lists /.blockfs/snapshots: one directory per tag.
+func (m *Mount) openSnapshots(ctx context.Context, out *fuse.OpenOut) syscall.Errno {
 	tags, err := m.currentTags(ctx)
 	if err != nil {
-		return nil, m.errno("readdir", "/"+HiddenDirName+"/snapshots", err)
+		return m.errno("readdir", "/"+HiddenDirName+"/snapshots", err)
 	}
 	entries := make([]fuse.DirEntry, 0, len(tags))
 	for name := range tags {
 		entries = append(entries, fuse.DirEntry{Name: name, Mode: syscall.S_IFDIR})
 	}
 	sortEntries(entries)
-	return gofs.NewListDirStream(entries), 0
-}
-
-func (s *snapshotsDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	fillHiddenDir(snapshotsIno, &out.Attr)
-	out.SetTimeout(tagsTTL)
+	out.Fh = m.handles.add(&listHandle{entries: entries})
 	return 0
 }
 

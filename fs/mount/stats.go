@@ -71,6 +71,9 @@ type FuseStats struct {
 	InvalEntries  int64 `json:"inval_entries"`
 	InvalDeletes  int64 `json:"inval_deletes"`
 	InvalListings int64 `json:"inval_listings"`
+	// NodesHeld is how many inodes the kernel holds of the mount (each a
+	// node table record): it falls back when the kernel forgets them.
+	NodesHeld int64 `json:"nodes_held"`
 }
 
 // fuseCounters are the live, lock-free counters behind FuseStats.

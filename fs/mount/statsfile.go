@@ -1,48 +1,68 @@
 package mount
 
 import (
-	"context"
 	"encoding/json"
 	"syscall"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
-// statsNode is the hidden stats file. Each open snapshots the counters; the
-// file is direct-I/O so the kernel never serves a stale copy.
-type statsNode struct {
-	gofs.Inode
-	mount *Mount
-}
+// The hidden stats file. Each open snapshots the counters; the file is
+// direct-I/O, and its entry and attributes are not cached, so the kernel
+// never serves a stale copy. It is one of the mount's own nodes, at a
+// nodeid in the reserved range: not in the node table.
 
+// statsIno is the stats file's inode number and nodeid.
+const statsIno = ^uint64(0) - 1
+
+// statsHandle is one open of the stats file: the counters when it opened.
 type statsHandle struct{ data []byte }
 
-func (s *statsNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Attr.Mode = syscall.S_IFREG | 0o444
-	out.Attr.Ino = s.StableAttr().Ino
-	if h, ok := f.(*statsHandle); ok {
-		out.Attr.Size = uint64(len(h.data))
+// lookupStats answers the lookup of StatsFileName at a root.
+func lookupStats(out *fuse.EntryOut) {
+	out.NodeId = statsIno
+	fillSpecialAttr(statsIno, &out.Attr)
+	out.SetEntryTimeout(0)
+	out.SetAttrTimeout(0)
+}
+
+func (m *Mount) openStats(flags uint32, out *fuse.OpenOut) syscall.Errno {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0 {
+		return syscall.EROFS
 	}
-	out.SetTimeout(0)
+	data, err := json.MarshalIndent(m.Stats(), "", "  ")
+	if err != nil {
+		return syscall.EIO
+	}
+	out.Fh = m.handles.add(&statsHandle{data: append(data, '\n')})
+	out.OpenFlags = fuse.FOPEN_DIRECT_IO
 	return 0
 }
 
-func (s *statsNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0 {
-		return nil, 0, syscall.EROFS
+func (h *statsHandle) read(dest []byte, off int64) fuse.ReadResult {
+	if off >= int64(len(h.data)) {
+		return fuse.ReadResultData(nil)
 	}
-	data, err := json.MarshalIndent(s.mount.Stats(), "", "  ")
-	if err != nil {
-		return nil, 0, syscall.EIO
-	}
-	return &statsHandle{data: append(data, '\n')}, fuse.FOPEN_DIRECT_IO, 0
+	return fuse.ReadResultData(h.data[off:min(int64(len(h.data)), off+int64(len(dest)))])
 }
 
-func (s *statsNode) Read(ctx context.Context, f gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	h := f.(*statsHandle)
-	if off >= int64(len(h.data)) {
-		return fuse.ReadResultData(nil), 0
+// isSpecial says whether nodeid is one of the mount's own nodes.
+func isSpecial(nodeid uint64) bool {
+	return nodeid == statsIno || nodeid == hiddenIno || nodeid == snapshotsIno
+}
+
+// fillSpecialAttr fills the attributes of one of the mount's own nodes,
+// and says whether nodeid is one.
+func fillSpecialAttr(nodeid uint64, a *fuse.Attr) bool {
+	switch nodeid {
+	case statsIno:
+		a.Ino = statsIno
+		a.Mode = syscall.S_IFREG | 0o444
+		a.Nlink = 1
+	case hiddenIno, snapshotsIno:
+		fillHiddenDir(nodeid, a)
+	default:
+		return false
 	}
-	return fuse.ReadResultData(h.data[off:min(int64(len(h.data)), off+int64(len(dest)))]), 0
+	return true
 }

@@ -11,10 +11,15 @@ type usage struct {
 	bytes, nodes int64
 }
 
-// usage sums the tree once per metadata generation: df and monitoring ask
-// often, and the tree changes only when a refresh ingests something. The
-// walk skips what cannot be decoded, as listings do.
+// usage is the served parts' totals when the volume has them (a walk would
+// fetch every part of a lazily loaded tree), else the tree summed once per
+// metadata generation: df and monitoring ask often, and the tree changes
+// only when a refresh ingests something. The walk skips what cannot be
+// decoded, as listings do.
 func (m *Mount) usage() usage {
+	if t, ok := m.vol.Totals(); ok {
+		return usage{bytes: t.Bytes, nodes: 1 + t.Files + t.Dirs + t.Symlinks}
+	}
 	gen := m.vol.MetaStats().Generation
 	m.usageMu.Lock()
 	defer m.usageMu.Unlock()

@@ -209,8 +209,10 @@ func MountStore(t *testing.T, store string, opts mount.Options) *Mount {
 	return MountWith(t, store, volume.Options{}, opts)
 }
 
-// MountWith mounts the store spec as a fresh node would: a new Volume with
-// an empty private metadata directory. The mount ends with the test.
+// MountWith mounts the store spec as a fresh node would (as blockfs mount
+// does): a new lazy Volume (metadata parts loaded on demand, or every
+// segment ingested into an empty private log for a store without parts).
+// The mount ends with the test.
 func MountWith(t *testing.T, spec string, oo volume.Options, opts mount.Options) *Mount {
 	t.Helper()
 	return MountWrapped(t, spec, oo, opts, nil)
@@ -221,6 +223,7 @@ func MountWith(t *testing.T, spec string, oo volume.Options, opts mount.Options)
 func MountWrapped(t *testing.T, spec string, oo volume.Options, opts mount.Options, wrap func(blockstore.Store) blockstore.Store) *Mount {
 	t.Helper()
 	testsvc.RequireFUSE(t)
+	oo.Lazy = true
 	vol, err := volume.Open(context.Background(), spec, oo)
 	if err != nil {
 		t.Fatal(err)
