@@ -514,7 +514,6 @@ func (im *Importer) storeBlock(ctx context.Context, seen *sync.Map, j blockJob) 
 	if j.file != nil {
 		src = j.file.item.src
 	}
-	defer guardFault(src, &err)()
 	data := j.data
 	im.blocks.Add(1)
 	if allZero(data) {

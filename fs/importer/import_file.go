@@ -1,13 +1,13 @@
 package importer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
-	"runtime"
-	"runtime/debug"
 	"sync"
 	"syscall"
 
@@ -18,11 +18,11 @@ import (
 
 // ErrChanged is wrapped when a source file changes while it is imported
 // (its size, mtime, ctime or inode differ before and after, or it shrank
-// under the mapping).
+// while it was read).
 var ErrChanged = errors.New("file changed while it was imported")
 
-// fileError is a problem of one source file (it cannot be opened, read or
-// mapped): a Failure, not the end of the import.
+// fileError is a problem of one source file (it cannot be opened or read):
+// a Failure, not the end of the import.
 type fileError struct{ err error }
 
 func (e fileError) Error() string { return e.err.Error() }
@@ -56,13 +56,12 @@ func unchanged(p string, before fs.FileInfo) bool {
 	return a.Size == b.Size && a.Mtim == b.Mtim && a.Ctim == b.Ctim && a.Ino == b.Ino && a.Dev == b.Dev
 }
 
-// mappedFile is one source file mapped into memory. Blocks are cut, hashed
-// and written straight from the page cache, with no copy into our own
-// buffers. It is unmapped when the reader and every block are done.
-type mappedFile struct {
+// sourceFile is one source file being imported: its blocks are read,
+// hashed and stored by the workers, and it is committed when the reader and
+// every block are done.
+type sourceFile struct {
 	im     *Importer
 	item   item
-	data   []byte
 	mu     sync.Mutex
 	blocks []blockstore.Locator
 	node   *tree.Node // owners, mode, xattrs; blocks are set when all are stored
@@ -74,7 +73,7 @@ type mappedFile struct {
 
 // blockJob is one block for the workers: a block of a file, or a pack.
 type blockJob struct {
-	file *mappedFile
+	file *sourceFile
 	pack *pack
 	idx  int
 	data []byte
@@ -82,7 +81,7 @@ type blockJob struct {
 
 // finish records a stored block (or a failure) and commits the file when it
 // was the last one.
-func (f *mappedFile) finish(idx int, loc blockstore.Locator, err error, c *committer, changed *changedList) {
+func (f *sourceFile) finish(idx int, loc blockstore.Locator, err error, c *committer, changed *changedList) {
 	f.mu.Lock()
 	if idx >= 0 {
 		f.blocks[idx] = loc
@@ -94,10 +93,6 @@ func (f *mappedFile) finish(idx int, loc blockstore.Locator, err error, c *commi
 	f.mu.Unlock()
 	if !last {
 		return
-	}
-	if f.data != nil {
-		syscall.Munmap(f.data)
-		f.data = nil
 	}
 	if !f.failed && !unchanged(f.item.src, f.item.info) {
 		f.failed, f.changed = true, true
@@ -114,9 +109,17 @@ func (f *mappedFile) finish(idx int, loc blockstore.Locator, err error, c *commi
 	}
 }
 
-// chunkFile maps one file, cuts it into content-defined blocks and queues
-// them for the workers; the workers commit the file when its last block is
-// stored.
+// chunkFile reads one file, cuts it into content-defined blocks (the
+// streaming chunker draws Cut's boundaries, so they are the same as over
+// the whole file) and queues each block, in a buffer of its own, for the
+// workers; the workers commit the file when its last block is stored.
+//
+// The file is read, not mapped: a source that stalls (a hung network or
+// FUSE filesystem) then blocks this goroutine in a read system call, where
+// the Go runtime leaves it. A fault on a mapped page stalls the goroutine
+// while it counts as running, so the next garbage collection, which waits
+// for every running goroutine, would stop the whole import, its publishes
+// included, until the source answered.
 func (im *Importer) chunkFile(ctx context.Context, it item, jobs chan<- blockJob, c *committer, changed *changedList) (err error) {
 	f, err := os.Open(it.src)
 	if err != nil {
@@ -132,71 +135,57 @@ func (im *Importer) chunkFile(ctx context.Context, it item, jobs chan<- blockJob
 	}
 	// The node is made from what was opened, and unchanged compares with it.
 	it.info = fi
-	if fi.Size() > int64(^uint(0)>>1) {
-		return fileError{errors.New("too large to map")}
-	}
-	var data []byte
-	if fi.Size() > 0 {
-		data, err = syscall.Mmap(int(f.Fd()), 0, int(fi.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
-		if err != nil {
-			return fileError{fmt.Errorf("mapping: %w", err)}
-		}
-	}
 	im.files.Add(1)
-	mf := &mappedFile{im: im, item: it, refs: 1, node: im.node(it, tree.KindFile), data: data}
+	mf := &sourceFile{im: im, item: it, refs: 1, node: im.node(it, tree.KindFile)}
 	if fi.Size() == 0 {
 		mf.finish(-1, blockstore.Locator{}, nil, c, changed)
 		return nil
 	}
-	_ = syscall.Madvise(mf.data, syscall.MADV_SEQUENTIAL|syscall.MADV_WILLNEED)
-
 	defer func() {
-		// The reader's own reference; a fault below marks the file changed.
+		// The reader's own reference; a short read below marks the file changed.
 		mf.finish(-1, blockstore.Locator{}, err, c, changed)
 		if errors.Is(err, ErrChanged) {
 			err = nil // finish has queued it for a second reading
 		}
 	}()
-	defer guardFault(it.src, &err)()
-	cfg := im.opts.Chunking
-	for data := mf.data; len(data) > 0; {
-		n := chunker.Cut(data, cfg)
+	return im.queueBlocks(ctx, mf, f, fi.Size(), jobs, c, changed)
+}
+
+// queueBlocks cuts the size bytes the file held when opened into blocks
+// and queues them. A file that turns out shorter changed while it was read
+// (ErrChanged); one that changed otherwise is caught by finish (unchanged).
+func (im *Importer) queueBlocks(ctx context.Context, mf *sourceFile, f *os.File, size int64, jobs chan<- blockJob, c *committer, changed *changedList) error {
+	src := mf.item.src
+	ch, err := chunker.New(io.LimitReader(f, size), im.opts.Chunking)
+	if err != nil {
+		return err
+	}
+	var read int64
+	for {
+		chunk, err := ch.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fileError{fmt.Errorf("reading: %w", unwrapPath(err))}
+		}
+		data := bytes.Clone(chunk) // the chunker reuses its buffer
+		read += int64(len(data))
 		mf.mu.Lock()
 		mf.blocks = append(mf.blocks, blockstore.Locator{})
 		idx := len(mf.blocks) - 1
 		mf.refs++
 		mf.mu.Unlock()
-		im.bytes.Add(int64(n))
+		im.bytes.Add(int64(len(data)))
 		select {
-		case jobs <- blockJob{file: mf, idx: idx, data: data[:n]}:
+		case jobs <- blockJob{file: mf, idx: idx, data: data}:
 		case <-ctx.Done():
 			mf.finish(idx, blockstore.Locator{}, context.Cause(ctx), c, changed)
 			return context.Cause(ctx)
 		}
-		data = data[n:]
+	}
+	if read != size {
+		return fmt.Errorf("import: %s: %w (read %d of its %d bytes)", src, ErrChanged, read, size)
 	}
 	return nil
-}
-
-// guardFault makes a fault on a mapped file (it was truncated under us:
-// SIGBUS) an error for this import instead of a crash. Use as
-// `defer guardFault(name, &err)()` in the goroutine touching the mapping.
-func guardFault(name string, err *error) func() {
-	old := debug.SetPanicOnFault(true)
-	return func() {
-		debug.SetPanicOnFault(old)
-		if r := recover(); r != nil {
-			if re, ok := r.(runtime.Error); ok && isFault(re) {
-				*err = fmt.Errorf("import: %s: %w (%v)", name, ErrChanged, re)
-				return
-			}
-			panic(r)
-		}
-	}
-}
-
-// isFault tells a memory fault (which has an address) from other runtime errors.
-func isFault(e runtime.Error) bool {
-	_, ok := e.(interface{ Addr() uintptr })
-	return ok
 }
