@@ -313,13 +313,27 @@ func (im *Importer) pass(ctx context.Context, cancel context.CancelCauseFunc, it
 			}
 		}()
 	}
-	for _, it := range items {
+	var ra *readAhead
+	if im.packer != nil {
+		ra = im.readAhead(ctx, items, readersFor(im.opts.Workers))
+	}
+	for i, it := range items {
 		if ctx.Err() != nil {
 			break
 		}
-		if err := im.one(ctx, it, jobs, c, &changed); err != nil {
+		var r *smallRead
+		if ra != nil {
+			var ok bool
+			if r, ok = ra.take(ctx, i); !ok {
+				break
+			}
+		}
+		if err := im.one(ctx, it, r, jobs, c, &changed); err != nil {
 			cancel(err)
 		}
+	}
+	if ra != nil {
+		ra.close()
 	}
 	if im.packer != nil && ctx.Err() == nil {
 		if err := im.packer.flush(ctx, jobs); err != nil {
@@ -331,9 +345,10 @@ func (im *Importer) pass(ctx context.Context, cancel context.CancelCauseFunc, it
 	return changed.items
 }
 
-// one imports one item. Problems of the item itself are failures (counted,
-// and the import goes on); only what ends the import is returned.
-func (im *Importer) one(ctx context.Context, it item, jobs chan<- blockJob, c *committer, changed *changedList) error {
+// one imports one item; r is its read ahead, if it is a small file to
+// pack. Problems of the item itself are failures (counted, and the import
+// goes on); only what ends the import is returned.
+func (im *Importer) one(ctx context.Context, it item, r *smallRead, jobs chan<- blockJob, c *committer, changed *changedList) error {
 	switch {
 	case it.info.IsDir():
 		im.dirs.Add(1)
@@ -350,8 +365,8 @@ func (im *Importer) one(ctx context.Context, it item, jobs chan<- blockJob, c *c
 		c.add(tree.Entry(it.dest, n))
 	default:
 		var err error
-		if im.packable(it) {
-			err = im.packFile(ctx, it, jobs, c)
+		if r != nil {
+			err = im.packFile(ctx, r, jobs, c)
 		} else {
 			err = im.chunkFile(ctx, it, jobs, c, changed)
 		}
