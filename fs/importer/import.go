@@ -62,6 +62,16 @@ type Options struct {
 	// older than packing refuse.
 	PackBelow int64
 	PackSize  int64
+	// AskStore, when packing, asks the store (one HEAD) about each block
+	// of a large file that the catalog does not name before uploading it.
+	// Off, such a block is just uploaded: it is named by its hash, so a
+	// second upload of one the store already has rewrites the same bytes.
+	// The round trip the HEAD costs is paid by every new block to save the
+	// upload of a block only an interrupted import (or a file deleted and
+	// not yet swept) left in the store, so asking pays only when resuming
+	// an import of large files over a slow link. Without packing every
+	// block is asked about, as the catalog is not indexed.
+	AskStore bool
 }
 
 // DefaultPackBelow is the threshold `blockfs import` packs below unless
@@ -582,13 +592,17 @@ func (im *Importer) storeBlock(ctx context.Context, seen *sync.Map, j blockJob) 
 //     still guards against a sweep; --repair asks and reads regardless);
 //   - a new pack is not: its bytes are small files that no known content
 //     matched, in this import's order, so only a repeat of an interrupted
-//     import could have stored it, and then the PUT rewrites the same bytes.
+//     import could have stored it, and then the PUT rewrites the same bytes;
+//   - when packing, any other block the catalog does not name is taken as
+//     missing too, for the same reason, unless Options.AskStore.
 func (im *Importer) has(ctx context.Context, j blockJob, h blockstore.Hash) (bool, error) {
 	switch {
 	case im.opts.Repair:
 	case im.catalogBlocks[h]:
 		return true, nil
 	case j.pack != nil:
+		return false, nil
+	case im.packer != nil && !im.opts.AskStore:
 		return false, nil
 	}
 	return im.vol.Blocks.Has(ctx, h)
