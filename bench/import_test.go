@@ -32,7 +32,10 @@ func bigTree() string {
 // import used (ours, MinIO's, and what was left idle): the import of such a
 // tree is bounded by one of them, or by neither (waiting). A missing tree
 // is a skip, also under CI: it is a local benchmark, not a test.
-// BLOCKFS_IMPORT_WORKERS sets Options.Workers.
+// BLOCKFS_IMPORT_WORKERS sets Options.Workers (0: the default),
+// BLOCKFS_IMPORT_PACK_BELOW Options.PackBelow, and a non-empty
+// BLOCKFS_IMPORT_ASK_STORE Options.AskStore; BLOCKFS_IMPORT_LATENCY_MS=N
+// goes through toxiproxy with N ms per request.
 func BenchmarkImportBigTree(b *testing.B) {
 	src := bigTree()
 	if _, err := os.Stat(src); err != nil {
@@ -40,8 +43,14 @@ func BenchmarkImportBigTree(b *testing.B) {
 	}
 	files, size := treeSize(src)
 	m := testsvc.SharedMinIO(b)
-	cfg := s3Config(m, m.Endpoint())
-	opts := importer.Options{PackBelow: importer.DefaultPackBelow, Workers: envInt("BLOCKFS_IMPORT_WORKERS", 0)}
+	cfg, via := s3Config(m, m.Endpoint()), "MinIO"
+	if ms := envInt("BLOCKFS_IMPORT_LATENCY_MS", 0); ms > 0 {
+		proxy := testsvc.StartProxy(b, m.Host())
+		proxy.Latency(time.Duration(ms) * time.Millisecond)
+		cfg, via = s3Config(m, proxy.Endpoint()), fmt.Sprintf("MinIO + %d ms", ms)
+	}
+	opts := importer.Options{PackBelow: int64(envInt("BLOCKFS_IMPORT_PACK_BELOW", importer.DefaultPackBelow)), Workers: envInt("BLOCKFS_IMPORT_WORKERS", 0),
+		AskStore: os.Getenv("BLOCKFS_IMPORT_ASK_STORE") != ""}
 	apis := []string{"putobject", "headobject", "getobject", "listobjectsv2"}
 	for b.Loop() {
 		b.StopTimer()
@@ -72,8 +81,8 @@ func BenchmarkImportBigTree(b *testing.B) {
 		if st.Committed != int64(files) {
 			b.Fatalf("%d of %d files committed", st.Committed, files)
 		}
-		fmt.Printf("import of %s (%d files, %.1f MiB) into MinIO, %d workers: %.2f s, %.0f files/s, %.1f MiB/s\n",
-			src, files, float64(size)/(1<<20), opts.Workers, took.Seconds(), float64(files)/took.Seconds(), float64(size)/(1<<20)/took.Seconds())
+		fmt.Printf("import of %s (%d files, %.1f MiB) into %s, packs below %d, %d workers (0: default), ask store %v: %.2f s, %.0f files/s, %.1f MiB/s\n",
+			src, files, float64(size)/(1<<20), via, opts.PackBelow, opts.Workers, opts.AskStore, took.Seconds(), float64(files)/took.Seconds(), float64(size)/(1<<20)/took.Seconds())
 		fmt.Printf("  requests:")
 		for _, api := range apis {
 			fmt.Printf(" %s %d", api, m.Requests(b, api)-before[api])
