@@ -63,14 +63,17 @@ type Options struct {
 	PackBelow int64
 	PackSize  int64
 	// AskStore, when packing, asks the store (one HEAD) about each block
-	// of a large file that the catalog does not name before uploading it.
-	// Off, such a block is just uploaded: it is named by its hash, so a
-	// second upload of one the store already has rewrites the same bytes.
-	// The round trip the HEAD costs is paid by every new block to save the
-	// upload of a block only an interrupted import (or a file deleted and
-	// not yet swept) left in the store, so asking pays only when resuming
-	// an import of large files over a slow link. Without packing every
-	// block is asked about, as the catalog is not indexed.
+	// of a large file that the catalog does not name before uploading it,
+	// whatever the store. By default only a local directory store is asked
+	// (a stat); a remote one is not, and such a block is just uploaded: it
+	// is named by its hash, so a second upload of one the store already
+	// has rewrites the same bytes. The round trip a HEAD costs is paid by
+	// every new block to save the upload of a block only an interrupted
+	// import (or a file deleted and not yet swept) left in the store, so
+	// asking pays only when resuming an import of large files over a slow
+	// link; not asking, NewBlocks and NewBytes count such re-uploads too.
+	// Without packing every block is asked about (the catalog is not
+	// indexed).
 	AskStore bool
 }
 
@@ -593,8 +596,9 @@ func (im *Importer) storeBlock(ctx context.Context, seen *sync.Map, j blockJob) 
 //   - a new pack is not: its bytes are small files that no known content
 //     matched, in this import's order, so only a repeat of an interrupted
 //     import could have stored it, and then the PUT rewrites the same bytes;
-//   - when packing, any other block the catalog does not name is taken as
-//     missing too, for the same reason, unless Options.AskStore.
+//   - when packing into a remote store, any other block the catalog does
+//     not name is taken as missing too, for the same reason, unless
+//     Options.AskStore.
 func (im *Importer) has(ctx context.Context, j blockJob, h blockstore.Hash) (bool, error) {
 	switch {
 	case im.opts.Repair:
@@ -602,10 +606,17 @@ func (im *Importer) has(ctx context.Context, j blockJob, h blockstore.Hash) (boo
 		return true, nil
 	case j.pack != nil:
 		return false, nil
-	case im.packer != nil && !im.opts.AskStore:
+	case im.packer != nil && !im.opts.AskStore && !localStore(im.vol.Blocks):
 		return false, nil
 	}
 	return im.vol.Blocks.Has(ctx, h)
+}
+
+// localStore reports whether s is a directory on this machine, where an
+// existence check is a stat rather than a round trip.
+func localStore(s blockstore.Store) bool {
+	_, ok := blockstore.As[*blockstore.DirStore](s)
+	return ok
 }
 
 // intact reads a block the store has and reports whether its bytes hash
