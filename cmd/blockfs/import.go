@@ -70,6 +70,7 @@ func setupImport(fl *pflag.FlagSet) runFunc {
 	quiet := fl.BoolP("quiet", "q", false, "no progress bar and no summary (errors and warnings only)")
 	del := fl.Bool("delete", false, "remove paths under DEST that SRC no longer has (mirror SRC)")
 	repair := fl.Bool("repair", false, "read back every block the store already has and rewrite the corrupt ones from SRC (see docs/operations.md)")
+	askStore := fl.Bool("ask-store", false, "when packing into a remote store, ask it (one request) about each block the catalog does not name before uploading it (a local store is always asked): saves re-uploading what an interrupted import of large files left, costs a round trip per new block")
 	packBelow := sizeFlag(fl, "pack-below", importer.DefaultPackBelow, "pack files smaller than this into shared blocks (0: off, every file its own blocks, readable by older mounts). Packed files need mounts of this version or later (docs/metadata.md)")
 	packSize := sizeFlag(fl, "pack-size", 1<<20, "size at which a pack of small files is cut")
 	publish := fl.Duration("publish-interval", 10*time.Second, "how often a long import makes the files it has finished visible in the store")
@@ -118,6 +119,7 @@ func setupImport(fl *pflag.FlagSet) runFunc {
 			Repair:          *repair,
 			PackBelow:       *packBelow,
 			PackSize:        *packSize,
+			AskStore:        *askStore,
 			Warn:            func(err error) { fmt.Fprintf(e.stderr, "blockfs import: warning: %v\n", err) },
 			OnFailure: func(f importer.Failure) {
 				fmt.Fprintf(e.stderr, "blockfs import: error: %s: %s\n", quotePath(f.Path), f.Error)

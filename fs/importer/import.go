@@ -62,6 +62,19 @@ type Options struct {
 	// older than packing refuse.
 	PackBelow int64
 	PackSize  int64
+	// AskStore, when packing, asks the store (one HEAD) about each block
+	// of a large file that the catalog does not name before uploading it,
+	// whatever the store. By default only a local directory store is asked
+	// (a stat); a remote one is not, and such a block is just uploaded: it
+	// is named by its hash, so a second upload of one the store already
+	// has rewrites the same bytes. The round trip a HEAD costs is paid by
+	// every new block to save the upload of a block only an interrupted
+	// import (or a file deleted and not yet swept) left in the store, so
+	// asking pays only when resuming an import of large files over a slow
+	// link; not asking, NewBlocks and NewBytes count such re-uploads too.
+	// Without packing every block is asked about (the catalog is not
+	// indexed).
+	AskStore bool
 }
 
 // DefaultPackBelow is the threshold `blockfs import` packs below unless
@@ -313,13 +326,27 @@ func (im *Importer) pass(ctx context.Context, cancel context.CancelCauseFunc, it
 			}
 		}()
 	}
-	for _, it := range items {
+	var ra *readAhead
+	if im.packer != nil {
+		ra = im.readAhead(ctx, items, readersFor(im.opts.Workers))
+	}
+	for i, it := range items {
 		if ctx.Err() != nil {
 			break
 		}
-		if err := im.one(ctx, it, jobs, c, &changed); err != nil {
+		var r *smallRead
+		if ra != nil {
+			var ok bool
+			if r, ok = ra.take(ctx, i); !ok {
+				break
+			}
+		}
+		if err := im.one(ctx, it, r, jobs, c, &changed); err != nil {
 			cancel(err)
 		}
+	}
+	if ra != nil {
+		ra.close()
 	}
 	if im.packer != nil && ctx.Err() == nil {
 		if err := im.packer.flush(ctx, jobs); err != nil {
@@ -331,9 +358,10 @@ func (im *Importer) pass(ctx context.Context, cancel context.CancelCauseFunc, it
 	return changed.items
 }
 
-// one imports one item. Problems of the item itself are failures (counted,
-// and the import goes on); only what ends the import is returned.
-func (im *Importer) one(ctx context.Context, it item, jobs chan<- blockJob, c *committer, changed *changedList) error {
+// one imports one item; r is its read ahead, if it is a small file to
+// pack. Problems of the item itself are failures (counted, and the import
+// goes on); only what ends the import is returned.
+func (im *Importer) one(ctx context.Context, it item, r *smallRead, jobs chan<- blockJob, c *committer, changed *changedList) error {
 	switch {
 	case it.info.IsDir():
 		im.dirs.Add(1)
@@ -350,8 +378,8 @@ func (im *Importer) one(ctx context.Context, it item, jobs chan<- blockJob, c *c
 		c.add(tree.Entry(it.dest, n))
 	default:
 		var err error
-		if im.packable(it) {
-			err = im.packFile(ctx, it, jobs, c)
+		if r != nil {
+			err = im.packFile(ctx, r, jobs, c)
 		} else {
 			err = im.chunkFile(ctx, it, jobs, c, changed)
 		}
@@ -566,7 +594,10 @@ func (im *Importer) storeBlock(ctx context.Context, seen *sync.Map, j blockJob) 
 //     still guards against a sweep; --repair asks and reads regardless);
 //   - a new pack is not: its bytes are small files that no known content
 //     matched, in this import's order, so only a repeat of an interrupted
-//     import could have stored it, and then the PUT rewrites the same bytes.
+//     import could have stored it, and then the PUT rewrites the same bytes;
+//   - when packing into a remote store, any other block the catalog does
+//     not name is taken as missing too, for the same reason, unless
+//     Options.AskStore.
 func (im *Importer) has(ctx context.Context, j blockJob, h blockstore.Hash) (bool, error) {
 	switch {
 	case im.opts.Repair:
@@ -574,8 +605,17 @@ func (im *Importer) has(ctx context.Context, j blockJob, h blockstore.Hash) (boo
 		return true, nil
 	case j.pack != nil:
 		return false, nil
+	case im.packer != nil && !im.opts.AskStore && !localStore(im.vol.Blocks):
+		return false, nil
 	}
 	return im.vol.Blocks.Has(ctx, h)
+}
+
+// localStore reports whether s is a directory on this machine, where an
+// existence check is a stat rather than a round trip.
+func localStore(s blockstore.Store) bool {
+	_, ok := blockstore.As[*blockstore.DirStore](s)
+	return ok
 }
 
 // intact reads a block the store has and reports whether its bytes hash

@@ -106,30 +106,27 @@ func (im *Importer) packable(it item) bool {
 	return im.opts.PackBelow > 0 && it.info.Mode().IsRegular() && it.info.Size() > 0 && it.info.Size() < im.opts.PackBelow
 }
 
-// packFile reads one small file whole and packs it (or reuses a known
-// copy of its content). Its node is committed when its pack is stored.
-func (im *Importer) packFile(ctx context.Context, it item, jobs chan<- blockJob, c *committer) error {
-	data, fi, err := readSmall(it)
-	if err != nil {
-		return err
+// packFile packs one small file read ahead (or reuses a known copy of its
+// content). Its node is committed when its pack is stored.
+func (im *Importer) packFile(ctx context.Context, r *smallRead, jobs chan<- blockJob, c *committer) error {
+	if r.err != nil {
+		return r.err
 	}
-	it.info = fi
+	data, n := r.data, r.node
 	im.files.Add(1)
 	im.bytes.Add(int64(len(data)))
-	n := im.node(it, tree.KindFile)
 	if allZero(data) {
 		im.blocks.Add(1)
 		im.holeBytes.Add(int64(len(data)))
 		n.SetBlocks([]blockstore.Locator{{Size: int64(len(data))}})
-		im.commit(c, it.dest, n)
+		im.commit(c, r.it.dest, n)
 		return nil
 	}
-	n.Sum = blockstore.Sum(data)
-	ok, err := im.packer.reuse(ctx, it.dest, n, c)
+	ok, err := im.packer.reuse(ctx, r.it.dest, n, c)
 	if ok || err != nil {
 		return err
 	}
-	return im.packer.add(ctx, it.dest, n, data, jobs)
+	return im.packer.add(ctx, r.it.dest, n, data, jobs)
 }
 
 // readSmall reads a small file whole; a file that changed while read is

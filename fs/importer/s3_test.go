@@ -86,3 +86,52 @@ func TestS3ImportOneHeadPerBlock(t *testing.T) {
 		t.Errorf("%d HEAD requests for %d new blocks and %d metadata blobs", got-before, st.NewBlocks, st.MetaBlocks)
 	}
 }
+
+// TestS3PackImportNoHeads: a packing import into S3 asks MinIO about no
+// data block (only the metadata blobs, whose Put checks for itself): the
+// packs and the blocks of the large files are just PUT, once each. With
+// AskStore every large file's block is asked about first, as without
+// packing. Both imports store every file readable.
+func TestS3PackImportNoHeads(t *testing.T) {
+	m := testsvc.SharedMinIO(t)
+	src := t.TempDir()
+	want := map[string][]byte{}
+	for i := range 40 {
+		want[fmt.Sprintf("small/f%02d", i)] = fstest.RandomBytes(uint64(300+i), 100+i*50)
+	}
+	for i := range 3 {
+		want[fmt.Sprintf("big%d", i)] = fstest.RandomBytes(uint64(400+i), 200<<10)
+	}
+	for rel, data := range want {
+		fstest.WriteFile(t, filepath.Join(src, rel), data, 0o644)
+	}
+	for _, ask := range []bool{false, true} {
+		spec := "s3://" + m.NewBucket(t) + "/heads"
+		oo := fstest.S3Options(m, m.Endpoint())
+		heads, puts := m.Requests(t, "headobject"), m.Requests(t, "putobject")
+		st := fstest.ImportWith(t, spec, oo, src, "/t", importer.Options{PackBelow: 64 << 10, AskStore: ask})
+		wantHeads := heads + st.MetaBlocks
+		if ask {
+			wantHeads += st.NewBlocks - st.Packs
+		}
+		if st.Packs == 0 || st.NewBlocks-st.Packs != 3 {
+			t.Fatalf("ask %v: %d packs, %d new blocks: not the tree this test is about", ask, st.Packs, st.NewBlocks)
+		}
+		if got := m.WaitRequests(t, "headobject", wantHeads); got != wantHeads {
+			t.Errorf("ask %v: %d HEADs for %d new blocks (%d packs) and %d metadata blobs, want %d", ask, got-heads, st.NewBlocks, st.Packs, st.MetaBlocks, wantHeads-heads)
+		}
+		if got := m.WaitRequests(t, "putobject", puts+st.NewBlocks+st.MetaBlocks); got-puts < st.NewBlocks {
+			t.Errorf("ask %v: %d PUTs for %d new blocks", ask, got-puts, st.NewBlocks)
+		}
+		vol, err := volume.Open(context.Background(), spec, oo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rel, data := range want {
+			if got := fstest.ReadBack(t, vol, "/t/"+rel); !bytes.Equal(got, data) {
+				t.Errorf("ask %v: %s reads back wrong", ask, rel)
+			}
+		}
+		vol.Close()
+	}
+}
