@@ -1,5 +1,7 @@
 package blockstore
 
+import "time"
+
 // Buffer is a block's bytes held in a Pool on behalf of one or more callers.
 //
 // Overlapping Gets of the same block receive the same *Buffer; a reference
@@ -42,6 +44,9 @@ type Buffer struct {
 	// byPrefetch says a prefetch started this buffer's fetch (set once,
 	// before the buffer is in the table).
 	byPrefetch bool
+	// started is when the fetch began (set once, before the buffer is in
+	// the table): a Get that joins it much later retries a failure.
+	started    time.Time
 	stale      bool // mapped file changed: out of the table, dropped by its last release
 	prev, next *Buffer
 }

@@ -158,7 +158,7 @@ func (p *Pool) get(ctx context.Context, loc Locator, mayWait bool) (*Buffer, err
 	}
 	var pf prefetchFailed
 	if errors.As(err, &pf) {
-		// The store failed a prefetch this Get joined, on the prefetch's
+		// The store failed a fetch this Get joined, on its starter's
 		// schedule: perhaps during an outage that is over by now. The
 		// reader asks the store once for itself before it gives up.
 		b, err = p.getOnce(ctx, loc, mayWait, false)
@@ -169,17 +169,26 @@ func (p *Pool) get(ctx context.Context, loc Locator, mayWait bool) (*Buffer, err
 	return b, err
 }
 
-// prefetchFailed is the error of a Get that joined a prefetch whose fetch
-// failed for a reason that may pass (not a missing or corrupt block).
+// lateJoin is how long a fetch must have run before a Get joins it for
+// that Get to retry the fetch's failure itself.
+var lateJoin = 250 * time.Millisecond
+
+// prefetchFailed is the error of a Get that joined a prefetch's fetch, or
+// another Get's long under way, that failed for a reason that may pass
+// (not a missing or corrupt block).
 type prefetchFailed struct{ err error }
 
 func (e prefetchFailed) Error() string { return e.err.Error() }
 func (e prefetchFailed) Unwrap() error { return e.err }
 
 // joinedFailure is err from a fetch this Get joined, marked for one retry
-// (see get) when a prefetch started it and the failure may pass.
-func joinedFailure(ctx context.Context, b *Buffer, err error) error {
-	if err == nil || !b.byPrefetch || ctx.Err() != nil ||
+// (see get) when the failure may pass and the fetch ran on someone else's
+// schedule: a prefetch's, or a Get's that had been at it for lateJoin when
+// this one arrived (perhaps through an outage that is over by now). Gets
+// that arrive together share one fetch and its failure: a herd on a
+// failing store costs a store read per lateJoin, not one per reader.
+func joinedFailure(ctx context.Context, b *Buffer, joined time.Time, err error) error {
+	if err == nil || ctx.Err() != nil || !b.byPrefetch && joined.Sub(b.started) < lateJoin ||
 		errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrTooLarge) {
 		return err
 	}
@@ -216,8 +225,9 @@ func (p *Pool) getOnce(ctx context.Context, loc Locator, mayWait, count bool) (*
 			if ready {
 				return p.handOut(b)
 			}
+			joined := time.Now()
 			buf, err := p.wait(ctx, b)
-			return buf, joinedFailure(ctx, b, err)
+			return buf, joinedFailure(ctx, b, joined, err)
 		}
 		if b := p.reserveLocked(loc); b != nil {
 			b.refs = 2 // this caller and the fetch
@@ -628,7 +638,7 @@ func verify(loc Locator, data []byte, n int, hurry, stop <-chan struct{}) error 
 // if the memory cannot be had without waiting for a buffer to be released.
 func (p *Pool) reserveLocked(loc Locator) *Buffer {
 	need := loc.Size
-	b := &Buffer{pool: p, loc: loc, done: make(chan struct{})}
+	b := &Buffer{pool: p, loc: loc, done: make(chan struct{}), started: time.Now()}
 	switch {
 	case p.bytesHeld+need <= p.maxBytes:
 		// Room for fresh memory; the fetch allocates it.

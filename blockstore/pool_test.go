@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -703,4 +704,47 @@ func TestPoolPatientPrefetch(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 	assertIdle(t, p)
+}
+
+// failFirstStore fails its first Get and serves every later one.
+type failFirstStore struct {
+	Store
+	calls atomic.Int64
+}
+
+func (f *failFirstStore) Get(ctx context.Context, loc Locator, dst []byte) (int, error) {
+	if f.calls.Add(1) == 1 {
+		return 0, errBoom
+	}
+	return f.Store.Get(ctx, loc, dst)
+}
+
+// TestPoolLateJoinerRetries: a Get that joins another Get's fetch long
+// under way (here: any, lateJoin 0) and sees it fail asks the store once
+// more for itself, as after an outage that ended while the fetch was
+// failing; the Get that started the fetch gets its failure.
+func TestPoolLateJoinerRetries(t *testing.T) {
+	defer func(old time.Duration) { lateJoin = old }(lateJoin)
+	lateJoin = 0
+	data := testBlocks(1, 1000)[0]
+	loc := LocatorOf(data)
+	gate := newGateStore(&failFirstStore{Store: newMemStore(data)})
+	cs := NewCountingStore(gate)
+	p := NewPool(cs, PoolConfig{})
+	first := getAsync(context.Background(), p, loc)
+	<-gate.entered
+	late := getAsync(context.Background(), p, loc)
+	waitFor(t, "the second Get to join the fetch", func() bool { return p.Stats().Shared == 1 })
+	gate.open()
+	if r := <-first; !errors.Is(r.err, errBoom) {
+		t.Fatalf("the Get that started the failing fetch: %v, want errBoom", r.err)
+	}
+	r := <-late
+	if r.err != nil || !bytes.Equal(r.b.Bytes(), data) {
+		t.Fatalf("the late joiner: %v, want the block after its own retry", r.err)
+	}
+	r.b.Release()
+	if got := cs.GetsOf(loc.Hash); got != 2 {
+		t.Errorf("store reads %d, want 2 (the failed fetch and the joiner's retry)", got)
+	}
 }
