@@ -14,6 +14,7 @@
 package main
 
 import (
+	"blockfs/bench/internal/freshmount"
 	"bufio"
 	"context"
 	"flag"
@@ -109,7 +110,7 @@ func run(files, perDir int, work string) error {
 			return err
 		}
 		var mc, mw time.Duration
-		startup, err = withMount(store, mnt, func() error {
+		startup, err = freshmount.Run(store, mnt, volume.Options{Lazy: !ingest}, func() error {
 			if mc, err = timed(mnt, op.cmd, false); err != nil {
 				return err
 			}
@@ -234,30 +235,6 @@ func timed(dir string, cmd []string, cold bool) (time.Duration, error) {
 		return 0, fmt.Errorf("%s in %s: %w", strings.Join(cmd, " "), dir, err)
 	}
 	return time.Since(start), nil
-}
-
-// withMount opens and mounts the store as a fresh node would, runs fn,
-// and reports the start-up time (up to a first listing of the root).
-func withMount(store, mnt string, fn func() error) (time.Duration, error) {
-	start := time.Now()
-	vol, err := openVolume(store)
-	if err != nil {
-		return 0, err
-	}
-	defer vol.Close()
-	m, err := mount.Start(mnt, vol, mount.Options{Refresh: -1})
-	if err != nil {
-		return 0, err
-	}
-	defer func() {
-		m.Unmount()
-		m.Wait()
-	}()
-	if _, err := os.ReadDir(mnt); err != nil {
-		return 0, err
-	}
-	startup := time.Since(start)
-	return startup, fn()
 }
 
 // memory returns this process's resident set and Go heap in use, after a

@@ -10,7 +10,7 @@
 package main
 
 import (
-	"context"
+	"blockfs/bench/internal/freshmount"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -22,7 +22,6 @@ import (
 	"strings"
 	"time"
 
-	"blockfs/fs/mount"
 	"blockfs/fs/volume"
 	"blockfs/internal/procs"
 )
@@ -78,7 +77,7 @@ func run(files, perDir int, work string) error {
 		d.Seconds(), len(snaps), snaps[0].Segments, added)
 
 	var findCold, findWarm time.Duration
-	before, err := withMount(store, mnt, func() error {
+	before, err := freshmount.Run(store, mnt, volume.Options{Lazy: true}, func() error {
 		if findCold, err = timed(io.Discard, "find", filepath.Join(mnt, "t")); err != nil {
 			return err
 		}
@@ -178,7 +177,7 @@ func startup(store, mnt string, first time.Duration) (time.Duration, error) {
 		ds = append(ds, first)
 	}
 	for len(ds) < 3 {
-		d, err := withMount(store, mnt, func() error { return nil })
+		d, err := freshmount.Run(store, mnt, volume.Options{Lazy: true}, func() error { return nil })
 		if err != nil {
 			return 0, err
 		}
@@ -186,28 +185,4 @@ func startup(store, mnt string, first time.Duration) (time.Duration, error) {
 	}
 	slices.Sort(ds)
 	return ds[1], nil
-}
-
-// withMount opens and mounts the store as a fresh node would, runs fn, and
-// reports the start-up time (up to a first listing of the root).
-func withMount(store, mnt string, fn func() error) (time.Duration, error) {
-	start := time.Now()
-	vol, err := volume.Open(context.Background(), store, volume.Options{})
-	if err != nil {
-		return 0, err
-	}
-	defer vol.Close()
-	m, err := mount.Start(mnt, vol, mount.Options{Refresh: -1})
-	if err != nil {
-		return 0, err
-	}
-	defer func() {
-		m.Unmount()
-		m.Wait()
-	}()
-	if _, err := os.ReadDir(mnt); err != nil {
-		return 0, err
-	}
-	startup := time.Since(start)
-	return startup, fn()
 }
