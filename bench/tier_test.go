@@ -23,7 +23,9 @@ import (
 	"blockfs/blockstore"
 	"blockfs/blockstore/httpstore"
 	"blockfs/blockstore/s3"
+	"blockfs/blockstore/storeurl"
 	"blockfs/blockstore/tier"
+	"blockfs/fs/volume"
 	"blockfs/internal/testsvc"
 )
 
@@ -83,6 +85,9 @@ func BenchmarkTier(b *testing.B) {
 		"AWS_ENDPOINT_URL="+m.Endpoint(), "AWS_REGION=us-east-1")
 	want := tierImport(b, bin, env, spec, size)
 	blocks := listBlocks(b, m, bucket, "tier")
+	for h := range unreadBlocks(b, spec, *s3Config(m, m.Endpoint())) {
+		delete(blocks, h) // metadata segments: mounts read the parts
+	}
 
 	var runs []tierRun
 	for b.Loop() {
@@ -348,6 +353,23 @@ func listBlocks(b *testing.B, m *testsvc.MinIO, bucket, prefix string) map[block
 		b.Fatal(err)
 	}
 	return out
+}
+
+// unreadBlocks are the blocks of spec a mount does not read (see
+// volume.UnreadSegmentBlocks).
+func unreadBlocks(b *testing.B, spec string, cfg s3.Config) map[blockstore.Hash]bool {
+	b.Helper()
+	ctx := context.Background()
+	cat, err := volume.OpenCatalog(ctx, spec, storeurl.Options{S3: &cfg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cat.Close()
+	m, err := cat.Current(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return volume.UnreadSegmentBlocks(m)
 }
 
 // startProc starts bin with args and returns its stderr lines up to the

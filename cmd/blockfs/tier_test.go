@@ -572,32 +572,11 @@ func segmentBlocks(t *testing.T, spec string, cfg s3.Config) map[blockstore.Hash
 		t.Fatal(err)
 	}
 	defer cat.Close()
-	snaps, err := cat.Snapshots(ctx)
+	m, err := cat.Current(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var data []byte
-	for _, l := range snaps[0].Manifest {
-		b := make([]byte, l.Size)
-		if err := blockstore.ReadVerified(ctx, cat.Blocks(), l, b); err != nil {
-			t.Fatal(err)
-		}
-		data = append(data, b...)
-	}
-	var man volume.Manifest
-	if err := json.Unmarshal(data, &man); err != nil {
-		t.Fatal(err)
-	}
-	if man.Parts == nil {
-		return nil // mounts ingest the segments
-	}
-	out := map[blockstore.Hash]bool{}
-	for _, s := range man.Segments {
-		for _, l := range s.Blocks {
-			out[l.Hash] = true
-		}
-	}
-	return out
+	return volume.UnreadSegmentBlocks(m)
 }
 
 // peersUp waits until the member at url (a serve, or a mount's --serve)

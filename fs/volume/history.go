@@ -65,6 +65,34 @@ func (c *Catalog) Snapshots(ctx context.Context) ([]Snapshot, error) {
 	return out, nil
 }
 
+// Current is the manifest meta/head names now (ErrNoMetadata if none):
+// for tools and tests that must know what a mount of the store reads.
+func (c *Catalog) Current(ctx context.Context) (Manifest, error) {
+	h, err := c.cat.load(ctx)
+	if err != nil {
+		return Manifest{}, err
+	}
+	if h.version == "" {
+		return Manifest{}, ErrNoMetadata
+	}
+	return h.m, nil
+}
+
+// UnreadSegmentBlocks are the blocks of m's metadata segments when m has
+// parts: a mount serves from the parts and never reads them.
+func UnreadSegmentBlocks(m Manifest) map[blockstore.Hash]bool {
+	if m.Parts == nil {
+		return nil // mounts ingest the segments
+	}
+	out := map[blockstore.Hash]bool{}
+	for _, s := range m.Segments {
+		for _, l := range s.Blocks {
+			out[l.Hash] = true
+		}
+	}
+	return out
+}
+
 // Tags lists the tags by name.
 func (c *Catalog) Tags(ctx context.Context) ([]Tag, error) {
 	tags, _, err := c.cat.loadTags(ctx)
