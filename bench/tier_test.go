@@ -359,17 +359,11 @@ func listBlocks(b *testing.B, m *testsvc.MinIO, bucket, prefix string) map[block
 // volume.UnreadSegmentBlocks).
 func unreadBlocks(b *testing.B, spec string, cfg s3.Config) map[blockstore.Hash]bool {
 	b.Helper()
-	ctx := context.Background()
-	cat, err := volume.OpenCatalog(ctx, spec, storeurl.Options{S3: &cfg})
+	unread, err := volume.UnreadBlocks(context.Background(), spec, storeurl.Options{S3: &cfg})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer cat.Close()
-	m, err := cat.Current(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return volume.UnreadSegmentBlocks(m)
+	return unread
 }
 
 // startProc starts bin with args and returns its stderr lines up to the

@@ -566,17 +566,11 @@ func freeLoopbackAddrs(t *testing.T, n int) []string {
 // read the segments.
 func segmentBlocks(t *testing.T, spec string, cfg s3.Config) map[blockstore.Hash]bool {
 	t.Helper()
-	ctx := context.Background()
-	cat, err := volume.OpenCatalog(ctx, spec, storeurl.Options{S3: &cfg})
+	unread, err := volume.UnreadBlocks(context.Background(), spec, storeurl.Options{S3: &cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cat.Close()
-	m, err := cat.Current(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return volume.UnreadSegmentBlocks(m)
+	return unread
 }
 
 // peersUp waits until the member at url (a serve, or a mount's --serve)

@@ -78,6 +78,22 @@ func (c *Catalog) Current(ctx context.Context) (Manifest, error) {
 	return h.m, nil
 }
 
+// UnreadBlocks are the blocks of the store at spec that a mount of it
+// never reads (UnreadSegmentBlocks of its current manifest): what a count
+// of a mount's store reads leaves out.
+func UnreadBlocks(ctx context.Context, spec string, opts storeurl.Options) (map[blockstore.Hash]bool, error) {
+	cat, err := OpenCatalog(ctx, spec, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer cat.Close()
+	m, err := cat.Current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return UnreadSegmentBlocks(m), nil
+}
+
 // UnreadSegmentBlocks are the blocks of m's metadata segments when m has
 // parts: a mount serves from the parts and never reads them.
 func UnreadSegmentBlocks(m Manifest) map[blockstore.Hash]bool {
