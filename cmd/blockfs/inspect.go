@@ -36,7 +36,9 @@ current tree.`,
 		name: "du", args: "[PATH]", summary: "sizes of a subtree of the store: files, bytes, blocks, dedup",
 		help: `Adds up the files under PATH (default /) from the store's metadata alone:
 apparent bytes, block references, unique blocks and their bytes, and the
-dedup ratio (apparent bytes over unique bytes).`,
+dedup ratio (apparent bytes over the unique content they reference: a
+packed file counts its range of the pack, the unique blocks count packs
+whole).`,
 		setup: setupDu,
 	})
 }
@@ -157,15 +159,26 @@ func printLs(w io.Writer, out []lsEntry, long bool) {
 
 // duReport is what du adds up.
 type duReport struct {
-	Path         string  `json:"path"`
-	Files        int64   `json:"files"`
-	Dirs         int64   `json:"dirs"`
-	Symlinks     int64   `json:"symlinks"`
-	Bytes        int64   `json:"bytes"`
-	BlockRefs    int64   `json:"block_refs"`
-	UniqueBlocks int64   `json:"unique_blocks"`
-	UniqueBytes  int64   `json:"unique_bytes"`
-	Dedup        float64 `json:"dedup"`
+	Path         string `json:"path"`
+	Files        int64  `json:"files"`
+	Dirs         int64  `json:"dirs"`
+	Symlinks     int64  `json:"symlinks"`
+	Bytes        int64  `json:"bytes"`
+	BlockRefs    int64  `json:"block_refs"`
+	UniqueBlocks int64  `json:"unique_blocks"`
+	UniqueBytes  int64  `json:"unique_bytes"` // of the unique blocks, whole (a pack's every byte)
+	// ContentBytes is the unique content the files reference: a packed
+	// file counts its range of the pack, not the pack, so that a subtree
+	// using part of a pack does not show a dedup below one.
+	ContentBytes int64   `json:"content_bytes"`
+	Dedup        float64 `json:"dedup"` // Bytes / ContentBytes
+}
+
+// rangeKey names the bytes of a block a file uses: a range of a pack, or
+// the whole block (off 0, its size).
+type rangeKey struct {
+	hash     blockstore.Hash
+	off, len int64
 }
 
 func setupDu(fl *pflag.FlagSet) runFunc {
@@ -178,6 +191,7 @@ func setupDu(fl *pflag.FlagSet) runFunc {
 		defer vol.Close()
 		r := duReport{Path: root}
 		seen := map[blockstore.Hash]bool{}
+		used := map[rangeKey]bool{}
 		err = vol.Tree.Walk(root, func(p string, n *tree.Node) error {
 			switch n.Kind {
 			case tree.KindDir:
@@ -187,12 +201,16 @@ func setupDu(fl *pflag.FlagSet) runFunc {
 			case tree.KindFile:
 				r.Files++
 				r.Bytes += n.Size
-				for _, l := range n.Blocks {
+				for i, l := range n.Blocks {
 					r.BlockRefs++
 					if !seen[l.Hash] {
 						seen[l.Hash] = true
 						r.UniqueBlocks++
 						r.UniqueBytes += l.Size
+					}
+					if k := (rangeKey{l.Hash, n.Off(i), n.Len(i)}); !used[k] {
+						used[k] = true
+						r.ContentBytes += k.len
 					}
 				}
 			}
@@ -201,14 +219,14 @@ func setupDu(fl *pflag.FlagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		if r.UniqueBytes > 0 {
-			r.Dedup = float64(r.Bytes) / float64(r.UniqueBytes)
+		if r.ContentBytes > 0 {
+			r.Dedup = float64(r.Bytes) / float64(r.ContentBytes)
 		}
 		if *f.asJSON {
 			return json.NewEncoder(e.stdout).Encode(r)
 		}
-		fmt.Fprintf(e.stdout, "%s: %d files, %d directories, %d symlinks; %s in %d block references, %d unique blocks (%s), dedup %.2fx\n",
-			r.Path, r.Files, r.Dirs, r.Symlinks, humanize.IBytes(uint64(r.Bytes)), r.BlockRefs, r.UniqueBlocks, humanize.IBytes(uint64(r.UniqueBytes)), r.Dedup)
+		fmt.Fprintf(e.stdout, "%s: %d files, %d directories, %d symlinks; %s in %d block references, %d unique blocks (%s), unique content %s, dedup %.2fx\n",
+			r.Path, r.Files, r.Dirs, r.Symlinks, humanize.IBytes(uint64(r.Bytes)), r.BlockRefs, r.UniqueBlocks, humanize.IBytes(uint64(r.UniqueBytes)), humanize.IBytes(uint64(r.ContentBytes)), r.Dedup)
 		return nil
 	}
 }

@@ -62,3 +62,38 @@ func TestLsDu(t *testing.T) {
 		t.Errorf("ls of a missing path: exit %d %q", code, stderr)
 	}
 }
+
+// TestDuPacked: du of a subtree that uses only part of a pack (its
+// neighbour was removed) counts the pack whole among the stored blocks but
+// only the range its files use as content, so the dedup ratio stays 1 for
+// a tree without repeats, and goes above 1 when a second copy shares it.
+func TestDuPacked(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a"), "0123456789")
+	writeFile(t, filepath.Join(src, "b"), "abcde")
+	mustRun(t, "import", "--store", store, src, "/d") // packed by default
+	mustRun(t, "rm", "--store", store, "/d/a")
+	type report struct {
+		Bytes        int64
+		UniqueBlocks int64   `json:"unique_blocks"`
+		UniqueBytes  int64   `json:"unique_bytes"`
+		ContentBytes int64   `json:"content_bytes"`
+		Dedup        float64 `json:"dedup"`
+	}
+	var du report
+	if err := json.Unmarshal([]byte(mustRun(t, "du", "--json", "--store", store, "/d")), &du); err != nil {
+		t.Fatal(err)
+	}
+	if du != (report{Bytes: 5, UniqueBlocks: 1, UniqueBytes: 15, ContentBytes: 5, Dedup: 1}) {
+		t.Errorf("du of /d using 5 B of a 15 B pack = %+v", du)
+	}
+	mustRun(t, "import", "--store", store, filepath.Join(src, "b"), "/e/b") // the same content again
+	du = report{}
+	if err := json.Unmarshal([]byte(mustRun(t, "du", "--json", "--store", store, "/")), &du); err != nil {
+		t.Fatal(err)
+	}
+	if du.Bytes != 10 || du.ContentBytes != 5 || du.Dedup != 2 {
+		t.Errorf("du of / with b twice = %+v, want 10 B of 5 B content, dedup 2", du)
+	}
+}
