@@ -254,7 +254,7 @@ func TestMountStatsUnmount(t *testing.T) {
 		t.Errorf("pool size not applied: %v", st.Pool["max_bytes"])
 	}
 	human, err := exec.Command(blockfsBin, "stats", mnt).Output()
-	if err != nil || !strings.Contains(string(human), "fetches") || !strings.Contains(string(human), "64 MiB") {
+	if err != nil || !strings.Contains(string(human), "fetches") || !strings.Contains(string(human), "64 MiB") || !strings.Contains(string(human), "served from parts (1 fetched") {
 		t.Errorf("stats: %v %s", err, human)
 	}
 

@@ -187,8 +187,13 @@ func printStats(w io.Writer, s statsView) {
 		if m.LastRefreshNs > 0 {
 			last = time.Since(time.Unix(0, m.LastRefreshNs)).Round(time.Second).String() + " ago"
 		}
-		fmt.Fprintf(w, "meta   generation %d, %d segments, refreshed %s (%d refreshes, %d with news, %d errors)\n",
-			m.Generation, m.Segments, last, m.Refreshes, m.Changes, m.RefreshErrors)
+		// A mount serving parts ingests no segment: say what it holds.
+		held := fmt.Sprintf("%d segments ingested", m.Segments)
+		if m.PartsServed {
+			held = fmt.Sprintf("served from parts (%d fetched, %s resident)", m.PartsFetched, ibytes(m.PartsResident))
+		}
+		fmt.Fprintf(w, "meta   generation %d, %s, refreshed %s (%d refreshes, %d with news, %d errors)\n",
+			m.Generation, held, last, m.Refreshes, m.Changes, m.RefreshErrors)
 	}
 	if u := s.Process; u.RSSBytes > 0 {
 		fmt.Fprintf(w, "proc   cpu %.1fs, rss %s, threads %d\n", u.CPUSeconds, ibytes(u.RSSBytes), u.Threads)
