@@ -62,6 +62,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"mount", "--store", "s"}, "want MOUNTPOINT"},
 		{[]string{"mount", "--store", "s", "--pool-size", "12 parsecs", "/mnt"}, "not a size"},
 		{[]string{"mount", "--store", "s", "--pool-size", "1KiB", "/mnt"}, "too small"},
+		{[]string{"mount", "--store", "s", "--readdirplus", "sometimes", "/mnt"}, "want auto or always"},
 		{[]string{"mount", "--store", "s", "--uid", "bob", "/mnt"}, "--uid \"bob\": want a numeric id"},
 		{[]string{"mount", "--store", "s", "--umask", "999", "/mnt"}, "want octal permission bits"},
 		{[]string{"mount", "--store", "s", "--file-mode", "0", "/mnt"}, "not a mode"},

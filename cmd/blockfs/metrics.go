@@ -78,7 +78,7 @@ func emitPool(e metrics.Emit, p blockstore.PoolStats) {
 
 func emitFuse(e metrics.Emit, f mount.FuseStats) {
 	const ops = "FUSE requests the mount answered, by op."
-	for op, v := range map[string]int64{"lookup": f.Lookups, "getattr": f.Getattrs, "readdir": f.Readdirs, "open": f.Opens, "read": f.Reads, "readlink": f.Readlinks} {
+	for op, v := range map[string]int64{"lookup": f.Lookups, "getattr": f.Getattrs, "readdir": f.Readdirs, "getxattr": f.Getxattrs, "open": f.Opens, "read": f.Reads, "readlink": f.Readlinks} {
 		e.Counter("blockfs_fuse_operations_total", ops, float64(v), "op", op)
 	}
 	e.Counter("blockfs_fuse_read_bytes_total", "Bytes returned by FUSE reads.", float64(f.ReadBytes))

@@ -65,6 +65,7 @@ type mountFlags struct {
 	traceWindow                         *time.Duration
 	siblings                            *int64
 	balance                             *bool
+	readdirplus                         *string
 	pf                                  *peerFlags
 }
 
@@ -78,6 +79,7 @@ func addMountFlags(fl *pflag.FlagSet) *mountFlags {
 	f.trace = fl.String("trace", "", "a file in the tree (the interpreter, the job script): on its first open, prefetch the start-up trace published for its content, or record one and publish it (docs/performance.md)")
 	f.traceWindow = fl.Duration("trace-window", mount.DefaultTraceWindow, "how long a --trace recording runs after the trigger opens")
 	f.siblings = sizeFlag(fl, "prefetch-siblings", mount.DefaultSiblingPrefetch, "bytes of packs of a directory's files prefetched when it is listed or a packed file in it opened (0 disables)")
+	f.readdirplus = fl.String("readdirplus", "auto", "listings carry each entry's attributes: auto (when the reader uses them, as ls -l does and find does not) or always (readers that open every listed file from other processes)")
 	f.allowOther = fl.Bool("allow-other", false, "let users other than the mounting one read the mount")
 	f.allowNonEmpty = fl.Bool("allow-non-empty", false, "mount over a directory that has files, hiding them")
 	f.debug = fl.Bool("debug", false, "log every FUSE request (at log level debug)")
@@ -111,6 +113,9 @@ func (f *mountFlags) check(args []string) error {
 	}
 	if *f.readahead < 0 {
 		return usagef("--readahead must be >= 0")
+	}
+	if *f.readdirplus != "auto" && *f.readdirplus != "always" {
+		return usagef("--readdirplus %q: want auto or always", *f.readdirplus)
 	}
 	if *f.poolSize < 1<<20 {
 		return usagef("--pool-size %s is too small (at least 1MiB)", humanize.IBytes(uint64(*f.poolSize)))
@@ -201,6 +206,7 @@ func serveMount(ctx context.Context, e env, f *mountFlags, spec string, openOpts
 		Logger:       logger,
 		TraceTrigger: *f.trace, TraceWindow: *f.traceWindow,
 		SiblingPrefetch: *f.siblings,
+		PlusAlways:      *f.readdirplus == "always",
 	}
 	if *f.siblings == 0 {
 		mopts.SiblingPrefetch = -1

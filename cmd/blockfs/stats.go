@@ -180,9 +180,9 @@ func printStats(w io.Writer, s statsView) {
 			c.Hits, ibytes(c.HitBytes), c.Misses, ibytes(c.Bytes), ibytes(c.MaxBytes), c.Entries, c.Evictions, c.CorruptDropped)
 	}
 	if s.Kind == "mount" {
-		fmt.Fprintf(w, "fuse   reads %d (%s, %d copied for want of pool memory), latency p50 %s p99 %s; opens %d, lookups %d, getattrs %d, readdirs %d, errors %d\n",
+		fmt.Fprintf(w, "fuse   reads %d (%s, %d copied for want of pool memory), latency p50 %s p99 %s; opens %d, lookups %d, getattrs %d, readdirs %d, getxattrs %d, errors %d\n",
 			f.Reads, ibytes(f.ReadBytes), f.CopiedReads, dur(f.ReadLatency.P50Seconds), dur(f.ReadLatency.P99Seconds),
-			f.Opens, f.Lookups, f.Getattrs, f.Readdirs, f.Errors)
+			f.Opens, f.Lookups, f.Getattrs, f.Readdirs, f.Getxattrs, f.Errors)
 		last := "never"
 		if m.LastRefreshNs > 0 {
 			last = time.Since(time.Unix(0, m.LastRefreshNs)).Round(time.Second).String() + " ago"

@@ -15,10 +15,14 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
+// The mounting user, who owns what the store does not say the owner of;
+// read once (each getuid is a system call, and a listing asks per entry).
+var processUID, processGID = uint32(syscall.Getuid()), uint32(syscall.Getgid())
+
 // owner is who a node is served as: the stored owner, or the mounting user
 // for nodes imported before owners were kept, unless Options override it.
 func (m *Mount) owner(n *tree.Node) (uid, gid uint32) {
-	uid, gid = uint32(syscall.Getuid()), uint32(syscall.Getgid())
+	uid, gid = processUID, processGID
 	if n.Owned {
 		uid, gid = n.UID, n.GID
 	}
@@ -63,11 +67,19 @@ func storedBytes(n *tree.Node) uint64 {
 	return s
 }
 
-// getxattr answers GETXATTR. ls -l asks for security.selinux and
-// system.posix_acl_access of every file it lists: names an import never
-// keeps (servedXattr) are ENODATA at once, without reading the node.
+// getxattr answers GETXATTR. A name outside the namespaces an import keeps
+// (servedXattr) is EOPNOTSUPP, not ENODATA: blockfs does not support
+// SELinux labels, ACLs or trusted.* at all, and saying so is what lets ls
+// -l stop asking. It asks for security.selinux and system.posix_acl_access
+// of every file it lists, unless a file of the same device answered
+// "not supported", and the kernel does not cache an ENODATA: every ls -l
+// would cost two round trips per file, warm or cold.
 func (fs *rawFS) getxattr(nodeid uint64, attr string, dest []byte) (uint32, syscall.Errno) {
-	if isSpecial(nodeid) || !servedXattr(attr) {
+	fs.m.counters.getxattrs.Add(1)
+	if !servedXattr(attr) {
+		return 0, syscall.EOPNOTSUPP
+	}
+	if isSpecial(nodeid) {
 		return 0, syscall.ENODATA
 	}
 	v, _, n, _, errno := fs.node("getxattr", nodeid)

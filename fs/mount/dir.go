@@ -38,7 +38,7 @@ func (fs *rawFS) lookup(parent uint64, name string, out *fuse.EntryOut) (errno s
 		fs.m.lookupHidden(out)
 		return 0
 	}
-	p := path.Join(dir, name)
+	p := childPath(dir, name)
 	n, err := v.vol.Tree.Lookup(p)
 	if err != nil {
 		errno := v.errno("lookup", p, err)
@@ -51,15 +51,18 @@ func (fs *rawFS) lookup(parent uint64, name string, out *fuse.EntryOut) (errno s
 		}
 		return errno
 	}
-	v.entry(parent, name, p, n, v.identity(p, n), out)
+	if n.Kind != tree.KindDir {
+		fs.m.relistWithAttrs(parent)
+	}
+	v.entry(parent, name, n, v.identity(p, n), out)
 	return 0
 }
 
-// entry hands the kernel node n at path p (name in directory parent):
+// entry hands the kernel node n, name in directory parent:
 // its nodeid, counted as one more reference the kernel holds, and its
 // attributes, which the kernel keeps for the cache timeout (long: a
 // refresh invalidates what it changes).
-func (m *Mount) entry(parent uint64, name, p string, n *tree.Node, id ident, out *fuse.EntryOut) {
+func (m *Mount) entry(parent uint64, name string, n *tree.Node, id ident, out *fuse.EntryOut) {
 	out.NodeId = m.nodes.add(parent, name, id)
 	out.Generation = id.gen
 	m.fillAttr(n, id.ino, &out.Attr)
@@ -122,6 +125,16 @@ func (m *Mount) list(p string) (entries []listed, errno syscall.Errno) {
 	}
 	m.prefetchSiblings(p, blockstore.Locator{})
 	return entries, 0
+}
+
+// childPath is the path of name in the directory at dir, for a name that
+// is one component (the kernel's, or a listing's that passed badName):
+// path.Join's cleaning would cost more than the rest of a listed entry.
+func childPath(dir, name string) string {
+	if dir == "/" {
+		return "/" + name
+	}
+	return dir + "/" + name
 }
 
 // badName says why name cannot be a directory entry ("" if it can): the

@@ -1,7 +1,6 @@
 package mount
 
 import (
-	"path"
 	"sync"
 	"syscall"
 
@@ -12,10 +11,33 @@ import (
 // refresh tells the kernel what it changed (invalidate.go). So a
 // directory's listing is cached by the kernel (FOPEN_CACHE_DIR: a second
 // readdir, by anyone, costs no round trip) and read with READDIRPLUS, which
-// hands the kernel every entry's nodeid and attributes with the names: a
-// first `find` or `ls -l` then needs no LOOKUP per entry. A dirHandle
-// serves those entries from the nodes the listing decoded, instead of
-// reading each one from the tree again.
+// hands the kernel entries' nodeids and attributes with the names: an
+// `ls -l` or `du` then needs no LOOKUP per entry. A dirHandle serves those
+// entries from the nodes the listing decoded, instead of reading each one
+// from the tree again.
+//
+// An entry with attributes costs the kernel an inode and a dentry, which
+// at a million files costs a cold `find` (it needs names and types only)
+// four times the whole walk of the local disk. So the kernel's adaptive
+// mode is on (CAP_READDIRPLUS_AUTO): it asks READDIRPLUS for a listing's
+// start, and for the rest only if the reader looked up entries it got,
+// plain READDIR otherwise. The start is kept to firstPlusEntries entries,
+// so that the kernel learns which reader it has after a few: ls -l
+// stats them and gets the rest with attributes, find does not and gets
+// names. Options.PlusAlways turns this off.
+
+// firstPlusEntries is how many entries a listing's first READDIRPLUS
+// answer holds when the kernel's adaptive mode is on.
+const firstPlusEntries = 64
+
+// readdirplusAuto is the capability that asks the kernel for its
+// adaptive READDIRPLUS, unless every listing is to carry attributes.
+func readdirplusAuto(always bool) uint64 {
+	if always {
+		return 0
+	}
+	return fuse.CAP_READDIRPLUS_AUTO
+}
 
 // opendir opens the directory nodeid for reading its listing, which is
 // read at the first readdir.
@@ -56,33 +78,38 @@ func (h *dirHandle) load() syscall.Errno {
 
 // readdir fills out with the entries from offset off on, as many as fit;
 // with plus (READDIRPLUS) each with its nodeid and attributes, which the
-// kernel counts as a lookup.
-func (h *dirHandle) readdir(off uint64, out *fuse.DirEntryList, plus bool) syscall.Errno {
+// kernel counts as a lookup. It returns how many entries it added.
+func (h *dirHandle) readdir(off uint64, out *fuse.DirEntryList, plus bool) (added int, errno syscall.Errno) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if errno := h.load(); errno != 0 {
-		return errno
+		return 0, errno
 	}
 	m := h.mount
-	for i := int(min(off, uint64(len(h.entries)))); i < len(h.entries); i++ {
+	end := len(h.entries)
+	if plus && off == 0 && !m.opts.PlusAlways {
+		end = min(end, firstPlusEntries)
+	}
+	for i := int(min(off, uint64(end))); i < end; i++ {
 		e := h.entries[i]
-		p := path.Join(h.path, e.name)
-		id := m.identity(p, e.node)
+		id := m.childIdentity(h.path, e.name, e.node)
 		de := fuse.DirEntry{Name: e.name, Mode: modeType(e.node), Ino: id.ino, Off: uint64(i + 1)}
 		if !plus {
 			if !out.AddDirEntry(de) {
 				break
 			}
+			added++
 			continue
 		}
 		eo := out.AddDirLookupEntry(de)
 		if eo == nil {
 			break
 		}
+		added++
 		m.counters.plusEntries.Add(1)
-		m.entry(h.nodeid, e.name, p, e.node, id, eo)
+		m.entry(h.nodeid, e.name, e.node, id, eo)
 	}
-	return 0
+	return added, 0
 }
 
 // listHandle lists one of the mount's own directories: a fixed list,

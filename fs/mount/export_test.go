@@ -12,6 +12,10 @@ import (
 // MaxRead is the largest read the mount asks the kernel for.
 const MaxRead = maxRead
 
+// FirstPlusEntries is how many entries a listing's first READDIRPLUS
+// answer holds in the kernel's adaptive mode.
+const FirstPlusEntries = firstPlusEntries
+
 // NewFileHandle opens the file n at p as a kernel open would, so that a
 // test can drive its reads directly.
 func NewFileHandle(m *Mount, p string, n *tree.Node) FileReader {

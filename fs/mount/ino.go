@@ -2,7 +2,7 @@ package mount
 
 import (
 	"encoding/binary"
-	"hash/fnv"
+	"math/bits"
 	"syscall"
 
 	"blockfs/fs/tree"
@@ -41,11 +41,19 @@ type ident struct{ ino, gen uint64 }
 // snapshot view (snapshots.go) hashes its prefix first, so its inodes are
 // not the main tree's; the main tree's prefix is empty.
 func (m *Mount) identity(p string, n *tree.Node) ident {
-	if p == "/" && m.idPrefix == "" {
+	return m.childIdentity(p, "", n)
+}
+
+// childIdentity is the identity of node n at path dir/name (at dir if
+// name is empty), without building the path: a listing asks for one per
+// entry. The hash is FNV-1a 128 (hash/fnv's, computed here over the pieces
+// so that nothing is allocated).
+func (m *Mount) childIdentity(dir, name string, n *tree.Node) ident {
+	if dir == "/" && name == "" && m.idPrefix == "" {
 		return ident{ino: rootIno}
 	}
-	h := fnv.New128a()
-	h.Write([]byte(m.idPrefix))
+	h := newFNV128a()
+	h.writeString(m.idPrefix)
 	var b [9]byte
 	b[0] = byte(n.Kind)
 	k := 1
@@ -57,22 +65,52 @@ func (m *Mount) identity(p string, n *tree.Node) ident {
 		// that changes the file gives it a new link id anyway.
 		b[0] = 0xff
 		binary.LittleEndian.PutUint64(b[1:], n.LinkID)
-		h.Write(b[:])
+		h.write(b[:])
 	case n.Kind != tree.KindDir:
 		binary.LittleEndian.PutUint64(b[1:], n.Version)
 		k = 9
 		fallthrough
 	default:
-		h.Write(b[:k])
-		h.Write([]byte(p))
+		h.write(b[:k])
+		h.writeString(dir)
+		if name != "" {
+			if dir != "/" {
+				h.writeString("/")
+			}
+			h.writeString(name)
+		}
 	}
-	var sum [16]byte
-	h.Sum(sum[:0])
-	ino := binary.BigEndian.Uint64(sum[:8])
+	ino := h.hi
 	if ino < reservedInos || ino > ^uint64(0)-reservedInos {
 		ino ^= 1 << 62
 	}
-	return ident{ino: ino, gen: binary.BigEndian.Uint64(sum[8:])}
+	return ident{ino: ino, gen: h.lo}
+}
+
+// fnv128a is the state of an FNV-1a 128-bit hash (hi, lo: its sum's
+// big-endian halves), as hash/fnv computes it.
+type fnv128a struct{ hi, lo uint64 }
+
+func newFNV128a() fnv128a { return fnv128a{hi: 0x6c62272e07bb0142, lo: 0x62b821756295c58d} }
+
+func (h *fnv128a) add(c byte) {
+	// Multiply by the FNV prime 2^88 + 0x13b, modulo 2^128.
+	h.lo ^= uint64(c)
+	hi, lo := bits.Mul64(0x13b, h.lo)
+	h.hi = hi + h.lo<<24 + 0x13b*h.hi
+	h.lo = lo
+}
+
+func (h *fnv128a) write(b []byte) {
+	for _, c := range b {
+		h.add(c)
+	}
+}
+
+func (h *fnv128a) writeString(s string) {
+	for i := 0; i < len(s); i++ {
+		h.add(s[i])
+	}
 }
 
 // dirIdentity is the identity of the directory at p: a directory's

@@ -102,5 +102,6 @@ func (m *Mount) fuseStats() FuseStats {
 	st := m.counters.snapshot()
 	st.InvalEntries, st.InvalDeletes, st.InvalListings = m.inval.entries.Load(), m.inval.deletes.Load(), m.inval.listings.Load()
 	st.NodesHeld = int64(m.nodes.size())
+	st.RelistedWithAttrs = m.namesOnly.drop.Load()
 	return st
 }

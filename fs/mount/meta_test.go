@@ -35,16 +35,12 @@ func wideTree(t *testing.T, dirs, files int) string {
 	return src
 }
 
-// TestSecondFindMakesNoLookups: over a 10,000-file tree, the first find
-// gets every entry from READDIRPLUS (no LOOKUP per entry) and the second
-// is answered by the kernel alone: no LOOKUP, no READDIR, and an `ls -lR`
-// after it no GETATTR either.
-func TestSecondFindMakesNoLookups(t *testing.T) {
-	testsvc.RequireFUSE(t)
-	const dirs, files = 20, 500
+// metaTree writes dirs directories of files empty files each under /data
+// of a new store, as metadata directly (an import of 10,000 files takes
+// long on a busy machine, and no file is read here), and returns it.
+func metaTree(t *testing.T, dirs, files int) string {
+	t.Helper()
 	store := filepath.Join(t.TempDir(), "store")
-	// Written as metadata directly (empty files): an import of 10,000
-	// files takes long on a busy machine, and no file is read here.
 	fstest.ImportInto(t, store, t.TempDir(), "/data", chunker.Config{})
 	var entries []objects.Entry
 	for d := range dirs {
@@ -55,27 +51,48 @@ func TestSecondFindMakesNoLookups(t *testing.T) {
 		}
 	}
 	writeEntries(t, store, entries...)
-	tm := fstest.MountStore(t, store, mount.Options{Refresh: -1})
+	return store
+}
 
-	find := func() {
-		t.Helper()
-		out := fstest.Sh(t, "find", tm.Dir, "-type", "f")
-		if n := strings.Count(out, "\n"); n != dirs*files {
-			t.Fatalf("find listed %d files, want %d", n, dirs*files)
-		}
+// countLines runs cmd and fails unless its output has want lines with
+// marker (every line if marker is "").
+func countLines(t *testing.T, want int, marker string, cmd ...string) {
+	t.Helper()
+	out := fstest.Sh(t, cmd[0], cmd[1:]...)
+	n := strings.Count(out, "\n")
+	if marker != "" {
+		n = strings.Count(out, marker)
 	}
+	if n != want {
+		t.Fatalf("%v listed %d files, want %d", cmd, n, want)
+	}
+}
+
+// TestSecondFindMakesNoLookups: over a 10,000-file tree, the first find
+// makes no LOOKUP per entry and gets names only past each listing's first
+// entries (the kernel's adaptive READDIRPLUS: find stats nothing, so
+// attributes would cost the kernel an inode per file for nothing), and the
+// second is answered by the kernel alone: no LOOKUP, no READDIR. An `ls
+// -lR` after it looks up the files of one directory, which drops the
+// listings held as names, and gets the rest with attributes: no GETATTR
+// or GETXATTR per file.
+func TestSecondFindMakesNoLookups(t *testing.T) {
+	testsvc.RequireFUSE(t)
+	const dirs, files = 20, 500
+	tm := fstest.MountStore(t, metaTree(t, dirs, files), mount.Options{Refresh: -1})
+
 	before := tm.Stats().Fuse
-	find()
+	countLines(t, dirs*files, "", "find", tm.Dir, "-type", "f")
 	first := tm.Stats().Fuse
 	// The mountpoint's root and /data are the only names the kernel may
-	// have to look up: everything below comes with its directory.
+	// have to look up: the directories come with their parent's listing.
 	if n := first.Lookups - before.Lookups; n > 2 {
 		t.Errorf("first find made %d lookups, want at most 2", n)
 	}
-	if first.PlusEntries-before.PlusEntries < dirs*files {
-		t.Errorf("first find got %d entries by READDIRPLUS, want at least %d", first.PlusEntries-before.PlusEntries, dirs*files)
+	if n, most := first.PlusEntries-before.PlusEntries, int64(2+dirs+dirs*mount.FirstPlusEntries); n > most {
+		t.Errorf("first find got %d entries with attributes, want at most %d (names only past each listing's start)", n, most)
 	}
-	find()
+	countLines(t, dirs*files, "", "find", tm.Dir, "-type", "f")
 	second := tm.Stats().Fuse
 	if n := second.Lookups - first.Lookups; n != 0 {
 		t.Errorf("second find made %d lookups, want 0", n)
@@ -83,15 +100,27 @@ func TestSecondFindMakesNoLookups(t *testing.T) {
 	if n := second.Readdirs - first.Readdirs; n != 0 {
 		t.Errorf("second find read %d listings, want 0 (the kernel keeps them)", n)
 	}
-	if out := fstest.Sh(t, "ls", "-lR", tm.Dir); strings.Count(out, "-rw-r--r--") != dirs*files {
-		t.Fatalf("ls -lR does not show %d files", dirs*files)
-	}
+	countLines(t, dirs*files, "-rw-r--r--", "ls", "-lR", tm.Dir)
 	third := tm.Stats().Fuse
-	if n := third.Lookups - second.Lookups; n != 0 {
-		t.Errorf("ls -lR made %d lookups, want 0", n)
+	if n := third.Lookups - second.Lookups; n > files {
+		t.Errorf("ls -lR after find made %d lookups, want at most %d (one directory's)", n, files)
 	}
-	if n := third.Getattrs - second.Getattrs; n != 0 {
-		t.Errorf("ls -lR made %d getattrs, want 0 (attributes came with the entries)", n)
+	if n := third.RelistedWithAttrs - second.RelistedWithAttrs; n != dirs {
+		t.Errorf("ls -lR after find dropped %d listings held as names, want %d", n, dirs)
+	}
+	// A dropped listing takes its directory's attributes with it (the
+	// kernel's inode notification drops both): one GETATTR each.
+	if n := third.Getattrs - second.Getattrs; n > dirs {
+		t.Errorf("ls -lR made %d getattrs, want at most %d (attributes came with the entries)", n, dirs)
+	}
+	// ls -l probes each file for a SELinux label and an ACL; "not
+	// supported" from the first file stops it for the whole mount.
+	if n := third.Getxattrs - second.Getxattrs; n > 2 {
+		t.Errorf("ls -lR made %d getxattrs, want at most 2 (one per name)", n)
+	}
+	countLines(t, dirs*files, "-rw-r--r--", "ls", "-lR", tm.Dir)
+	if n := tm.Stats().Fuse.Lookups - third.Lookups; n != 0 {
+		t.Errorf("second ls -lR made %d lookups, want 0", n)
 	}
 	// Inode numbers are distinct, and the same in listings as in stat.
 	listed := strings.TrimSpace(fstest.Sh(t, "find", tm.Path("data/d007"), "-printf", "%i %p\n"))
@@ -107,6 +136,35 @@ func TestSecondFindMakesNoLookups(t *testing.T) {
 	}
 	if stat := strings.TrimSpace(fstest.Sh(t, "stat", append([]string{"-c", "%i %n"}, paths...)...)); stat != listed {
 		t.Errorf("inode numbers listed differ from stat's")
+	}
+}
+
+// TestLsGetsAttributes: on a fresh mount, ls -lR gets every file's
+// attributes with its listing (the adaptive READDIRPLUS goes on with
+// attributes once ls stats the first entries): no LOOKUP or GETATTR per
+// file. With PlusAlways even find gets them.
+func TestLsGetsAttributes(t *testing.T) {
+	testsvc.RequireFUSE(t)
+	const dirs, files = 4, 1000
+	store := metaTree(t, dirs, files)
+	tm := fstest.MountStore(t, store, mount.Options{Refresh: -1})
+	before := tm.Stats().Fuse
+	countLines(t, dirs*files, "-rw-r--r--", "ls", "-lR", tm.Dir)
+	after := tm.Stats().Fuse
+	if n := after.Lookups - before.Lookups; n > 2 {
+		t.Errorf("ls -lR made %d lookups, want at most 2", n)
+	}
+	if n := after.Getattrs - before.Getattrs; n > 2 {
+		t.Errorf("ls -lR made %d getattrs, want at most 2", n)
+	}
+	if n := after.PlusEntries - before.PlusEntries; n < dirs*files {
+		t.Errorf("ls -lR got %d entries with attributes, want at least %d", n, dirs*files)
+	}
+
+	always := fstest.MountStore(t, store, mount.Options{Refresh: -1, PlusAlways: true})
+	countLines(t, dirs*files, "", "find", always.Dir, "-type", "f")
+	if n := always.Stats().Fuse.PlusEntries; n < dirs*files {
+		t.Errorf("find with PlusAlways got %d entries with attributes, want at least %d", n, dirs*files)
 	}
 }
 

@@ -75,6 +75,14 @@ type Options struct {
 	// entries and listings it changed (invalidate.go). A file's data never
 	// changes under one inode, so its page cache is kept regardless.
 	CacheTimeout time.Duration
+	// PlusAlways hands the kernel every listed entry's attributes
+	// (READDIRPLUS, which costs the kernel an inode per entry), as for a
+	// reader that will stat or open all of them from another process. By
+	// default the kernel's adaptive mode decides: a listing's first entries
+	// come with attributes, the rest too only if the reader looked at
+	// those (ls -l, du), not for a walk of names (find, os.walk); see
+	// dirhandle.go.
+	PlusAlways bool
 	// Logger gets errors worth an operator's eye (default: text on
 	// stderr); failed reads carry the block as logx.DedupKey ("block"), so
 	// a rate-limiting handler can fold repeats of one failure.
@@ -124,6 +132,9 @@ type Mount struct {
 	nodes   *nodeTable    // what the kernel holds (nodetable.go), shared with the views
 	handles *handles      // open files and directories, shared with the views
 	inval   invalidations // what refreshes told the kernel to drop (see invalidate.go)
+	// namesOnly: the listings the kernel holds without attributes
+	// (listattrs.go); the main mount's, for it and its views.
+	namesOnly namesOnly
 
 	served servedGens // open handles per generation (served.go)
 
@@ -230,11 +241,11 @@ func (m *Mount) serve(abs string) (*fuse.Server, error) {
 		MaxReadAhead:     maxRead,
 		Options:          []string{"ro", "default_permissions"},
 		DisableSplice:    true, // results are pool buffers or copies, never file descriptors
-		// The kernel then keeps a node's (absent) ACL with its inode
-		// instead of asking for system.posix_acl_access at every ls -l.
-		// No node has one (imports do not keep ACLs): permissions stay
-		// the mode bits.
-		EnableAcl: true,
+		// No POSIX ACL support (CAP_POSIX_ACL off): imports do not keep
+		// ACLs, permissions are the mode bits, and the ACL names answer
+		// EOPNOTSUPP (attr.go), which ls caches for the whole mount;
+		// with the capability the kernel would ask for each inode's ACL.
+		ExtraCapabilities: readdirplusAuto(opts.PlusAlways),
 	})
 	if err != nil {
 		return nil, err

@@ -113,6 +113,13 @@ func TestMountEndToEnd(t *testing.T) {
 		if !errors.Is(err, syscall.ENODATA) {
 			t.Errorf("getxattr: %v, want ENODATA", err)
 		}
+		// Labels and ACLs are not kept by imports: the mount says it
+		// does not support them, as a filesystem mounted without them.
+		for _, name := range []string{"security.selinux", "system.posix_acl_access", "trusted.x"} {
+			if _, err := syscall.Getxattr(filepath.Join(mnt, "big.bin"), name, make([]byte, 64)); !errors.Is(err, syscall.EOPNOTSUPP) {
+				t.Errorf("getxattr %s: %v, want EOPNOTSUPP", name, err)
+			}
+		}
 	})
 	t.Run("stable inodes", func(t *testing.T) {
 		a := fstest.Sh(t, "stat", "-c", "%i", filepath.Join(mnt, "big.bin"), filepath.Join(mnt, "a/b"))

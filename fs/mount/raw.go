@@ -144,7 +144,11 @@ func (fs *rawFS) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.
 func (fs *rawFS) readdir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.Status {
 	switch h := fs.m.handles.get(in.Fh).(type) {
 	case *dirHandle:
-		return status(h.readdir(in.Offset, out, plus))
+		added, errno := h.readdir(in.Offset, out, plus)
+		if !plus && added > 0 {
+			fs.m.namesOnly.listed(in.NodeId)
+		}
+		return status(errno)
 	case *listHandle:
 		h.readdir(in.Offset, out, plus)
 		return fuse.OK

@@ -62,9 +62,16 @@ type FuseStats struct {
 	// ReadLatency times FUSE reads from the kernel's request to the reply
 	// (a pool hit, or the wait for a fetch).
 	ReadLatency latency.Snapshot `json:"read_latency"`
+	// Getxattrs are GETXATTR requests (attributes by name, ls -l's
+	// probes for labels and ACLs included).
+	Getxattrs int64 `json:"getxattrs"`
 	// PlusEntries are directory entries handed to the kernel with their
 	// attributes by READDIRPLUS, each sparing a LOOKUP.
 	PlusEntries int64 `json:"plus_entries"`
+	// RelistedWithAttrs are listings the kernel held as names only
+	// (a walk's) that it was told to drop when a reader looked up their
+	// files, so that it reads them again with attributes.
+	RelistedWithAttrs int64 `json:"relisted_with_attrs"`
 	// Invalidated entries (names; deleted ones also told to inotify) and
 	// listings the kernel was told to drop because a refresh changed
 	// them.
@@ -81,7 +88,7 @@ type fuseCounters struct {
 	lookups, getattrs, readdirs, opens, reads, readBytes               atomic.Int64
 	readlinks, prefetches, errors, copiedReads, interrupts, badEntries atomic.Int64
 	readLatency                                                        latency.Histogram
-	plusEntries                                                        atomic.Int64
+	plusEntries, getxattrs                                             atomic.Int64
 }
 
 func (c *fuseCounters) snapshot() FuseStats {
@@ -90,7 +97,7 @@ func (c *fuseCounters) snapshot() FuseStats {
 		Opens: c.opens.Load(), Reads: c.reads.Load(), ReadBytes: c.readBytes.Load(),
 		Readlinks: c.readlinks.Load(), Prefetches: c.prefetches.Load(), Errors: c.errors.Load(),
 		CopiedReads: c.copiedReads.Load(), Interrupts: c.interrupts.Load(),
-		BadEntries: c.badEntries.Load(), PlusEntries: c.plusEntries.Load(),
+		BadEntries: c.badEntries.Load(), PlusEntries: c.plusEntries.Load(), Getxattrs: c.getxattrs.Load(),
 		ReadLatency: c.readLatency.Snapshot(),
 	}
 }

@@ -500,7 +500,7 @@ func (p *Part) index(r *reader) error {
 // if it is fine.
 func checkEntry(e *raw, after bool, prev string) string {
 	switch {
-	case e.name == "" || e.name == "." || e.name == ".." || strings.ContainsAny(e.name, "/\x00"):
+	case e.name == "" || e.name == "." || e.name == ".." || strings.IndexByte(e.name, '/') >= 0 || strings.IndexByte(e.name, 0) >= 0:
 		return fmt.Sprintf("bad name %q", e.name)
 	case after && e.name <= prev:
 		return fmt.Sprintf("%q after %q", e.name, prev)
