@@ -6,7 +6,10 @@
 # connections (toxiproxy in process, testsvc.Link). Prints the makespan
 # (last reader done) next to the ideal, max(bytes x mounts / (serves x
 # uplink), bytes / downlink), and MinIO GETs next to the unique blocks.
-# Usage: bench/tier.sh [MiB] [mounts]   (root, /dev/fuse; builds MinIO if missing)
+# Usage: bench/tier.sh [MiB] [mounts]   (root, /dev/fuse; builds MinIO if missing;
+# BLOCKFS_BENCH_SERVES=4 runs only the 4-serve tier, BLOCKFS_BENCH_POOL=SIZE|default
+# sets the mounts' pool (64MiB by default, see tierPool), BLOCKFS_BENCH_PROFILE=DIR
+# writes a CPU profile of every serve and mount there)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 make -s minio

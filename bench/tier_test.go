@@ -91,13 +91,13 @@ func BenchmarkTier(b *testing.B) {
 
 	var runs []tierRun
 	for b.Loop() {
-		for _, serves := range []int{1, 2, 4} {
+		for _, serves := range tierSizes(b) {
 			runs = append(runs, runTier(b, m, bin, env, spec, want, size, mounts, serves, blocks))
 		}
 	}
 	fmt.Printf("%d mounts x 1 reader of one cold %d MiB file (%d blocks of %d KiB), MinIO on loopback;\n",
 		mounts, size>>20, len(blocks), tierBlock>>10)
-	fmt.Printf("each serve's uplink %.0f MB/s, each mount's downlink %.0f MB/s (shared toxiproxy links); balanced placement (mount --balance, serve --peers): %v\n", tierUplink/1e6, tierDownlink/1e6, tierBalance())
+	fmt.Printf("each serve's uplink %.0f MB/s, each mount's downlink %.0f MB/s (shared toxiproxy links); balanced placement (mount --balance, serve --peers): %v; mount pool: %s\n", tierUplink/1e6, tierDownlink/1e6, tierBalance(), tierPool())
 	fmt.Printf("ideal = max(bytes x mounts / (serves x uplink), bytes / downlink); owner-bound = busiest serve's owned bytes x mounts / uplink;\nlink-bound = bytes through the busiest uplink / uplink (with balancing, what it sent to mounts and peers)\n")
 	fmt.Printf("CPU seconds during the reads: ours = serves + mounts; proxy = toxiproxy (this process); sha = the readers (read + SHA-256); machine = every process of every user\n")
 	fmt.Printf("  %6s %9s %9s %6s %12s %11s %10s %7s %6s %6s %6s %6s %8s %5s  %s\n", "serves", "makespan", "ideal", "ratio", "owner-bound", "link-bound", "MinIO GETs", "blocks",
@@ -162,6 +162,9 @@ func runTier(b *testing.B, m *testsvc.MinIO, bin string, env []string, spec, wan
 		if balance {
 			args = append(args, "--balance")
 		}
+		if pool := tierPool(); pool != "default" {
+			args = append(args, "--pool-size", pool)
+		}
 		_, pid, stop := startProc(b, os.Environ(), bin, "serving", profiled(b, fmt.Sprintf("mount%d-of-%d", len(mnts), serves), args...)...)
 		stops, pids = append(stops, stop), append(pids, pid)
 		mnts = append(mnts, mnt)
@@ -215,6 +218,40 @@ func runTier(b *testing.B, m *testsvc.MinIO, bin string, env []string, spec, wan
 	r.link = time.Duration(float64(slices.Max(r.sent)) / tierUplink * float64(time.Second))
 	r.gets = m.WaitRequests(b, "getobject", before+int64(len(blocks))+r.refGets+int64(serves)) - before
 	return r
+}
+
+// tierSizes are the tier sizes to run: 1, 2 and 4 serves, or the
+// comma-separated counts in BLOCKFS_BENCH_SERVES.
+func tierSizes(b *testing.B) []int {
+	env := os.Getenv("BLOCKFS_BENCH_SERVES")
+	if env == "" {
+		return []int{1, 2, 4}
+	}
+	var sizes []int
+	for _, f := range strings.Split(env, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			b.Fatalf("BLOCKFS_BENCH_SERVES=%q: want counts of serves such as 1,2,4", env)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes
+}
+
+// tierPool is the mounts' --pool-size: BLOCKFS_BENCH_POOL, "default" for
+// the mount's own default, else 64MiB. Sixteen mounts on one machine stand
+// for sixteen nodes, and a pool smaller than the file is what a node
+// reading more than its pool has: after the first 64 MiB every fetch
+// reuses an evicted buffer's memory. A pool as big as the file (the
+// default 256MiB) makes every block fresh memory, which the kernel zeroes
+// at its first touch; on this machine that zeroing (clear_page_erms) was
+// 13% of all CPU in the 4-serve run, time the tier is not what spends
+// (docs/performance.md).
+func tierPool() string {
+	if p := os.Getenv("BLOCKFS_BENCH_POOL"); p != "" {
+		return p
+	}
+	return "64MiB"
 }
 
 // tierBalance says whether tiers of several serves balance: mounts with
