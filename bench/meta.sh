@@ -2,7 +2,7 @@
 # Metadata through a blockfs mount against the same tree on local disk, in
 # one run: find, ls -lR, stat of every file, cold and warm; mount start-up
 # and RSS per file. Usage: bench/meta.sh [--files N] [--per-dir N] [--ingest]
-# (default 20000 files; needs root and /dev/fuse; cold runs drop the
+# [--mount-only] (default 20000 files; needs root and /dev/fuse; cold runs drop the
 # kernel's caches).
 set -euo pipefail
 cd "$(dirname "$0")/.."

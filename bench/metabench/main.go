@@ -41,6 +41,7 @@ func main() {
 	perDir := flag.Int("per-dir", 1000, "files per directory")
 	keep := flag.String("work", "", "work directory to use and keep (default: a temporary one, removed)")
 	memChild := flag.String("memory-of", "", "(internal) mount this store at -work/mnt, walk it and print memory figures")
+	flag.BoolVar(&mountOnly, "mount-only", false, "write the store only (no local tree) and time the mount's start-up and a find through it, cold and warm: for trees too big to also write to the local disk (10M files)")
 	flag.BoolVar(&ingest, "ingest", false, "mount by ingesting every metadata segment (as before metadata parts) instead of from the parts, as blockfs mount does")
 	flag.Parse()
 	procs.More()
@@ -59,6 +60,9 @@ func main() {
 
 // ingest: mount as releases before metadata parts did (-ingest).
 var ingest bool
+
+// mountOnly: no local tree, only the mount's start-up and find (-mount-only).
+var mountOnly bool
 
 // openVolume opens the store as blockfs mount does (lazily, from its
 // metadata parts), or with -ingest by ingesting every segment.
@@ -80,9 +84,16 @@ func run(files, perDir int, work string) error {
 		return err
 	}
 	start := time.Now()
+	if mountOnly {
+		local = ""
+	}
 	paths, err := makeTree(local, store, files, perDir)
 	if err != nil {
 		return err
+	}
+	if mountOnly {
+		fmt.Printf("tree: %d files in %d directories, store written in %.1fs\n", files, (files+perDir-1)/perDir, time.Since(start).Seconds())
+		return startupAndFind(store, mnt, files, perDir)
 	}
 	fmt.Printf("tree: %d files in %d directories, local tree and store written in %.1fs\n",
 		files, (files+perDir-1)/perDir, time.Since(start).Seconds())
@@ -193,19 +204,23 @@ func makeTree(local, store string, files, perDir int) ([]string, error) {
 	for i := range files {
 		dir := fmt.Sprintf("d%05d", i/perDir)
 		if i%perDir == 0 {
-			if err := os.MkdirAll(filepath.Join(local, dir), 0o755); err != nil {
-				return nil, err
+			if local != "" {
+				if err := os.MkdirAll(filepath.Join(local, dir), 0o755); err != nil {
+					return nil, err
+				}
 			}
 			batch = append(batch, tree.Entry("/"+dir, dirNode))
 		}
 		p := fmt.Sprintf("%s/f%07d", dir, i)
-		f, err := os.Create(filepath.Join(local, p))
-		if err != nil {
-			return nil, err
-		}
-		f.Close()
 		batch = append(batch, tree.Entry("/"+p, fileNode))
-		paths = append(paths, p)
+		if local != "" {
+			f, err := os.Create(filepath.Join(local, p))
+			if err != nil {
+				return nil, err
+			}
+			f.Close()
+			paths = append(paths, p)
+		}
 		if len(batch) >= 10000 {
 			if err := flush(); err != nil {
 				return nil, err
@@ -216,6 +231,33 @@ func makeTree(local, store string, files, perDir int) ([]string, error) {
 		return nil, err
 	}
 	return paths, vol.Publish(ctx)
+}
+
+// startupAndFind times a fresh mount's start-up (open, root part, mount,
+// first ls), the first stat of a file deep in the tree and a find of every
+// file, cold (the fresh mount) and warm.
+func startupAndFind(store, mnt string, files, perDir int) error {
+	var deep, cold, warm time.Duration
+	startup, err := freshmount.Run(store, mnt, volume.Options{Lazy: !ingest}, func() error {
+		start := time.Now()
+		if _, err := os.Stat(filepath.Join(mnt, fmt.Sprintf("d%05d/f%07d", (files-1)/perDir, files-1))); err != nil {
+			return err
+		}
+		deep = time.Since(start)
+		var err error
+		if cold, err = timed(mnt, []string{"find", ".", "-type", "f"}, false); err != nil {
+			return err
+		}
+		warm, err = timed(mnt, []string{"find", ".", "-type", "f"}, false)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("mount start-up (open the store, fetch the root metadata part, mount, first ls): %.3fs\n", startup.Seconds())
+	fmt.Printf("first stat of a file in the last directory: %.3fs\n", deep.Seconds())
+	fmt.Printf("find -type f of all %d files: cold %.2fs, warm %.2fs\n", files, cold.Seconds(), warm.Seconds())
+	return nil
 }
 
 // timed runs cmd in dir with its output discarded; cold drops the
