@@ -55,7 +55,10 @@ is present.`,
 of the store fails. repair reads and hash-checks the metadata of each
 snapshot, newest first, and rolls back to the first one that is whole,
 printing what was damaged and which snapshots' changes are lost (their
-files can be imported again). See docs/operations.md.`,
+files can be imported again). When the current snapshot's segments are
+whole but one of its metadata parts (the index mounts fetch on demand) is
+missing or corrupt, repair rebuilds the parts from the segments instead,
+losing nothing. See docs/operations.md.`,
 		setup: func(fl *pflag.FlagSet) runFunc { return setupRestore(fl, true) },
 	})
 }
@@ -242,6 +245,9 @@ func setupRestore(fl *pflag.FlagSet, repair bool) runFunc {
 		var ch *volume.Change
 		if repair {
 			ch, err = cat.Repair(ctx, *dry)
+			if err == nil && ch.From.Generation == ch.To.Generation {
+				ch.Parts, err = repairParts(ctx, sf, *dry)
+			}
 		} else {
 			ch, err = cat.Rollback(ctx, args[0], *dry)
 		}
@@ -256,12 +262,29 @@ func setupRestore(fl *pflag.FlagSet, repair bool) runFunc {
 	}
 }
 
+// repairParts checks, and unless dry rebuilds, the metadata parts of the
+// current snapshot, whose segments are whole: from a volume that ingests
+// them all (a part is an index of the segments, so it is rebuilt from them,
+// not rolled back).
+func repairParts(ctx context.Context, sf *storeFlags, dry bool) (*volume.PartsRepair, error) {
+	spec, opts, err := sf.options(false)
+	if err != nil {
+		return nil, err
+	}
+	vol, err := volume.Open(ctx, spec, volume.Options{Options: opts})
+	if err != nil {
+		return nil, err
+	}
+	defer vol.Close()
+	return vol.RepairParts(ctx, dry)
+}
+
 func printChange(w io.Writer, ch *volume.Change, repair bool) {
 	for _, p := range ch.Damaged {
 		fmt.Fprintf(w, "damaged: %s: %s\n", p.Paths[0], p.Error)
 	}
 	if ch.From.Generation == ch.To.Generation {
-		fmt.Fprintf(w, "nothing to repair: the metadata of snapshot %d is whole\n", ch.To.Generation)
+		printPartsRepair(w, ch.Parts, ch.To.Generation, ch.DryRun)
 		return
 	}
 	verb := "rolled back"
@@ -286,4 +309,25 @@ func printChange(w io.Writer, ch *volume.Change, repair bool) {
 	if ch.Published != nil {
 		fmt.Fprintln(w, "running mounts switch to this snapshot at their next refresh")
 	}
+}
+
+// printPartsRepair says what a repair found of the parts of snapshot gen,
+// whose segments are whole, and did.
+func printPartsRepair(w io.Writer, pr *volume.PartsRepair, gen uint64, dry bool) {
+	if pr == nil || len(pr.Damaged) == 0 {
+		fmt.Fprintf(w, "nothing to repair: the metadata of snapshot %d is whole\n", gen)
+		return
+	}
+	for _, p := range pr.Damaged {
+		fmt.Fprintf(w, "damaged: %s: %s\n", p.Paths[0], p.Error)
+	}
+	if dry {
+		fmt.Fprintf(w, "would rebuild the metadata parts of snapshot %d from its segments (they are whole)\n", gen)
+		return
+	}
+	fmt.Fprintf(w, "repaired: rebuilt the metadata parts of snapshot %d from its segments, %d blocks written again", gen, pr.Rewritten)
+	if pr.Published != nil {
+		fmt.Fprintf(w, ", published as snapshot %d", pr.Published.Generation)
+	}
+	fmt.Fprintln(w)
 }

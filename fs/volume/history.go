@@ -179,6 +179,9 @@ type Change struct {
 	Dropped  []string  `json:"dropped_segments"`
 	Restored []string  `json:"restored_segments"`
 	Damaged  []Problem `json:"damaged,omitempty"` // repair: the metadata blocks found bad
+	// Parts is, for a repair that found every segment whole, what it found
+	// of the snapshot's metadata parts and did (Volume.RepairParts).
+	Parts *PartsRepair `json:"parts,omitempty"`
 	// Changes is what the restore does to the tree (nil: the current
 	// tree could not be read to count it).
 	Changes *Changes `json:"changes"`

@@ -553,3 +553,128 @@ func TestVerifyReportsABadPart(t *testing.T) {
 		t.Fatalf("verify with the part of /d1 gone: %+v", rep)
 	}
 }
+
+// TestRepairPartsRewritesABadPart: a part corrupted in place (same size,
+// so a plain put would leave it) and a part gone are found by a dry run,
+// which changes nothing, then rebuilt from the segments: the same parts,
+// their blocks written again, no new snapshot; verify finds no bad part
+// and a lazy listing of the subtrees passes afterwards.
+func TestRepairPartsRewritesABadPart(t *testing.T) {
+	ctx := context.Background()
+	spec := filepath.Join(t.TempDir(), "store")
+	publishWith(t, spec, tinyParts, treeEntries(3, 10)...)
+	roots := partRoots(t, spec)
+	corrupt, gone := roots["/d1"].Blocks[0].Hash.String(), roots["/d2/s1"].Blocks[0].Hash.String()
+	file := func(h string) string { return filepath.Join(spec, "blocks", h[:2], h) }
+	data, err := os.ReadFile(file(corrupt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0xff
+	if err := os.Chmod(file(corrupt), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file(corrupt), data, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(file(gone)); err != nil {
+		t.Fatal(err)
+	}
+	generation := func() uint64 {
+		m, _, done := headManifest(t, spec)
+		defer done()
+		return m.Snapshot.Generation
+	}
+	before := generation()
+
+	v, err := volume.Open(ctx, spec, tinyParts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	dry, err := v.RepairParts(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dry.Damaged) != 1 || dry.Rewritten != 0 || dry.Published != nil {
+		t.Fatalf("dry run: %+v, want one damaged part and nothing written", dry)
+	}
+	if got, _ := os.ReadFile(file(corrupt)); !bytes.Equal(got, data) {
+		t.Fatal("the dry run changed the corrupt part")
+	}
+	rep, err := v.RepairParts(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Rewritten != 2 || rep.Published != nil {
+		t.Fatalf("repair: %+v, want the 2 bad blocks rewritten and no new snapshot (the same parts)", rep)
+	}
+	if g := generation(); g != before {
+		t.Errorf("generation %d after the repair, want %d (repaired in place)", g, before)
+	}
+	again, err := v.RepairParts(ctx, false)
+	if err != nil || len(again.Damaged) != 0 || again.Rewritten != 0 {
+		t.Fatalf("repair after repair: %+v, %v; want nothing to do", again, err)
+	}
+	// The files' own blocks were never stored (metadata only): verify
+	// is asked about the parts alone.
+	rep2, err := v.Verify(ctx, "/", true, 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range append(rep2.Missing, rep2.Corrupt...) {
+		if strings.HasPrefix(p.Paths[0], "metadata part") {
+			t.Errorf("verify after the repair: %s: %s", p.Paths[0], p.Error)
+		}
+	}
+	lazy, err := volume.Open(ctx, spec, volume.Options{Lazy: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lazy.Close()
+	for _, d := range []string{"/d1/s0", "/d2/s1"} {
+		names := 0
+		if err := lazy.Tree.List(d, func(string, *tree.Node) bool { names++; return true }); err != nil || names != 10 {
+			t.Errorf("lazy list %s after the repair: %d names, %v", d, names, err)
+		}
+	}
+}
+
+// TestRepairPartsPublishesWhenTheRebuildDiffers: parts rebuilt with other
+// part sizes than the damaged ones' are other blocks: the repair publishes
+// them as a snapshot of the same segments (op repair), whose parts are
+// whole.
+func TestRepairPartsPublishesWhenTheRebuildDiffers(t *testing.T) {
+	ctx := context.Background()
+	spec := filepath.Join(t.TempDir(), "store")
+	publishWith(t, spec, tinyParts, treeEntries(3, 10)...)
+	h := partRoots(t, spec)["/d1"].Blocks[0].Hash.String()
+	if err := os.Remove(filepath.Join(spec, "blocks", h[:2], h)); err != nil {
+		t.Fatal(err)
+	}
+	v, err := volume.Open(ctx, spec, volume.Options{}) // default part size
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	rep, err := v.RepairParts(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Published == nil || rep.Published.Op != volume.OpRepair {
+		t.Fatalf("repair: %+v, want a repair snapshot with the new parts", rep)
+	}
+	m, _, done := headManifest(t, spec)
+	defer done()
+	if m.Snapshot.Generation != rep.Published.Generation || m.Parts == nil {
+		t.Fatalf("head is snapshot %d with parts %v, want %d with parts", m.Snapshot.Generation, m.Parts, rep.Published.Generation)
+	}
+	fresh, err := volume.Open(ctx, spec, volume.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	if again, err := fresh.RepairParts(ctx, true); err != nil || len(again.Damaged) != 0 {
+		t.Fatalf("the published parts: %+v, %v; want whole", again, err)
+	}
+}

@@ -160,12 +160,7 @@ func (v *Volume) verifyParts(ctx context.Context, rep *VerifyReport, users map[b
 	v.mu.Lock()
 	m := v.cur
 	v.mu.Unlock()
-	var last blockstore.Locator // the walk reads a part right after naming its blocks
-	lastRoot := "/"
-	err := v.cat.walkParts(ctx, m, func(root string, l blockstore.Locator) {
-		if root != lastRoot || last == (blockstore.Locator{}) {
-			last, lastRoot = l, root
-		}
+	p, err := v.cat.checkParts(ctx, m, func(root string, l blockstore.Locator) {
 		if _, seen := users[l]; !seen {
 			rep.Blocks++
 			rep.Bytes += l.Size
@@ -175,7 +170,6 @@ func (v *Volume) verifyParts(ctx context.Context, rep *VerifyReport, users map[b
 	if err == nil {
 		return
 	}
-	p := Problem{Block: last, Paths: []string{"metadata part of " + lastRoot}, Error: err.Error()}
 	switch {
 	case errors.Is(err, blockstore.ErrNotFound):
 		rep.Missing = append(rep.Missing, p)
