@@ -36,3 +36,6 @@ var CopyMapped = copyMapped
 // RefreshNow does what one tick of the refresh loop does, so that a test
 // decides when the mount refreshes.
 func RefreshNow(m *Mount) (bool, error) { return m.vol.Refresh(context.Background()) }
+
+// FatalPending is fatalPending, for its table test.
+var FatalPending = fatalPending

@@ -145,11 +145,12 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.R
 // and read(2) on a regular file failing with EINTR breaks programs that never
 // see that from a local disk. The fetch runs on the pool's own context
 // anyway; the read waits for it, up to one fetch timeout for the whole read.
-// A reader killed meanwhile is let go by the kernel once we answer. With no
-// fetch timeout the interrupt is the only way out of a hung store, so it is
+// A reader killed meanwhile (a fatal signal, which the kernel also sends as
+// an interrupt) is let go at once: the kernel waits for our answer before
+// the process can exit, and it will never see the EINTR. With no fetch
+// timeout the interrupt is the only way out of a hung store, so it is
 // honoured.
 func (m *Mount) readContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	stop := context.AfterFunc(ctx, func() { m.counters.interrupts.Add(1) })
 	var rctx context.Context
 	var cancel context.CancelFunc
 	if m.opts.FetchTimeout <= 0 {
@@ -157,6 +158,13 @@ func (m *Mount) readContext(ctx context.Context) (context.Context, context.Cance
 	} else {
 		rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), m.opts.FetchTimeout)
 	}
+	stop := context.AfterFunc(ctx, func() {
+		m.counters.interrupts.Add(1)
+		if c, ok := ctx.(*fuse.Context); ok && dying(c.Caller.Pid) {
+			m.counters.killedReads.Add(1)
+			cancel()
+		}
+	})
 	return rctx, func() { stop(); cancel() }
 }
 

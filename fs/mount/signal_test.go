@@ -115,3 +115,60 @@ func TestSignalStormNoEINTR(t *testing.T) {
 	}
 	t.Logf("%d block waits interrupted, %d interrupts counted; reader: %s", interrupted, m.Stats().Fuse.Interrupts, stderr.String())
 }
+
+// TestKilledReaderLetGo: a reader SIGKILLed while its direct read waits
+// for a block the store holds back exits at once, not after the fetch
+// timeout: the kernel cannot let the process go before the mount answers,
+// so the mount answers a read interrupted for a dying reader without
+// waiting for the fetch. A reader that only gets a handled signal is still
+// waited for (TestSignalStormNoEINTR).
+func TestKilledReaderLetGo(t *testing.T) {
+	testsvc.RequireFUSE(t)
+	bin := buildC(t, "sigreader")
+	const bs = mount.MaxRead
+	store := fstest.StoreWithFile(t, "/k", fstest.RandomBytes(12, 2*bs), chunker.Config{Fixed: true, Avg: bs})
+	held := &heldStore{entered: make(chan blockstore.Locator, 64), release: make(chan struct{})}
+	const fetchTimeout = 10 * time.Minute
+	dir, m := mountWrapped(t, store, mount.Options{Readahead: -1, FetchTimeout: fetchTimeout},
+		func(s blockstore.Store) blockstore.Store { held.Store = s; return held })
+	t.Cleanup(func() { close(held.release) })
+
+	cmd := exec.Command(bin, "-direct", filepath.Join(dir, "k/f"))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	<-held.entered // the reader's read waits for this block
+	start := time.Now()
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(fetchTimeout / 2):
+		t.Fatal("the killed reader did not exit while its block was held back")
+	}
+	if n := m.Stats().Fuse.KilledReads; n != 1 {
+		t.Errorf("killed reads %d, want 1", n)
+	}
+	t.Logf("killed reader gone after %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestFatalPending reads SIGKILL out of a /proc status text.
+func TestFatalPending(t *testing.T) {
+	for _, c := range []struct {
+		status string
+		want   bool
+	}{
+		{"Name:\tcat\nSigPnd:\t0000000000000100\nShdPnd:\t0000000000000000\n", true},
+		{"Name:\tcat\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000100\n", false},
+		{"Name:\tcat\nSigPnd:\t0000000000000400\n", false}, // SIGUSR1 only
+		{"Name:\tcat\n", false},
+		{"SigPnd:\tnot hex\n", false},
+	} {
+		if got := mount.FatalPending([]byte(c.status)); got != c.want {
+			t.Errorf("fatalPending(%q) = %v, want %v", c.status, got, c.want)
+		}
+	}
+}

@@ -55,6 +55,10 @@ type FuseStats struct {
 	// signal) while they waited for a block; they go on to the end,
 	// since a read(2) of a regular file must not fail with EINTR.
 	Interrupts int64 `json:"interrupts"`
+	// KilledReads are interrupted reads whose reader was being killed:
+	// answered at once (EINTR it never sees) instead of after the fetch,
+	// so that the process can exit.
+	KilledReads int64 `json:"killed_reads"`
 	// BadEntries are directory entries that were left out of listings
 	// and fail on their own because they cannot be served (a name no
 	// kernel accepts, a node that does not decode), each counted once.
@@ -88,7 +92,7 @@ type fuseCounters struct {
 	lookups, getattrs, readdirs, opens, reads, readBytes               atomic.Int64
 	readlinks, prefetches, errors, copiedReads, interrupts, badEntries atomic.Int64
 	readLatency                                                        latency.Histogram
-	plusEntries, getxattrs                                             atomic.Int64
+	plusEntries, getxattrs, killedReads                                atomic.Int64
 }
 
 func (c *fuseCounters) snapshot() FuseStats {
@@ -97,7 +101,7 @@ func (c *fuseCounters) snapshot() FuseStats {
 		Opens: c.opens.Load(), Reads: c.reads.Load(), ReadBytes: c.readBytes.Load(),
 		Readlinks: c.readlinks.Load(), Prefetches: c.prefetches.Load(), Errors: c.errors.Load(),
 		CopiedReads: c.copiedReads.Load(), Interrupts: c.interrupts.Load(),
-		BadEntries: c.badEntries.Load(), PlusEntries: c.plusEntries.Load(), Getxattrs: c.getxattrs.Load(),
+		BadEntries: c.badEntries.Load(), PlusEntries: c.plusEntries.Load(), Getxattrs: c.getxattrs.Load(), KilledReads: c.killedReads.Load(),
 		ReadLatency: c.readLatency.Snapshot(),
 	}
 }
