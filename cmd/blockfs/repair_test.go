@@ -31,19 +31,8 @@ func TestImportRepairsCorruptBlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := blockstore.Sum(data).String()
-	block := filepath.Join(store, "blocks", h[:2], h)
-	if err := os.Chmod(block, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(block, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte("XXXX"), 1); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	block := blockFile(store, blockstore.Sum(data))
+	testsvc.CorruptInPlace(t, block)
 
 	if code, out, stderr := blockfs("verify", "--deep", "--store", store); code != 1 || !strings.Contains(out+stderr, "corrupt") {
 		t.Fatalf("verify --deep of a corrupt block: exit %d, %s %s", code, out, stderr)
@@ -207,20 +196,8 @@ func TestRepairRebuildsACorruptPart(t *testing.T) {
 	if err != nil || m.Parts == nil {
 		t.Fatalf("current manifest: parts %v, %v", m.Parts, err)
 	}
-	h := m.Parts.Ref.Blocks[0].Hash.String()
-	block := filepath.Join(store, "blocks", h[:2], h)
-	good, err := os.ReadFile(block)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bad := bytes.Clone(good)
-	bad[len(bad)/2] ^= 0xff
-	if err := os.Chmod(block, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(block, bad, 0o444); err != nil {
-		t.Fatal(err)
-	}
+	block := blockFile(store, m.Parts.Ref.Blocks[0].Hash)
+	good, bad := testsvc.CorruptInPlace(t, block)
 
 	if code, out, stderr := blockfs("verify", "--store", store); code != 1 || !strings.Contains(out+stderr, "metadata part of /") {
 		t.Fatalf("verify of a corrupt part: exit %d, %s %s", code, out, stderr)
@@ -245,4 +222,10 @@ func TestRepairRebuildsACorruptPart(t *testing.T) {
 	if out := mustRun(t, "repair", "--store", store); !strings.Contains(out, "nothing to repair: the metadata of snapshot 1 is whole") {
 		t.Errorf("a second repair: %q", out)
 	}
+}
+
+// blockFile is where a directory store keeps block h.
+func blockFile(store string, h blockstore.Hash) string {
+	s := h.String()
+	return filepath.Join(store, "blocks", s[:2], s)
 }

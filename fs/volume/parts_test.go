@@ -239,17 +239,7 @@ func TestCorruptPartFailsOnlyItsSubtree(t *testing.T) {
 	if !ok {
 		t.Fatal("no part of its own for /d2/s1")
 	}
-	h := bad.Blocks[0].Hash.String()
-	file := filepath.Join(spec, "blocks", h[:2], h)
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data[len(data)/2] ^= 0xff
-	os.Chmod(file, 0o644)
-	if err := os.WriteFile(file, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testsvc.CorruptInPlace(t, blockFile(spec, bad.Blocks[0].Hash))
 	var logged syncBuffer
 	oo := volume.Options{Logger: log.New(&logged, "", 0)}
 	v := openLazy(t, spec, oo)
@@ -564,20 +554,9 @@ func TestRepairPartsRewritesABadPart(t *testing.T) {
 	spec := filepath.Join(t.TempDir(), "store")
 	publishWith(t, spec, tinyParts, treeEntries(3, 10)...)
 	roots := partRoots(t, spec)
-	corrupt, gone := roots["/d1"].Blocks[0].Hash.String(), roots["/d2/s1"].Blocks[0].Hash.String()
-	file := func(h string) string { return filepath.Join(spec, "blocks", h[:2], h) }
-	data, err := os.ReadFile(file(corrupt))
-	if err != nil {
-		t.Fatal(err)
-	}
-	data[len(data)/2] ^= 0xff
-	if err := os.Chmod(file(corrupt), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(file(corrupt), data, 0o444); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(file(gone)); err != nil {
+	corrupt := blockFile(spec, roots["/d1"].Blocks[0].Hash)
+	_, data := testsvc.CorruptInPlace(t, corrupt)
+	if err := os.Remove(blockFile(spec, roots["/d2/s1"].Blocks[0].Hash)); err != nil {
 		t.Fatal(err)
 	}
 	generation := func() uint64 {
@@ -599,7 +578,7 @@ func TestRepairPartsRewritesABadPart(t *testing.T) {
 	if len(dry.Damaged) != 1 || dry.Rewritten != 0 || dry.Published != nil {
 		t.Fatalf("dry run: %+v, want one damaged part and nothing written", dry)
 	}
-	if got, _ := os.ReadFile(file(corrupt)); !bytes.Equal(got, data) {
+	if got, _ := os.ReadFile(corrupt); !bytes.Equal(got, data) {
 		t.Fatal("the dry run changed the corrupt part")
 	}
 	rep, err := v.RepairParts(ctx, false)
@@ -648,8 +627,7 @@ func TestRepairPartsPublishesWhenTheRebuildDiffers(t *testing.T) {
 	ctx := context.Background()
 	spec := filepath.Join(t.TempDir(), "store")
 	publishWith(t, spec, tinyParts, treeEntries(3, 10)...)
-	h := partRoots(t, spec)["/d1"].Blocks[0].Hash.String()
-	if err := os.Remove(filepath.Join(spec, "blocks", h[:2], h)); err != nil {
+	if err := os.Remove(blockFile(spec, partRoots(t, spec)["/d1"].Blocks[0].Hash)); err != nil {
 		t.Fatal(err)
 	}
 	v, err := volume.Open(ctx, spec, volume.Options{}) // default part size
@@ -677,4 +655,10 @@ func TestRepairPartsPublishesWhenTheRebuildDiffers(t *testing.T) {
 	if again, err := fresh.RepairParts(ctx, true); err != nil || len(again.Damaged) != 0 {
 		t.Fatalf("the published parts: %+v, %v; want whole", again, err)
 	}
+}
+
+// blockFile is where a directory store keeps block h.
+func blockFile(store string, h blockstore.Hash) string {
+	s := h.String()
+	return filepath.Join(store, "blocks", s[:2], s)
 }
