@@ -18,7 +18,7 @@ import (
 //
 // An entry with attributes costs the kernel an inode and a dentry, which
 // at a million files costs a cold `find` (it needs names and types only)
-// four times the whole walk of the local disk. So the kernel's adaptive
+// about five times the whole walk of the local disk. So the kernel's adaptive
 // mode is on (CAP_READDIRPLUS_AUTO): it asks READDIRPLUS for a listing's
 // start, and for the rest only if the reader looked up entries it got,
 // plain READDIR otherwise. The start is kept to firstPlusEntries entries,
