@@ -22,6 +22,7 @@ func TestHelperArgs(t *testing.T) {
 			"mount --store S --daemon --readahead=4 --refresh=10s --fetch-timeout=1m --cache-dir=/var/cache/b --cache-size=20G --metrics=:9100 --debug --log-file=/l --log-level=warn -- M"},
 		{"S M -oro,foreground", "mount --store S -- M"},
 		{"S M -o ro,nonempty", "mount --store S --daemon --allow-non-empty -- M"}, // fuse's own name for it
+		{"S M -o ro,readdirplus=always", "mount --store S --daemon --readdirplus=always -- M"},
 	} {
 		got, err := mountHelperArgs(strings.Fields(c.in))
 		if err != nil || strings.Join(got, " ") != c.want {

@@ -50,7 +50,7 @@ is present.`,
 		setup: func(fl *pflag.FlagSet) runFunc { return setupRestore(fl, false) },
 	})
 	register(&command{
-		name: "repair", args: "", summary: "roll back to the newest snapshot whose metadata is whole",
+		name: "repair", args: "", summary: "roll back to the newest snapshot whose metadata is whole, or rebuild damaged metadata parts",
 		help: `When a metadata block is lost or damaged, every new mount, import and verify
 of the store fails. repair reads and hash-checks the metadata of each
 snapshot, newest first, and rolls back to the first one that is whole,
